@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { asExecgateError } from "../src/core/errors.js";
+import { EXIT, exitCodeFor } from "./exit.js";
+
+/** A CLI command: parses its own argv, prints, and returns the exit code. */
+export interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(argv: readonly string[]): Promise<number>;
+}
+
+type Loader = () => Promise<Command>;
+
+/**
+ * Every command, loaded lazily so `execgate measure …` never loads the TPM layer and the
+ * auditor never loads hardware code. Keys are the words typed after `execgate`.
+ */
+const COMMANDS: Record<string, Loader> = {
+  "tpm info": async () => (await import("./commands/tpm-info.js")).command,
+  "tpm quote": async () => (await import("./commands/tpm-quote.js")).command,
+  "tpm verify-quote": async () => (await import("./commands/tpm-verify-quote.js")).command,
+  "dev up": async () => (await import("./commands/dev-up.js")).command,
+};
+
+function findCommand(argv: readonly string[]): { key: string; rest: readonly string[] } | undefined {
+  for (const n of [3, 2, 1]) {
+    const key = argv.slice(0, n).join(" ");
+    if (argv.length >= n && key in COMMANDS) return { key, rest: argv.slice(n) };
+  }
+  return undefined;
+}
+
+async function printHelp(): Promise<void> {
+  const lines = ["usage: execgate <command> [options]   (execgate <command> --help for its options)", ""];
+  for (const [key, load] of Object.entries(COMMANDS)) {
+    const c = await load();
+    lines.push(`  execgate ${key.padEnd(22)} ${c.summary}`);
+  }
+  lines.push("", "Exit codes: 0 ok, 1 verification failed / denied, 2 usage or configuration, 3 I/O or hardware.");
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+    await printHelp();
+    return argv.length === 0 ? EXIT.usage : EXIT.ok;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    process.stderr.write(`execgate: unknown command '${argv.join(" ")}'; see execgate --help\n`);
+    return EXIT.usage;
+  }
+  const command = await COMMANDS[found.key]!();
+  if (found.rest.includes("--help") || found.rest.includes("-h")) {
+    process.stdout.write(`usage: execgate ${found.key} ${command.usage}\n\n${command.summary}\n`);
+    return EXIT.ok;
+  }
+  try {
+    return await command.run(found.rest);
+  } catch (e) {
+    const err = asExecgateError(e);
+    process.stderr.write(`execgate ${found.key}: ${err.code}: ${err.message}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`execgate: internal error: ${String(e)}\n`);
+    process.exitCode = EXIT.io;
+  },
+);

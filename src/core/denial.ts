@@ -1,0 +1,44 @@
+/**
+ * The closed set of denial reasons (DESIGN.md). Shared by socket replies, the lineage log
+ * and the auditor. Add reasons at the end; never reuse or rename one.
+ */
+export const DENIAL_REASONS = [
+  "no_token",
+  "token_malformed",
+  "token_signature_invalid",
+  "token_expired",
+  "token_not_yet_valid",
+  "token_replayed",
+  "token_wrong_audience",
+  "peer_unknown",
+  "scope_not_allowed",
+  "policy_mismatch",
+  "attestation_missing",
+  "attestation_stale",
+  "quote_invalid",
+  "pcr_mismatch",
+  "eventlog_mismatch",
+  "ima_violation",
+  "environment_mismatch",
+  "hardware_unavailable",
+  "lineage_unavailable",
+  "rate_limited",
+  "internal_error",
+] as const;
+
+export type DenialReason = (typeof DENIAL_REASONS)[number];
+
+export function isDenialReason(s: unknown): s is DenialReason {
+  return typeof s === "string" && (DENIAL_REASONS as readonly string[]).includes(s);
+}
+
+export interface Denial {
+  readonly allow: false;
+  readonly reason: DenialReason;
+  /** Operator-facing detail; never sent to clients. */
+  readonly detail?: string;
+}
+
+export function deny(reason: DenialReason, detail?: string): Denial {
+  return detail === undefined ? { allow: false, reason } : { allow: false, reason, detail };
+}
