@@ -1,0 +1,261 @@
+import { ExecgateError } from "../core/errors.js";
+import { type CborKey, CborTag, type CborValue } from "./types.js";
+
+/**
+ * Deterministic CBOR encoder — RFC 8949 §4.2.1 "core deterministic encoding requirements":
+ * preferred (shortest) argument encoding for integers, lengths and tags; definite lengths only;
+ * map keys sorted by the bytewise lexicographic order of their deterministic encodings; no
+ * duplicate keys. Throws ExecgateError("malformed") for values outside the supported model
+ * (non-integer numbers, out-of-range integers, unsupported key types, duplicate keys).
+ */
+
+const MAJOR_UINT = 0;
+const MAJOR_NINT = 1;
+const MAJOR_BYTES = 2;
+const MAJOR_TEXT = 3;
+const MAJOR_ARRAY = 4;
+const MAJOR_MAP = 5;
+const MAJOR_TAG = 6;
+const SIMPLE_FALSE = 0xf4;
+const SIMPLE_TRUE = 0xf5;
+const SIMPLE_NULL = 0xf6;
+
+const TWO_64 = 1n << 64n;
+const MAX_ENCODE_DEPTH = 256;
+
+/** Encoded text-string keys of plain objects, reused across calls (object shapes repeat). */
+const KEY_CACHE = new Map<string, Uint8Array>();
+const KEY_CACHE_MAX = 4096;
+const KEY_CACHE_MAX_KEY_LENGTH = 64;
+
+class Sink {
+  buf: Uint8Array;
+  view: DataView;
+  pos = 0;
+
+  constructor(initial: number) {
+    this.buf = new Uint8Array(initial);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  /** Head of a data item: major type and argument in its shortest form (§4.2.1). */
+  head(major: number, arg: number): void {
+    const mt = major << 5;
+    if (arg < 24) {
+      this.ensure(1);
+      this.buf[this.pos++] = mt | arg;
+    } else if (arg < 0x100) {
+      this.ensure(2);
+      this.buf[this.pos++] = mt | 24;
+      this.buf[this.pos++] = arg;
+    } else if (arg < 0x10000) {
+      this.ensure(3);
+      this.buf[this.pos++] = mt | 25;
+      this.view.setUint16(this.pos, arg);
+      this.pos += 2;
+    } else if (arg < 0x100000000) {
+      this.ensure(5);
+      this.buf[this.pos++] = mt | 26;
+      this.view.setUint32(this.pos, arg);
+      this.pos += 4;
+    } else {
+      this.ensure(9);
+      this.buf[this.pos++] = mt | 27;
+      this.view.setBigUint64(this.pos, BigInt(arg));
+      this.pos += 8;
+    }
+  }
+
+  headBig(major: number, arg: bigint): void {
+    if (arg <= 0xffffffffn) {
+      this.head(major, Number(arg));
+      return;
+    }
+    this.ensure(9);
+    this.buf[this.pos++] = (major << 5) | 27;
+    this.view.setBigUint64(this.pos, arg);
+    this.pos += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  text(s: string): void {
+    // Fast path for ASCII, which is almost every string we write (names, hex, reasons).
+    const n = s.length;
+    if (n < 24) {
+      let ascii = true;
+      for (let i = 0; i < n; i++) {
+        if (s.charCodeAt(i) > 0x7f) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) {
+        this.ensure(1 + n);
+        this.buf[this.pos++] = (MAJOR_TEXT << 5) | n;
+        for (let i = 0; i < n; i++) this.buf[this.pos++] = s.charCodeAt(i);
+        return;
+      }
+    }
+    const utf8 = utf8Encode(s);
+    this.head(MAJOR_TEXT, utf8.length);
+    this.bytes(utf8);
+  }
+}
+
+const textEncoder = new TextEncoder();
+/** In a `u` regexp a valid surrogate pair is one code point, so this matches only lone halves. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+function utf8Encode(s: string): Uint8Array {
+  if (LONE_SURROGATE.test(s)) {
+    throw new ExecgateError(
+      "malformed",
+      "cbor encode: text string is not well-formed Unicode (lone surrogate)",
+    );
+  }
+  return textEncoder.encode(s);
+}
+
+function encodeKey(key: CborKey): Uint8Array {
+  const s = new Sink(16);
+  writeValue(s, key, 0);
+  return s.buf.slice(0, s.pos);
+}
+
+function encodeTextKey(key: string): Uint8Array {
+  const cached = KEY_CACHE.get(key);
+  if (cached !== undefined) return cached;
+  const enc = encodeKey(key);
+  if (key.length <= KEY_CACHE_MAX_KEY_LENGTH && KEY_CACHE.size < KEY_CACHE_MAX) KEY_CACHE.set(key, enc);
+  return enc;
+}
+
+/** RFC 8949 §4.2.1: keys sorted by bytewise lexicographic order of their encodings. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+function writeEntries(s: Sink, entries: [Uint8Array, CborValue][], depth: number): void {
+  entries.sort((x, y) => compareBytes(x[0], y[0]));
+  for (let i = 1; i < entries.length; i++) {
+    if (compareBytes(entries[i - 1]![0], entries[i]![0]) === 0) {
+      throw new ExecgateError("malformed", "cbor encode: duplicate map key");
+    }
+  }
+  s.head(MAJOR_MAP, entries.length);
+  for (const [k, v] of entries) {
+    s.bytes(k);
+    writeValue(s, v, depth + 1);
+  }
+}
+
+function writeInt(s: Sink, v: number): void {
+  if (!Number.isSafeInteger(v)) {
+    throw new ExecgateError(
+      "malformed",
+      `cbor encode: ${v} is not a safe integer (floats are not supported)`,
+    );
+  }
+  if (v >= 0) s.head(MAJOR_UINT, v);
+  else s.head(MAJOR_NINT, -1 - v);
+}
+
+function writeBigInt(s: Sink, v: bigint): void {
+  if (v >= 0n) {
+    if (v >= TWO_64) throw new ExecgateError("malformed", "cbor encode: integer above 2^64-1");
+    s.headBig(MAJOR_UINT, v);
+  } else {
+    const arg = -1n - v;
+    if (arg >= TWO_64) throw new ExecgateError("malformed", "cbor encode: integer below -2^64");
+    s.headBig(MAJOR_NINT, arg);
+  }
+}
+
+function writeValue(s: Sink, v: CborValue, depth: number): void {
+  if (depth > MAX_ENCODE_DEPTH) throw new ExecgateError("limit_exceeded", "cbor encode: nesting too deep");
+  switch (typeof v) {
+    case "number":
+      writeInt(s, v);
+      return;
+    case "bigint":
+      writeBigInt(s, v);
+      return;
+    case "string":
+      s.text(v);
+      return;
+    case "boolean":
+      s.ensure(1);
+      s.buf[s.pos++] = v ? SIMPLE_TRUE : SIMPLE_FALSE;
+      return;
+    case "object":
+      break;
+    default:
+      throw new ExecgateError("malformed", `cbor encode: unsupported value of type ${typeof v}`);
+  }
+  if (v === null) {
+    s.ensure(1);
+    s.buf[s.pos++] = SIMPLE_NULL;
+  } else if (v instanceof Uint8Array) {
+    s.head(MAJOR_BYTES, v.length);
+    s.bytes(v);
+  } else if (Array.isArray(v)) {
+    const arr = v as readonly CborValue[];
+    s.head(MAJOR_ARRAY, arr.length);
+    for (const item of arr) writeValue(s, item, depth + 1);
+  } else if (v instanceof Map) {
+    const entries: [Uint8Array, CborValue][] = [];
+    for (const [k, val] of v as ReadonlyMap<CborKey, CborValue>) {
+      if (typeof k === "string") entries.push([encodeTextKey(k), val]);
+      else if (typeof k === "number" || typeof k === "bigint") entries.push([encodeKey(k), val]);
+      else throw new ExecgateError("malformed", "cbor encode: map keys must be integers or text strings");
+    }
+    writeEntries(s, entries, depth);
+  } else if (v instanceof CborTag) {
+    if (!Number.isSafeInteger(v.tag) || v.tag < 0) {
+      throw new ExecgateError("malformed", `cbor encode: invalid tag ${v.tag}`);
+    }
+    s.head(MAJOR_TAG, v.tag);
+    writeValue(s, v.value, depth + 1);
+  } else {
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) {
+      throw new ExecgateError(
+        "malformed",
+        "cbor encode: unsupported object (use Map, array, Uint8Array or a plain object)",
+      );
+    }
+    const entries: [Uint8Array, CborValue][] = [];
+    for (const k of Object.keys(v)) {
+      const val = (v as Readonly<Record<string, CborValue | undefined>>)[k];
+      if (val !== undefined) entries.push([encodeTextKey(k), val]);
+    }
+    writeEntries(s, entries, depth);
+  }
+}
+
+/** Encodes one value in the deterministic encoding of RFC 8949 §4.2.1. */
+export function encode(value: CborValue): Uint8Array {
+  const s = new Sink(256);
+  writeValue(s, value, 0);
+  return s.buf.slice(0, s.pos);
+}
