@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on its embedded default: set up what is missing, then `execgate dev up`
+# (a swtpm when no TPM is present; state kept in .execgate-dev/ so a second run resumes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+exec node dist/daemon/cli.js dev up "$@"
