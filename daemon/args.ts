@@ -11,7 +11,11 @@ export interface Parsed {
 }
 
 /** parseArgs with strict checking; unknown flags and missing values become usage errors. */
-export function parseCommandArgs(argv: readonly string[], options: OptionSpec, allowPositionals = false): Parsed {
+export function parseCommandArgs(
+  argv: readonly string[],
+  options: OptionSpec,
+  allowPositionals = false,
+): Parsed {
   try {
     const r = parseArgs({ args: [...argv], options, allowPositionals, strict: true });
     return { values: r.values as Parsed["values"], positionals: r.positionals };
@@ -40,7 +44,12 @@ export async function readInput(path: string, what: string): Promise<Uint8Array>
   try {
     return new Uint8Array(await readFile(path));
   } catch (e) {
-    throw new ExecgateError("io_error", `cannot read ${what} ${path}: ${(e as Error).message}`, {}, { cause: e });
+    throw new ExecgateError(
+      "io_error",
+      `cannot read ${what} ${path}: ${(e as Error).message}`,
+      {},
+      { cause: e },
+    );
   }
 }
 

@@ -29,7 +29,12 @@ export class ExecgateError extends Error {
   readonly code: ErrorCode;
   readonly detail: Readonly<Record<string, unknown>>;
 
-  constructor(code: ErrorCode, message: string, detail: Record<string, unknown> = {}, options?: ErrorOptions) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    detail: Record<string, unknown> = {},
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = "ExecgateError";
     this.code = code;

@@ -173,7 +173,12 @@ export class Swtpm {
     }
     await this.signal("SIGKILL", 1000);
     const tail = await readFile(this.paths.log, "utf8").catch(() => "");
-    throw new ExecgateError("hardware_unavailable", `swtpm did not become ready: ${tail.slice(-500)}`, {}, { cause: last });
+    throw new ExecgateError(
+      "hardware_unavailable",
+      `swtpm did not become ready: ${tail.slice(-500)}`,
+      {},
+      { cause: last },
+    );
   }
 
   private async signal(sig: NodeJS.Signals, graceMs: number): Promise<void> {
@@ -250,7 +255,12 @@ async function manufacture(dir: string, banks: readonly string[] = ["sha1", "sha
     );
   } catch (e) {
     const log = await readFile(join(dir, "swtpm_setup.log"), "utf8").catch(() => "");
-    throw new ExecgateError("hardware_unavailable", `swtpm_setup failed: ${log.slice(-800)}`, {}, { cause: e });
+    throw new ExecgateError(
+      "hardware_unavailable",
+      `swtpm_setup failed: ${log.slice(-800)}`,
+      {},
+      { cause: e },
+    );
   }
 }
 

@@ -124,18 +124,34 @@ const TPM_RC_CANCELED = 0x909;
 export function classifyFailure(tool: string, error: ExecFailure, stderr: string): ExecgateError {
   const detail: Record<string, unknown> = { tool, stderr: stderr.slice(-2000) };
   if (error.code === "ENOENT" || error.code === "EACCES") {
-    return new ExecgateError("hardware_unavailable", `${tool} cannot be run (${error.code}): is tpm2-tools installed?`, detail);
+    return new ExecgateError(
+      "hardware_unavailable",
+      `${tool} cannot be run (${error.code}): is tpm2-tools installed?`,
+      detail,
+    );
   }
   if (error.killed || error.signal === "SIGKILL") {
-    return new ExecgateError("hardware_unavailable", `${tool} did not finish in time: the TPM is not answering`, detail);
+    return new ExecgateError(
+      "hardware_unavailable",
+      `${tool} did not finish in time: the TPM is not answering`,
+      detail,
+    );
   }
   const rc = responseCode(stderr);
   if (rc !== undefined) detail.rc = rc;
   if (rc !== undefined && (rc & 0xfff) === TPM_RC_LOCKOUT) {
-    return new ExecgateError("tpm_lockout", `${tool}: the TPM is in dictionary-attack lockout (0x921)`, detail);
+    return new ExecgateError(
+      "tpm_lockout",
+      `${tool}: the TPM is in dictionary-attack lockout (0x921)`,
+      detail,
+    );
   }
   if (rc !== undefined && [TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_CANCELED].includes(rc & 0xfff)) {
-    return new ExecgateError("hardware_unavailable", `${tool}: the TPM asked to retry (0x${rc.toString(16)})`, detail);
+    return new ExecgateError(
+      "hardware_unavailable",
+      `${tool}: the TPM asked to retry (0x${rc.toString(16)})`,
+      detail,
+    );
   }
   if (isTransportFailure(stderr, rc)) {
     return new ExecgateError("hardware_unavailable", `${tool}: cannot reach the TPM`, detail);
@@ -157,7 +173,9 @@ function responseCode(stderr: string): number | undefined {
  */
 function isTransportFailure(stderr: string, rc: number | undefined): boolean {
   if (rc !== undefined && ((rc >>> 16) & 0xff) === 0x0a) return true;
-  return /tcti|Failed to connect|Connection refused|No such file or directory|Esys_Initialize|Tss2_TctiLdr/i.test(stderr);
+  return /tcti|Failed to connect|Connection refused|No such file or directory|Esys_Initialize|Tss2_TctiLdr/i.test(
+    stderr,
+  );
 }
 
 function lastLine(s: string): string {

@@ -24,10 +24,13 @@ function missing(paths: readonly string[]): string[] {
 
 const missingTpm = missing(TPM_TOOLS);
 if (missingTpm.length > 0 && process.env.CI === "true") {
-  throw new Error(`CI=true but TPM tools are missing: ${missingTpm.join(", ")} (run scripts/setup.sh as root)`);
+  throw new Error(
+    `CI=true but TPM tools are missing: ${missingTpm.join(", ")} (run scripts/setup.sh as root)`,
+  );
 }
 
-export const describeTpm: typeof describe = missingTpm.length === 0 ? describe : (describe.skip as typeof describe);
+export const describeTpm: typeof describe =
+  missingTpm.length === 0 ? describe : (describe.skip as typeof describe);
 
 async function scratch(prefix: string): Promise<string> {
   const root = process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir();
@@ -35,7 +38,9 @@ async function scratch(prefix: string): Promise<string> {
 }
 
 /** A fresh manufactured swtpm in the run's scratch directory; the caller stops it in afterAll. */
-export async function startSwtpm(opts: { banks?: readonly string[]; timeoutMs?: number } = {}): Promise<Swtpm> {
+export async function startSwtpm(
+  opts: { banks?: readonly string[]; timeoutMs?: number } = {},
+): Promise<Swtpm> {
   const root = process.env.EXECGATE_TEST_RUN_DIR;
   return Swtpm.start({
     dir: await scratch("tpm-"),

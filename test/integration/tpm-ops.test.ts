@@ -1,12 +1,14 @@
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Swtpm } from "../../src/dev/swtpm.js";
+import { TPM_ALG } from "../../src/tpm/constants.js";
 import { certify, quote, signDigest } from "../../src/tpm/ops/attest.js";
 import { readEkCertificates } from "../../src/tpm/ops/ek-certs.js";
 import { HANDLES } from "../../src/tpm/ops/handles.js";
 import { ensureAk, ensureSigningKey, readPublic } from "../../src/tpm/ops/keys.js";
-import { pcrExtend, pcrRead } from "../../src/tpm/ops/pcr.js";
+import { DEFAULT_PCR_SELECTION, pcrExtend, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { getRandom } from "../../src/tpm/ops/random.js";
+import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { describeTpm, startSwtpm } from "../helpers/hardware.js";
 
 describeTpm("TPM operations through tpm2-tools on swtpm", () => {
@@ -43,18 +45,17 @@ describeTpm("TPM operations through tpm2-tools on swtpm", () => {
   it("extends and reads PCRs across more than 8 indices", async () => {
     const d = createHash("sha256").update("boot").digest();
     await pcrExtend(tpm.runner, 10, "sha256", d);
-    const sel = [{ bank: "sha256", pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 10] }];
-    const v = await pcrRead(tpm.runner, sel);
+    const v = await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION);
     const expected = createHash("sha256").update(Buffer.alloc(32)).update(d).digest();
-    expect(Buffer.from(v.get("sha256")!.get(10)!).equals(expected)).toBe(true);
-    expect(v.get("sha256")!.size).toBe(9);
+    expect(Buffer.from(v.get(TPM_ALG.SHA256)!.get(10)!).equals(expected)).toBe(true);
+    expect(v.get(TPM_ALG.SHA256)!.size).toBe(9);
   });
 
   it("quotes with the AK and writes all three outputs", async () => {
     const nonce = await getRandom(tpm.runner, 32);
     const q = await quote(tpm.runner, {
       akHandle: HANDLES.ak,
-      selection: [{ bank: "sha256", pcrs: [0, 10] }],
+      selection: parsePcrSelectionText("sha256:0,10"),
       qualifyingData: nonce,
     });
     expect(Buffer.from(q.attest.subarray(0, 4)).toString("hex")).toBe("ff544347");

@@ -1,7 +1,7 @@
 import { ExecgateError } from "../../core/errors.js";
 import type { TpmRunner } from "../runner.js";
+import { type PcrSelection, pcrSelectionToText } from "../structures/pcr-selection.js";
 import { handleHex } from "./handles.js";
-import { type PcrBanks, pcrBanksText } from "./pcr.js";
 
 /** What the TPM signed, byte for byte as tpm2-tools wrote it. */
 export interface QuoteOutput {
@@ -18,7 +18,7 @@ const MAX_QUALIFYING_DATA = 64;
 /** TPM2_Quote with the AK over `selection`, binding `qualifyingData` (the verifier's nonce). */
 export async function quote(
   runner: TpmRunner,
-  opts: { akHandle: number; selection: PcrBanks; qualifyingData: Uint8Array },
+  opts: { akHandle: number; selection: PcrSelection; qualifyingData: Uint8Array },
 ): Promise<QuoteOutput> {
   if (opts.qualifyingData.length === 0 || opts.qualifyingData.length > MAX_QUALIFYING_DATA) {
     throw new ExecgateError("usage", `qualifying data must be 1..${MAX_QUALIFYING_DATA} bytes`);
@@ -29,7 +29,7 @@ export async function quote(
       "-c",
       handleHex(opts.akHandle),
       "-l",
-      pcrBanksText(opts.selection),
+      pcrSelectionToText(opts.selection),
       "-q",
       Buffer.from(opts.qualifyingData).toString("hex"),
       "-g",
@@ -53,7 +53,18 @@ export async function certify(
 ): Promise<{ attest: Uint8Array; signature: Uint8Array }> {
   const { files } = await runner.run(
     "tpm2_certify",
-    ["-c", handleHex(opts.objectHandle), "-C", handleHex(opts.akHandle), "-g", "sha256", "-o", "c.att", "-s", "c.sig"],
+    [
+      "-c",
+      handleHex(opts.objectHandle),
+      "-C",
+      handleHex(opts.akHandle),
+      "-g",
+      "sha256",
+      "-o",
+      "c.att",
+      "-s",
+      "c.sig",
+    ],
     { outputs: ["c.att", "c.sig"] },
   );
   return { attest: files["c.att"]!, signature: files["c.sig"]! };

@@ -29,7 +29,11 @@ export function handleHex(h: number): string {
 
 /** Parses `0x81000010` (or decimal) into a handle in the persistent range 0x81xxxxxx. */
 export function parsePersistentHandle(s: string): number | undefined {
-  const n = /^0x[0-9a-fA-F]{1,8}$/.test(s) ? Number.parseInt(s.slice(2), 16) : /^\d+$/.test(s) ? Number(s) : Number.NaN;
+  const n = /^0x[0-9a-fA-F]{1,8}$/.test(s)
+    ? Number.parseInt(s.slice(2), 16)
+    : /^\d+$/.test(s)
+      ? Number(s)
+      : Number.NaN;
   return Number.isInteger(n) && n >>> 24 === 0x81 ? n : undefined;
 }
 

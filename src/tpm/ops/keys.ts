@@ -21,7 +21,9 @@ export async function readPublic(runner: TpmRunner, handle: number): Promise<Uin
 }
 
 async function persist(runner: TpmRunner, ctx: Uint8Array, handle: number): Promise<void> {
-  await runner.run("tpm2_evictcontrol", ["-C", "o", "-c", "obj.ctx", handleHex(handle)], { inputs: { "obj.ctx": ctx } });
+  await runner.run("tpm2_evictcontrol", ["-C", "o", "-c", "obj.ctx", handleHex(handle)], {
+    inputs: { "obj.ctx": ctx },
+  });
   await runner.run("tpm2_flushcontext", ["-t"]);
 }
 
@@ -29,9 +31,13 @@ async function persist(runner: TpmRunner, ctx: Uint8Array, handle: number): Prom
 export async function ensureEk(runner: TpmRunner, handle: number = HANDLES.ekRsa): Promise<Uint8Array> {
   const existing = await readPublic(runner, handle);
   if (existing) return existing;
-  const { files } = await runner.run("tpm2_createek", ["-c", handleHex(handle), "-G", "rsa", "-u", "ek.pub"], {
-    outputs: ["ek.pub"],
-  });
+  const { files } = await runner.run(
+    "tpm2_createek",
+    ["-c", handleHex(handle), "-G", "rsa", "-u", "ek.pub"],
+    {
+      outputs: ["ek.pub"],
+    },
+  );
   await runner.run("tpm2_flushcontext", ["-t"]);
   return files["ek.pub"]!;
 }
@@ -97,13 +103,29 @@ export async function ensureSigningKey(
   const attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign";
   const created = await runner.run(
     "tpm2_create",
-    ["-C", handleHex(srk), "-G", "ecc256:ecdsa-sha256", "-g", "sha256", "-a", attrs, "-u", "sk.pub", "-r", "sk.priv"],
+    [
+      "-C",
+      handleHex(srk),
+      "-G",
+      "ecc256:ecdsa-sha256",
+      "-g",
+      "sha256",
+      "-a",
+      attrs,
+      "-u",
+      "sk.pub",
+      "-r",
+      "sk.priv",
+    ],
     { outputs: ["sk.pub", "sk.priv"] },
   );
   const loaded = await runner.run(
     "tpm2_load",
     ["-C", handleHex(srk), "-u", "sk.pub", "-r", "sk.priv", "-c", "sk.ctx"],
-    { inputs: { "sk.pub": created.files["sk.pub"]!, "sk.priv": created.files["sk.priv"]! }, outputs: ["sk.ctx"] },
+    {
+      inputs: { "sk.pub": created.files["sk.pub"]!, "sk.priv": created.files["sk.priv"]! },
+      outputs: ["sk.ctx"],
+    },
   );
   await persist(runner, loaded.files["sk.ctx"]!, handle);
   return { handle, public: (await readPublic(runner, handle))!, created: true };
