@@ -1,0 +1,314 @@
+import { type CborKey, type CborValue, decode, encode } from "../cbor/index.js";
+import { type DenialReason, isDenialReason } from "../core/denial.js";
+import { ExecgateError } from "../core/errors.js";
+import { HASH_SIZE } from "./hash.js";
+
+/**
+ * Lineage entries and their deterministic-CBOR form (docs/lineage.md has the CDDL). The leaf
+ * hash of an entry is SHA-256(0x00 || encodeEntry(entry)) (RFC 9162 §2.1.1), so the encoding must
+ * be canonical: encodeEntry(decodeEntry(b)) = b for every accepted b. Decoding is a closed schema:
+ * unknown fields, unknown types and wrong field types are rejected ("malformed").
+ */
+
+export const ENTRY_VERSION = 1;
+/** DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. */
+export const MAX_ENTRY_BYTES = 64 * 1024;
+export const MAX_BACK_REFS = 64;
+
+export const ENTRY_TYPES = [
+  "daemon_start",
+  "epoch",
+  "request",
+  "decision",
+  "token_issued",
+  "token_redeemed",
+  "execution_report",
+  "policy_loaded",
+  "recovery",
+  "daemon_stop",
+] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+/** TPMS_CLOCK_INFO fields (TPM 2.0 Part 2 §10.11.1) as of the latest quote. */
+export interface TpmTime {
+  readonly clock: bigint | number;
+  readonly resetCount: number;
+  readonly restartCount: number;
+}
+
+export interface EntryTime {
+  /** Wall clock, milliseconds since the Unix epoch. */
+  readonly wallMs: number;
+  /** Monotonic clock, microseconds (process.hrtime based; only ordered within one boot). */
+  readonly monoUs: number;
+  readonly tpm?: TpmTime;
+}
+
+/** A link to an earlier entry: its index and leaf hash (so a verifier can check both). */
+export interface BackRef {
+  readonly index: number;
+  readonly leafHash: Uint8Array;
+}
+
+export interface DaemonStartBody {
+  readonly reason: string;
+  readonly configDigest: Uint8Array;
+  readonly policyDigest: Uint8Array;
+}
+export interface EpochBody {
+  /** The quote (TPMS_ATTEST ‖ TPMT_SIGNATURE as the TPM layer records it), or empty if in a blob. */
+  readonly quote: Uint8Array;
+  readonly issuerKey: Uint8Array;
+  readonly verified: boolean;
+  readonly reason?: DenialReason;
+  /** SHA-256 digests of blobs (event logs, IMA lists, certificates) this epoch relied on. */
+  readonly evidence?: readonly Uint8Array[];
+}
+export interface RequestBody {
+  readonly requestId: string;
+  readonly scope: string;
+  readonly actionDigest: Uint8Array;
+  readonly peer: {
+    readonly uid: number;
+    readonly gid: number;
+    readonly pid: number;
+    readonly exeDigest?: Uint8Array;
+  };
+}
+export interface DecisionBody {
+  readonly allow: boolean;
+  readonly reason?: DenialReason;
+}
+export interface TokenIssuedBody {
+  readonly digest: Uint8Array;
+}
+export interface TokenRedeemedBody {
+  readonly token: Uint8Array;
+}
+export interface ExecutionReportBody {
+  readonly token: Uint8Array;
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly durationMs: number;
+}
+export interface PolicyLoadedBody {
+  readonly policyDigest: Uint8Array;
+  readonly source: string;
+}
+export interface RecoveryBody {
+  readonly reason: string;
+  readonly truncatedBytes: number;
+  readonly recoveredSize: number;
+}
+export interface DaemonStopBody {
+  readonly reason: string;
+}
+
+export interface EntryBodies {
+  daemon_start: DaemonStartBody;
+  epoch: EpochBody;
+  request: RequestBody;
+  decision: DecisionBody;
+  token_issued: TokenIssuedBody;
+  token_redeemed: TokenRedeemedBody;
+  execution_report: ExecutionReportBody;
+  policy_loaded: PolicyLoadedBody;
+  recovery: RecoveryBody;
+  daemon_stop: DaemonStopBody;
+}
+
+export type Entry = {
+  [T in EntryType]: {
+    readonly version: number;
+    readonly type: T;
+    readonly time: EntryTime;
+    readonly refs: readonly BackRef[];
+    readonly body: EntryBodies[T];
+  };
+}[EntryType];
+
+// ---- schema ---------------------------------------------------------------------------------
+
+type Kind = "uint" | "int" | "text" | "bytes" | "digest" | "bool" | "reason" | "digests" | "peer" | "tpm";
+type Schema = Readonly<Record<string, { readonly kind: Kind; readonly optional?: true }>>;
+
+const req = (kind: Kind) => ({ kind }) as const;
+const opt = (kind: Kind) => ({ kind, optional: true }) as const;
+
+const BODY_SCHEMAS: Readonly<Record<EntryType, Schema>> = {
+  daemon_start: { reason: req("text"), configDigest: req("digest"), policyDigest: req("digest") },
+  epoch: {
+    quote: req("bytes"),
+    issuerKey: req("bytes"),
+    verified: req("bool"),
+    reason: opt("reason"),
+    evidence: opt("digests"),
+  },
+  request: { requestId: req("text"), scope: req("text"), actionDigest: req("digest"), peer: req("peer") },
+  decision: { allow: req("bool"), reason: opt("reason") },
+  token_issued: { digest: req("digest") },
+  token_redeemed: { token: req("bytes") },
+  execution_report: {
+    token: req("bytes"),
+    exitCode: opt("int"),
+    signal: opt("text"),
+    durationMs: req("uint"),
+  },
+  policy_loaded: { policyDigest: req("digest"), source: req("text") },
+  recovery: { reason: req("text"), truncatedBytes: req("uint"), recoveredSize: req("uint") },
+  daemon_stop: { reason: req("text") },
+};
+
+const PEER_SCHEMA: Schema = {
+  uid: req("uint"),
+  gid: req("uint"),
+  pid: req("uint"),
+  exeDigest: opt("digest"),
+};
+const TPM_SCHEMA: Schema = { clock: req("uint"), resetCount: req("uint"), restartCount: req("uint") };
+const TIME_SCHEMA: Schema = { wallMs: req("uint"), monoUs: req("uint"), tpm: opt("tpm") };
+
+function bad(message: string): ExecgateError {
+  return new ExecgateError("malformed", `lineage entry: ${message}`);
+}
+
+function isUint(v: unknown): v is number | bigint {
+  return (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) || (typeof v === "bigint" && v >= 0n);
+}
+
+function checkKind(kind: Kind, v: unknown, where: string): CborValue {
+  switch (kind) {
+    case "uint":
+      if (!isUint(v)) throw bad(`${where} must be an unsigned integer`);
+      return v;
+    case "int":
+      if (!(typeof v === "number" && Number.isSafeInteger(v))) throw bad(`${where} must be an integer`);
+      return v;
+    case "text":
+      if (typeof v !== "string") throw bad(`${where} must be text`);
+      return v;
+    case "bytes":
+      if (!(v instanceof Uint8Array)) throw bad(`${where} must be bytes`);
+      return v;
+    case "digest":
+      if (!(v instanceof Uint8Array) || v.length !== HASH_SIZE)
+        throw bad(`${where} must be a 32-byte digest`);
+      return v;
+    case "bool":
+      if (typeof v !== "boolean") throw bad(`${where} must be a boolean`);
+      return v;
+    case "reason":
+      if (!isDenialReason(v)) throw bad(`${where} must be a denial reason`);
+      return v;
+    case "digests":
+      if (!Array.isArray(v)) throw bad(`${where} must be an array of digests`);
+      return (v as unknown[]).map((d, i) => checkKind("digest", d, `${where}[${i}]`));
+    case "peer":
+      return toMap(v, PEER_SCHEMA, where);
+    case "tpm":
+      return toMap(v, TPM_SCHEMA, where);
+  }
+}
+
+/** Object (encode side) → Map, validating against the schema; undefined optional fields omitted. */
+function toMap(v: unknown, schema: Schema, where: string): Map<CborKey, CborValue> {
+  if (typeof v !== "object" || v === null) throw bad(`${where} must be a map`);
+  const src = v instanceof Map ? (v as Map<unknown, unknown>) : new Map(Object.entries(v));
+  const out = new Map<CborKey, CborValue>();
+  for (const [k, val] of src) {
+    if (typeof k !== "string" || !(k in schema)) throw bad(`${where}: unknown field ${String(k)}`);
+    if (val === undefined) continue;
+    const spec = schema[k]!;
+    out.set(k, checkKind(spec.kind, val, `${where}.${k}`));
+  }
+  for (const [k, spec] of Object.entries(schema)) {
+    if (spec.optional !== true && !out.has(k)) throw bad(`${where}: missing field ${k}`);
+  }
+  return out;
+}
+
+/** Map (decode side) → plain object, same validation. */
+function fromMap(v: CborValue, schema: Schema, where: string): Record<string, unknown> {
+  if (!(v instanceof Map)) throw bad(`${where} must be a map`);
+  const checked = toMap(v, schema, where);
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of checked) {
+    const key = k as string;
+    if (val instanceof Map) out[key] = Object.fromEntries(val as Map<string, CborValue>);
+    else out[key] = val;
+  }
+  return out;
+}
+
+// ---- encode / decode ------------------------------------------------------------------------
+
+function refsToCbor(refs: readonly BackRef[]): CborValue[] {
+  if (refs.length > MAX_BACK_REFS) throw bad(`more than ${MAX_BACK_REFS} back-references`);
+  return refs.map((r, i) => [
+    checkKind("uint", r.index, `refs[${i}].index`),
+    checkKind("digest", r.leafHash, `refs[${i}].leafHash`),
+  ]);
+}
+
+/** Encodes an entry; throws "malformed" if it breaks the schema, "limit_exceeded" above 64 KiB. */
+export function encodeEntry(e: Entry): Uint8Array {
+  if (e.version !== ENTRY_VERSION) throw bad(`unsupported version ${e.version}`);
+  const schema = BODY_SCHEMAS[e.type];
+  if (schema === undefined) throw bad(`unknown type ${String(e.type)}`);
+  const value = new Map<CborKey, CborValue>([
+    ["v", e.version],
+    ["type", e.type],
+    ["time", toMap(e.time, TIME_SCHEMA, "time")],
+    ["refs", refsToCbor(e.refs)],
+    ["body", toMap(e.body, schema, "body")],
+  ]);
+  const bytes = encode(value);
+  if (bytes.length > MAX_ENTRY_BYTES) {
+    throw new ExecgateError("limit_exceeded", `lineage entry: ${bytes.length} bytes > ${MAX_ENTRY_BYTES}`);
+  }
+  return bytes;
+}
+
+const ENTRY_KEYS = new Set(["v", "type", "time", "refs", "body"]);
+
+export function decodeEntry(bytes: Uint8Array): Entry {
+  if (bytes.length > MAX_ENTRY_BYTES) {
+    throw new ExecgateError("limit_exceeded", `lineage entry: ${bytes.length} bytes > ${MAX_ENTRY_BYTES}`);
+  }
+  const top = decode(bytes, { maxDepth: 8, maxItems: 8192 });
+  if (!(top instanceof Map)) throw bad("not a map");
+  for (const k of top.keys())
+    if (typeof k !== "string" || !ENTRY_KEYS.has(k)) throw bad(`unknown field ${String(k)}`);
+  const version = top.get("v");
+  if (version !== ENTRY_VERSION) throw bad(`unsupported version ${String(version)}`);
+  const type = top.get("type");
+  if (typeof type !== "string" || !(ENTRY_TYPES as readonly string[]).includes(type))
+    throw bad("unknown type");
+  const timeV = top.get("time");
+  const refsV = top.get("refs");
+  const bodyV = top.get("body");
+  if (timeV === undefined || refsV === undefined || bodyV === undefined) throw bad("missing field");
+  const time = fromMap(timeV, TIME_SCHEMA, "time");
+  if (!Array.isArray(refsV)) throw bad("refs must be an array");
+  if (refsV.length > MAX_BACK_REFS) throw bad(`more than ${MAX_BACK_REFS} back-references`);
+  const refs: BackRef[] = (refsV as readonly CborValue[]).map((r, i) => {
+    if (!Array.isArray(r) || r.length !== 2) throw bad(`refs[${i}] must be [index, leafHash]`);
+    const [index, leafHash] = r as readonly CborValue[];
+    if (typeof index !== "number" || !isUint(index))
+      throw bad(`refs[${i}].index must be an unsigned integer`);
+    checkKind("digest", leafHash, `refs[${i}].leafHash`);
+    return { index, leafHash: leafHash as Uint8Array };
+  });
+  const body = fromMap(bodyV, BODY_SCHEMAS[type as EntryType], "body");
+  return { version, type, time, refs, body } as unknown as Entry;
+}
+
+/** Helper for writers: an entry of type T with the current version. */
+export function makeEntry<T extends EntryType>(
+  type: T,
+  time: EntryTime,
+  body: EntryBodies[T],
+  refs: readonly BackRef[] = [],
+): Extract<Entry, { type: T }> {
+  return { version: ENTRY_VERSION, type, time, refs, body } as unknown as Extract<Entry, { type: T }>;
+}
