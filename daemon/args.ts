@@ -56,3 +56,18 @@ export async function readInput(path: string, what: string): Promise<Uint8Array>
 export function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
 }
+
+/** Writes an output file; failure is an I/O error (exit 3). */
+export async function writeOutput(path: string, data: Uint8Array | string, what: string): Promise<void> {
+  const { writeFile } = await import("node:fs/promises");
+  try {
+    await writeFile(path, data);
+  } catch (e) {
+    throw new ExecgateError(
+      "io_error",
+      `cannot write ${what} ${path}: ${(e as Error).message}`,
+      {},
+      { cause: e },
+    );
+  }
+}

@@ -36,7 +36,10 @@ async function printHelp(): Promise<void> {
     const c = await load();
     lines.push(`  execgate ${key.padEnd(22)} ${c.summary}`);
   }
-  lines.push("", "Exit codes: 0 ok, 1 verification failed / denied, 2 usage or configuration, 3 I/O or hardware.");
+  lines.push(
+    "",
+    "Exit codes: 0 ok, 1 verification failed / denied, 2 usage or configuration, 3 I/O or hardware.",
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
@@ -51,7 +54,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT.usage;
   }
   const command = await COMMANDS[found.key]!();
-  if (found.rest.includes("--help") || found.rest.includes("-h")) {
+  const own = found.rest.indexOf("--") === -1 ? found.rest : found.rest.slice(0, found.rest.indexOf("--"));
+  if (own.includes("--help") || own.includes("-h")) {
     process.stdout.write(`usage: execgate ${found.key} ${command.usage}\n\n${command.summary}\n`);
     return EXIT.ok;
   }

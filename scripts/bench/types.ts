@@ -38,7 +38,11 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Runs fn n times (after `warmup` unmeasured runs) and returns sorted durations in ms. */
-export async function timeRuns(n: number, warmup: number, fn: () => Promise<unknown> | unknown): Promise<number[]> {
+export async function timeRuns(
+  n: number,
+  warmup: number,
+  fn: () => Promise<unknown> | unknown,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const out: number[] = [];
   for (let i = 0; i < n; i++) {

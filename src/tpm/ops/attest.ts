@@ -46,11 +46,17 @@ export async function quote(
   return { attest: files["q.msg"]!, signature: files["q.sig"]!, pcrsFile: files["q.pcrs"]! };
 }
 
+/**
+ * tpm2_certify (tpm2-tools 5.4) has no option for qualifyingData and always passes these four
+ * bytes. Certification binds a key to the TPM once; freshness comes from the quotes.
+ */
+export const TPM2_TOOLS_CERTIFY_QUALIFYING_DATA = Uint8Array.of(0x00, 0xff, 0x55, 0xaa);
+
 /** TPM2_Certify: the AK attests that the object at `objectHandle` is resident in this TPM. */
 export async function certify(
   runner: TpmRunner,
   opts: { objectHandle: number; akHandle: number },
-): Promise<{ attest: Uint8Array; signature: Uint8Array }> {
+): Promise<{ attest: Uint8Array; signature: Uint8Array; qualifyingData: Uint8Array }> {
   const { files } = await runner.run(
     "tpm2_certify",
     [
@@ -67,7 +73,11 @@ export async function certify(
     ],
     { outputs: ["c.att", "c.sig"] },
   );
-  return { attest: files["c.att"]!, signature: files["c.sig"]! };
+  return {
+    attest: files["c.att"]!,
+    signature: files["c.sig"]!,
+    qualifyingData: TPM2_TOOLS_CERTIFY_QUALIFYING_DATA,
+  };
 }
 
 /** TPM2_Sign of a SHA-256 digest with a non-restricted key; returns the TPMT_SIGNATURE bytes. */

@@ -1,0 +1,106 @@
+import { createHash, X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { ExecgateError } from "../../src/core/errors.js";
+import { toHex } from "../../src/core/hex.js";
+import { verifyEkChain } from "../../src/tpm/ek-chain.js";
+import { readEkCertificates } from "../../src/tpm/ops/ek-certs.js";
+import { HANDLES, handleHex } from "../../src/tpm/ops/handles.js";
+import { readFixedProperties } from "../../src/tpm/ops/info.js";
+import { readPublic } from "../../src/tpm/ops/keys.js";
+import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { flag, parseCommandArgs, printJson, str } from "../args.js";
+import type { Command } from "../cli.js";
+import { EXIT } from "../exit.js";
+import { akHandleFrom, resolveTcti, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+
+interface KeyInfo {
+  handle: string;
+  present: boolean;
+  name?: string;
+  publicKeyPem?: string;
+}
+
+export const command: Command = {
+  summary: "show the TPM: TCTI, manufacturer, EK/AK/signing-key handles and public keys, EK certificates",
+  usage: `[--trust CA.pem] [--json] ${TPM_USAGE}`,
+  async run(argv) {
+    const p = parseCommandArgs(argv, {
+      ...TPM_OPTIONS,
+      trust: { type: "string" },
+      json: { type: "boolean" },
+    });
+    const runner = runnerFrom(p);
+    const props = await readFixedProperties(runner);
+
+    const key = async (handle: number): Promise<KeyInfo> => {
+      const pub = await readPublic(runner, handle);
+      if (!pub) return { handle: handleHex(handle), present: false };
+      const t = parseTpm2bPublic(pub);
+      return {
+        handle: handleHex(handle),
+        present: true,
+        name: toHex(tpmName(t)),
+        publicKeyPem: String(tpmPublicKey(t).export({ type: "spki", format: "pem" })),
+      };
+    };
+
+    const trustPath = str(p, "trust");
+    const trust =
+      trustPath === undefined
+        ? undefined
+        : await readFile(trustPath, "utf8").catch((e: Error) => {
+            throw new ExecgateError("io_error", `cannot read --trust ${trustPath}: ${e.message}`);
+          });
+    const certs = (await readEkCertificates(runner)).map((c) => {
+      const x = new X509Certificate(Buffer.from(c.der));
+      const chain =
+        trust === undefined
+          ? undefined
+          : verifyEkChain({ ekCert: c.der, trustBundlePem: trust, now: new Date() });
+      return {
+        nvIndex: handleHex(c.nvIndex),
+        key: c.key,
+        subject: x.subject,
+        issuer: x.issuer,
+        notAfter: x.validTo,
+        sha256: createHash("sha256").update(c.der).digest("hex"),
+        ...(chain === undefined ? {} : { chain: chain.ok ? "verified" : `INVALID (${chain.detail})` }),
+      };
+    });
+
+    const info = {
+      tcti: resolveTcti(p),
+      manufacturer: props.manufacturer,
+      vendor: props.vendor,
+      firmwareVersion: props.firmwareVersion,
+      ek: await key(HANDLES.ekRsa),
+      ak: await key(akHandleFrom(p)),
+      signingKey: await key(HANDLES.signingKey),
+      ekCertificates: certs,
+    };
+    if (flag(p, "json")) {
+      printJson(info);
+      return EXIT.ok;
+    }
+    const lines = [
+      `TCTI            ${info.tcti}`,
+      `manufacturer    ${info.manufacturer} (${info.vendor}), firmware ${info.firmwareVersion}`,
+    ];
+    for (const [label, k] of [
+      ["EK (RSA)", info.ek],
+      ["AK", info.ak],
+      ["signing key", info.signingKey],
+    ] as const) {
+      lines.push(
+        `${label.padEnd(16)}${k.handle} ${k.present ? `name ${k.name}` : "absent (run execgate enroll)"}`,
+      );
+    }
+    for (const c of certs) {
+      lines.push(
+        `EK certificate  ${c.nvIndex} ${c.key}: ${c.subject.replace(/\n/g, ", ")} — issuer ${c.issuer.replace(/\n/g, ", ")}${c.chain ? ` — chain ${c.chain}` : ""}`,
+      );
+    }
+    process.stdout.write(`${lines.join("\n")}\n`);
+    return EXIT.ok;
+  },
+};

@@ -1,0 +1,48 @@
+import { fromHex } from "../../src/core/hex.js";
+import { quote } from "../../src/tpm/ops/attest.js";
+import { readPublic } from "../../src/tpm/ops/keys.js";
+import { DEFAULT_PCR_SELECTION_TEXT } from "../../src/tpm/ops/pcr.js";
+import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { parseCommandArgs, requireStr, str, writeOutput } from "../args.js";
+import type { Command } from "../cli.js";
+import { EXIT, usageError } from "../exit.js";
+import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+
+export const command: Command = {
+  summary: "quote PCRs with the AK, writing tpm2-tools' binary formats (TPMS_ATTEST, TPMT_SIGNATURE, pcrs)",
+  usage: `--nonce HEX [--pcrs ${DEFAULT_PCR_SELECTION_TEXT}] --message F --signature F --pcrs-out F [--ak-pub-out F.pem] ${TPM_USAGE}`,
+  async run(argv) {
+    const p = parseCommandArgs(argv, {
+      ...TPM_OPTIONS,
+      nonce: { type: "string" },
+      pcrs: { type: "string" },
+      message: { type: "string" },
+      signature: { type: "string" },
+      "pcrs-out": { type: "string" },
+      "ak-pub-out": { type: "string" },
+    });
+    const nonce = fromHex(requireStr(p, "nonce"), "--nonce");
+    if (nonce.length === 0 || nonce.length > 64) throw usageError("--nonce must be 1..64 bytes of hex");
+    const selection = parsePcrSelectionText(str(p, "pcrs") ?? DEFAULT_PCR_SELECTION_TEXT);
+    const [messageOut, signatureOut, pcrsOut] = [
+      requireStr(p, "message"),
+      requireStr(p, "signature"),
+      requireStr(p, "pcrs-out"),
+    ];
+    const runner = runnerFrom(p);
+    const akHandle = akHandleFrom(p);
+    const q = await quote(runner, { akHandle, selection, qualifyingData: nonce });
+    await writeOutput(messageOut, q.attest, "message");
+    await writeOutput(signatureOut, q.signature, "signature");
+    await writeOutput(pcrsOut, q.pcrsFile, "PCR values");
+    const akPubOut = str(p, "ak-pub-out");
+    if (akPubOut !== undefined) {
+      const pub = await readPublic(runner, akHandle);
+      if (!pub) throw usageError(`no AK at ${akHandle.toString(16)}`);
+      const pem = tpmPublicKey(parseTpm2bPublic(pub)).export({ type: "spki", format: "pem" });
+      await writeOutput(akPubOut, String(pem), "AK public key");
+    }
+    return EXIT.ok;
+  },
+};

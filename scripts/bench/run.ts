@@ -1,0 +1,107 @@
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import type { BenchRow, BenchSuite } from "./types.js";
+
+/**
+ * `npm run bench`: runs every suite, each number beside the baseline measured in the same run,
+ * and writes bench/results/<time>.json and .md with the machine and tool versions.
+ * BENCH_QUICK=1 uses small sizes; `npm run bench -- tpm lineage` runs only the named suites.
+ */
+const SUITES: Record<string, () => Promise<BenchSuite>> = {
+  tpm: async () => (await import("./tpm.js")).suite,
+};
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+      .split("\n")[0]!
+      .trim();
+  } catch {
+    return "absent";
+  }
+}
+
+function machine(): Record<string, string | number> {
+  return {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    swtpm: version("swtpm", ["--version"]),
+    tpm2Tools: version("tpm2_quote", ["--version"]),
+    softhsm2: version("softhsm2-util", ["--version"]),
+  };
+}
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
+  return v.toPrecision(3);
+}
+
+function markdown(
+  when: string,
+  info: Record<string, string | number>,
+  results: Record<string, BenchRow[]>,
+): string {
+  const out = [`# execgate benchmarks — ${when}`, "", "| machine | |", "|---|---|"];
+  for (const [k, v] of Object.entries(info)) out.push(`| ${k} | ${v} |`);
+  for (const [suite, rows] of Object.entries(results)) {
+    out.push(
+      "",
+      `## ${suite}`,
+      "",
+      "| measurement | values | baseline (same run) | target | met |",
+      "|---|---|---|---|---|",
+    );
+    for (const r of rows) {
+      const values = Object.entries(r.values)
+        .map(([k, v]) => `${k} ${fmt(v)}`)
+        .join(", ");
+      const met = r.met === undefined ? "" : r.met ? "yes" : "**no**";
+      out.push(
+        `| ${r.name}${r.note ? ` (${r.note})` : ""} | ${values} | ${r.baseline ?? ""} | ${r.target ?? ""} | ${met} |`,
+      );
+    }
+  }
+  return `${out.join("\n")}\n`;
+}
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const names = wanted.length > 0 ? wanted : Object.keys(SUITES);
+  const quick = process.env.BENCH_QUICK === "1";
+  const results: Record<string, BenchRow[]> = {};
+  for (const name of names) {
+    const load = SUITES[name];
+    if (!load) throw new Error(`unknown suite ${name}; known: ${Object.keys(SUITES).join(", ")}`);
+    const suite = await load();
+    const dir = await mkdtemp(join(tmpdir(), `execgate-bench-${name}-`));
+    process.stderr.write(`bench: ${name}\n`);
+    try {
+      results[name] = await suite.run({ dir, quick, log: (m) => process.stderr.write(`  ${name}: ${m}\n`) });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  const when = new Date().toISOString();
+  const info = machine();
+  const stamp = when.replace(/[:.]/g, "-");
+  await mkdir("bench/results", { recursive: true });
+  await writeFile(
+    join("bench/results", `${stamp}.json`),
+    `${JSON.stringify({ when, machine: info, quick, results }, null, 2)}\n`,
+  );
+  const md = markdown(when, info, results);
+  await writeFile(join("bench/results", `${stamp}.md`), md);
+  await writeFile(join("bench/results", "latest.md"), md);
+  process.stdout.write(md);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});
