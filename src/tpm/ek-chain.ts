@@ -44,7 +44,8 @@ const PEM_RE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 export function parsePemBundle(text: string): X509Certificate[] {
   if (text.length > MAX_PEM_TEXT) throw new ExecgateError("limit_exceeded", "PEM bundle too large");
   const blocks = text.match(PEM_RE) ?? [];
-  if (blocks.length > MAX_BUNDLE_CERTS) throw new ExecgateError("limit_exceeded", "too many certificates in bundle");
+  if (blocks.length > MAX_BUNDLE_CERTS)
+    throw new ExecgateError("limit_exceeded", "too many certificates in bundle");
   return blocks.map((b) => toCert(b));
 }
 
@@ -53,7 +54,8 @@ export function parsePemBundle(text: string): X509Certificate[] {
  * certificate can be cut off. Throws `malformed` if it does not start with a definite-length SEQUENCE.
  */
 export function derSequenceLength(der: Uint8Array): number {
-  if (der.length < 2 || der[0] !== 0x30) throw new ExecgateError("malformed", "certificate is not a DER SEQUENCE");
+  if (der.length < 2 || der[0] !== 0x30)
+    throw new ExecgateError("malformed", "certificate is not a DER SEQUENCE");
   const first = der[1] ?? 0;
   if (first < 0x80) return 2 + first;
   const n = first & 0x7f;
