@@ -35,6 +35,13 @@ export function requireStr(p: Parsed, name: string): string {
   return v;
 }
 
+/** A hex-valued option; bad hex is a usage error (exit 2). */
+export function hexArg(p: Parsed, name: string): Uint8Array {
+  const v = requireStr(p, name);
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(v)) throw usageError(`--${name} must be an even-length hex string`);
+  return new Uint8Array(Buffer.from(v, "hex"));
+}
+
 export function flag(p: Parsed, name: string): boolean {
   return p.values[name] === true;
 }

@@ -1,10 +1,9 @@
-import { fromHex } from "../../src/core/hex.js";
 import { quote } from "../../src/tpm/ops/attest.js";
 import { readPublic } from "../../src/tpm/ops/keys.js";
 import { DEFAULT_PCR_SELECTION_TEXT } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { parseCommandArgs, requireStr, str, writeOutput } from "../args.js";
+import { hexArg, parseCommandArgs, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
@@ -22,7 +21,7 @@ export const command: Command = {
       "pcrs-out": { type: "string" },
       "ak-pub-out": { type: "string" },
     });
-    const nonce = fromHex(requireStr(p, "nonce"), "--nonce");
+    const nonce = hexArg(p, "nonce");
     if (nonce.length === 0 || nonce.length > 64) throw usageError("--nonce must be 1..64 bytes of hex");
     const selection = parsePcrSelectionText(str(p, "pcrs") ?? DEFAULT_PCR_SELECTION_TEXT);
     const [messageOut, signatureOut, pcrsOut] = [

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { ExecgateError } from "../../src/core/errors.js";
-import { fromHex, toHex } from "../../src/core/hex.js";
+import { toHex } from "../../src/core/hex.js";
 import { hashAlgInfo } from "../../src/tpm/constants.js";
 import {
   parsePcrSelectionText,
@@ -9,7 +9,7 @@ import {
 } from "../../src/tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../../src/tpm/verify-quote.js";
-import { flag, parseCommandArgs, printJson, readInput, requireStr, str } from "../args.js";
+import { flag, hexArg, parseCommandArgs, printJson, readInput, requireStr, str } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT } from "../exit.js";
 
@@ -29,7 +29,7 @@ export const command: Command = {
       "allow-sha1": { type: "boolean" },
       json: { type: "boolean" },
     });
-    const nonce = fromHex(requireStr(p, "nonce"), "--nonce");
+    const nonce = hexArg(p, "nonce");
     const selectionText = str(p, "pcr-selection");
     const expected = selectionText === undefined ? undefined : parsePcrSelectionText(selectionText);
     const akPem = await readInput(requireStr(p, "ak-pub"), "AK public key");

@@ -1,0 +1,205 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Swtpm } from "../../src/dev/swtpm.js";
+import { HANDLES } from "../../src/tpm/ops/handles.js";
+import { ensureAk } from "../../src/tpm/ops/keys.js";
+import { pcrExtend } from "../../src/tpm/ops/pcr.js";
+import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
+import { execgate, run } from "../helpers/cli.js";
+import { describeTpm, startSwtpm } from "../helpers/hardware.js";
+
+const NONCE = "5a1d0e7c9b3f4a2e8d6c1b0a99887766";
+const SEL = "sha256:0,1,2,3,4,5,6,7,10";
+
+describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_checkquote", () => {
+  let tpm: Swtpm;
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const RSA_AK = 0x81000011;
+
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    dir = tpm.paths.state.replace(/state$/, "");
+    env = { TPM2TOOLS_TCTI: tpm.tcti };
+    await ensureAk(tpm.runner);
+    await ensureAk(tpm.runner, { handle: RSA_AK, algorithm: "rsa" });
+    await pcrExtend(tpm.runner, 10, "sha256", new Uint8Array(32).fill(7));
+    await quoteWith("ecc", HANDLES.ak);
+    await quoteWith("rsa", RSA_AK);
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+  });
+
+  const f = (name: string) => join(dir, name);
+
+  async function quoteWith(prefix: string, akHandle: number): Promise<void> {
+    const r = await execgate(
+      [
+        "tpm",
+        "quote",
+        "--nonce",
+        NONCE,
+        "--pcrs",
+        SEL,
+        "--message",
+        f(`${prefix}.msg`),
+        "--signature",
+        f(`${prefix}.sig`),
+        "--pcrs-out",
+        f(`${prefix}.pcrs`),
+        "--ak-pub-out",
+        f(`${prefix}.pem`),
+        "--ak-handle",
+        `0x${akHandle.toString(16)}`,
+      ],
+      env,
+    );
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  }
+
+  function verifyArgs(prefix: string, over: Partial<Record<string, string>> = {}): string[] {
+    const a = {
+      "ak-pub": f(`${prefix}.pem`),
+      message: f(`${prefix}.msg`),
+      signature: f(`${prefix}.sig`),
+      pcrs: f(`${prefix}.pcrs`),
+      nonce: NONCE,
+      ...over,
+    };
+    return ["tpm", "verify-quote", "--json", ...Object.entries(a).flatMap(([k, v]) => [`--${k}`, v!])];
+  }
+
+  async function checkFails(args: string[], check: string): Promise<void> {
+    const r = await execgate(args);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ valid: false, check });
+  }
+
+  it("tpm info reports the manufacturer, EK, AK and EK certificates", async () => {
+    const r = await execgate(["tpm", "info", "--json", "--trust", tpm.paths.rootCa], env);
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info.manufacturer).toBe("IBM");
+    expect(info.ek.present).toBe(true);
+    expect(info.ak).toMatchObject({ handle: "0x81000010", present: true });
+    expect(info.ak.publicKeyPem).toMatch(/BEGIN PUBLIC KEY/);
+    expect(info.ekCertificates.map((c: { key: string }) => c.key).sort()).toEqual(["ecc-p384", "rsa2048"]);
+  });
+
+  for (const label of ["ECC", "RSA"] as const) {
+    it(`${label} AK: execgate quotes, tpm2_checkquote and execgate verify-quote accept`, async () => {
+      const p = label.toLowerCase();
+      const c = await run(
+        "/usr/bin/tpm2_checkquote",
+        [
+          "-u",
+          f(`${p}.pem`),
+          "-m",
+          f(`${p}.msg`),
+          "-s",
+          f(`${p}.sig`),
+          "-f",
+          f(`${p}.pcrs`),
+          "-g",
+          "sha256",
+          "-q",
+          NONCE,
+        ],
+        {},
+        dir,
+      );
+      expect(c.code).toBe(0);
+      const v = await execgate(verifyArgs(p, { "pcr-selection": SEL }));
+      expect(v.code).toBe(0);
+      expect(JSON.parse(v.stdout)).toMatchObject({ valid: true, selection: SEL, qualifyingData: NONCE });
+    });
+
+    it(`${label} AK: each tamper case is rejected naming the failed check`, async () => {
+      const p = label.toLowerCase();
+      await checkFails(verifyArgs(p, { nonce: "00" + NONCE.slice(2) }), "extra_data");
+      const msg = await readFile(f(`${p}.msg`));
+      msg[msg.length - 5]! ^= 0x01;
+      await writeFile(f(`${p}-bad.msg`), msg);
+      await checkFails(verifyArgs(p, { message: f(`${p}-bad.msg`) }), "signature");
+      const sig = await readFile(f(`${p}.sig`));
+      sig[sig.length - 3]! ^= 0x80;
+      await writeFile(f(`${p}-bad.sig`), sig);
+      await checkFails(verifyArgs(p, { signature: f(`${p}-bad.sig`) }), "signature");
+      const other = label === "ECC" ? "rsa" : "ecc";
+      await checkFails(verifyArgs(p, { "ak-pub": f(`${other}.pem`) }), "signature");
+      await checkFails(verifyArgs(p, { "pcr-selection": "sha256:0,1,2,3,4,5,6,7" }), "pcr_selection");
+      await checkFails(
+        verifyArgs(p, { "pcr-selection": "sha256:0,1,2,3,4,5,6,7,10+sha1:0" }),
+        "pcr_selection",
+      );
+      const pcrs = parsePcrsFile(await readFile(f(`${p}.pcrs`)));
+      const bank = new Map(pcrs.values.get(0x000b)!);
+      bank.set(10, new Uint8Array(32).fill(9));
+      await writeFile(f(`${p}-bad.pcrs`), serializePcrsFile(pcrs.selection, new Map([[0x000b, bank]])));
+      await checkFails(verifyArgs(p, { pcrs: f(`${p}-bad.pcrs`) }), "pcr_digest");
+    });
+  }
+
+  it("execgate verify-quote accepts a quote made by tpm2_quote directly", async () => {
+    const r = await run(
+      "/usr/bin/tpm2_quote",
+      [
+        "-c",
+        "0x81000010",
+        "-l",
+        SEL,
+        "-q",
+        NONCE,
+        "-m",
+        "t.msg",
+        "-s",
+        "t.sig",
+        "-o",
+        "t.pcrs",
+        "-g",
+        "sha256",
+      ],
+      env,
+      dir,
+    );
+    expect(r.code).toBe(0);
+    const v = await execgate(verifyArgs("t", { "ak-pub": f("ecc.pem") }));
+    expect(v.code).toBe(0);
+    expect(JSON.parse(v.stdout).valid).toBe(true);
+  });
+
+  it("usage errors exit 2, unreadable files exit 3", async () => {
+    expect((await execgate(["tpm", "verify-quote", "--nonce", "zz"])).code).toBe(2);
+    expect((await execgate(["tpm", "quote", "--bogus"])).code).toBe(2);
+    expect((await execgate(["tpm", "nonsense"])).code).toBe(2);
+    expect((await execgate(verifyArgs("ecc", { message: f("absent.msg") }))).code).toBe(3);
+    const help = await execgate(["tpm", "verify-quote", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--ak-pub/);
+  });
+
+  it("an unreachable TPM exits 3 with hardware_unavailable", async () => {
+    const r = await execgate(
+      [
+        "tpm",
+        "quote",
+        "--nonce",
+        NONCE,
+        "--message",
+        f("x.msg"),
+        "--signature",
+        f("x.sig"),
+        "--pcrs-out",
+        f("x.pcrs"),
+        "--timeout-ms",
+        "2000",
+      ],
+      { TPM2TOOLS_TCTI: `swtpm:path=${dir}/absent.sock` },
+    );
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/hardware_unavailable/);
+  });
+});
