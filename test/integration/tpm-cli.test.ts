@@ -171,6 +171,28 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     expect(JSON.parse(v.stdout).valid).toBe(true);
   });
 
+  it("enroll writes the enrollment record, and a second run reuses the keys", async () => {
+    const out = f("enrollment");
+    const first = await execgate(["enroll", "--out", out, "--json"], env);
+    expect(first.code).toBe(0);
+    const rec = JSON.parse(first.stdout);
+    expect(rec.ak).toMatchObject({ handle: "0x81000010", algorithm: "ecc", created: false });
+    expect(Object.keys(rec.files)).toEqual(
+      expect.arrayContaining([
+        "ak.pub",
+        "ak.pem",
+        "signing-key.pub",
+        "signing-key.certify.attest",
+        "ek-cert-0x01c00002.der",
+      ]),
+    );
+    const onDisk = JSON.parse(await readFile(join(out, "enrollment.json"), "utf8"));
+    expect(onDisk.signingKey.name).toBe(rec.signingKey.name);
+    const again = JSON.parse((await execgate(["enroll", "--out", out, "--json"], env)).stdout);
+    expect(again.signingKey.name).toBe(rec.signingKey.name);
+    expect((await execgate(["enroll", "--out", out, "--ak-alg", "dsa"], env)).code).toBe(2);
+  });
+
   it("usage errors exit 2, unreadable files exit 3", async () => {
     expect((await execgate(["tpm", "verify-quote", "--nonce", "zz"])).code).toBe(2);
     expect((await execgate(["tpm", "quote", "--bogus"])).code).toBe(2);
