@@ -1,0 +1,134 @@
+import { createHash } from "node:crypto";
+import type { BigIntStats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { ExecgateError } from "../core/errors.js";
+import type { ProcSource } from "./procfs.js";
+import { procError } from "./procfs.js";
+
+/**
+ * SHA-256 of the image a process runs, cached per file version. Every lookup opens
+ * /proc/<pid>/exe afresh (which resolves to the file the process really executes, even when
+ * its path has since been replaced or unlinked) and fstat()s it; the cached digest is used
+ * only when device, inode, size, mtime and ctime all match. Any write to the file moves
+ * ctime (utimes() cannot set it back), so a rewritten executable is hashed again.
+ */
+
+export const DEFAULT_EXE_CACHE_ENTRIES = 1024;
+const HASH_CHUNK = 1 << 20;
+
+/** The file a process executes, as identified by fstat on /proc/<pid>/exe. */
+export interface ExeFile {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+export interface ExeDigest {
+  readonly file: ExeFile;
+  /** lowercase hex SHA-256 of the whole file */
+  readonly sha256: string;
+}
+
+function fileOf(st: BigIntStats): ExeFile {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+function sameVersion(a: ExeFile, b: ExeFile): boolean {
+  return (
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  );
+}
+
+export class ExeDigestCache {
+  private readonly entries = new Map<string, ExeDigest>();
+  private readonly maxEntries: number;
+  /** Lookups served from the cache / by hashing; for tests and metrics. */
+  hits = 0;
+  misses = 0;
+
+  constructor(opts: { maxEntries?: number } = {}) {
+    this.maxEntries = opts.maxEntries ?? DEFAULT_EXE_CACHE_ENTRIES;
+    if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) {
+      throw new ExecgateError("internal", "ExeDigestCache: maxEntries must be a positive integer");
+    }
+  }
+
+  /** Digest of the image `pid` runs now. Throws ExecgateError if it cannot be read completely. */
+  async digest(pid: number, proc: ProcSource): Promise<ExeDigest> {
+    const handle = await proc.openExe(pid);
+    try {
+      return await this.digestOpen(handle, pid);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  private async digestOpen(handle: FileHandle, pid: number): Promise<ExeDigest> {
+    const before = await this.fstat(handle, pid);
+    if (!before.isFile()) {
+      throw new ExecgateError("verification_failed", `peer ${pid}: executable is not a regular file`, {
+        check: "peer_exe_not_file",
+        pid,
+      });
+    }
+    const file = fileOf(before);
+    const key = `${file.dev}:${file.ino}`;
+    const known = this.entries.get(key);
+    if (known && sameVersion(known.file, file)) {
+      this.hits++;
+      // refresh recency: Map iteration order is insertion order, so re-insert
+      this.entries.delete(key);
+      this.entries.set(key, known);
+      return known;
+    }
+    this.misses++;
+    const sha256 = await this.hash(handle, pid);
+    const after = fileOf(await this.fstat(handle, pid));
+    if (!sameVersion(file, after)) {
+      throw new ExecgateError("verification_failed", `peer ${pid}: executable changed while it was hashed`, {
+        check: "peer_exe_changed",
+        pid,
+      });
+    }
+    const result: ExeDigest = { file, sha256 };
+    this.entries.delete(key);
+    this.entries.set(key, result);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done) break;
+      this.entries.delete(oldest.value);
+    }
+    return result;
+  }
+
+  private async fstat(handle: FileHandle, pid: number): Promise<BigIntStats> {
+    try {
+      return await handle.stat({ bigint: true });
+    } catch (e) {
+      throw procError(e, "exe", pid);
+    }
+  }
+
+  private async hash(handle: FileHandle, pid: number): Promise<string> {
+    const h = createHash("sha256");
+    const buf = Buffer.allocUnsafe(HASH_CHUNK);
+    let position = 0;
+    try {
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, 0, HASH_CHUNK, position);
+        if (bytesRead === 0) break;
+        h.update(buf.subarray(0, bytesRead));
+        position += bytesRead;
+      }
+    } catch (e) {
+      throw procError(e, "exe", pid);
+    }
+    return h.digest("hex");
+  }
+}

@@ -1,0 +1,183 @@
+import type { Socket } from "node:net";
+import { ExecgateError } from "../core/errors.js";
+import type { Native } from "../native/index.js";
+import { loadNative, socketFd } from "../native/index.js";
+import type { ExeFile } from "./exe-digest.js";
+import { ExeDigestCache } from "./exe-digest.js";
+import { parseCgroup, parsePidfdInfoPid, parseProcStat } from "./proc-parse.js";
+import type { ProcSource } from "./procfs.js";
+import { procfs } from "./procfs.js";
+
+/**
+ * Who is on the other end of an accepted Unix socket, from the kernel only: SO_PEERCRED
+ * (recorded by the kernel at connect(2)), then /proc for that pid. Nothing the client sends
+ * is consulted.
+ *
+ * PID reuse: the pid from SO_PEERCRED may belong to a different process by the time /proc is
+ * read. With SO_PEERPIDFD (Linux ≥ 6.5) the kernel hands us a pidfd for the process that
+ * connected; we check that it names the same pid before reading, and that it is still alive
+ * after reading — a pid cannot be reused while its process (or zombie) exists, so every read
+ * in between was of the connecting process. Without a pidfd, the start time (stat field 22)
+ * is read before and after the other files and must not change, which catches reuse during
+ * the lookup but not reuse between connect and the first read.
+ *
+ * Limits that no lookup can remove: identity is that of the process that called connect(),
+ * read at lookup time. A process that connects and then exec()s another image, or passes the
+ * connection to another process, is reported as what the connecting pid runs at lookup. The
+ * server should therefore identify a connection at accept, before reading any request.
+ */
+
+/** An executable digest as IMA measured it; filled in by the IMA component's hook. */
+export interface ImaExeDigest {
+  /** IMA hash algorithm name, e.g. "sha256" */
+  readonly algorithm: string;
+  /** lowercase hex */
+  readonly digest: string;
+}
+
+/**
+ * Hook for the IMA-measured digest of the peer's executable (the measure component supplies
+ * it). Called during the lookup, so the PID-reuse re-check also covers it. Returning
+ * undefined means "IMA has no measurement for this file"; throwing fails the lookup.
+ */
+export type ImaExeDigestHook = (peer: {
+  readonly pid: number;
+  readonly exe: string;
+  readonly file: ExeFile;
+  readonly exeSha256: string;
+}) => Promise<ImaExeDigest | undefined>;
+
+export interface PeerIdentity {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** /proc/<pid>/stat field 22: start time after boot in clock ticks; (pid, startTime) names one process per boot. */
+  readonly startTime: number;
+  /** readlink(/proc/<pid>/exe), as the kernel reports it (may end in " (deleted)"). */
+  readonly exe: string;
+  /** SHA-256 (hex) of the file the process executes. */
+  readonly exeSha256: string;
+  /** System manager unit: "foo.service", "session-3.scope", or "user@UID.service" for user-manager processes. */
+  readonly unit?: string;
+  /** Unit inside a user manager; never equal in meaning to a system unit of the same name. */
+  readonly userUnit?: string;
+  /** Present only when an `imaExeDigest` hook was given and IMA had a measurement. */
+  readonly imaExeDigest?: ImaExeDigest;
+  /** True when the pidfd defence applied (SO_PEERPIDFD available); false when only the start-time re-check did. */
+  readonly pidfdChecked: boolean;
+}
+
+export interface IdentifyOptions {
+  /** Defaults to the loaded addon (throws ExecgateError when it is missing). */
+  readonly native?: Native;
+  /** Defaults to /proc. */
+  readonly proc?: ProcSource;
+  /** Defaults to one cache shared by the process. */
+  readonly exeDigests?: ExeDigestCache;
+  /**
+   * "prefer" (default): use SO_PEERPIDFD when the kernel has it; "require": fail without it;
+   * "off": start-time re-check only.
+   */
+  readonly pidfd?: "prefer" | "require" | "off";
+  readonly imaExeDigest?: ImaExeDigestHook;
+}
+
+const sharedExeDigests = new ExeDigestCache();
+
+function failed(check: string, message: string, detail: Record<string, unknown>): ExecgateError {
+  return new ExecgateError("verification_failed", message, { check, ...detail });
+}
+
+/** Identifies the peer of an accepted AF_UNIX stream socket (a net.Socket from a net.Server on a path). */
+export async function identifyPeer(socket: Socket, options: IdentifyOptions = {}): Promise<PeerIdentity> {
+  const native = options.native ?? loadNative();
+  return identifyPeerFd(socketFd(socket), native, options);
+}
+
+/** identifyPeer for a raw connected socket descriptor. */
+export async function identifyPeerFd(
+  fd: number,
+  native: Native,
+  options: IdentifyOptions = {},
+): Promise<PeerIdentity> {
+  const cred = native.peerCred(fd);
+  if (!Number.isSafeInteger(cred.pid) || cred.pid <= 0) {
+    // 0: the peer's pid is not visible in our pid namespace (or this is not a connected socket)
+    throw failed("peer_no_pid", "peer has no pid visible to the daemon", { pid: cred.pid });
+  }
+  const mode = options.pidfd ?? "prefer";
+  const pidfd = mode === "off" ? null : native.peerPidfd(fd);
+  if (pidfd === null && mode === "require") {
+    throw new ExecgateError(
+      "unsupported",
+      "SO_PEERPIDFD is required but the kernel does not provide it (Linux < 6.5)",
+    );
+  }
+  try {
+    return await lookup(cred, pidfd, native, options);
+  } finally {
+    if (pidfd !== null) native.closeFd(pidfd);
+  }
+}
+
+async function lookup(
+  cred: { pid: number; uid: number; gid: number },
+  pidfd: number | null,
+  native: Native,
+  options: IdentifyOptions,
+): Promise<PeerIdentity> {
+  const proc = options.proc ?? procfs();
+  const exeDigests = options.exeDigests ?? sharedExeDigests;
+  const { pid } = cred;
+
+  if (pidfd !== null) {
+    const pidfdPid = parsePidfdInfoPid(await proc.readOwnFdinfo(pidfd));
+    if (pidfdPid === null)
+      throw failed("peer_exited", `peer ${pid} exited before it was identified`, { pid });
+    if (pidfdPid !== pid) {
+      throw failed("peer_pidfd_mismatch", `peer pidfd names pid ${pidfdPid}, SO_PEERCRED says ${pid}`, {
+        pid,
+        pidfdPid,
+      });
+    }
+  }
+
+  const first = parseProcStat(await proc.readStat(pid));
+  if (first.pid !== pid) throw failed("peer_stat_mismatch", `stat of ${pid} names pid ${first.pid}`, { pid });
+  if (first.state === "Z" || first.state === "X") {
+    throw failed("peer_exited", `peer ${pid} has exited (zombie)`, { pid });
+  }
+
+  const exe = await proc.readExeLink(pid);
+  const digest = await exeDigests.digest(pid, proc);
+  const cgroup = parseCgroup(await proc.readCgroup(pid));
+  const ima = options.imaExeDigest
+    ? await options.imaExeDigest({ pid, exe, file: digest.file, exeSha256: digest.sha256 })
+    : undefined;
+
+  // Re-check after every read: same start time, and (with a pidfd) the process still exists.
+  const again = parseProcStat(await proc.readStat(pid));
+  if (again.pid !== pid || again.startTime !== first.startTime) {
+    throw failed("peer_pid_reused", `pid ${pid} now belongs to another process`, {
+      pid,
+      startTime: first.startTime,
+      nowStartTime: again.startTime,
+    });
+  }
+  if (pidfd !== null && !native.pidfdIsAlive(pidfd)) {
+    throw failed("peer_exited", `peer ${pid} exited while it was being identified`, { pid });
+  }
+
+  return {
+    pid,
+    uid: cred.uid,
+    gid: cred.gid,
+    startTime: first.startTime,
+    exe,
+    exeSha256: digest.sha256,
+    ...(cgroup?.unit !== undefined ? { unit: cgroup.unit } : {}),
+    ...(cgroup?.userUnit !== undefined ? { userUnit: cgroup.userUnit } : {}),
+    ...(ima !== undefined ? { imaExeDigest: ima } : {}),
+    pidfdChecked: pidfd !== null,
+  };
+}
