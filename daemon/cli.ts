@@ -19,7 +19,11 @@ const COMMANDS: Record<string, Loader> = {
   "tpm info": async () => (await import("./commands/tpm-info.js")).command,
   "tpm quote": async () => (await import("./commands/tpm-quote.js")).command,
   "tpm verify-quote": async () => (await import("./commands/tpm-verify-quote.js")).command,
+  enroll: async () => (await import("./commands/enroll.js")).command,
   "dev up": async () => (await import("./commands/dev-up.js")).command,
+  "measure eventlog": async () => (await import("./commands/measure-eventlog.js")).command,
+  "measure ima": async () => (await import("./commands/measure-ima.js")).command,
+  "policy check": async () => (await import("./commands/policy-check.js")).command,
 };
 
 function findCommand(argv: readonly string[]): { key: string; rest: readonly string[] } | undefined {

@@ -3,7 +3,7 @@ import { bytesEqual, fromHex, toHex } from "../core/hex.js";
 import type { EventLog } from "./eventlog-parse.js";
 import { QUIRKS, type Quirk } from "./eventlog-quirks.js";
 import { EV, MAX_PCR_INDEX } from "./eventlog-types.js";
-import { type BankName, extend, type HashAlg, type PcrValues } from "./hash.js";
+import { type BankName, extend, type HashAlg, type PcrHexValues } from "./hash.js";
 
 /** Replayed PCR values of one bank. Only PCRs that some event extended (and PCR 0) are present. */
 export interface BankReplay {
@@ -76,7 +76,7 @@ export function replayEventLog(log: EventLog, extra: readonly Quirk[] = []): Eve
 }
 
 /** The JSON shape: `{"sha256": {"0": "<hex>", …}}`, PCR indices ascending. */
-export function replayToPcrValues(r: EventLogReplay): PcrValues {
+export function replayToPcrValues(r: EventLogReplay): PcrHexValues {
   const out: Partial<Record<BankName, Record<string, string>>> = {};
   for (const b of r.banks) {
     const m: Record<string, string> = {};
@@ -112,7 +112,7 @@ export interface QuoteComparison {
 
 function compare(
   r: EventLogReplay,
-  quoted: PcrValues,
+  quoted: PcrHexValues,
   indices: readonly number[] | undefined,
 ): PcrMismatch[] {
   const out: PcrMismatch[] = [];
@@ -140,7 +140,7 @@ function compare(
  */
 export function compareWithQuote(
   log: EventLog,
-  quoted: PcrValues,
+  quoted: PcrHexValues,
   indices?: readonly number[],
 ): QuoteComparison {
   for (const i of indices ?? []) {

@@ -56,4 +56,4 @@ export function extend(alg: HashAlg, pcr: Uint8Array, value: Uint8Array): Uint8A
  * PCR values per bank, as hex, keyed by PCR index in decimal. The JSON shape used by the CLI,
  * the policy (`--pcrs F`) and the attestation loop: `{"sha256": {"0": "<hex>", …}}`.
  */
-export type PcrValues = Readonly<Partial<Record<BankName, Readonly<Record<string, string>>>>>;
+export type PcrHexValues = Readonly<Partial<Record<BankName, Readonly<Record<string, string>>>>>;

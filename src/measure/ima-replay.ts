@@ -6,7 +6,7 @@ import {
   digest,
   extend,
   type HashAlg,
-  type PcrValues,
+  type PcrHexValues,
   requireAlg,
 } from "./hash.js";
 import { type ImaEntry, type ImaFormat, parseImaAsciiChunk, parseImaBinaryChunk } from "./ima-parse.js";
@@ -122,7 +122,7 @@ export function replayUntilQuote(
 export function replayIma(
   entries: readonly ImaEntry[],
   banks: readonly BankName[] = DEFAULT_IMA_BANKS,
-): PcrValues {
+): PcrHexValues {
   const s = applyEntries(initialImaState("binary", banks), entries);
   const out: Partial<Record<BankName, Record<string, string>>> = {};
   for (const [b, v] of s.pcr10) out[b] = { [String(IMA_PCR)]: toHex(v) };
@@ -143,7 +143,7 @@ export interface BootAggregateCheck {
  * algorithm, of PCRs 0–7 concatenated — plus PCRs 8–9 for any bank but SHA-1 (Linux ≥ 5.8).
  * An all-zero boot_aggregate means IMA found no TPM and never matches.
  */
-export function checkBootAggregate(first: ImaEntry, pcrs: PcrValues): BootAggregateCheck {
+export function checkBootAggregate(first: ImaEntry, pcrs: PcrHexValues): BootAggregateCheck {
   const listed = toHex(first.fileDigest);
   const algName = first.digestAlg === "sm3" ? "sm3_256" : first.digestAlg;
   const alg = algByName(algName);

@@ -5,7 +5,7 @@ import { ExecgateError } from "../../src/core/errors.js";
 import { eventLogFacts } from "../../src/measure/eventlog-decode.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { compareWithQuote, replayEventLog, replayToPcrValues } from "../../src/measure/eventlog-replay.js";
-import type { PcrValues } from "../../src/measure/hash.js";
+import type { PcrHexValues } from "../../src/measure/hash.js";
 
 // The shared corpus is read in place (CI has shared/ beside the clone). A missing corpus fails.
 const CORPUS = join(import.meta.dirname, "../../../shared/corpus/eventlog");
@@ -120,7 +120,7 @@ describe("event log corpus: upstream PCR oracles", () => {
     for (const [bank, values] of Object.entries(want)) {
       for (const [idx, hex] of Object.entries(values)) {
         if (only && !only.includes(Number(idx))) continue;
-        expect(got[bank as keyof PcrValues]?.[idx], `${bank} PCR ${idx}`).toBe(hex.toLowerCase());
+        expect(got[bank as keyof PcrHexValues]?.[idx], `${bank} PCR ${idx}`).toBe(hex.toLowerCase());
         compared++;
       }
     }
@@ -263,7 +263,7 @@ describe("event log corpus: every log", () => {
     const got = replayToPcrValues(replayEventLog(log));
     for (const [bank, values] of Object.entries(d.replayedPCRs ?? {})) {
       if (Object.keys(values).length === 0) continue;
-      expect(got[bank as keyof PcrValues], bank).toEqual(values);
+      expect(got[bank as keyof PcrHexValues], bank).toEqual(values);
     }
   });
 

@@ -1,0 +1,78 @@
+import { asExecgateError, isExecgateError } from "../../src/core/errors.js";
+import { parseEventLog } from "../../src/measure/eventlog-parse.js";
+import { parseImaList } from "../../src/measure/ima-parse.js";
+import { parsePcrValuesFile } from "../../src/measure/pcrs-input.js";
+import type { IntegrityEvidence, RuleResult } from "../../src/policy/integrity.js";
+import { evaluateIntegrity } from "../../src/policy/integrity.js";
+import { loadIntegrityPolicy } from "../../src/policy/integrity-load.js";
+import { flag, parseCommandArgs, printJson, readInput, requireStr, str } from "../args.js";
+import type { Command } from "../cli.js";
+import { EXIT } from "../exit.js";
+
+export const command: Command = {
+  summary: "dry-run the integrity policy against recorded evidence; print every rule's result",
+  usage: "--policy F [--pcrs F] [--eventlog F] [--ima F] [--json]",
+  async run(argv) {
+    const p = parseCommandArgs(argv, {
+      policy: { type: "string" },
+      pcrs: { type: "string" },
+      eventlog: { type: "string" },
+      ima: { type: "string" },
+      json: { type: "boolean" },
+    });
+    const policy = await loadIntegrityPolicy(requireStr(p, "policy"));
+    const pcrsPath = str(p, "pcrs");
+    const elPath = str(p, "eventlog");
+    const imaPath = str(p, "ima");
+    const results: RuleResult[] = [];
+    const evidence: { -readonly [K in keyof IntegrityEvidence]: IntegrityEvidence[K] } = { pcrs: {} };
+    // Malformed evidence is a result (the rule it feeds fails), not a crash.
+    const load = async (what: string, f: () => Promise<void>) => {
+      try {
+        await f();
+      } catch (e) {
+        if (!isExecgateError(e) || e.code === "io_error") throw e;
+        const err = asExecgateError(e);
+        const at = typeof err.detail.offset === "number" ? ` at offset ${err.detail.offset}` : "";
+        results.push({
+          rule: `evidence.${what}`,
+          status: "fail",
+          detail: `${err.code}${at}: ${err.message}`,
+        });
+      }
+    };
+    if (pcrsPath) {
+      await load("pcrs", async () => {
+        evidence.pcrs = parsePcrValuesFile(await readInput(pcrsPath, "PCR file"));
+      });
+    }
+    if (elPath) {
+      await load("eventlog", async () => {
+        evidence.eventlog = parseEventLog(await readInput(elPath, "event log"));
+      });
+    }
+    if (imaPath) {
+      await load("ima", async () => {
+        evidence.ima = { entries: parseImaList(await readInput(imaPath, "IMA list")).entries };
+      });
+    }
+    const d = evaluateIntegrity(policy, evidence);
+    const all = [...results, ...d.results];
+    const ok = d.ok && results.length === 0;
+    if (flag(p, "json")) {
+      printJson({
+        ok,
+        ...(d.ok ? {} : { deny: d.deny, rule: d.rule, detail: d.detail }),
+        quirks: d.eventlogQuirks,
+        results: all,
+      });
+    } else {
+      const lines = all.map((r) => `${r.status.toUpperCase().padEnd(4)}  ${r.rule}: ${r.detail}`);
+      lines.push(
+        ok ? "result: allow" : `result: deny (${d.ok ? "evidence unreadable" : `${d.deny}, ${d.rule}`})`,
+      );
+      process.stdout.write(`${lines.join("\n")}\n`);
+    }
+    return ok ? EXIT.ok : EXIT.failed;
+  },
+};
