@@ -10,9 +10,11 @@ import { parseAttest, serializeAttest, type TpmsAttest } from "../../src/tpm/str
 import {
   type PcrBankSelection,
   type PcrSelection,
+  parsePcrSelection,
   parsePcrSelectionText,
   pcrIndices,
   readPcrSelection,
+  serializePcrSelection,
   writePcrSelection,
 } from "../../src/tpm/structures/pcr-selection.js";
 import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
@@ -49,6 +51,7 @@ const PARSERS: Record<string, (b: Uint8Array) => unknown> = {
   parseTpmtPublic,
   parsePcrsFile,
   readPcrSelection: (b) => readPcrSelection(new Cursor(b)),
+  parsePcrSelection,
   derSequenceLength,
   tpmPublicKey: (b) => tpmPublicKey(parseTpm2bPublic(b)),
   parsePcrSelectionText: (b) => parsePcrSelectionText(Buffer.from(b).toString("latin1")),
@@ -65,6 +68,7 @@ const SEEDS: Record<string, Uint8Array[]> = {
   parseTpmtPublic: [fixture("ak-ecc.pub").subarray(2), fixture("sk-rsa.pub").subarray(2)],
   parsePcrsFile: [fixture("quote-ecc.pcrs"), fixture("quote-ecc-2banks.pcrs")],
   readPcrSelection: [Uint8Array.of(0, 0, 0, 2, 0, 4, 3, 3, 4, 0, 0, 0xb, 3, 0xff, 7, 0x81)],
+  parsePcrSelection: [Uint8Array.of(0, 0, 0, 2, 0, 4, 3, 3, 4, 0, 0, 0xb, 3, 0xff, 7, 0x81)],
   derSequenceLength: [fixture("ek-rsa-cert.der")],
   tpmPublicKey: [fixture("ak-ecc.pub"), fixture("ak-rsa.pub")],
   parsePcrSelectionText: [new Uint8Array(Buffer.from("sha1:0,1+sha256:0,1,2,3,10"))],
@@ -320,6 +324,7 @@ describe("parse ∘ serialize = identity", () => {
         const c = new Cursor(w.finish());
         expect(readPcrSelection(c)).toEqual(s);
         c.end("selection");
+        expect(parsePcrSelection(serializePcrSelection(s))).toEqual(s);
       }),
       RUNS,
     );

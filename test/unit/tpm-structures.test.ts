@@ -271,6 +271,43 @@ describe("TPML_PCR_SELECTION text form", () => {
   });
 });
 
+describe("PCR values and digest", () => {
+  it("pcrValuesFromHex checks bank names, indices and sizes", () => {
+    const code = (f: () => unknown) => {
+      try {
+        f();
+        return "none";
+      } catch (e) {
+        return isExecgateError(e) ? e.code : "foreign";
+      }
+    };
+    expect(code(() => pcrValuesFromHex({ md5: { "0": "00" } }))).toBe("unsupported");
+    expect(code(() => pcrValuesFromHex({ sha256: { "24x": "00".repeat(32) } }))).toBe("malformed");
+    expect(code(() => pcrValuesFromHex({ sha256: { "0": "00".repeat(20) } }))).toBe("malformed");
+    expect(code(() => pcrValuesFromHex({ sha256: { "0": "zz" } }))).toBe("malformed");
+  });
+
+  it("computePcrDigest = H(values in selection order); missing values and unknown hashes are typed errors", () => {
+    const v = pcrValuesFromHex({
+      sha1: { "3": "01".repeat(20) },
+      sha256: { "1": "02".repeat(32), "0": "03".repeat(32) },
+    });
+    const sel = parsePcrSelectionText("sha256:0,1+sha1:3");
+    const expected = createHash("sha384")
+      .update(fromHex("03".repeat(32)))
+      .update(fromHex("02".repeat(32)))
+      .update(fromHex("01".repeat(20)))
+      .digest("hex");
+    expect(toHex(computePcrDigest(sel, v, TPM_ALG.SHA384))).toBe(expected);
+    expect(() => computePcrDigest(parsePcrSelectionText("sha256:2"), v, TPM_ALG.SHA256)).toThrowError(
+      expect.objectContaining({ code: "malformed" }),
+    );
+    expect(() => computePcrDigest(sel, v, TPM_ALG.SM3_256)).toThrowError(
+      expect.objectContaining({ code: "unsupported" }),
+    );
+  });
+});
+
 describe("tpm2-tools PCR file (tpm2_quote -o)", () => {
   const pcrread = pcrValuesFromHex(parsePcrreadText(fixtureText("pcrread.txt")));
   for (const name of ["quote-ecc", "quote-rsa", "quote-ecc-2banks", "quote-rsa-2banks"]) {

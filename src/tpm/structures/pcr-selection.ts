@@ -1,7 +1,7 @@
-import type { Cursor } from "../../core/cursor.js";
+import { Cursor } from "../../core/cursor.js";
 import { ExecgateError } from "../../core/errors.js";
 import { bytesEqual } from "../../core/hex.js";
-import type { ByteWriter } from "../../core/writer.js";
+import { ByteWriter } from "../../core/writer.js";
 import { hashAlgByName, hashAlgInfo, MAX_PCR_BANKS, MAX_PCR_SELECT, PCR_SELECT_MIN } from "../constants.js";
 
 // TPMS_PCR_SELECTION — TPM 2.0 Part 2 §10.6.2
@@ -32,6 +32,20 @@ export function writePcrSelection(w: ByteWriter, sel: PcrSelection): void {
   for (const b of sel) {
     w.u16(b.hashAlg).u8(b.pcrSelect.length).bytes(b.pcrSelect);
   }
+}
+
+/** Parses a whole TPML_PCR_SELECTION (TPM marshalling), exactly. */
+export function parsePcrSelection(bytes: Uint8Array): PcrSelection {
+  const c = new Cursor(bytes);
+  const sel = readPcrSelection(c);
+  c.end("TPML_PCR_SELECTION");
+  return sel;
+}
+
+export function serializePcrSelection(sel: PcrSelection): Uint8Array {
+  const w = new ByteWriter();
+  writePcrSelection(w, sel);
+  return w.finish();
 }
 
 /** PCR indices selected in one bank, ascending (the order the TPM digests them, Part 1 §17.6). */
