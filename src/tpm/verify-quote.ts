@@ -114,7 +114,9 @@ function checkSignature(
   return { ok: true, signature: sig };
 }
 
-type HeaderOutcome = { readonly ok: true; readonly parsed: TpmsAttest } | ReturnType<typeof fail<QuoteCheck>>;
+type HeaderOutcome =
+  | { readonly ok: true; readonly parsed: TpmsAttest }
+  | { readonly ok: false; readonly check: "malformed" | "magic" | "type"; readonly detail: string };
 
 /** magic, then type, then the full parse (after the signature has been checked). */
 function checkHeaderAndParse(attest: Uint8Array, wantType: number): HeaderOutcome {
@@ -226,7 +228,7 @@ export function verifyCertify(input: VerifyCertifyInput): CertifyVerification {
   const sig = checkSignature(input.attest, input.signature, input.akPublic, input);
   if (!sig.ok) return sig;
   const hdr = checkHeaderAndParse(input.attest, TPM_ST.ATTEST_CERTIFY);
-  if (!hdr.ok) return hdr as CertifyVerification;
+  if (!hdr.ok) return hdr;
   const a = hdr.parsed;
   if (a.attested.type !== TPM_ST.ATTEST_CERTIFY) return fail("type", "attested is not TPMS_CERTIFY_INFO");
   if (!bytesEqual(a.extraData, input.expectedQualifyingData)) {
