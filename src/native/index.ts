@@ -189,6 +189,7 @@ export function sdNotify(message: string, env: NodeJS.ProcessEnv = process.env):
  * -1) is refused rather than guessed.
  */
 export function socketFd(socket: Socket): number {
+  if (socket.destroyed) throw new ExecgateError("io_error", "socket is already closed");
   const handle: unknown = Reflect.get(socket, "_handle");
   const fd: unknown = typeof handle === "object" && handle !== null ? Reflect.get(handle, "fd") : undefined;
   if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
