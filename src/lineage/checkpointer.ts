@@ -1,0 +1,293 @@
+import type { FileHandle } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type CborValue, decode, encode } from "../cbor/index.js";
+import { ExecgateError } from "../core/errors.js";
+import { bytesEqual } from "../core/hex.js";
+import { type Checkpoint, openCheckpoint, parseCheckpoint, signCheckpoint } from "./checkpoint.js";
+import { fsyncDir, ioError, writeAll } from "./fsutil.js";
+import { HASH_SIZE, leafHash } from "./hash.js";
+import type { Journal } from "./journal.js";
+import { type NoteVerifier, parseNote, verifierFromSigner } from "./note.js";
+import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
+import type { NoteSigner } from "./signer.js";
+
+/**
+ * Signs checkpoints of the journal's tree and keeps them in `<dir>/checkpoints.log`, framed like
+ * journal records (record.ts). Each payload is deterministic CBOR, one of:
+ *
+ *   {"kind": "intent", "size": uint, "root": bstr .size 32}   ; written + fdatasync'd BEFORE signing
+ *   {"kind": "checkpoint", "note": text}                      ; the signed note, after signing
+ *
+ * The intent makes "two roots for one size" impossible across crashes: before the signer sees a
+ * (size, root) that pair is durable, and at open the journal must reproduce every intent's root
+ * at its size (otherwise: refuse to open). A checkpoint must match the intent before it.
+ *
+ * Cadence: sign when the tree grew and `checkpointMs` (default 1000) passed since the last
+ * signature, at most one signature in flight. Before signing, the entries added since the last
+ * check are read back from disk and their leaf hashes recomputed and compared with the tree.
+ * The clock is injected (`now`, milliseconds).
+ */
+
+export const DEFAULT_CHECKPOINT_MS = 1000;
+const MAX_CHECKPOINT_RECORD = 64 * 1024;
+const LOG_NAME = "checkpoints.log";
+
+export interface CheckpointerOptions {
+  readonly journal: Journal;
+  readonly origin: string;
+  readonly signer: NoteSigner;
+  readonly now: () => number;
+  readonly checkpointMs?: number;
+  /** Further keys whose older checkpoints are accepted at open (key rotation). */
+  readonly previousVerifiers?: readonly NoteVerifier[];
+}
+
+export interface SignedCheckpoint {
+  readonly checkpoint: Checkpoint;
+  /** The complete signed note text. */
+  readonly note: string;
+}
+
+interface Intent {
+  readonly size: number;
+  readonly root: Uint8Array;
+}
+
+function refuse(message: string, detail: Record<string, unknown> = {}): ExecgateError {
+  return new ExecgateError("config_invalid", `lineage checkpoints: ${message}; refusing to open`, detail);
+}
+
+export class Checkpointer {
+  private fh: FileHandle | undefined;
+  private logEnd = 0;
+  private lastIntent: Intent | undefined;
+  private last: SignedCheckpoint | undefined;
+  private lastSignedAt = Number.NEGATIVE_INFINITY;
+  private inFlight: Promise<SignedCheckpoint | undefined> | undefined;
+  private verifiedUpTo: number;
+  private poisoned: ExecgateError | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  readonly verifier: NoteVerifier;
+  readonly checkpointMs: number;
+  readonly logPath: string;
+
+  private constructor(private readonly opts: CheckpointerOptions) {
+    this.verifier = verifierFromSigner(opts.signer);
+    this.checkpointMs = opts.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
+    this.logPath = join(opts.journal.dir, LOG_NAME);
+    // Entries recovered at open were hashed from the bytes on disk already.
+    this.verifiedUpTo = opts.journal.recovery.size;
+  }
+
+  /** Loads checkpoints.log, truncates a torn tail, and cross-checks it against the journal. */
+  static async open(opts: CheckpointerOptions): Promise<Checkpointer> {
+    const c = new Checkpointer(opts);
+    await c.load();
+    return c;
+  }
+
+  latest(): SignedCheckpoint | undefined {
+    return this.last;
+  }
+
+  private async load(): Promise<void> {
+    let data: Uint8Array;
+    try {
+      data = new Uint8Array(await readFile(this.logPath));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`read ${this.logPath}`, e);
+      data = new Uint8Array(0);
+    }
+    const journal = this.opts.journal;
+    const verifiers = [this.verifier, ...(this.opts.previousVerifiers ?? [])];
+    let pos = 0;
+    let lastNote: string | undefined;
+    while (pos < data.length) {
+      const len = checkRecord(data, pos, MAX_CHECKPOINT_RECORD);
+      if (len < 0) break; // torn tail: at most the one record being written at the crash
+      let rec: CborValue;
+      try {
+        rec = decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
+      } catch (e) {
+        throw refuse(`undecodable record at offset ${pos}: ${(e as Error).message}`);
+      }
+      const kind = rec instanceof Map ? rec.get("kind") : undefined;
+      if (kind === "intent") {
+        const intent = parseIntent(rec);
+        if (this.lastIntent !== undefined) {
+          if (intent.size < this.lastIntent.size) throw refuse(`intent size went back to ${intent.size}`);
+          if (intent.size === this.lastIntent.size && !bytesEqual(intent.root, this.lastIntent.root)) {
+            throw refuse(`two roots recorded for size ${intent.size}`);
+          }
+        }
+        this.lastIntent = intent;
+      } else if (kind === "checkpoint") {
+        const note = rec instanceof Map ? rec.get("note") : undefined;
+        if (typeof note !== "string") throw refuse("checkpoint record without a note");
+        const cp = parseCheckpoint(parseNote(note).text);
+        if (
+          this.lastIntent === undefined ||
+          cp.size !== this.lastIntent.size ||
+          !bytesEqual(cp.rootHash, this.lastIntent.root)
+        ) {
+          throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
+        }
+        lastNote = note;
+      } else {
+        throw refuse(`unknown record at offset ${pos}`);
+      }
+      pos += RECORD_HEADER_BYTES + len;
+    }
+    if (pos < data.length) {
+      if (data.length - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
+        throw refuse(`bad record at offset ${pos} followed by ${data.length - pos} bytes`);
+      }
+      await this.openLog();
+      // Durability: truncate the torn record and fsync before anything else is appended.
+      await this.fh!.truncate(pos);
+      await this.fh!.sync();
+    }
+    this.logEnd = pos;
+    if (this.lastIntent !== undefined) {
+      const { size, root } = this.lastIntent;
+      if (size > journal.size) {
+        throw refuse(`an intent covers ${size} entries but the journal has only ${journal.size}`, { size });
+      }
+      if (!bytesEqual(journal.tree.rootAt(size), root)) {
+        throw refuse(`the journal's root at size ${size} differs from the recorded intent`, { size });
+      }
+    }
+    if (lastNote !== undefined) {
+      const { checkpoint } = openCheckpoint(lastNote, this.opts.origin, verifiers[0]!, verifiers.slice(1));
+      this.last = { checkpoint, note: lastNote };
+    }
+  }
+
+  private async openLog(): Promise<void> {
+    if (this.fh !== undefined) return;
+    try {
+      try {
+        this.fh = await open(this.logPath, "r+");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        this.fh = await open(this.logPath, "wx+", 0o640);
+        // A created log must survive a crash as a name, too.
+        await fsyncDir(this.opts.journal.dir);
+      }
+    } catch (e) {
+      throw ioError(`open ${this.logPath}`, e);
+    }
+  }
+
+  private async appendRecord(value: CborValue): Promise<void> {
+    await this.openLog();
+    const payload = encode(value);
+    const buf = new Uint8Array(RECORD_HEADER_BYTES + payload.length);
+    frameRecord(payload, buf, 0);
+    // Durability: write the record at the end of the log, then fdatasync before going on.
+    try {
+      await writeAll(this.fh!, buf, this.logEnd);
+      await this.fh!.datasync();
+    } catch (e) {
+      throw ioError(`append ${this.logPath}`, e);
+    }
+    this.logEnd += buf.length;
+  }
+
+  /** Signs if the tree grew and checkpointMs passed; joins a signature already in flight. */
+  tick(): Promise<SignedCheckpoint | undefined> {
+    if (this.inFlight !== undefined) return this.inFlight;
+    const size = this.opts.journal.size;
+    if (size === 0 || size <= (this.last?.checkpoint.size ?? 0)) return Promise.resolve(undefined);
+    if (this.opts.now() - this.lastSignedAt < this.checkpointMs) return Promise.resolve(undefined);
+    return this.signNow();
+  }
+
+  /** Signs the current tree now (shutdown, tests), unless it is already the latest checkpoint. */
+  signNow(): Promise<SignedCheckpoint | undefined> {
+    if (this.inFlight !== undefined) return this.inFlight;
+    this.inFlight = this.sign().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async sign(): Promise<SignedCheckpoint | undefined> {
+    if (this.poisoned) throw this.poisoned;
+    const journal = this.opts.journal;
+    const size = journal.size;
+    if (size === 0 || size <= (this.last?.checkpoint.size ?? 0)) return this.last;
+    await this.recheckLeaves(size);
+    const root = journal.tree.rootAt(size);
+    if (this.lastIntent === undefined || this.lastIntent.size !== size) {
+      await this.appendRecord(
+        new Map<string, CborValue>([
+          ["kind", "intent"],
+          ["size", size],
+          ["root", root],
+        ]),
+      );
+      this.lastIntent = { size, root };
+    }
+    const checkpoint: Checkpoint = { origin: this.opts.origin, size, rootHash: root, extensions: [] };
+    const note = await signCheckpoint(checkpoint, [this.opts.signer]);
+    // A signer (TPM, HSM) that returns a bad signature must not leave an unverifiable checkpoint.
+    openCheckpoint(note, this.opts.origin, this.verifier);
+    await this.appendRecord(
+      new Map<string, CborValue>([
+        ["kind", "checkpoint"],
+        ["note", note],
+      ]),
+    );
+    this.last = { checkpoint, note };
+    this.lastSignedAt = this.opts.now();
+    return this.last;
+  }
+
+  /** Reads entries [verifiedUpTo, size) back from disk and compares their leaf hashes. */
+  private async recheckLeaves(size: number): Promise<void> {
+    const journal = this.opts.journal;
+    const entries = await journal.readRange(this.verifiedUpTo, size);
+    for (let i = 0; i < entries.length; i++) {
+      const index = this.verifiedUpTo + i;
+      if (!bytesEqual(leafHash(entries[i]!), journal.tree.leafHash(index))) {
+        this.poisoned = new ExecgateError(
+          "verification_failed",
+          `lineage: entry ${index} on disk no longer matches its leaf hash; not signing`,
+          { check: "leaf_recompute", index },
+        );
+        throw this.poisoned;
+      }
+    }
+    this.verifiedUpTo = size;
+  }
+
+  /** Starts a timer calling tick(); errors are reported to onError (the daemon logs them). */
+  start(onError: (e: unknown) => void): void {
+    if (this.timer !== undefined) return;
+    const period = Math.max(10, Math.floor(this.checkpointMs / 4));
+    this.timer = setInterval(() => {
+      this.tick().catch(onError);
+    }, period);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.inFlight !== undefined) await this.inFlight.catch(() => undefined);
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+}
+
+function parseIntent(rec: CborValue): Intent {
+  if (!(rec instanceof Map)) throw refuse("intent is not a map");
+  const size = rec.get("size");
+  const root = rec.get("root");
+  if (typeof size !== "number" || size < 0 || !(root instanceof Uint8Array) || root.length !== HASH_SIZE) {
+    throw refuse("malformed intent record");
+  }
+  return { size, root };
+}

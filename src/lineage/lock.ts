@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { link, open, readFile, rm } from "node:fs/promises";
+import { ExecgateError } from "../core/errors.js";
+import { fsyncDir, ioError } from "./fsutil.js";
+
+/**
+ * One writer per lineage directory: `<dir>/LOCK` holding "<pid> <boot id>\n". Node has no flock(2).
+ * The content is written and fsynced in `LOCK.<pid>` first, then hard-linked to `LOCK`: link(2)
+ * fails with EEXIST atomically like O_EXCL, and LOCK is never visible half-written.
+ *
+ * Stale locks: a LOCK whose boot id differs from the running kernel's, or whose pid no longer
+ * exists (kill(pid, 0) → ESRCH), is stale and is replaced. A live pid (or EPERM: someone else's
+ * live process) means the directory is in use: refuse. PID reuse after a crash can make a stale
+ * lock look live; that fails closed (the operator removes LOCK). Two processes taking over the
+ * same stale lock at the same instant could both succeed; systemd runs one daemon per directory,
+ * so that window is accepted and documented rather than closed with a second protocol.
+ */
+export class LockFile {
+  private constructor(
+    readonly path: string,
+    private readonly content: string,
+  ) {}
+
+  static async acquire(dir: string): Promise<LockFile> {
+    const path = `${dir}/LOCK`;
+    const content = `${process.pid} ${bootId()}\n`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const tmp = `${path}.${process.pid}`;
+      try {
+        const fh = await open(tmp, "w", 0o640);
+        try {
+          await fh.writeFile(content);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await link(tmp, path);
+        await rm(tmp, { force: true });
+        await fsyncDir(dir);
+        return new LockFile(path, content);
+      } catch (e) {
+        await rm(tmp, { force: true });
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(`lock ${path}`, e);
+      }
+      const holder = await readFile(path, "utf8").catch(() => "");
+      if (!isStale(holder)) {
+        throw new ExecgateError(
+          "io_error",
+          `lineage directory ${dir} is locked by ${holder.trim() || "another process"}`,
+          {
+            lock: path,
+          },
+        );
+      }
+      await rm(path, { force: true });
+    }
+    throw new ExecgateError("io_error", `cannot acquire lock ${path}`);
+  }
+
+  async release(): Promise<void> {
+    // Remove only our own lock (a stale-lock takeover may have replaced it).
+    const now = await readFile(this.path, "utf8").catch(() => "");
+    if (now === this.content) await rm(this.path, { force: true });
+  }
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown-boot";
+  }
+}
+
+function isStale(holder: string): boolean {
+  const m = /^(\d+) (\S+)\n?$/.exec(holder);
+  if (m === null) return true; // not written by us: no live holder can be identified
+  if (m[2] !== bootId()) return true;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
