@@ -35,7 +35,7 @@ describe("journal", () => {
     const j = await Journal.open({ dir });
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => j.append(entry(i))));
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: 200 }, (_, i) => i));
-    results.forEach((r, i) => expect(r.leafHash).toEqual(leafHash(encodeEntry(entry(i)))));
+    for (const [i, r] of results.entries()) expect(r.leafHash).toEqual(leafHash(encodeEntry(entry(i))));
     expect(j.stats.entries).toBe(200);
     expect(j.stats.batches).toBeLessThan(20); // 200 concurrent appends share a few fdatasyncs
     const root = j.tree.root();
@@ -94,7 +94,7 @@ describe("journal", () => {
     const segs = await segmentFiles(dir);
     expect(segs.length).toBeGreaterThan(1);
     const bytes = await readFile(segs[0]!);
-    bytes[40] ^= 0xff;
+    bytes[40]! ^= 0xff;
     await writeFile(segs[0]!, bytes);
     await expect(Journal.open({ dir, segmentBytes: 4096 })).rejects.toMatchObject({ code: "config_invalid" });
 
@@ -117,7 +117,7 @@ describe("journal", () => {
     await j.close();
     const [seg] = await segmentFiles(dir);
     const bytes = await readFile(seg!);
-    bytes[100] ^= 0x01;
+    bytes[100]! ^= 0x01;
     await writeFile(seg!, bytes);
     await expect(Journal.open({ dir, maxBatchBytes })).rejects.toMatchObject({ code: "config_invalid" });
   });
