@@ -53,6 +53,8 @@ function allBanksMatch(e: TcgEvent, data: Uint8Array): boolean {
   return checked > 0;
 }
 
+const GRUB_IPL_PREFIXES = ["grub_cmd: ", "kernel_cmdline: ", "module_cmdline: ", "grub_kernel_cmdline "];
+
 /** UTF-16LE ASCII text (systemd-boot); odd lengths occur (a trailing half NUL). */
 function isUtf16Text(b: Uint8Array): boolean {
   if (b.length < 4) return false;
@@ -66,6 +68,10 @@ export function checkEventDigest(e: TcgEvent): DigestCheck {
     let end = e.data.length;
     while (end > 0 && e.data[end - 1] === 0) end--;
     if (end < e.data.length && allBanksMatch(e, e.data.subarray(0, end))) return "verified";
+    // grub logs "grub_cmd: …" / "kernel_cmdline: …" but hashes only the text after the prefix.
+    const t = latin1.decode(e.data.subarray(0, 32));
+    const prefix = GRUB_IPL_PREFIXES.find((p) => t.startsWith(p));
+    if (prefix && allBanksMatch(e, e.data.subarray(prefix.length, end))) return "verified";
     return isUtf16Text(e.data) ? "mismatch" : "not_data_digest";
   }
   if (

@@ -107,6 +107,8 @@ export interface QuoteComparison {
   readonly quirks: readonly string[];
   /** Banks compared (present both in the quote and completely in the log). */
   readonly banksCompared: readonly BankName[];
+  /** PCR indices compared in at least one bank: only events in these PCRs are bound by the quote. */
+  readonly pcrsCompared: readonly number[];
   readonly replay: EventLogReplay;
 }
 
@@ -119,7 +121,7 @@ function compare(
   for (const b of r.banks) {
     const q = quoted[b.alg.name];
     if (!q) continue;
-    const idx = indices ?? [...b.pcrs.keys()];
+    const idx = indices ?? [...b.pcrs.keys()].filter((i) => q[String(i)] !== undefined);
     for (const i of idx) {
       const replayed = b.pcrs.get(i) ?? initialPcr(b.alg, i, r.pcr0Locality);
       const qh = q[String(i)];
@@ -133,8 +135,9 @@ function compare(
 
 /**
  * Compares the replay with quoted PCR values, in every bank present in both. `indices` are
- * the PCRs to compare (default: the PCRs the log extends — PCRs the firmware does not log,
- * e.g. 17–22, keep values the log cannot predict). If the plain replay does not match, each
+ * the PCRs to compare, each of which must be quoted (default: the PCRs the log extends that
+ * the quote holds — PCRs the firmware does not log, e.g. 17–22, keep values the log cannot
+ * predict). Nothing to compare → not ok. If the plain replay does not match, each
  * known firmware quirk (eventlog-quirks.ts) is tried alone and kept only if it makes every
  * compared PCR match; the quirks used are reported. No common bank → not ok.
  */
@@ -151,22 +154,27 @@ export function compareWithQuote(
   const plain = replayEventLog(log);
   const banksCompared = plain.banks.map((b) => b.alg.name).filter((n) => quoted[n] !== undefined);
   if (banksCompared.length === 0) {
-    return {
-      ok: false,
-      mismatches: [],
-      quirks: [],
-      banksCompared,
-      replay: plain,
-    };
+    return { ok: false, mismatches: [], quirks: [], banksCompared, pcrsCompared: [], replay: plain };
+  }
+  const pcrSet = new Set<number>();
+  for (const b of plain.banks) {
+    for (const i of indices ?? [...b.pcrs.keys()])
+      if (quoted[b.alg.name]?.[String(i)] !== undefined) pcrSet.add(i);
+  }
+  const pcrsCompared = [...pcrSet].sort((a, b) => a - b);
+  if (pcrsCompared.length === 0) {
+    return { ok: false, mismatches: [], quirks: [], banksCompared: [], pcrsCompared, replay: plain };
   }
   const mismatches = compare(plain, quoted, indices);
-  if (mismatches.length === 0) return { ok: true, mismatches, quirks: [], banksCompared, replay: plain };
+  if (mismatches.length === 0) {
+    return { ok: true, mismatches, quirks: [], banksCompared, pcrsCompared, replay: plain };
+  }
   for (const q of QUIRKS) {
     if (!q.applicable(log, mismatches)) continue;
     const r = replayEventLog(log, [q]);
     if (compare(r, quoted, indices).length === 0) {
-      return { ok: true, mismatches: [], quirks: [q.id], banksCompared, replay: r };
+      return { ok: true, mismatches: [], quirks: [q.id], banksCompared, pcrsCompared, replay: r };
     }
   }
-  return { ok: false, mismatches, quirks: [], banksCompared, replay: plain };
+  return { ok: false, mismatches, quirks: [], banksCompared, pcrsCompared, replay: plain };
 }

@@ -126,7 +126,13 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
         const q = cmp.quirks.length ? ` (quirks: ${cmp.quirks.join(", ")})` : "";
         push("eventlog.replay", "pass", `banks ${cmp.banksCompared.join(", ")}${q}`);
         const facts = eventLogFacts(log);
-        if (el.secureBoot !== undefined) {
+        // Event data is bound to the quote only through the PCR it was extended into.
+        const uncovered = (pcr: number, rule: string): boolean => {
+          if (cmp.pcrsCompared.includes(pcr)) return false;
+          push(rule, "fail", `PCR ${pcr} is not covered by the quote`, "eventlog_mismatch");
+          return true;
+        };
+        if (el.secureBoot !== undefined && !uncovered(7, "eventlog.secure_boot")) {
           const ok = facts.secureBoot === el.secureBoot;
           push(
             "eventlog.secure_boot",
@@ -135,7 +141,7 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
             "eventlog_mismatch",
           );
         }
-        if (el.bootApplications !== undefined) {
+        if (el.bootApplications !== undefined && !uncovered(4, "eventlog.boot_applications")) {
           const allowed = new Set(el.bootApplications);
           const bad = facts.bootApplications.filter(
             (a) => !Object.values(a.digests).some((d) => d !== undefined && allowed.has(d)),
@@ -149,7 +155,7 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
             "eventlog_mismatch",
           );
         }
-        if (el.requiredDbx.length > 0) {
+        if (el.requiredDbx.length > 0 && !uncovered(7, "eventlog.required_dbx")) {
           const have = new Set(facts.dbxSha256);
           const missing = el.requiredDbx.filter((d) => !have.has(d));
           push(
