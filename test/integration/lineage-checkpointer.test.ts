@@ -1,0 +1,174 @@
+import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openCheckpoint } from "../../src/lineage/checkpoint.js";
+import { Checkpointer } from "../../src/lineage/checkpointer.js";
+import { type Entry, makeEntry } from "../../src/lineage/entry.js";
+import { Journal } from "../../src/lineage/journal.js";
+import { openLineage } from "../../src/lineage/lineage.js";
+import { verifierFromSigner } from "../../src/lineage/note.js";
+import { type NoteSigner, softwareEcdsaP256Signer, softwareEd25519Signer } from "../../src/lineage/signer.js";
+
+const ORIGIN = "execgate.test/lineage";
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), "execgate-ckpt-"));
+  dirs.push(d);
+  return d;
+}
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const entry = (i: number): Entry => makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` });
+
+class FakeClock {
+  t = 0;
+  now = (): number => this.t;
+}
+
+describe("checkpointer", () => {
+  it("signs when the tree grew and checkpointMs passed; the notes verify with the vkey", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN);
+    const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now, checkpointMs: 1000 });
+    expect(await lin.checkpointer.tick()).toBeUndefined(); // empty tree: nothing to sign
+    await lin.journal.append(entry(0));
+    const first = await lin.checkpointer.tick();
+    expect(first?.checkpoint.size).toBe(1);
+    await lin.journal.append(entry(1));
+    clock.t = 999;
+    expect(await lin.checkpointer.tick()).toBeUndefined(); // too soon
+    clock.t = 1000;
+    const second = await lin.checkpointer.tick();
+    expect(second?.checkpoint.size).toBe(2);
+    expect(await lin.checkpointer.tick()).toBeUndefined(); // tree did not grow
+    const v = verifierFromSigner(signer);
+    const opened = openCheckpoint(second!.note, ORIGIN, v);
+    expect(opened.checkpoint.rootHash).toEqual(lin.journal.tree.rootAt(2));
+    await lin.close();
+  });
+
+  it("at most one signature in flight: concurrent ticks share it", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const base = softwareEcdsaP256Signer(ORIGIN);
+    let calls = 0;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow: NoteSigner = {
+      name: base.name,
+      algorithm: base.algorithm,
+      publicKey: base.publicKey,
+      async sign(m) {
+        calls += 1;
+        await gate;
+        return base.sign(m);
+      },
+    };
+    const lin = await openLineage({ dir, origin: ORIGIN, signer: slow, now: clock.now });
+    await lin.journal.append(entry(0));
+    const a = lin.checkpointer.tick();
+    await lin.journal.append(entry(1));
+    clock.t = 5000;
+    const b = lin.checkpointer.tick();
+    expect(b).toBe(a);
+    release();
+    expect((await a)?.checkpoint.size).toBe(1);
+    expect(calls).toBe(1);
+    clock.t = 6000;
+    expect((await lin.checkpointer.tick())?.checkpoint.size).toBe(2);
+    await lin.close();
+  });
+
+  it("records the intent durably before signing; a crash in the signer never yields two roots per size", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const good = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(1));
+    const failing: NoteSigner = { ...good, sign: () => Promise.reject(new Error("TPM gone")) };
+    const lin = await openLineage({ dir, origin: ORIGIN, signer: failing, now: clock.now });
+    await Promise.all([0, 1, 2].map((i) => lin.journal.append(entry(i))));
+    await expect(lin.checkpointer.tick()).rejects.toThrow("TPM gone");
+    const log = await readFile(join(dir, "checkpoints.log"));
+    expect(log.includes(Buffer.from("intent"))).toBe(true);
+    expect(log.includes(Buffer.from("checkpoint"))).toBe(false);
+    await lin.checkpointer.close();
+    await lin.journal.close();
+
+    const again = await openLineage({ dir, origin: ORIGIN, signer: good, now: clock.now });
+    const cp = await again.checkpointer.tick();
+    expect(cp?.checkpoint.size).toBe(3);
+    await again.close();
+  });
+
+  it("refuses to open when the journal lost entries a checkpoint covers", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(2));
+    const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
+    for (let i = 0; i < 5; i++) await lin.journal.append(entry(i));
+    await lin.close(); // signs size 5
+    const seg = join(dir, "segments", (await readdir(join(dir, "segments")))[0]!);
+    const size = (await readFile(seg)).length;
+    await truncate(seg, size - 5); // the last entry becomes a torn tail and is cut
+    await expect(openLineage({ dir, origin: ORIGIN, signer, now: clock.now })).rejects.toMatchObject({
+      code: "config_invalid",
+    });
+  });
+
+  it("refuses a checkpoint log whose last checkpoint does not verify with the signer's key", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const lin = await openLineage({
+      dir,
+      origin: ORIGIN,
+      signer: softwareEd25519Signer(ORIGIN),
+      now: clock.now,
+    });
+    await lin.journal.append(entry(0));
+    await lin.close();
+    const other = softwareEd25519Signer(ORIGIN);
+    await expect(openLineage({ dir, origin: ORIGIN, signer: other, now: clock.now })).rejects.toMatchObject({
+      code: "verification_failed",
+    });
+  });
+
+  it("tolerates a torn record at the end of checkpoints.log", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
+    const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
+    await lin.journal.append(entry(0));
+    await lin.close();
+    await appendFile(join(dir, "checkpoints.log"), Buffer.from([0, 0, 0, 40, 1, 2]));
+    const again = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
+    expect(again.checkpointer.latest()?.checkpoint.size).toBe(1);
+    await again.journal.append(entry(1));
+    expect((await again.checkpointer.tick())?.checkpoint.size).toBe(2);
+    await again.close();
+  });
+
+  it("does not sign when an entry on disk no longer matches its leaf hash", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(4));
+    const journal = await Journal.open({ dir });
+    const cp = await Checkpointer.open({ journal, origin: ORIGIN, signer, now: clock.now });
+    await journal.append(entry(1));
+    await journal.append(entry(2));
+    // Swap the two records on disk: each CRC is valid, but the leaves are in the wrong place.
+    const seg = join(dir, "segments", (await readdir(join(dir, "segments")))[0]!);
+    const bytes = await readFile(seg);
+    const body = bytes.subarray(16);
+    const half = body.length / 2;
+    const swapped = Buffer.concat([bytes.subarray(0, 16), body.subarray(half), body.subarray(0, half)]);
+    await writeFile(seg, swapped);
+    await expect(cp.tick()).rejects.toMatchObject({ code: "verification_failed" });
+    await cp.close();
+    await journal.close();
+  });
+});
