@@ -57,8 +57,12 @@ let cached: Native | undefined;
 
 /** Loads the addon once; throws ExecgateError("unsupported") when it is missing or stale. */
 export function loadNative(): Native {
-  if (cached) return cached;
-  const candidates = nativeAddonCandidates();
+  cached ??= loadNativeFrom(nativeAddonCandidates());
+  return cached;
+}
+
+/** Loads the first existing addon among `candidates` (uncached; loadNative is the normal entry). */
+export function loadNativeFrom(candidates: readonly string[]): Native {
   const path = candidates.find((p) => existsSync(p));
   if (path === undefined) {
     throw new ExecgateError(
@@ -78,8 +82,7 @@ export function loadNative(): Native {
       { cause: e },
     );
   }
-  cached = wrap(checkShape(raw, path));
-  return cached;
+  return wrap(checkShape(raw, path));
 }
 
 function checkShape(raw: unknown, path: string): RawAddon {

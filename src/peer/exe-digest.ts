@@ -47,6 +47,8 @@ function sameVersion(a: ExeFile, b: ExeFile): boolean {
 
 export class ExeDigestCache {
   private readonly entries = new Map<string, ExeDigest>();
+  /** Hashes under way, by file version: concurrent lookups of one new executable hash it once. */
+  private readonly inFlight = new Map<string, Promise<string>>();
   private readonly maxEntries: number;
   /** Lookups served from the cache / by hashing; for tests and metrics. */
   hits = 0;
@@ -88,7 +90,13 @@ export class ExeDigestCache {
       return known;
     }
     this.misses++;
-    const sha256 = await this.hash(handle, pid);
+    const version = `${key}:${file.size}:${file.mtimeNs}:${file.ctimeNs}`;
+    let pending = this.inFlight.get(version);
+    if (!pending) {
+      pending = this.hash(handle, pid).finally(() => this.inFlight.delete(version));
+      this.inFlight.set(version, pending);
+    }
+    const sha256 = await pending;
     const after = fileOf(await this.fstat(handle, pid));
     if (!sameVersion(file, after)) {
       throw new ExecgateError("verification_failed", `peer ${pid}: executable changed while it was hashed`, {
