@@ -165,16 +165,25 @@ export interface ImaParseOptions {
 
 /** Detects the template hash size of a binary list from its first record. */
 export function detectTemplateHashSize(bytes: Uint8Array): number {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let short = false;
   for (const n of [20, 32, 48, 64]) {
-    if (bytes.length < 4 + n + 4) continue;
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (bytes.length < 4 + n + 4) {
+      short = true;
+      continue;
+    }
     const len = dv.getUint32(4 + n, true);
-    if (len < 1 || len > 64 || bytes.length < 8 + n + len) continue;
+    if (len < 1 || len > 64) continue;
+    if (bytes.length < 8 + n + len) {
+      short = true;
+      continue;
+    }
     const name = bytes.subarray(8 + n, 8 + n + len);
     if (name.every((c) => (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x7c)) {
       return n;
     }
   }
+  if (short) throw new ExecgateError("truncated", "too short to find the first template name", { offset: 0 });
   throw new ExecgateError("malformed", "not a binary IMA measurement list (no template name found)", {
     offset: 0,
   });
@@ -190,7 +199,15 @@ export function parseImaBinaryChunk(bytes: Uint8Array, opts: ImaParseOptions = {
   const base = opts.base ?? 0;
   let seq = opts.firstSeq ?? 0;
   if (bytes.length === 0) return { entries: [], consumed: 0, templateHashAlg: undefined };
-  const size = opts.templateHashSize ?? detectTemplateHashSize(bytes);
+  let size = opts.templateHashSize;
+  if (size === undefined) {
+    try {
+      size = detectTemplateHashSize(bytes);
+    } catch (e) {
+      if (isExecgateError(e, "truncated")) return { entries: [], consumed: 0, templateHashAlg: undefined };
+      throw e;
+    }
+  }
   const alg = templateHashAlgBySize(size);
   const c = new Cursor(bytes);
   const entries: ImaEntry[] = [];
@@ -393,6 +410,16 @@ export interface ImaList {
 export function parseImaList(bytes: Uint8Array, format?: ImaFormat): ImaList {
   if (bytes.length === 0) throw new ExecgateError("malformed", "empty IMA measurement list", { offset: 0 });
   const f = format ?? detectImaFormat(bytes);
+  if (f === "binary") {
+    try {
+      detectTemplateHashSize(bytes);
+    } catch (e) {
+      // the whole file is here: too short to hold one record header is not a list at all
+      if (isExecgateError(e, "truncated"))
+        throw new ExecgateError("malformed", "not an IMA list: too short", { offset: 0 });
+      throw e;
+    }
+  }
   const chunk = f === "ascii" ? parseImaAsciiChunk(bytes, { final: true }) : parseImaBinaryChunk(bytes);
   if (chunk.entries.length === 0 || !chunk.templateHashAlg) {
     throw new ExecgateError("truncated", "IMA list holds no complete entry", { offset: 0 });
