@@ -38,4 +38,11 @@ if [ ! -f node_modules/.execgate-lock ] || [ "$(cat node_modules/.execgate-lock)
   echo "$lock_hash" > node_modules/.execgate-lock
 fi
 
+# The N-API addon (peer credentials, sd_notify), rebuilt when missing or older than its sources.
+addon=native/build/Release/execgate_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null)" ]; then
+  echo "setup: building native/"
+  bash native/build.sh
+fi
+
 npx tsc -p tsconfig.json
