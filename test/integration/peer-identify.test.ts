@@ -5,6 +5,7 @@ import {
   copyFile,
   mkdir,
   open,
+  readdir,
   readFile,
   rename,
   rmdir,
@@ -121,6 +122,60 @@ describe("identifyPeer: who is calling, from the kernel", () => {
     try {
       const noPid: Native = { ...native, peerCred: (fd) => ({ ...native.peerCred(fd), pid: 0 }) };
       await expectFailure(identifyPeer(conn, { native: noPid }), "verification_failed", "peer_no_pid");
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
+
+  it("pidfd 'require' on a kernel without SO_PEERPIDFD: unsupported", async () => {
+    const { client, conn } = await connectClient();
+    try {
+      const oldKernel: Native = { ...native, peerPidfd: () => null };
+      await expectFailure(identifyPeer(conn, { native: oldKernel, pidfd: "require" }), "unsupported");
+      const id = await identifyPeer(conn, { native: oldKernel });
+      expect(id).toMatchObject({ pid: client.pid, pidfdChecked: false });
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
+
+  it("a daemon without CAP_SYS_PTRACE gets io_error naming the capability", async () => {
+    const { client, conn } = await connectClient(); // a root client
+    try {
+      // fsuid follows euid; glibc applies setxid to every thread, libuv's pool included
+      process.seteuid?.(NOBODY);
+      let e: ExecgateError;
+      try {
+        e = await expectFailure(identifyPeer(conn, { native, exeDigests: new ExeDigestCache() }), "io_error");
+      } finally {
+        process.seteuid?.(0);
+      }
+      expect(process.geteuid?.()).toBe(0);
+      expect(e.detail.errno).toBe("EACCES");
+      expect(e.message).toContain("CAP_SYS_PTRACE");
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
+
+  it("leaks no descriptors (pidfds and exe handles are closed, on success and on failure)", async () => {
+    const fds = async () => (await readdir("/proc/self/fd")).length;
+    const { client, conn } = await connectClient({ uid: NOBODY, gid: NOGROUP });
+    try {
+      await identifyPeer(conn, { native });
+      const before = await fds();
+      for (let i = 0; i < 20; i++) await identifyPeer(conn, { native });
+      const failing: IdentifyOptions = {
+        native,
+        imaExeDigest: async () => {
+          throw new ExecgateError("verification_failed", "no");
+        },
+      };
+      for (let i = 0; i < 20; i++) await identifyPeer(conn, failing).catch(() => undefined);
+      expect(await fds()).toBe(before);
     } finally {
       conn.destroy();
       await client.kill();
