@@ -148,20 +148,29 @@ async function lookup(
     throw failed("peer_exited", `peer ${pid} has exited (zombie)`, { pid });
   }
 
-  const exe = await proc.readExeLink(pid);
+  // The image is opened and hashed before its path is read, and re-stat'ed at the end: an
+  // exec() to another file anywhere in between shows up as a different dev/ino.
   const digest = await exeDigests.digest(pid, proc);
+  const exe = await proc.readExeLink(pid);
   const cgroup = parseCgroup(await proc.readCgroup(pid));
   const ima = options.imaExeDigest
     ? await options.imaExeDigest({ pid, exe, file: digest.file, exeSha256: digest.sha256 })
     : undefined;
 
-  // Re-check after every read: same start time, and (with a pidfd) the process still exists.
+  // Re-check after every read: same start time, same image, and (with a pidfd) the process
+  // still exists — checked last, so it vouches for every read before it.
   const again = parseProcStat(await proc.readStat(pid));
   if (again.pid !== pid || again.startTime !== first.startTime) {
     throw failed("peer_pid_reused", `pid ${pid} now belongs to another process`, {
       pid,
       startTime: first.startTime,
       nowStartTime: again.startTime,
+    });
+  }
+  const image = await proc.statExe(pid);
+  if (image.dev !== digest.file.dev || image.ino !== digest.file.ino) {
+    throw failed("peer_exe_changed", `peer ${pid} executed another file while it was being identified`, {
+      pid,
     });
   }
   if (pidfd !== null && !native.pidfdIsAlive(pidfd)) {

@@ -1,5 +1,6 @@
+import type { BigIntStats } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { open, readFile, readlink } from "node:fs/promises";
+import { open, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { MAX_CGROUP_BYTES, MAX_FDINFO_BYTES, MAX_PROC_STAT_BYTES } from "./proc-parse.js";
@@ -16,6 +17,8 @@ export interface ProcSource {
   readExeLink(pid: number): Promise<string>;
   /** open(/proc/<pid>/exe): the running image itself, even if its path was replaced or deleted. */
   openExe(pid: number): Promise<FileHandle>;
+  /** stat(/proc/<pid>/exe), which follows the link to the file the process runs now. */
+  statExe(pid: number): Promise<BigIntStats>;
   /** /proc/self/fdinfo/<fd> of one of our own descriptors (a pidfd). */
   readOwnFdinfo(fd: number): Promise<string>;
 }
@@ -91,6 +94,14 @@ export function procfs(root = "/proc"): ProcSource {
       checkPid(pid);
       try {
         return await open(join(root, String(pid), "exe"), "r");
+      } catch (e) {
+        throw procError(e, "exe", pid);
+      }
+    },
+    async statExe(pid) {
+      checkPid(pid);
+      try {
+        return await stat(join(root, String(pid), "exe"), { bigint: true });
       } catch (e) {
         throw procError(e, "exe", pid);
       }

@@ -7,6 +7,7 @@ import {
   open,
   readdir,
   readFile,
+  readlink,
   rename,
   rmdir,
   stat,
@@ -27,6 +28,7 @@ import {
   NOBODY,
   NOGROUP,
   PYTHON_CLIENT,
+  PYTHON_EXEC_CLIENT,
   spawnClient,
   takePid,
   type UnixServer,
@@ -257,6 +259,38 @@ describe("identifyPeer: PID reuse", () => {
       }
     },
   );
+
+  it("the peer exec()s another file while the lookup runs: refused (same pid, same start time)", async () => {
+    const { client, conn } = await connectClient({
+      uid: NOBODY,
+      gid: NOGROUP,
+      argv: [SYSTEM_PYTHON, "-c", PYTHON_EXEC_CLIENT],
+    });
+    try {
+      const proc = racing(async () => {
+        conn.write("e");
+        for (
+          let i = 0;
+          i < 500 && (await readlink(`/proc/${client.pid}/exe`)) !== realpathSync("/bin/sleep");
+          i++
+        ) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      });
+      const e = await expectFailure(
+        identifyPeer(conn, { native, proc }),
+        "verification_failed",
+        "peer_exe_changed",
+      );
+      expect(e.detail.pid).toBe(client.pid);
+      // the process is still there, now as sleep: a fresh lookup reports what it runs now
+      const now = await identifyPeer(conn, { native });
+      expect(now.exe).toBe(realpathSync("/bin/sleep"));
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
 
   it("start time mismatch on the re-read is refused", async () => {
     const { client, conn } = await connectClient();
