@@ -85,3 +85,35 @@ describeTpm("TPM operations through tpm2-tools on swtpm", () => {
     expect(verify("sha256", Buffer.from("checkpoint"), { key, dsaEncoding: "ieee-p1363" }, p1363)).toBe(true);
   });
 });
+
+describeTpm("checkpoints signed by the TPM-resident key verify as C2SP signed notes", () => {
+  let tpm: Swtpm;
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+  });
+  afterAll(async () => {
+    await tpm?.stop();
+  });
+
+  it("a TPM-signed note verifies with the certified key, and a changed note does not", async () => {
+    const { tpmNoteSigner } = await import("../../src/tpm/note-signer.js");
+    const { parseTpm2bPublic, tpmPublicKey } = await import("../../src/tpm/structures/public.js");
+    const { signCheckpoint, openCheckpoint } = await import("../../src/lineage/checkpoint.js");
+    const { verifierFromSigner } = await import("../../src/lineage/note.js");
+    const sk = await ensureSigningKey(tpm.runner);
+    const signer = tpmNoteSigner(
+      tpm.runner,
+      sk.handle,
+      tpmPublicKey(parseTpm2bPublic(sk.public)),
+      "execgate.test/tpm",
+    );
+    const origin = "execgate.test/log";
+    const note = await signCheckpoint(
+      { origin, size: 3, rootHash: new Uint8Array(32).fill(1), extensions: [] },
+      [signer],
+    );
+    const verifier = verifierFromSigner(signer);
+    expect(openCheckpoint(note, origin, verifier).checkpoint.size).toBe(3);
+    expect(() => openCheckpoint(note.replace("\n3\n", "\n4\n"), origin, verifier)).toThrow();
+  });
+});
