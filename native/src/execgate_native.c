@@ -16,6 +16,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,7 +87,8 @@ static int get_fd_arg(napi_env env, napi_callback_info info, size_t want, size_t
     return 0;
   }
   double d;
-  if (napi_get_value_double(env, argv[index], &d) != napi_ok || d != (double)(int)d || d < 0) {
+  /* range first: converting an out-of-range double to int is undefined behaviour */
+  if (napi_get_value_double(env, argv[index], &d) != napi_ok || !(d >= 0 && d <= INT_MAX) || d != (double)(int)d) {
     throw_type(env, "file descriptor must be a non-negative integer");
     return 0;
   }

@@ -21,10 +21,14 @@ import { procfs } from "./procfs.js";
  * is read before and after the other files and must not change, which catches reuse during
  * the lookup but not reuse between connect and the first read.
  *
+ * The executable is opened and hashed first and /proc/<pid>/exe is stat'ed again at the end,
+ * so an exec() of another file during the lookup is refused (exec keeps pid and start time).
+ *
  * Limits that no lookup can remove: identity is that of the process that called connect(),
- * read at lookup time. A process that connects and then exec()s another image, or passes the
- * connection to another process, is reported as what the connecting pid runs at lookup. The
- * server should therefore identify a connection at accept, before reading any request.
+ * as it is at lookup time. A process that connects and exec()s another image before the
+ * lookup, or passes the connection to another process, is reported as what the connecting
+ * pid runs at lookup. The server should therefore identify a connection at accept, before
+ * reading any request (net.Server `pauseOnConnect`).
  */
 
 /** An executable digest as IMA measured it; filled in by the IMA component's hook. */
