@@ -1,0 +1,136 @@
+import type { KeyObject } from "node:crypto";
+import { type CborValue, encode } from "../cbor/index.js";
+import type { DenialReason } from "../core/denial.js";
+import type { EventLog } from "../measure/eventlog-parse.js";
+import { pcrHexFromTpm } from "../measure/pcrs-input.js";
+import {
+  evaluateIntegrity,
+  type ImaEvidence,
+  type ImaOutcome,
+  type IntegrityPolicy,
+} from "../policy/integrity.js";
+import type { QuoteOutput } from "../tpm/ops/attest.js";
+import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
+import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
+import { verifyQuote } from "../tpm/verify-quote.js";
+import { type EpochBinding, encodeEpochBinding, epochHash } from "./binding.js";
+import type { EvidenceState } from "./evidence.js";
+
+/*
+ * One epoch's evaluation, pure: the quote (or the failure to get one) → verification →
+ * integrity policy → the EvidenceState the gate decides against, plus the record the lineage
+ * keeps so an auditor can redo every step offline.
+ */
+
+export interface EpochInput {
+  readonly binding: EpochBinding;
+  /** The quote, or the reason there is none (TPM unreachable, TPM error). */
+  readonly quote: QuoteOutput | { readonly failure: DenialReason; readonly detail: string };
+  readonly akPublic: KeyObject;
+  readonly selection: PcrSelection;
+  readonly policy: IntegrityPolicy;
+  readonly eventlog?: EventLog;
+  readonly ima?: ImaEvidence;
+  readonly startedAtMs: number;
+  readonly verifiedAtMs: number;
+}
+
+export interface EpochResult {
+  readonly hash: Uint8Array;
+  readonly state: EvidenceState;
+  /** Deterministic CBOR of the epoch evidence (docs/lineage.md, "epoch record"). */
+  readonly record: Uint8Array;
+  readonly ima: ImaOutcome | undefined;
+  /** TPMS_CLOCK_INFO.clock of a verified quote. */
+  readonly tpmClock?: bigint;
+}
+
+const ZERO32 = new Uint8Array(32);
+
+export function evaluateEpoch(input: EpochInput): EpochResult {
+  const hash = epochHash(input.binding);
+  const base = {
+    epochSeq: input.binding.seq,
+    epochHash: hash,
+    startedAtMs: input.startedAtMs,
+    verifiedAtMs: input.verifiedAtMs,
+    bootId: input.binding.bootId,
+  };
+  const record = (fields: Record<string, CborValue | undefined>): Uint8Array =>
+    encode({ binding: encodeEpochBinding(input.binding), ...fields });
+
+  if ("failure" in input.quote) {
+    const integrity = { ok: false as const, reason: input.quote.failure, detail: input.quote.detail };
+    return {
+      hash,
+      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
+      record: record({ verified: false, reason: integrity.reason }),
+      ima: undefined,
+    };
+  }
+  const q = input.quote;
+  const quoteFields = { attest: q.attest, signature: q.signature, pcrs: q.pcrsFile };
+  let values: ReturnType<typeof parsePcrsFile>["values"];
+  try {
+    values = parsePcrsFile(q.pcrsFile).values;
+  } catch {
+    const integrity = {
+      ok: false as const,
+      reason: "quote_invalid" as const,
+      detail: "PCR values unreadable",
+    };
+    return {
+      hash,
+      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
+      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
+      ima: undefined,
+    };
+  }
+  const v = verifyQuote({
+    attest: q.attest,
+    signature: q.signature,
+    akPublic: input.akPublic,
+    expectedQualifyingData: hash,
+    expectedSelection: input.selection,
+    pcrValues: values,
+  });
+  if (!v.ok) {
+    const integrity = {
+      ok: false as const,
+      reason: "quote_invalid" as const,
+      detail: `${v.check}: ${v.detail}`,
+    };
+    return {
+      hash,
+      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
+      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
+      ima: undefined,
+    };
+  }
+  const decision = evaluateIntegrity(input.policy, {
+    pcrs: pcrHexFromTpm(values),
+    ...(input.eventlog ? { eventlog: input.eventlog } : {}),
+    ...(input.ima ? { ima: input.ima } : {}),
+  });
+  const integrity = decision.ok
+    ? ({ ok: true } as const)
+    : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
+  return {
+    hash,
+    state: {
+      ...base,
+      resetCount: v.quote.resetCount,
+      restartCount: v.quote.restartCount,
+      pcrDigest: v.quote.pcrDigest,
+      integrity,
+    },
+    record: record({
+      ...quoteFields,
+      verified: integrity.ok,
+      ...(integrity.ok ? {} : { reason: integrity.reason }),
+      ...(decision.eventlogQuirks.length > 0 ? { quirks: [...decision.eventlogQuirks] } : {}),
+    }),
+    ima: decision.ima,
+    tpmClock: v.quote.clock,
+  };
+}

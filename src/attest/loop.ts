@@ -1,0 +1,319 @@
+import type { KeyObject } from "node:crypto";
+import { randomBytes } from "node:crypto";
+import { open, readFile } from "node:fs/promises";
+import type { Logger } from "pino";
+import type { DenialReason } from "../core/denial.js";
+import { asExecgateError } from "../core/errors.js";
+import type { BlobStore } from "../lineage/blobs.js";
+import { makeEntry } from "../lineage/entry.js";
+import type { Lineage } from "../lineage/lineage.js";
+import { type EventLog, parseEventLog } from "../measure/eventlog-parse.js";
+import type { ImaEntry } from "../measure/ima-parse.js";
+import { detectImaFormat } from "../measure/ima-parse.js";
+import { type ImaState, initialImaState, parseNewEntries } from "../measure/ima-replay.js";
+import type { IntegrityPolicy } from "../policy/integrity.js";
+import { quote } from "../tpm/ops/attest.js";
+import type { TpmRunner } from "../tpm/runner.js";
+import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
+import type { EpochBinding } from "./binding.js";
+import { evaluateEpoch } from "./epoch.js";
+import type { EvidenceState } from "./evidence.js";
+
+export interface AttestationLoopOptions {
+  readonly runner: TpmRunner;
+  readonly akHandle: number;
+  readonly akPublic: KeyObject;
+  readonly selection: PcrSelection;
+  /** The integrity policy in force (re-read on every epoch, so a reload applies at the next one). */
+  readonly policy: () => IntegrityPolicy;
+  /** Raw Ed25519 public key of the token issuer. */
+  readonly issuerKey: Uint8Array;
+  readonly lineage: Lineage;
+  readonly blobs: BlobStore;
+  readonly bootIdPath: string;
+  readonly eventlogPath?: string;
+  readonly imaPath?: string;
+  /** Epoch period while there is activity, and while idle. */
+  readonly epochMs: number;
+  readonly idleEpochMs: number;
+  readonly now: () => number;
+  readonly monoUs: () => number;
+  readonly log: Logger;
+}
+
+interface Waiter {
+  readonly after: number;
+  readonly resolve: (s: EvidenceState | undefined) => void;
+}
+
+const ZERO32 = new Uint8Array(32);
+
+/**
+ * The attestation loop (DESIGN.md "Epochs"): one TPM quote per epoch, bound to the issuer key,
+ * the latest lineage checkpoint, the previous epoch and a fresh nonce; verified here; checked
+ * against the integrity policy; logged as an epoch entry, good or bad. `current()` is the only
+ * evidence the gate ever decides against. One epoch runs at a time.
+ */
+export class AttestationLoop {
+  private state: EvidenceState | undefined;
+  private seq = 0;
+  private prev: Uint8Array = ZERO32;
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+  private lastActivityMs = Number.NEGATIVE_INFINITY;
+  private waiters: Waiter[] = [];
+  private imaState: ImaState | undefined;
+  private imaPending: ImaEntry[] = [];
+  /** Bytes of the IMA list already parsed (complete records), pending ones included. */
+  private imaReadOffset = 0;
+  private imaViolations = 0;
+  /** Counters for status and metrics. */
+  readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
+  private readonly listeners: ((s: EvidenceState) => void)[] = [];
+
+  constructor(private readonly o: AttestationLoopOptions) {}
+
+  current(): EvidenceState | undefined {
+    return this.state;
+  }
+
+  onEpoch(f: (s: EvidenceState) => void): void {
+    this.listeners.push(f);
+  }
+
+  /** Starts the periodic loop (the first epoch runs at once). */
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    for (const w of this.waiters.splice(0)) w.resolve(undefined);
+  }
+
+  /** A request arrived: keep the fast cadence. */
+  touch(): void {
+    const idle = this.o.now() - this.lastActivityMs > this.o.idleEpochMs;
+    this.lastActivityMs = this.o.now();
+    if (idle && !this.stopped && !this.running) this.schedule(0);
+  }
+
+  /** Resolves with the first epoch that STARTED at or after `afterMs` (a fresh-quote scope waits here). */
+  waitForEpochAfter(afterMs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(undefined);
+      }, timeoutMs);
+      const waiter: Waiter = {
+        after: afterMs,
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+      };
+      this.waiters.push(waiter);
+      if (!this.running) this.schedule(0);
+    });
+  }
+
+  /** Runs one epoch now (or waits for the one in progress and then runs another). */
+  async runEpoch(): Promise<EvidenceState> {
+    while (this.running) await this.running;
+    const p = this.epoch();
+    this.running = p.finally(() => {
+      this.running = undefined;
+    });
+    await this.running;
+    return this.state!;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runEpoch().then(
+        () => this.afterEpoch(),
+        (e: unknown) => {
+          this.o.log.error({ err: asExecgateError(e).message }, "epoch_crashed");
+          this.afterEpoch();
+        },
+      );
+    }, delayMs);
+    this.timer.unref?.();
+  }
+
+  private afterEpoch(): void {
+    if (this.waiters.some((w) => (this.state?.startedAtMs ?? -1) < w.after)) return this.schedule(0);
+    const active = this.o.now() - this.lastActivityMs <= this.o.idleEpochMs;
+    this.schedule(active ? this.o.epochMs : this.o.idleEpochMs);
+  }
+
+  private async epoch(): Promise<void> {
+    const startedAtMs = this.o.now();
+    const cp = this.o.lineage.checkpointer.latest();
+    const binding: EpochBinding = {
+      seq: this.seq,
+      prev: this.prev,
+      issuer: this.o.issuerKey,
+      checkpoint: cp ? { size: cp.checkpoint.size, root: cp.checkpoint.rootHash } : { size: 0, root: ZERO32 },
+      bootId: await this.readBootId(),
+      nonce: new Uint8Array(randomBytes(32)),
+    };
+    const q = await this.takeQuote(binding);
+    const evidenceDigests: Uint8Array[] = [];
+    const eventlog = await this.readEventLog(evidenceDigests);
+    const ima = await this.readIma(evidenceDigests);
+    const result = evaluateEpoch({
+      binding,
+      quote: q,
+      akPublic: this.o.akPublic,
+      selection: this.o.selection,
+      policy: this.o.policy(),
+      ...(eventlog ? { eventlog } : {}),
+      ...(ima
+        ? { ima: { state: ima.state, entries: ima.entries, priorViolations: this.imaViolations } }
+        : {}),
+      startedAtMs,
+      verifiedAtMs: this.o.now(),
+    });
+    if (result.ima) {
+      this.imaState = result.ima.state;
+      this.imaPending = [...result.ima.pending];
+      this.imaViolations += result.ima.violations.length;
+    }
+    let state = result.state;
+    try {
+      await this.o.lineage.journal.append(
+        makeEntry(
+          "epoch",
+          {
+            wallMs: state.verifiedAtMs,
+            monoUs: this.o.monoUs(),
+            ...(result.tpmClock !== undefined
+              ? {
+                  tpm: {
+                    clock: result.tpmClock,
+                    resetCount: state.resetCount,
+                    restartCount: state.restartCount,
+                  },
+                }
+              : {}),
+          },
+          {
+            quote: result.record,
+            issuerKey: this.o.issuerKey,
+            verified: state.integrity.ok,
+            ...(state.integrity.ok ? {} : { reason: state.integrity.reason }),
+            ...(evidenceDigests.length > 0 ? { evidence: evidenceDigests } : {}),
+          },
+        ),
+      );
+    } catch (e) {
+      // An epoch that cannot be recorded cannot be relied on.
+      state = {
+        ...state,
+        integrity: { ok: false, reason: "lineage_unavailable", detail: asExecgateError(e).message },
+      };
+    }
+    this.seq++;
+    this.prev = result.hash;
+    this.state = state;
+    this.stats.epochs++;
+    if (!state.integrity.ok) this.stats.failed++;
+    this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;
+    if (state.integrity.ok) this.o.log.debug({ seq: state.epochSeq }, "epoch_verified");
+    else
+      this.o.log.warn(
+        { seq: state.epochSeq, reason: state.integrity.reason, detail: state.integrity.detail },
+        "epoch_failed",
+      );
+    for (const f of this.listeners) f(state);
+    const ready = this.waiters.filter((w) => state.startedAtMs >= w.after);
+    this.waiters = this.waiters.filter((w) => state.startedAtMs < w.after);
+    for (const w of ready) w.resolve(state);
+  }
+
+  private async takeQuote(binding: EpochBinding) {
+    const { epochHash } = await import("./binding.js");
+    try {
+      return await quote(this.o.runner, {
+        akHandle: this.o.akHandle,
+        selection: this.o.selection,
+        qualifyingData: epochHash(binding),
+      });
+    } catch (e) {
+      const err = asExecgateError(e);
+      const failure: DenialReason = "hardware_unavailable";
+      return { failure, detail: `${err.code}: ${err.message}` };
+    }
+  }
+
+  private async readBootId(): Promise<string> {
+    try {
+      return (await readFile(this.o.bootIdPath, "utf8")).trim().slice(0, 64) || "unknown";
+    } catch {
+      return "unknown";
+    }
+  }
+
+  private async readEventLog(digests: Uint8Array[]): Promise<EventLog | undefined> {
+    if (!this.o.eventlogPath) return undefined;
+    try {
+      const bytes = new Uint8Array(await readFile(this.o.eventlogPath));
+      digests.push(await this.o.blobs.put(bytes));
+      return parseEventLog(bytes);
+    } catch (e) {
+      // Missing or malformed: the integrity rules that need it fail closed.
+      this.o.log.warn({ err: asExecgateError(e).message }, "eventlog_unreadable");
+      return undefined;
+    }
+  }
+
+  private async readIma(
+    digests: Uint8Array[],
+  ): Promise<{ state: ImaState; entries: ImaEntry[] } | undefined> {
+    if (!this.o.imaPath) return undefined;
+    try {
+      const fh = await open(this.o.imaPath, "r");
+      try {
+        const chunks: Buffer[] = [];
+        let read = 0;
+        for (;;) {
+          const buf = Buffer.alloc(1 << 20);
+          const { bytesRead } = await fh.read(buf, 0, buf.length, this.imaReadOffset + read);
+          if (bytesRead === 0) break;
+          chunks.push(buf.subarray(0, bytesRead));
+          read += bytesRead;
+        }
+        const appended = new Uint8Array(Buffer.concat(chunks));
+        if (!this.imaState) {
+          if (appended.length === 0) return undefined;
+          this.imaState = initialImaState(detectImaFormat(appended));
+        }
+        // Parse what follows the pending entries; they are already parsed and kept.
+        const cursor = {
+          ...this.imaState,
+          offset: this.imaReadOffset,
+          entries: this.imaState.entries + this.imaPending.length,
+        };
+        const fresh = parseNewEntries(cursor, appended);
+        if (fresh.length > 0) {
+          this.imaReadOffset = fresh[fresh.length - 1]!.end;
+          digests.push(await this.o.blobs.put(appended.subarray(0, this.imaReadOffset - cursor.offset)));
+        }
+        return { state: this.imaState, entries: [...this.imaPending, ...fresh] };
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      this.o.log.warn({ err: asExecgateError(e).message }, "ima_unreadable");
+      return undefined;
+    }
+  }
+}
