@@ -89,6 +89,8 @@ export class Journal {
   private offsets = new Float64Array(1024);
   private fh: FileHandle | undefined;
   private pending: Pending[] = [];
+  /** Entries of the batch being written (already out of `pending`, not yet in the tree). */
+  private inFlight = 0;
   /** A flush loop is running. Checked and cleared with no await in between (see run()). */
   private active = false;
   private scheduled = false;
@@ -252,6 +254,26 @@ export class Journal {
     return this.appendEncoded(bytes);
   }
 
+  /**
+   * Appends entries that refer to each other: `build` receives the index the first of them will
+   * get (they are queued together, in order, with nothing in between) and returns the entries.
+   * Resolves when all of them are durable, in one group commit when they fit one batch.
+   */
+  appendLinked(build: (firstIndex: number) => readonly Entry[]): Promise<AppendResult[]> {
+    const first = this.tree.size + this.inFlight + this.pending.length;
+    let encoded: Uint8Array[];
+    try {
+      encoded = build(first).map((e) => encodeEntry(e));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // All or none: a rejected entry must not shift the indices the others refer to.
+    const bad = encoded.find((b) => b.length === 0 || b.length > MAX_ENTRY_BYTES);
+    if (bad)
+      return Promise.reject(new ExecgateError("limit_exceeded", `lineage entry of ${bad.length} bytes`));
+    return Promise.all(encoded.map((b) => this.appendEncoded(b)));
+  }
+
   /** Appends already-encoded entry bytes (the caller guarantees they came from encodeEntry). */
   appendEncoded(bytes: Uint8Array): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new ExecgateError("io_error", "lineage journal is closed"));
@@ -291,6 +313,7 @@ export class Journal {
           n += 1;
         }
         const batch = this.pending.splice(0, n);
+        this.inFlight = batch.length;
         try {
           await this.writeBatch(batch, bytes);
         } catch (e) {
@@ -298,6 +321,8 @@ export class Journal {
             e instanceof ExecgateError && e.code === "io_error" ? e : ioError("lineage journal write", e);
           for (const p of batch) p.reject(this.failed);
           for (const p of this.pending.splice(0)) p.reject(this.failed);
+        } finally {
+          this.inFlight = 0;
         }
       }
     } finally {
