@@ -24,6 +24,7 @@ export const DENIAL_REASONS = [
   "lineage_unavailable",
   "rate_limited",
   "internal_error",
+  "request_malformed",
 ] as const;
 
 export type DenialReason = (typeof DENIAL_REASONS)[number];
