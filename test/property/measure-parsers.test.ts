@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -206,6 +207,81 @@ describe("operator inputs: typed errors only", () => {
         expect(new RegExp(`^${globToRegexSource("/x/*")}`).test(`/x/${a}`)).toBe(true);
       }),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe("IMA ascii and binary forms of the same entries agree", () => {
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+  const field = (b: Buffer) => Buffer.concat([u32(b.length), b]);
+  const entry = fc.record({
+    template: fc.constantFrom("ima-ng", "ima-sig", "ima-buf", "ima"),
+    alg: fc.constantFrom(["sha1", 20] as const, ["sha256", 32] as const, ["sha512", 64] as const),
+    seed: fc.uint8Array({ minLength: 64, maxLength: 64 }),
+    name: fc.stringMatching(/^\/[a-z0-9 ._-]{0,40}$/),
+    extra: fc.uint8Array({ maxLength: 40 }),
+    violation: fc.boolean(),
+  });
+
+  type Gen = typeof entry extends fc.Arbitrary<infer T> ? T : never;
+  function encode(e: Gen) {
+    const isIma = e.template === "ima";
+    const size = isIma ? 20 : e.alg[1];
+    const alg = isIma ? "sha1" : e.alg[0];
+    const fd = Buffer.from(e.seed.subarray(0, size));
+    const fields: Buffer[] = [];
+    let data: Buffer;
+    let text: string[];
+    if (isIma) {
+      const padded = Buffer.alloc(256);
+      padded.write(e.name);
+      data = Buffer.concat([fd, padded]);
+      text = [fd.toString("hex"), e.name];
+    } else {
+      fields.push(Buffer.concat([Buffer.from(`${alg}:\0`), fd]), Buffer.from(`${e.name}\0`));
+      text = [`${alg}:${fd.toString("hex")}`, e.name];
+      if (e.template !== "ima-ng") {
+        fields.push(Buffer.from(e.extra));
+        text.push(Buffer.from(e.extra).toString("hex"));
+      }
+      data = Buffer.concat(fields.map(field));
+    }
+    const th = e.violation ? Buffer.alloc(20) : createHash("sha1").update(data).digest();
+    const binary = isIma
+      ? Buffer.concat([
+          u32(10),
+          th,
+          u32(3),
+          Buffer.from("ima"),
+          fd,
+          u32(Buffer.byteLength(e.name)),
+          Buffer.from(e.name),
+        ])
+      : Buffer.concat([u32(10), th, u32(e.template.length), Buffer.from(e.template), u32(data.length), data]);
+    const ascii = `10 ${th.toString("hex")} ${e.template} ${text.join(" ")}\n`;
+    return { binary, ascii };
+  }
+
+  it("same entries, names (spaces included), digests and PCR 10 in every bank", () => {
+    fc.assert(
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 6 }), (es) => {
+        const enc = es.map(encode);
+        const b = parseImaList(Buffer.concat(enc.map((x) => x.binary)), "binary");
+        const a = parseImaList(new TextEncoder().encode(enc.map((x) => x.ascii).join("")), "ascii");
+        expect(a.entries.map((x) => [x.template, x.name, x.violation])).toEqual(
+          b.entries.map((x) => [x.template, x.name, x.violation]),
+        );
+        expect(a.entries.map((x) => Buffer.from(x.templateData).toString("hex"))).toEqual(
+          b.entries.map((x) => Buffer.from(x.templateData).toString("hex")),
+        );
+        const banks = ["sha1", "sha256", "sha384"] as const;
+        expect(replayIma(a.entries, banks)).toEqual(replayIma(b.entries, banks));
+      }),
+      { numRuns: 200 },
     );
   });
 });
