@@ -24,6 +24,11 @@ const COMMANDS: Record<string, Loader> = {
   "measure eventlog": async () => (await import("./commands/measure-eventlog.js")).command,
   "measure ima": async () => (await import("./commands/measure-ima.js")).command,
   "policy check": async () => (await import("./commands/policy-check.js")).command,
+  run: async () => (await import("./commands/run.js")).command,
+  "token request": async () => (await import("./commands/token-request.js")).command,
+  "token redeem": async () => (await import("./commands/token-redeem.js")).command,
+  "token verify": async () => (await import("./commands/token-verify.js")).command,
+  status: async () => (await import("./commands/status.js")).command,
 };
 
 function findCommand(argv: readonly string[]): { key: string; rest: readonly string[] } | undefined {

@@ -1,0 +1,79 @@
+import { defaultSocketPath, ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import { ExecgateError } from "../../src/core/errors.js";
+import { MAX_TOKEN_BYTES } from "../../src/server/protocol.js";
+import { type OptionSpec, type Parsed, readInput, str } from "../args.js";
+import { EXIT, usageError } from "../exit.js";
+
+/* Shared by the executor commands: run, token request|redeem|verify, status. */
+
+export const SOCKET_OPTION: OptionSpec = { socket: { type: "string" } };
+
+export const SOCKET_HELP =
+  "  --socket P: the daemon's socket (default: $EXECGATE_SOCKET, else /run/execgate/execgate.sock)";
+
+/** --socket wins over EXECGATE_SOCKET, which wins over the system path. */
+export function connect(p: Parsed): Promise<ExecgateClient> {
+  return ExecgateClient.connect(str(p, "socket") ?? defaultSocketPath());
+}
+
+/** Runs `fn`; a denial prints `execgate: denied: <reason>` and becomes exit 1. */
+export async function orDenied(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof ExecgateDenied)) throw e;
+    process.stderr.write(`execgate: denied: ${e.reason}\n`);
+    return EXIT.failed;
+  }
+}
+
+/** --nonce HEX: 8..64 bytes (the eat_nonce bounds), or undefined when absent. */
+export function nonceArg(p: Parsed): Uint8Array | undefined {
+  const v = str(p, "nonce");
+  if (v === undefined) return undefined;
+  if (!/^(?:[0-9a-fA-F]{2}){8,64}$/.test(v)) throw usageError("--nonce must be 8..64 bytes of hex");
+  return new Uint8Array(Buffer.from(v, "hex"));
+}
+
+const SCOPE_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+export function scopeArg(p: Parsed): string {
+  const v = str(p, "scope");
+  if (v === undefined || !SCOPE_RE.test(v))
+    throw usageError("--scope must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
+  return v;
+}
+
+export function toBase64url(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64url");
+}
+
+function fromBase64url(s: string, what: string): Uint8Array {
+  const t = s.trim();
+  if (!/^[A-Za-z0-9_-]+$/.test(t)) throw usageError(`${what} is not base64url`);
+  return new Uint8Array(Buffer.from(t, "base64url"));
+}
+
+/** The first byte of a tagged COSE_Sign1 (tag 18): 0xd2. Base64url text never starts with it. */
+const COSE_SIGN1_TAG_BYTE = 0xd2;
+
+/**
+ * The token from `--in F` (raw bytes as `token request --out` writes them, or base64url text) or
+ * from the one positional argument (base64url).
+ */
+export async function tokenInput(p: Parsed): Promise<Uint8Array> {
+  const file = str(p, "in");
+  if ((file === undefined) === (p.positionals.length === 0) || p.positionals.length > 1)
+    throw usageError("give the token as --in F or as one base64url argument");
+  let token: Uint8Array;
+  if (file !== undefined) {
+    const bytes = await readInput(file, "token");
+    token =
+      bytes[0] === COSE_SIGN1_TAG_BYTE ? bytes : fromBase64url(Buffer.from(bytes).toString("latin1"), file);
+  } else {
+    token = fromBase64url(p.positionals[0]!, "the token argument");
+  }
+  if (token.length === 0 || token.length > MAX_TOKEN_BYTES)
+    throw new ExecgateError("malformed", `token of ${token.length} bytes outside 1..${MAX_TOKEN_BYTES}`);
+  return token;
+}

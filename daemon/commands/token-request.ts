@@ -1,0 +1,84 @@
+import type { ExecgateClient } from "../../src/client/index.js";
+import { toHex } from "../../src/core/hex.js";
+import { flag, hexArg, parseCommandArgs, printJson, str, writeOutput } from "../args.js";
+import type { Command } from "../cli.js";
+import { EXIT, usageError } from "../exit.js";
+import {
+  connect,
+  nonceArg,
+  orDenied,
+  SOCKET_HELP,
+  SOCKET_OPTION,
+  scopeArg,
+  toBase64url,
+} from "./token-common.js";
+
+function argvJson(s: string): string[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(s);
+  } catch {
+    throw usageError("--argv-json is not JSON");
+  }
+  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string"))
+    throw usageError("--argv-json must be a non-empty JSON array of strings");
+  return v as string[];
+}
+
+export const command: Command = {
+  summary: "ask the daemon for an execution token (base64url on stdout, or raw bytes to --out)",
+  usage:
+    '--scope S (--argv-json \'["cmd","arg"]\' | --action HEX) [--nonce HEX] [--audience A] [--out F] [--json] [--socket P]\n' +
+    "  --argv-json: the daemon computes the action digest from argv (as execgate run does)\n" +
+    "  --action: a SHA-256 action digest you computed (32 bytes of hex)\n" +
+    `${SOCKET_HELP}\n` +
+    "Exit: 0 issued, 1 denied (execgate: denied: <reason> on stderr), 2 usage, 3 daemon unreachable.",
+  async run(argv) {
+    const p = parseCommandArgs(argv, {
+      scope: { type: "string" },
+      "argv-json": { type: "string" },
+      action: { type: "string" },
+      nonce: { type: "string" },
+      audience: { type: "string" },
+      out: { type: "string" },
+      json: { type: "boolean" },
+      ...SOCKET_OPTION,
+    });
+    const scope = scopeArg(p);
+    const argvText = str(p, "argv-json");
+    if ((argvText === undefined) === (str(p, "action") === undefined))
+      throw usageError("give exactly one of --argv-json and --action");
+    const action = argvText === undefined ? hexArg(p, "action") : undefined;
+    if (action !== undefined && action.length !== 32) throw usageError("--action must be 32 bytes of hex");
+    const nonce = nonceArg(p);
+    const audience = str(p, "audience");
+    const out = str(p, "out");
+    let client: ExecgateClient | undefined;
+    try {
+      client = await connect(p);
+      const c = client;
+      return await orDenied(async () => {
+        const common = { scope, ...(nonce ? { nonce } : {}), ...(audience ? { audience } : {}) };
+        const t = await c.requestToken(
+          argvText !== undefined ? { ...common, argv: argvJson(argvText) } : { ...common, action: action! },
+        );
+        if (out !== undefined) await writeOutput(out, t.token, "token");
+        const tokenId = toHex(t.tokenId);
+        if (flag(p, "json")) {
+          printJson({
+            ...(out === undefined ? { token: toBase64url(t.token) } : { out }),
+            tokenId,
+            expiresAt: t.expiresAt,
+          });
+        } else if (out === undefined) {
+          process.stdout.write(`${toBase64url(t.token)}\n`);
+        } else {
+          process.stderr.write(`token ${tokenId} written to ${out}, expires at ${t.expiresAt}\n`);
+        }
+        return EXIT.ok;
+      });
+    } finally {
+      await client?.close();
+    }
+  },
+};
