@@ -40,6 +40,7 @@ export const command: Command = {
       events: log.events.length,
       pcrs: replayToPcrValues(replay),
       secureBoot: facts.secureBoot,
+      scrtmVersion: facts.scrtmVersion,
       quirks: cmp ? cmp.quirks : [],
       incompleteBanks: replay.incompleteBanks,
       startupLocality: log.startupLocality ?? null,

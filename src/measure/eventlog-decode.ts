@@ -216,8 +216,23 @@ export interface EventLogFacts {
   readonly ipl: readonly string[];
   /** EV_SEPARATOR events: PCR and whether the value was the normal 0x00000000. */
   readonly separators: readonly { pcr: number; value: string }[];
+  /** EV_S_CRTM_VERSION (verified): UTF-16 text, or the hex of a GUID/binary version. */
+  readonly scrtmVersion: string | null;
+  /** EV_EVENT_TAG (TCG_PCClientTaggedEvent, PFP §10.4.2): tag ids; data not verifiable. */
+  readonly eventTags: readonly { seq: number; pcr: number; taggedEventID: number; size: number }[];
   /** Events whose digest should equal the hash of their data but does not. */
   readonly digestMismatches: readonly { seq: number; pcr: number; type: string }[];
+}
+
+/**
+ * EV_S_CRTM_VERSION data is usually a NUL-terminated UCS-2 string, sometimes a GUID or vendor
+ * bytes: the text up to the first 0x0000 code unit when that is printable, else hex of all data.
+ */
+function crtmVersion(b: Uint8Array): string {
+  let end = 0;
+  while (end + 1 < b.length && (b[end] !== 0 || b[end + 1] !== 0)) end += 2;
+  const body = b.subarray(0, end);
+  return end > 0 && isUtf16Text(body) ? utf16(body) : toHex(b);
 }
 
 const latin1 = new TextDecoder("latin1");
@@ -240,6 +255,8 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
   const efiActions: string[] = [];
   const ipl: string[] = [];
   const separators: { pcr: number; value: string }[] = [];
+  let scrtmVersion: string | null = null;
+  const eventTags: { seq: number; pcr: number; taggedEventID: number; size: number }[] = [];
   const digestMismatches: { seq: number; pcr: number; type: string }[] = [];
   for (const e of log.events) {
     if (e.eventType === EV.EV_NO_ACTION) continue;
@@ -292,6 +309,20 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
       case EV.EV_IPL:
         if (check === "verified") ipl.push(isUtf16Text(e.data) ? utf16(e.data) : text(e.data));
         break;
+      case EV.EV_S_CRTM_VERSION:
+        scrtmVersion = crtmVersion(e.data);
+        break;
+      case EV.EV_EVENT_TAG: {
+        const t = tryDecode(() => {
+          const c = new Cursor(e.data);
+          const taggedEventID = c.u32le("TCG_PCClientTaggedEvent.taggedEventID");
+          const size = c.u32le("taggedEventDataSize");
+          c.skip(size, "taggedEventData");
+          return { taggedEventID, size };
+        });
+        if (t) eventTags.push({ seq: e.seq, pcr: e.pcrIndex, ...t });
+        break;
+      }
       case EV.EV_SEPARATOR:
         separators.push({ pcr: e.pcrIndex, value: toHex(e.data) });
         break;
@@ -309,6 +340,8 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
     efiActions,
     ipl,
     separators,
+    scrtmVersion,
+    eventTags,
     digestMismatches,
   };
 }

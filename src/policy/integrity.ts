@@ -143,8 +143,10 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
         }
         if (el.bootApplications !== undefined && !uncovered(4, "eventlog.boot_applications")) {
           const allowed = new Set(el.bootApplications);
+          // Only digests in a bank the quote verified are bound; another bank's digest in the
+          // same event could be anything.
           const bad = facts.bootApplications.filter(
-            (a) => !Object.values(a.digests).some((d) => d !== undefined && allowed.has(d)),
+            (a) => !cmp.banksCompared.some((b) => a.digests[b] !== undefined && allowed.has(a.digests[b])),
           );
           push(
             "eventlog.boot_applications",

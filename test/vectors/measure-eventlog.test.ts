@@ -260,6 +260,15 @@ describe("event log corpus: every log", () => {
     const d = derived[l]!;
     expect(log.format).toBe(d.facts.format);
     expect(log.events.length).toBe(d.facts.events);
+    expect(log.startupLocality).toBe(d.facts.StartupLocality);
+    const facts = eventLogFacts(log);
+    const crtm = d.facts["S-CRTM version"] as string | undefined;
+    // binary versions: DERIVED shows a prefix of the bytes, we show all of them
+    if (crtm !== undefined) expect(facts.scrtmVersion?.startsWith(crtm)).toBe(true);
+    if ("SecureBoot var" in d.facts) expect(facts.secureBoot).toBe(d.facts["SecureBoot var"] === "01");
+    else expect(facts.secureBoot).toBeNull();
+    expect(log.hcrtm).toBe(d.facts["H-CRTM event"] === true);
+    expect(log.sp800155Events).toBe(d.facts["SP800-155 events"] ?? 0);
     const got = replayToPcrValues(replayEventLog(log));
     for (const [bank, values] of Object.entries(d.replayedPCRs ?? {})) {
       if (Object.keys(values).length === 0) continue;
