@@ -1,0 +1,166 @@
+import type { Server, Socket } from "node:net";
+import type { Logger } from "pino";
+import type { DenialReason } from "../core/denial.js";
+import { asExecgateError } from "../core/errors.js";
+import type { PeerIdentity } from "../peer/index.js";
+import { encodeFrame, FrameDecoder } from "./frame.js";
+import { errorReply, parseRequest, peekRequestId, type Request } from "./protocol.js";
+import { RateLimiter } from "./rate-limit.js";
+
+export interface ServerLimits {
+  readonly maxFrameBytes: number;
+  readonly maxConnections: number;
+  /** A frame that has started must be complete within this time. */
+  readonly readTimeoutMs: number;
+  /** A connection with no request for this long is closed. */
+  readonly idleTimeoutMs: number;
+  readonly requestsPerSecondPerUid: number;
+  readonly burstPerUid: number;
+  /** Requests one connection may have in flight (pipelining). */
+  readonly maxInFlightPerConnection?: number;
+}
+
+export interface RequestHandler {
+  /** Identifies the peer from the kernel (at accept, before any byte is read). */
+  identify(socket: Socket): Promise<PeerIdentity>;
+  /** Answers one well-formed request; must never throw (a failure is a denial reply). */
+  handle(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
+  /** Records a refusal that never reached `handle`. */
+  rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void;
+}
+
+/**
+ * The socket server: framing, limits enforced before allocation, deadlines, per-uid rate limits.
+ * Malformed input gets a typed error reply and the connection is closed; nothing here can turn
+ * a failure into an allow, because only `handle` produces successful replies.
+ */
+export class GateServer {
+  private readonly connections = new Set<Socket>();
+  private readonly limiter: RateLimiter;
+  private readonly rateLogged = new Map<number, number>();
+  readonly stats = { accepted: 0, refused: 0, malformed: 0, rateLimited: 0 };
+
+  constructor(
+    private readonly handler: RequestHandler,
+    private readonly limits: ServerLimits,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {
+    this.limiter = new RateLimiter(limits.requestsPerSecondPerUid, limits.burstPerUid);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** The net.Server's connection callback (listenUnix / an activated socket). */
+  readonly onConnection = (socket: Socket): void => {
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.stats.refused++;
+      socket.end(encodeFrame(errorReply(0, "busy")));
+      socket.destroy();
+      return;
+    }
+    this.connections.add(socket);
+    this.stats.accepted++;
+    socket.once("close", () => this.connections.delete(socket));
+    socket.on("error", () => socket.destroy());
+    void this.serve(socket);
+  };
+
+  private async serve(socket: Socket): Promise<void> {
+    let peer: PeerIdentity;
+    try {
+      peer = await this.handler.identify(socket);
+    } catch (e) {
+      const err = asExecgateError(e);
+      this.handler.rejected(undefined, "peer_unknown", `peer not identifiable: ${err.message}`);
+      socket.end(encodeFrame(errorReply(0, "denied", "peer_unknown")));
+      return;
+    }
+    const decoder = new FrameDecoder(this.limits.maxFrameBytes);
+    const maxInFlight = this.limits.maxInFlightPerConnection ?? 64;
+    let inFlight = 0;
+    let closing = false;
+    let readTimer: NodeJS.Timeout | undefined;
+    const idle = () => socket.destroy();
+    socket.setTimeout(this.limits.idleTimeoutMs, idle);
+
+    const fail = (id: number, error: "bad_request" | "unsupported_version" | "unknown_op", reason: DenialReason, detail: string) => {
+      this.stats.malformed++;
+      this.handler.rejected(peer, reason, detail);
+      closing = true;
+      socket.end(encodeFrame(errorReply(id, error, reason)));
+    };
+
+    socket.on("data", (chunk: Buffer) => {
+      if (closing) return;
+      let frames: Uint8Array[];
+      try {
+        frames = decoder.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } catch (e) {
+        return fail(0, "bad_request", "request_malformed", asExecgateError(e).message);
+      }
+      if (readTimer) clearTimeout(readTimer);
+      readTimer = decoder.pending > 0 ? setTimeout(() => socket.destroy(), this.limits.readTimeoutMs) : undefined;
+      for (const frame of frames) {
+        if (closing) return;
+        let req: Request;
+        try {
+          req = parseRequest(frame);
+        } catch (e) {
+          const err = asExecgateError(e);
+          const id = peekRequestId(frame);
+          if (err.code === "unsupported" && err.detail.op === "unknown") return fail(id, "unknown_op", "request_malformed", err.message);
+          if (err.code === "unsupported") return fail(id, "unsupported_version", "request_malformed", err.message);
+          return fail(id, "bad_request", "request_malformed", err.message);
+        }
+        if (!this.limiter.take(peer.uid, this.now())) {
+          this.stats.rateLimited++;
+          this.recordRateLimit(peer);
+          socket.write(encodeFrame(errorReply(req.id, "denied", "rate_limited")));
+          continue;
+        }
+        inFlight++;
+        if (inFlight >= maxInFlight) socket.pause();
+        void this.dispatch(peer, req).then((reply) => {
+          inFlight--;
+          if (!socket.destroyed) {
+            socket.write(encodeFrame(reply, Math.max(this.limits.maxFrameBytes, reply.length)));
+            if (inFlight < maxInFlight && socket.isPaused() && !closing) socket.resume();
+          }
+        });
+      }
+    });
+    socket.once("close", () => {
+      if (readTimer) clearTimeout(readTimer);
+    });
+    socket.resume();
+  }
+
+  private async dispatch(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
+    try {
+      return await this.handler.handle(peer, req);
+    } catch (e) {
+      this.log.error({ op: req.op, err: asExecgateError(e).message }, "handler_failed");
+      this.handler.rejected(peer, "internal_error", asExecgateError(e).message);
+      return errorReply(req.id, "denied", "internal_error");
+    }
+  }
+
+  /** At most one rate_limited lineage record per uid per second; every refusal is still counted. */
+  private recordRateLimit(peer: PeerIdentity): void {
+    const s = Math.floor(this.now() / 1000);
+    if (this.rateLogged.get(peer.uid) === s) return;
+    this.rateLogged.set(peer.uid, s);
+    this.handler.rejected(peer, "rate_limited", "per-uid request rate exceeded");
+  }
+
+  /** Stops accepting, then drops open connections (their in-flight requests finish or fail). */
+  async close(server: Server): Promise<void> {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.connections) s.destroy();
+    await closed;
+  }
+}
+
