@@ -48,9 +48,11 @@ export function toBase64url(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64url");
 }
 
+const BASE64URL_RE = /^[A-Za-z0-9_-]+$/;
+
 function fromBase64url(s: string, what: string): Uint8Array {
   const t = s.trim();
-  if (!/^[A-Za-z0-9_-]+$/.test(t)) throw usageError(`${what} is not base64url`);
+  if (!BASE64URL_RE.test(t)) throw usageError(`${what} is not base64url`);
   return new Uint8Array(Buffer.from(t, "base64url"));
 }
 
@@ -59,7 +61,8 @@ const COSE_SIGN1_TAG_BYTE = 0xd2;
 
 /**
  * The token from `--in F` (raw bytes as `token request --out` writes them, or base64url text) or
- * from the one positional argument (base64url).
+ * from the one positional argument (base64url). A file is text only if it is all base64url;
+ * a real token (tag 18) never is, as its first byte is 0xd2.
  */
 export async function tokenInput(p: Parsed): Promise<Uint8Array> {
   const file = str(p, "in");
@@ -68,8 +71,8 @@ export async function tokenInput(p: Parsed): Promise<Uint8Array> {
   let token: Uint8Array;
   if (file !== undefined) {
     const bytes = await readInput(file, "token");
-    token =
-      bytes[0] === COSE_SIGN1_TAG_BYTE ? bytes : fromBase64url(Buffer.from(bytes).toString("latin1"), file);
+    const text = Buffer.from(bytes).toString("latin1").trim();
+    token = bytes[0] !== COSE_SIGN1_TAG_BYTE && BASE64URL_RE.test(text) ? fromBase64url(text, file) : bytes;
   } else {
     token = fromBase64url(p.positionals[0]!, "the token argument");
   }

@@ -1,0 +1,348 @@
+import { spawn } from "node:child_process";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { actionDigest, type Request } from "../../src/server/protocol.js";
+import type { TokenClaims } from "../../src/token/claims.js";
+import { issueToken } from "../../src/token/token.js";
+import { execgate } from "../helpers/cli.js";
+import {
+  type FakeDaemon,
+  grantingHandler,
+  type IssuedRecord,
+  startFakeDaemon,
+} from "../helpers/fake-daemon.js";
+
+/*
+ * The executor commands as real processes (the built CLI) against the in-test fake daemon. The
+ * fake only answers the protocol; what is proven here is the CLI's side: the command runs only
+ * after a granted and matching redemption, its status passes through, the outcome is reported.
+ */
+
+const NODE = process.execPath;
+const tmp = mkdtempSync(join(tmpdir(), "execgate-client-cli-"));
+let daemon: FakeDaemon;
+let issued: Map<string, IssuedRecord>;
+
+beforeAll(async () => {
+  const g = grantingHandler(["gpu"]);
+  issued = g.issued;
+  daemon = await startFakeDaemon(g.handler);
+});
+afterAll(async () => {
+  await daemon.close();
+});
+
+const env = () => ({ EXECGATE_SOCKET: daemon.path });
+
+/** A node one-liner that creates `marker` (proof that it ran) then exits with `code`. */
+function writeAndExit(marker: string, code: number): string[] {
+  return [NODE, "-e", `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.exit(${code})`];
+}
+
+function since(n: number): Request[] {
+  return daemon.requests.slice(n);
+}
+
+describe("execgate run", () => {
+  it("runs the command after request + redeem, passes its status through, reports it", async () => {
+    const marker = join(tmp, "allowed");
+    const cmd = writeAndExit(marker, 7);
+    const n = daemon.requests.length;
+    const r = await execgate(
+      ["run", "--scope", "gpu", "--nonce", "00112233445566778899", "--", ...cmd],
+      env(),
+    );
+    expect(r.code).toBe(7);
+    expect(readFileSync(marker, "utf8")).toBe("ran");
+    const [req, redeem, report, ...rest] = since(n);
+    expect(rest).toEqual([]);
+    expect(req).toMatchObject({
+      op: "token.request",
+      args: { scope: "gpu", argv: cmd, action: actionDigest(cmd) },
+    });
+    expect(redeem?.op).toBe("token.redeem");
+    const rec =
+      redeem?.op === "token.redeem" ? issued.get(Buffer.from(redeem.args.token).toString("hex")) : undefined;
+    expect(rec?.redeemed).toBe(true);
+    expect(report).toMatchObject({ op: "execution.report", args: { tokenId: rec?.tokenId, exitStatus: 7 } });
+    expect(daemon.rejected).toEqual([]);
+  });
+
+  it("exit 0 passes through too", async () => {
+    const n = daemon.requests.length;
+    const r = await execgate(["run", "--scope", "gpu", "--", NODE, "-e", ""], env());
+    expect(r.code).toBe(0);
+    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 0 } });
+  });
+
+  it("a denial exits 1 with the reason and never runs the command", async () => {
+    const marker = join(tmp, "denied");
+    const n = daemon.requests.length;
+    const r = await execgate(["run", "--scope", "other", "--", ...writeAndExit(marker, 0)], env());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("execgate: denied: scope_not_allowed\n");
+    expect(existsSync(marker)).toBe(false);
+    expect(since(n).map((q) => q.op)).toEqual(["token.request"]);
+  });
+
+  it("an unreachable daemon exits 3 and never runs the command", async () => {
+    const marker = join(tmp, "unreachable");
+    const r = await execgate(["run", "--scope", "gpu", "--", ...writeAndExit(marker, 0)], {
+      EXECGATE_SOCKET: join(tmp, "no-daemon.sock"),
+    });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/io_error: cannot connect to .*no-daemon\.sock: ENOENT/);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it("--socket wins over EXECGATE_SOCKET", async () => {
+    const r = await execgate(
+      ["run", "--scope", "gpu", "--socket", daemon.path, "--", NODE, "-e", "process.exit(4)"],
+      {
+        EXECGATE_SOCKET: join(tmp, "no-daemon.sock"),
+      },
+    );
+    expect(r.code).toBe(4);
+  });
+
+  it("a redemption for another action is refused before running", async () => {
+    const liar = await startFakeDaemon((req, conn) => {
+      if (req.op === "token.request")
+        conn.ok(req.id, { token: Uint8Array.of(1), token_id: new Uint8Array(16), expires: 1 });
+      else if (req.op === "token.redeem")
+        conn.ok(req.id, {
+          token_id: new Uint8Array(16),
+          scope: "gpu",
+          action: actionDigest(["something", "else"]),
+        });
+    });
+    try {
+      const marker = join(tmp, "mismatch");
+      const r = await execgate(["run", "--scope", "gpu", "--", ...writeAndExit(marker, 0)], {
+        EXECGATE_SOCKET: liar.path,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/verification_failed: redemption does not match the request: action digest/);
+      expect(existsSync(marker)).toBe(false);
+      expect(liar.requests.map((q) => q.op)).toEqual(["token.request", "token.redeem"]);
+    } finally {
+      await liar.close();
+    }
+  });
+
+  it("a command killed by a signal exits 128 + n and is reported so", async () => {
+    const n = daemon.requests.length;
+    const r = await execgate(
+      ["run", "--scope", "gpu", "--", NODE, "-e", "process.kill(process.pid, 'SIGKILL')"],
+      env(),
+    );
+    expect(r.code).toBe(137);
+    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 137 } });
+  });
+
+  it("a command that does not exist exits 127 and is reported", async () => {
+    const n = daemon.requests.length;
+    const r = await execgate(["run", "--scope", "gpu", "--", join(tmp, "no-such-program")], env());
+    expect(r.code).toBe(127);
+    expect(r.stderr).toMatch(/cannot execute .*no-such-program: ENOENT/);
+    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 127 } });
+  });
+
+  it("forwards SIGTERM to the command", async () => {
+    const ready = join(tmp, "ready");
+    const cli = spawn(
+      NODE,
+      [
+        resolve("dist/daemon/cli.js"),
+        "run",
+        "--scope",
+        "gpu",
+        "--",
+        NODE,
+        "-e",
+        `require("fs").writeFileSync(${JSON.stringify(ready)}, ""); setInterval(() => {}, 1000)`,
+      ],
+      { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore" },
+    );
+    const exited = new Promise<number | null>((res) => cli.once("exit", (code) => res(code)));
+    while (!existsSync(ready)) await sleep(20);
+    const n = daemon.requests.length;
+    cli.kill("SIGTERM");
+    expect(await exited).toBe(143);
+    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: 143 } }]);
+  });
+
+  it("usage errors exit 2 without contacting the daemon", async () => {
+    const n = daemon.requests.length;
+    expect((await execgate(["run", "--scope", "gpu"], env())).code).toBe(2);
+    expect((await execgate(["run", "--", "true"], env())).code).toBe(2);
+    expect((await execgate(["run", "--scope", "bad scope", "--", "true"], env())).code).toBe(2);
+    expect((await execgate(["run", "--scope", "gpu", "--nonce", "zz", "--", "true"], env())).code).toBe(2);
+    expect(daemon.requests.length).toBe(n);
+  });
+});
+
+describe("execgate token request | redeem", () => {
+  it("request prints base64url; redeem redeems once, then is denied", async () => {
+    const req = await execgate(
+      ["token", "request", "--scope", "gpu", "--argv-json", '["nvidia-smi"]'],
+      env(),
+    );
+    expect(req.code).toBe(0);
+    const token = req.stdout.trim();
+    expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+    const red = await execgate(["token", "redeem", token, "--json"], env());
+    expect(red.code).toBe(0);
+    expect(JSON.parse(red.stdout)).toMatchObject({
+      scope: "gpu",
+      action: Buffer.from(actionDigest(["nvidia-smi"])).toString("hex"),
+    });
+    const again = await execgate(["token", "redeem", token], env());
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe("execgate: denied: token_replayed\n");
+  });
+
+  it("--out writes raw bytes that redeem --in reads; --json reports the id", async () => {
+    const out = join(tmp, "token.bin");
+    const action = "ab".repeat(32);
+    const req = await execgate(
+      ["token", "request", "--scope", "gpu", "--action", action, "--out", out, "--json"],
+      env(),
+    );
+    expect(req.code).toBe(0);
+    const j = JSON.parse(req.stdout);
+    expect(j).toMatchObject({ out, expiresAt: 2_000_000_000 });
+    expect(j.tokenId).toMatch(/^[0-9a-f]{32}$/);
+    expect(issued.has(readFileSync(out).toString("hex"))).toBe(true);
+    const red = await execgate(["token", "redeem", "--in", out, "--json"], env());
+    expect(JSON.parse(red.stdout)).toEqual({ tokenId: j.tokenId, scope: "gpu", action });
+  });
+
+  it("a denied request exits 1; bad options exit 2", async () => {
+    const d = await execgate(["token", "request", "--scope", "nope", "--argv-json", '["x"]'], env());
+    expect(d.code).toBe(1);
+    expect(d.stderr).toBe("execgate: denied: scope_not_allowed\n");
+    expect((await execgate(["token", "request", "--scope", "gpu"], env())).code).toBe(2);
+    expect((await execgate(["token", "request", "--scope", "gpu", "--argv-json", "[1]"], env())).code).toBe(
+      2,
+    );
+    expect((await execgate(["token", "request", "--scope", "gpu", "--action", "abcd"], env())).code).toBe(2);
+    expect((await execgate(["token", "redeem", "not base64!"], env())).code).toBe(2);
+  });
+});
+
+describe("execgate status", () => {
+  it("--json prints the status reply; the summary prints every field", async () => {
+    const j = await execgate(["status", "--json"], env());
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toEqual({
+      state: "ready",
+      epoch: 7,
+      evidence_age_ms: 120,
+      counters: { issued: 3 },
+    });
+    const h = await execgate(["status", "--socket", daemon.path]);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain("state: ready");
+    expect(h.stdout).toMatch(/counters:\n\s+issued: 3/);
+  });
+
+  it("an unreachable daemon exits 3", async () => {
+    expect((await execgate(["status"], { EXECGATE_SOCKET: join(tmp, "none.sock") })).code).toBe(3);
+  });
+});
+
+describe("execgate token verify (offline)", () => {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const keyFile = join(tmp, "issuer.pem");
+  writeFileSync(keyFile, publicKey.export({ type: "spki", format: "pem" }));
+  const claims: TokenClaims = {
+    iss: "execgate",
+    sub: "gpu",
+    aud: "host-a",
+    exp: 1_700_000_060,
+    nbf: 1_700_000_000,
+    iat: 1_700_000_000,
+    cti: new Uint8Array(16).fill(1),
+    ueid: new Uint8Array(33).fill(2),
+    scope: "gpu",
+    action: actionDigest(["true"]),
+    peer: { uid: 1000, gid: 1000, pid: 42, exe: new Uint8Array(32) },
+    epoch: new Uint8Array(32),
+    pcrDigest: new Uint8Array(32),
+    policyDigest: new Uint8Array(32),
+    bootId: "boot-1",
+    lineage: [5, new Uint8Array(32)],
+  };
+  const token = Buffer.from(issueToken(claims, privateKey)).toString("base64url");
+  const verify = (...extra: string[]) =>
+    execgate(["token", "verify", token, "--issuer-key", keyFile, "--audience", "host-a", ...extra]);
+
+  it("valid within [nbf, exp): exit 0 with the claims", async () => {
+    const r = await verify("--now", "1700000030", "--json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      valid: true,
+      claims: { scope: "gpu", cti: "01".repeat(16), lineage: { index: 5 } },
+    });
+  });
+
+  it("expired, wrong audience, wrong key: exit 1 with the reason", async () => {
+    const expired = await verify("--now", "1700000060", "--json");
+    expect(expired.code).toBe(1);
+    expect(JSON.parse(expired.stdout)).toMatchObject({ valid: false, reason: "token_expired" });
+    const aud = await execgate([
+      "token",
+      "verify",
+      token,
+      "--issuer-key",
+      keyFile,
+      "--audience",
+      "host-b",
+      "--now",
+      "1700000030",
+    ]);
+    expect(aud.code).toBe(1);
+    expect(aud.stderr).toMatch(/^token INVALID: token_wrong_audience/);
+    const other = join(tmp, "other.pem");
+    writeFileSync(other, generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }));
+    const sig = await execgate([
+      "token",
+      "verify",
+      token,
+      "--issuer-key",
+      other,
+      "--audience",
+      "host-a",
+      "--now",
+      "1700000030",
+    ]);
+    expect(sig.code).toBe(1);
+    expect(sig.stderr).toMatch(/token_signature_invalid/);
+    const junk = Buffer.from(randomBytes(40)).toString("base64url");
+    const mal = await execgate([
+      "token",
+      "verify",
+      junk,
+      "--issuer-key",
+      keyFile,
+      "--audience",
+      "host-a",
+      "--json",
+    ]);
+    expect(mal.code).toBe(1);
+    expect(JSON.parse(mal.stdout).reason).toBe("token_malformed");
+  });
+
+  it("a missing key file exits 3; no audience exits 2", async () => {
+    expect(
+      (await execgate(["token", "verify", token, "--issuer-key", join(tmp, "nope.pem"), "--audience", "a"]))
+        .code,
+    ).toBe(3);
+    expect((await execgate(["token", "verify", token, "--issuer-key", keyFile])).code).toBe(2);
+  });
+});
