@@ -38,6 +38,12 @@ class Sink {
     this.view = new DataView(this.buf.buffer);
   }
 
+  reset(size: number): void {
+    this.buf = new Uint8Array(size);
+    this.view = new DataView(this.buf.buffer);
+    this.pos = 0;
+  }
+
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
@@ -244,18 +250,69 @@ function writeValue(s: Sink, v: CborValue, depth: number): void {
         "cbor encode: unsupported object (use Map, array, Uint8Array or a plain object)",
       );
     }
-    const entries: [Uint8Array, CborValue][] = [];
-    for (const k of Object.keys(v)) {
-      const val = (v as Readonly<Record<string, CborValue | undefined>>)[k];
-      if (val !== undefined) entries.push([encodeTextKey(k), val]);
-    }
-    writeEntries(s, entries, depth);
+    writeObject(s, v as Readonly<Record<string, CborValue | undefined>>, depth);
   }
 }
 
+function isAscii(k: string): boolean {
+  for (let i = 0; i < k.length; i++) if (k.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * For ASCII text keys the bytewise order of their encodings (§4.2.1) is: shorter first (the
+ * length is in the head), then by code unit — so plain objects are sorted without encoding keys.
+ */
+function compareAsciiKeys(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function writeObject(s: Sink, v: Readonly<Record<string, CborValue | undefined>>, depth: number): void {
+  const keys: string[] = [];
+  let ascii = true;
+  for (const k of Object.keys(v)) {
+    if (v[k] === undefined) continue;
+    keys.push(k);
+    if (ascii && !isAscii(k)) ascii = false;
+  }
+  if (!ascii) {
+    const entries: [Uint8Array, CborValue][] = keys.map((k) => [encodeTextKey(k), v[k] as CborValue]);
+    writeEntries(s, entries, depth);
+    return;
+  }
+  // Insertion sort: maps here have a handful of keys, where it beats Array.prototype.sort.
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    while (j >= 0 && compareAsciiKeys(keys[j]!, k) > 0) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+  s.head(MAJOR_MAP, keys.length);
+  for (const k of keys) {
+    s.text(k);
+    writeValue(s, v[k] as CborValue, depth + 1);
+  }
+}
+
+/**
+ * One scratch sink reused by every top-level encode (encoding is synchronous and never
+ * re-enters), so a call allocates only its result. Nested key encodings use their own sinks.
+ */
+const scratch = new Sink(4096);
+const SCRATCH_KEEP_BYTES = 1 << 20;
+
 /** Encodes one value in the deterministic encoding of RFC 8949 §4.2.1. */
 export function encode(value: CborValue): Uint8Array {
-  const s = new Sink(256);
-  writeValue(s, value, 0);
-  return s.buf.slice(0, s.pos);
+  scratch.pos = 0;
+  try {
+    writeValue(scratch, value, 0);
+    return scratch.buf.slice(0, scratch.pos);
+  } finally {
+    // Do not pin a huge buffer after one large encode.
+    if (scratch.buf.length > SCRATCH_KEEP_BYTES) scratch.reset(4096);
+  }
 }

@@ -210,6 +210,31 @@ function checkKind(kind: Kind, v: unknown, where: string): CborValue {
   }
 }
 
+/**
+ * Encode side: checks a plain object against the schema in place (no copy) and returns it for
+ * the CBOR encoder, which skips undefined properties. Unknown fields are rejected, so what is
+ * encoded is exactly what the schema allows.
+ */
+function validated(v: unknown, schema: Schema, where: string): CborValue {
+  if (typeof v !== "object" || v === null || v instanceof Map || Array.isArray(v))
+    throw bad(`${where} must be an object`);
+  const obj = v as Readonly<Record<string, unknown>>;
+  for (const k of Object.keys(obj)) {
+    const spec = schema[k];
+    if (spec === undefined) throw bad(`${where}: unknown field ${k}`);
+    const val = obj[k];
+    if (val === undefined) continue;
+    if (spec.kind === "peer") validated(val, PEER_SCHEMA, `${where}.${k}`);
+    else if (spec.kind === "tpm") validated(val, TPM_SCHEMA, `${where}.${k}`);
+    else if (spec.kind === "digests") checkKind("digests", val, `${where}.${k}`);
+    else checkKind(spec.kind, val, `${where}.${k}`);
+  }
+  for (const k in schema) {
+    if (schema[k]!.optional !== true && obj[k] === undefined) throw bad(`${where}: missing field ${k}`);
+  }
+  return obj as CborValue;
+}
+
 /** Object (encode side) → Map, validating against the schema; undefined optional fields omitted. */
 function toMap(v: unknown, schema: Schema, where: string): Map<CborKey, CborValue> {
   if (typeof v !== "object" || v === null) throw bad(`${where} must be a map`);
@@ -255,14 +280,13 @@ export function encodeEntry(e: Entry): Uint8Array {
   if (e.version !== ENTRY_VERSION) throw bad(`unsupported version ${e.version}`);
   const schema = BODY_SCHEMAS[e.type];
   if (schema === undefined) throw bad(`unknown type ${String(e.type)}`);
-  const value = new Map<CborKey, CborValue>([
-    ["v", e.version],
-    ["type", e.type],
-    ["time", toMap(e.time, TIME_SCHEMA, "time")],
-    ["refs", refsToCbor(e.refs)],
-    ["body", toMap(e.body, schema, "body")],
-  ]);
-  const bytes = encode(value);
+  const bytes = encode({
+    v: e.version,
+    type: e.type,
+    time: validated(e.time, TIME_SCHEMA, "time"),
+    refs: refsToCbor(e.refs),
+    body: validated(e.body, schema, "body"),
+  });
   if (bytes.length > MAX_ENTRY_BYTES) {
     throw new ExecgateError("limit_exceeded", `lineage entry: ${bytes.length} bytes > ${MAX_ENTRY_BYTES}`);
   }
