@@ -1,0 +1,140 @@
+import { type DenialReason, isDenialReason } from "../core/denial.js";
+import { type AccessPeer, type AccessRequest, evaluateAccess } from "./access.js";
+import type { AccessPolicy } from "./access-schema.js";
+
+/**
+ * The attestation loop's current verified state (src/attest produces it). `integrity` is the
+ * outcome of quote verification, log replay and the integrity policy for this epoch.
+ */
+export interface EvidenceState {
+  readonly epochSeq: number;
+  readonly epochHash: Uint8Array;
+  /** When the epoch started (its nonce was drawn), ms. */
+  readonly startedAtMs: number;
+  /** When its quote was verified, ms, same clock as startedAtMs and decide's nowMs. */
+  readonly verifiedAtMs: number;
+  readonly bootId: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+  readonly pcrDigest: Uint8Array;
+  readonly integrity:
+    | { readonly ok: true }
+    | { readonly ok: false; readonly reason: DenialReason; readonly detail: string };
+}
+
+export interface DecideInput {
+  readonly policy: { readonly access: AccessPolicy };
+  readonly evidence: EvidenceState | undefined;
+  readonly peer: AccessPeer;
+  readonly request: AccessRequest;
+  readonly nowMs: number;
+  /** When the request entry was written to the lineage log (fresh scopes need a later epoch). */
+  readonly requestLoggedAtMs: number;
+  readonly maxEvidenceAgeMs: number;
+  /** What this daemon run saw at start: the kernel's boot id and the TPM's counters. */
+  readonly expected: { readonly bootId: string; readonly resetCount: number; readonly restartCount: number };
+  /** The daemon's token.audience (default "execgate"). */
+  readonly defaultAudience?: string;
+}
+
+export interface Grant {
+  readonly executor: string;
+  readonly scope: string;
+  readonly ttlS: number;
+  readonly audience: string;
+}
+
+export type Decision =
+  | { readonly allow: true; readonly grant: Grant }
+  | { readonly allow: false; readonly reason: DenialReason; readonly detail: string };
+
+/** Detail of the one denial a fresh scope gets while its epoch has not started yet. */
+export const WAITING_FOR_FRESH_EPOCH = "waiting for a fresh epoch";
+
+function no(reason: DenialReason, detail: string): Decision {
+  return { allow: false, reason, detail };
+}
+
+function isTime(n: unknown): n is number {
+  return typeof n === "number" && Number.isFinite(n);
+}
+
+/**
+ * The whole token decision, pure: no I/O, no clock (nowMs is given). Fails closed; the first
+ * failing check wins, in this order (docs/policy.md):
+ *
+ *   1. no evidence                                       attestation_missing
+ *   2. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
+ *   3. boot id / TPM resetCount / restartCount changed    environment_mismatch
+ *   4. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
+ *   5. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
+ *   6. fresh scope and the epoch started before the request was logged
+ *                                                         attestation_stale, "waiting for a fresh epoch"
+ *
+ * Denial 6 is the one the caller does not return: it waits for the next epoch and decides again.
+ * Never throws: inputs that are not what the types say (a non-finite time, an unknown denial
+ * reason) and any exception become internal_error.
+ */
+export function decide(input: DecideInput): Decision {
+  try {
+    return decideUnsafe(input);
+  } catch (e) {
+    return no("internal_error", `decide: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+function decideUnsafe(input: DecideInput): Decision {
+  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedAtMs } = input;
+  if (!isTime(nowMs) || !isTime(requestLoggedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
+    return no("internal_error", "decide: non-finite time or negative maximum age");
+  }
+  if (evidence === undefined || evidence === null) {
+    return no("attestation_missing", "no verified epoch yet");
+  }
+  if (evidence.integrity.ok !== true) {
+    const i = evidence.integrity as { reason?: unknown; detail?: unknown };
+    if (!isDenialReason(i.reason)) {
+      return no("internal_error", `epoch ${evidence.epochSeq}: integrity failed without a known reason`);
+    }
+    return no(i.reason, `epoch ${evidence.epochSeq}: ${String(i.detail)}`);
+  }
+  if (evidence.bootId !== expected.bootId) {
+    return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
+  }
+  if (evidence.resetCount !== expected.resetCount || evidence.restartCount !== expected.restartCount) {
+    return no(
+      "environment_mismatch",
+      `TPM resetCount/restartCount ${evidence.resetCount}/${evidence.restartCount} != expected ${expected.resetCount}/${expected.restartCount}`,
+    );
+  }
+  if (!isTime(evidence.verifiedAtMs) || !isTime(evidence.startedAtMs)) {
+    return no("internal_error", `epoch ${evidence.epochSeq}: non-finite time`);
+  }
+  const age = nowMs - evidence.verifiedAtMs;
+  if (age < 0) {
+    return no(
+      "attestation_stale",
+      `epoch ${evidence.epochSeq} verified ${-age} ms in the future (clock stepped back?)`,
+    );
+  }
+  if (age > maxEvidenceAgeMs) {
+    return no(
+      "attestation_stale",
+      `epoch ${evidence.epochSeq} verified ${age} ms ago > ${maxEvidenceAgeMs} ms`,
+    );
+  }
+  const access = evaluateAccess(input.policy.access, input.peer, input.request, input.defaultAudience);
+  if (!access.ok) return no(access.reason, access.detail);
+  if (access.scope.fresh && evidence.startedAtMs < requestLoggedAtMs) {
+    return no("attestation_stale", WAITING_FOR_FRESH_EPOCH);
+  }
+  return {
+    allow: true,
+    grant: {
+      executor: access.executor,
+      scope: access.scope.name,
+      ttlS: access.scope.ttlS,
+      audience: access.scope.audience,
+    },
+  };
+}
