@@ -121,10 +121,11 @@ export function buildAllowlist(src: AllowlistSources): Allowlist {
       if (!Array.isArray(list))
         throw new ExecgateError("config_invalid", `Keylime digests for ${path} not a list`);
       for (const h of list) {
-        if (typeof h !== "string" || !HEX_DIGEST.test(h)) {
+        // Keylime writes plain hex, or "alg:hex" (e.g. its boot_aggregate entries).
+        const hex = typeof h === "string" ? h.slice(h.indexOf(":") + 1) : "";
+        if (!HEX_DIGEST.test(hex))
           throw new ExecgateError("config_invalid", `Keylime digest for ${path} is not hex`);
-        }
-        add(digests, path, h.toLowerCase());
+        add(digests, path, hex.toLowerCase());
       }
     }
     const k = o.keyrings ?? {};

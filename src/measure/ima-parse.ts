@@ -210,7 +210,9 @@ export function detectTemplateHashSize(bytes: Uint8Array): number {
  * data length + data — except the legacy `ima` template: digest(20) + u32 name length + name.
  * A trailing partial record is left unconsumed (the list may be growing).
  */
-export function parseImaBinaryChunk(bytes: Uint8Array, opts: ImaParseOptions = {}): ImaChunk {
+export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {}): ImaChunk {
+  // A plain Uint8Array view: subarrays of a Buffer are Buffers, several times slower to make.
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const base = opts.base ?? 0;
   let seq = opts.firstSeq ?? 0;
   if (bytes.length === 0) return { entries: [], consumed: 0, templateHashAlg: undefined };
