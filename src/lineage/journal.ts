@@ -358,6 +358,9 @@ export class Journal {
       this.tree.append(p.leaf);
       p.resolve({ index, leafHash: p.leaf });
     }
+    // The batch is in the tree now. Cleared here, synchronously, because the appenders resumed by
+    // the resolves above run before run() continues, and appendLinked counts tree + inFlight.
+    this.inFlight = 0;
   }
 
   /** Waits until everything appended so far has been flushed (or failed). */

@@ -154,4 +154,33 @@ describe("journal", () => {
     expect(leafHash(back)).not.toEqual(j.tree.leafHash(0));
     await j.close();
   });
+
+  it("appendLinked predicts indices correctly when called from appenders resumed by a batch", async () => {
+    const dir = await tempDir();
+    const j = await Journal.open({ dir });
+    const { decodeEntry } = await import("../../src/lineage/entry.js");
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; i < 20; i++) {
+          await j.append(entry(c * 100 + i));
+          await j.appendLinked((first) => [
+            makeEntry("decision", { wallMs: 1, monoUs: 1 }, { allow: true }),
+            makeEntry("daemon_stop", { wallMs: 1, monoUs: 1 }, { reason: `points at ${first}` }, [
+              { index: first, leafHash: new Uint8Array(32) },
+            ]),
+          ]);
+        }
+      }),
+    );
+    let linked = 0;
+    for (const [i, bytes] of (await j.readRange(0, j.size)).entries()) {
+      const e = decodeEntry(bytes);
+      if (e.type === "daemon_stop") {
+        expect(e.body.reason).toBe(`points at ${i - 1}`);
+        linked += 1;
+      }
+    }
+    expect(linked).toBe(160);
+    await j.close();
+  });
 });
