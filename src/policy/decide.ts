@@ -72,8 +72,8 @@ function isTime(n: unknown): n is number {
  *                                                         attestation_stale, "waiting for a fresh epoch"
  *
  * Denial 6 is the one the caller does not return: it waits for the next epoch and decides again.
- * Never throws: inputs that are not what the types say (a non-finite time, an unknown denial
- * reason) and any exception become internal_error.
+ * Never throws: inputs that are not what the types say (a non-finite time where the check
+ * needs one, an unknown denial reason) and any exception become internal_error.
  */
 export function decide(input: DecideInput): Decision {
   try {
@@ -85,9 +85,6 @@ export function decide(input: DecideInput): Decision {
 
 function decideUnsafe(input: DecideInput): Decision {
   const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedAtMs } = input;
-  if (!isTime(nowMs) || !isTime(requestLoggedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
-    return no("internal_error", "decide: non-finite time or negative maximum age");
-  }
   if (evidence === undefined || evidence === null) {
     return no("attestation_missing", "no verified epoch yet");
   }
@@ -98,17 +95,23 @@ function decideUnsafe(input: DecideInput): Decision {
     }
     return no(i.reason, `epoch ${evidence.epochSeq}: ${String(i.detail)}`);
   }
-  if (evidence.bootId !== expected.bootId) {
+  // An empty or absent boot id proves nothing about the environment: fail closed.
+  if (typeof expected.bootId !== "string" || expected.bootId === "" || evidence.bootId !== expected.bootId) {
     return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
   }
-  if (evidence.resetCount !== expected.resetCount || evidence.restartCount !== expected.restartCount) {
+  if (
+    !Number.isSafeInteger(expected.resetCount) ||
+    !Number.isSafeInteger(expected.restartCount) ||
+    evidence.resetCount !== expected.resetCount ||
+    evidence.restartCount !== expected.restartCount
+  ) {
     return no(
       "environment_mismatch",
       `TPM resetCount/restartCount ${evidence.resetCount}/${evidence.restartCount} != expected ${expected.resetCount}/${expected.restartCount}`,
     );
   }
-  if (!isTime(evidence.verifiedAtMs) || !isTime(evidence.startedAtMs)) {
-    return no("internal_error", `epoch ${evidence.epochSeq}: non-finite time`);
+  if (!isTime(nowMs) || !isTime(evidence.verifiedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
+    return no("internal_error", "decide: non-finite time or negative maximum age");
   }
   const age = nowMs - evidence.verifiedAtMs;
   if (age < 0) {
@@ -125,6 +128,9 @@ function decideUnsafe(input: DecideInput): Decision {
   }
   const access = evaluateAccess(input.policy.access, input.peer, input.request, input.defaultAudience);
   if (!access.ok) return no(access.reason, access.detail);
+  if (access.scope.fresh && !(isTime(evidence.startedAtMs) && isTime(requestLoggedAtMs))) {
+    return no("internal_error", "decide: non-finite epoch start or request time");
+  }
   if (access.scope.fresh && evidence.startedAtMs < requestLoggedAtMs) {
     return no("attestation_stale", WAITING_FOR_FRESH_EPOCH);
   }
