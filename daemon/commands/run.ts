@@ -1,6 +1,11 @@
 import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import type { ExecgateClient, IssuedToken, RedeemedToken } from "../../src/client/index.js";
+import {
+  type ExecgateClient,
+  ExecgateReplyError,
+  type IssuedToken,
+  type RedeemedToken,
+} from "../../src/client/index.js";
 import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
 import { bytesEqual } from "../../src/core/hex.js";
 import { actionDigest } from "../../src/server/protocol.js";
@@ -64,15 +69,22 @@ async function reportOutcome(
   durationMs: number,
 ): Promise<ExecgateClient> {
   let c = client;
-  try {
-    // The daemon may have closed an idle connection while the command ran.
-    if (c.closed) c = await connect(p);
-    await c.report({ tokenId, exitStatus, durationMs });
-  } catch (e) {
-    const err = asExecgateError(e);
-    process.stderr.write(
-      `execgate run: warning: the outcome was not reported: ${err.code}: ${err.message}\n`,
-    );
+  // The daemon may close an idle connection while the command runs (even as we send): reconnect
+  // and retry once. A duplicate report is refused by the daemon, which only costs the warning.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (c.closed) c = await connect(p);
+      await c.report({ tokenId, exitStatus, durationMs });
+      break;
+    } catch (e) {
+      const err = asExecgateError(e);
+      if (attempt === 0 && err.code === "io_error" && c.closed && !(e instanceof ExecgateReplyError))
+        continue;
+      process.stderr.write(
+        `execgate run: warning: the outcome was not reported: ${err.code}: ${err.message}\n`,
+      );
+      break;
+    }
   }
   return c;
 }

@@ -76,6 +76,8 @@ export class ExecgateClient {
   private nextId = 1;
   private wrapped = false;
   private failure: ExecgateError | undefined;
+  /** Set when the daemon ended the connection with a reply of its own (busy, peer_unknown, …). */
+  private refusal: ExecgateError | undefined;
   private readonly closedPromise: Promise<void>;
 
   private constructor(
@@ -185,6 +187,7 @@ export class ExecgateClient {
   }
 
   private call(op: string, args: Record<string, CborValue | undefined>): Promise<Result> {
+    if (this.refusal !== undefined) return Promise.reject(this.refusal);
     if (this.failure !== undefined) {
       return Promise.reject(
         new ExecgateError("io_error", `${op}: connection is closed`, {}, { cause: this.failure }),
@@ -242,8 +245,10 @@ export class ExecgateClient {
       }
       const p = this.pending.get(reply.id);
       if (p === undefined) {
-        // id 0: the daemon could not read the id of something we sent; we cannot tell which.
+        // id 0: the daemon refuses the connection itself (busy, peer_unknown) or could not read
+        // the id of something we sent; either way it applies to every request on it.
         if (reply.id === 0 && !reply.ok) {
+          this.refusal = reply.error;
           this.abort(reply.error);
           return;
         }

@@ -42,7 +42,11 @@ export interface FakeDaemon {
   close(): Promise<void>;
 }
 
-export async function startFakeDaemon(handler: FakeHandler): Promise<FakeDaemon> {
+/** `onConnect` runs for each accepted connection before any byte is read (e.g. to refuse it). */
+export async function startFakeDaemon(
+  handler: FakeHandler,
+  onConnect?: (conn: FakeConnection) => void,
+): Promise<FakeDaemon> {
   const dir = mkdtempSync(join(tmpdir(), "execgate-fake-"));
   const path = join(dir, "execgate.sock");
   const requests: Request[] = [];
@@ -62,8 +66,10 @@ export async function startFakeDaemon(handler: FakeHandler): Promise<FakeDaemon>
       raw: (bytes) => {
         if (!s.destroyed) s.write(bytes);
       },
-      close: () => s.destroy(),
+      // Flush what was written, then go: the client sees the replies, then the close.
+      close: () => s.end(() => s.destroy()),
     };
+    onConnect?.(conn);
     const decoder = new FrameDecoder();
     s.on("data", (chunk: Buffer) => {
       let frames: Uint8Array[];
@@ -97,7 +103,7 @@ export async function startFakeDaemon(handler: FakeHandler): Promise<FakeDaemon>
     requests,
     rejected,
     close: async () => {
-      for (const s of sockets) s.destroy();
+      for (const s of sockets) s.end(() => s.destroy());
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(dir, { recursive: true, force: true });
     },

@@ -134,6 +134,46 @@ describe("execgate run", () => {
     }
   });
 
+  it("reconnects to report when the daemon closed the idle connection while the command ran", async () => {
+    const g = grantingHandler(["gpu"]);
+    const idle = await startFakeDaemon(async (req, conn) => {
+      await g.handler(req, conn);
+      if (req.op === "token.redeem") conn.close();
+    });
+    try {
+      const r = await execgate(["run", "--scope", "gpu", "--", NODE, "-e", "process.exit(5)"], {
+        EXECGATE_SOCKET: idle.path,
+      });
+      expect(r.code).toBe(5);
+      expect(r.stderr).toBe("");
+      expect(idle.requests.map((q) => q.op)).toEqual(["token.request", "token.redeem", "execution.report"]);
+    } finally {
+      await idle.close();
+    }
+  });
+
+  it("a daemon gone for good by report time: the command's status still, and a warning", async () => {
+    const g = grantingHandler(["gpu"]);
+    let gone: FakeDaemon | undefined;
+    gone = await startFakeDaemon(async (req, conn) => {
+      await g.handler(req, conn);
+      if (req.op === "token.redeem") {
+        await gone?.close();
+        gone = undefined;
+      }
+    });
+    const path = gone.path;
+    try {
+      const r = await execgate(["run", "--scope", "gpu", "--", NODE, "-e", "process.exit(6)"], {
+        EXECGATE_SOCKET: path,
+      });
+      expect(r.code).toBe(6);
+      expect(r.stderr).toMatch(/warning: the outcome was not reported: io_error/);
+    } finally {
+      await gone?.close();
+    }
+  });
+
   it("a command killed by a signal exits 128 + n and is reported so", async () => {
     const n = daemon.requests.length;
     const r = await execgate(

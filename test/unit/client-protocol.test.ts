@@ -141,6 +141,38 @@ describe("ExecgateClient framing", () => {
     expect(await codeOf(c.status())).toBe("unsupported");
   });
 
+  it("a connection the daemon refuses up front (id 0) fails later requests with that refusal", async () => {
+    daemon = await startFakeDaemon(
+      () => {},
+      (conn) => {
+        conn.error(0, "denied", "peer_unknown");
+        conn.close();
+      },
+    );
+    client = await ExecgateClient.connect(daemon.path);
+    const c = client;
+    await new Promise<void>((resolve) => {
+      const poll = (): void => (c.closed ? resolve() : void setImmediate(poll));
+      poll();
+    });
+    const e = await c.requestToken({ scope: "gpu", argv: ["true"] }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ExecgateDenied);
+    expect((e as ExecgateDenied).reason).toBe("peer_unknown");
+  });
+
+  it("busy at connect is an io_error-class refusal", async () => {
+    daemon = await startFakeDaemon(
+      () => {},
+      (conn) => {
+        conn.error(0, "busy");
+        conn.close();
+      },
+    );
+    client = await ExecgateClient.connect(daemon.path);
+    const e = await client.status().catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "io_error" });
+  });
+
   it("connecting where nothing listens is io_error", async () => {
     daemon = await startFakeDaemon(() => {});
     const missing = join(daemon.path, "..", "nothing.sock");
