@@ -79,7 +79,7 @@ function decodeDigestNg(field: Uint8Array, v2: boolean): { alg: string; digest: 
   const nul = field.indexOf(0);
   if (nul < 1 || field[nul - 1] !== 0x3a)
     throw new ExecgateError("malformed", "d-ng field without 'alg:\\0'");
-  const prefix = text(field.subarray(0, nul - 1));
+  const prefix = algPrefix(field.subarray(0, nul - 1));
   const alg = v2 ? prefix.slice(prefix.indexOf(":") + 1) : prefix;
   return { alg, digest: field.subarray(nul + 1) };
 }
@@ -126,6 +126,36 @@ function decodeFields(template: string, fields: readonly string[], values: reado
     throw new ExecgateError("malformed", "ima template name longer than IMA_EVENT_NAME_LEN_MAX");
   }
   return d;
+}
+
+let lastNameBytes: Uint8Array = new Uint8Array(0);
+let lastName = "";
+
+/** Template names repeat on every record: decode once per change. */
+function templateName(b: Uint8Array): string {
+  if (b.length === lastNameBytes.length) {
+    let same = true;
+    for (let i = 0; i < b.length; i++) {
+      if (b[i] !== lastNameBytes[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastName;
+  }
+  lastName = text(b);
+  lastNameBytes = b.slice();
+  return lastName;
+}
+
+let lastAlgBytes: Uint8Array = new Uint8Array(0);
+let lastAlg = "";
+
+function algPrefix(b: Uint8Array): string {
+  if (b.length === lastAlgBytes.length && b.every((x, i) => x === lastAlgBytes[i])) return lastAlg;
+  lastAlg = text(b);
+  lastAlgBytes = b.slice();
+  return lastAlg;
 }
 
 /** Template data as hashed: fields with u32 LE lengths; the legacy `ima` template pads n to 256 bytes. */
@@ -237,7 +267,7 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
       const templateHash = c.bytesView(size, "ima.template_hash");
       const nameLen = c.count(c.u32le("ima.template_name_len"), MAX_TEMPLATE_NAME, "template name length");
       if (nameLen === 0) throw new ExecgateError("malformed", "empty template name");
-      const template = text(c.bytesView(nameLen, "ima.template_name"));
+      const template = templateName(c.bytesView(nameLen, "ima.template_name"));
       const fields = templateFields(template);
       const values: Uint8Array[] = [];
       // The binary template data is already the hashed form (fields with u32 lengths): a view.
@@ -248,13 +278,26 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
         values.push(c.bytesView(n, "ima.n"));
       } else {
         const dataLen = c.count(c.u32le("ima.template_data_len"), MAX_TEMPLATE_DATA, "template data length");
-        raw = bytes.subarray(c.offset, c.offset + dataLen);
-        const data = c.sub(dataLen, "ima.template_data");
+        // Running off the input here means a partial record (truncated); running off the
+        // template data inside a complete record is malformed.
+        c.need(dataLen, "ima.template_data");
+        const dataStart = c.offset;
+        const dataEnd = dataStart + dataLen;
+        raw = bytes.subarray(dataStart, dataEnd);
         for (const id of fields) {
-          const n = c.count(data.u32le(`ima.${id}.len`), MAX_TEMPLATE_DATA, `${id} length`);
-          values.push(data.bytesView(n, `ima.${id}`));
+          if (dataEnd - c.offset < 4)
+            throw new ExecgateError("malformed", `field ${id}: template data too short`);
+          const n = c.u32le("ima.field.len");
+          if (n > dataEnd - c.offset)
+            throw new ExecgateError("malformed", `field ${id}: length ${n} overruns the template data`);
+          values.push(c.bytesView(n, "ima.field"));
         }
-        data.end("ima.template_data");
+        if (c.offset !== dataEnd) {
+          throw new ExecgateError(
+            "trailing_bytes",
+            `${dataEnd - c.offset} bytes after the last template field`,
+          );
+        }
       }
       const d = decodeFields(template, fields, values);
       entry = {

@@ -178,6 +178,13 @@ describe("IMA parsers: typed errors only, bounded", () => {
     );
   });
 
+  it("a field overrunning complete template data is malformed, not a silently dropped partial record", () => {
+    const b = bin("ima/tpm2-tss/sml-ima-ng-sha1.bin").slice();
+    // record 0: pcr(4) hash(20) namelen(4) "ima-ng"(6) datalen(4) → first field length at 38
+    new DataView(b.buffer).setUint32(38, 0x1000, true);
+    expect(() => parseImaBinaryChunk(b)).toThrow(expect.objectContaining({ code: "malformed" }));
+  });
+
   it("a huge template data length is refused (limit_exceeded)", () => {
     const b = bin("ima/tpm2-tss/sml-ima-ng-sha1.bin").slice();
     // record 0: pcr(4) hash(20) namelen(4) "ima-ng"(6) → template data length at 34
