@@ -56,6 +56,7 @@ const ZERO32 = new Uint8Array(32);
  */
 export class AttestationLoop {
   private state: EvidenceState | undefined;
+  private record: Uint8Array | undefined;
   private seq = 0;
   private prev: Uint8Array = ZERO32;
   private running: Promise<void> | undefined;
@@ -76,6 +77,11 @@ export class AttestationLoop {
 
   current(): EvidenceState | undefined {
     return this.state;
+  }
+
+  /** The latest epoch's lineage record (binding, quote, PCR values, outcome), for `evidence`. */
+  currentRecord(): Uint8Array | undefined {
+    return this.record;
   }
 
   onEpoch(f: (s: EvidenceState) => void): void {
@@ -224,6 +230,7 @@ export class AttestationLoop {
     this.seq++;
     this.prev = result.hash;
     this.state = state;
+    this.record = result.record;
     this.stats.epochs++;
     if (!state.integrity.ok) this.stats.failed++;
     this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;

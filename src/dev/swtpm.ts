@@ -38,6 +38,7 @@ export interface SwtpmPaths {
   /** swtpm_localca's intermediate CA certificate, which signs the EK certificates. */
   readonly issuerCa: string;
   readonly log: string;
+  readonly pidFile: string;
 }
 
 export function swtpmPaths(dir: string): SwtpmPaths {
@@ -49,6 +50,7 @@ export function swtpmPaths(dir: string): SwtpmPaths {
     rootCa: join(caDir, "swtpm-localca-rootca-cert.pem"),
     issuerCa: join(caDir, "issuercert.pem"),
     log: join(dir, "swtpm.log"),
+    pidFile: join(dir, "swtpm.pid"),
   };
 }
 
@@ -115,6 +117,7 @@ export class Swtpm {
   /** Starts the process again after `kill`/`stop`. */
   async launch(): Promise<void> {
     const { socket, state, log } = this.paths;
+    await stopLeftover(this.paths.pidFile, state);
     const child = spawn(
       "/usr/bin/swtpm",
       [
@@ -130,8 +133,12 @@ export class Swtpm {
         "not-need-init,startup-clear",
         "--log",
         `file=${log},level=1`,
+        "--pid",
+        `file=${this.paths.pidFile}`,
       ],
-      { stdio: "ignore", env: {} },
+      // Its own process group: a terminal's Ctrl-C (or `timeout`) signals our group, and the
+      // TPM must outlive the daemon's shutdown (final checkpoint signature, TPM2_Shutdown).
+      { stdio: "ignore", env: {}, detached: true },
     );
     this.child = child;
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
@@ -191,6 +198,23 @@ export class Swtpm {
       await this.exited;
     }
   }
+}
+
+/**
+ * A swtpm left running on this state directory by a process that was killed outright (its own
+ * process group survives that): stop it, or the new one could not bind the socket.
+ */
+async function stopLeftover(pidFile: string, stateDir: string): Promise<void> {
+  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.startsWith("/usr/bin/swtpm") || !cmdline.includes(`dir=${stateDir}`)) return;
+  process.kill(pid, "SIGTERM");
+  for (let i = 0; i < 40; i++) {
+    if (!existsSync(`/proc/${pid}`)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, "SIGKILL");
 }
 
 /** Children of this process, killed synchronously if the process exits without stopping them. */

@@ -8,7 +8,7 @@ import { describeTpm } from "../helpers/hardware.js";
 describeTpm("execgate dev up (the embedded default)", () => {
   it("provisions a swtpm, enrolls, quotes and verifies; a second run resumes the same TPM", async () => {
     const dir = await mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "dev-"));
-    const first = await execgate(["dev", "up", "--dir", dir, "--json"]);
+    const first = await execgate(["dev", "up", "--check", "--dir", dir, "--json"]);
     expect(first.stderr).toBe("");
     expect(first.code).toBe(0);
     const r1 = JSON.parse(first.stdout);
@@ -19,7 +19,7 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(r1.signingKey.certifiedByAk).toBe("verified");
     expect(await readFile(join(dir, "env"), "utf8")).toMatch(/^TPM2TOOLS_TCTI=swtpm:path=.*swtpm\.sock$/m);
 
-    const second = JSON.parse((await execgate(["dev", "up", "--dir", dir, "--json"])).stdout);
+    const second = JSON.parse((await execgate(["dev", "up", "--check", "--dir", dir, "--json"])).stdout);
     expect(second).toMatchObject({ ok: true, ak: { created: false } });
     expect(second.quote.resetCount).toBeGreaterThan(r1.quote.resetCount);
   });

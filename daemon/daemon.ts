@@ -1,0 +1,304 @@
+import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { Server } from "node:net";
+import { join } from "node:path";
+import { type Logger, pino } from "pino";
+import { AttestationLoop } from "../src/attest/loop.js";
+import type { CborValue } from "../src/cbor/index.js";
+import { type Config, configDigest, loadConfig } from "../src/config/index.js";
+import { asExecgateError, ExecgateError } from "../src/core/errors.js";
+import { Gate } from "../src/gate/gate.js";
+import { BlobStore } from "../src/lineage/blobs.js";
+import { makeEntry } from "../src/lineage/entry.js";
+import { type Lineage, openLineage } from "../src/lineage/lineage.js";
+import { loadNative, sdNotify } from "../src/native/index.js";
+import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
+import { listenUnix } from "../src/server/listen.js";
+import { GateServer } from "../src/server/server.js";
+import { tpmNoteSigner } from "../src/tpm/note-signer.js";
+import { HANDLES } from "../src/tpm/ops/handles.js";
+import { readPublic } from "../src/tpm/ops/keys.js";
+import { TpmRunner } from "../src/tpm/runner.js";
+import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { EXIT } from "./exit.js";
+import { gateHandler } from "./handler.js";
+
+/**
+ * `execgate daemon`: reads the configuration, checks that every part it depends on is usable
+ * (native addon, policy, TPM keys, lineage store) — refusing to start otherwise — then runs the
+ * attestation loop, the checkpointer and the socket server until SIGTERM/SIGINT. SIGHUP reloads
+ * the policy (a policy that fails to load keeps the old one, and says so).
+ */
+export interface RunningDaemon {
+  readonly socket: string;
+  /** Resolves with the exit code when the daemon has stopped. */
+  readonly done: Promise<number>;
+  stop(reason: string): Promise<void>;
+}
+
+class StartupError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function refuse(what: string, e: unknown): StartupError {
+  const err = asExecgateError(e);
+  const code = err.code === "config_invalid" || err.code === "usage" ? EXIT.usage : EXIT.io;
+  return new StartupError(code, `refusing to start: ${what}: ${err.message}`);
+}
+
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+export async function startDaemon(configPath: string, opts: { log?: Logger } = {}): Promise<RunningDaemon> {
+  let config: Config;
+  try {
+    config = await loadConfig(configPath);
+  } catch (e) {
+    throw refuse(`configuration ${configPath}`, e);
+  }
+  const log =
+    opts.log ?? pino({ level: config.daemon.logLevel, base: { component: "execgate" } }, pino.destination(2));
+  try {
+    loadNative();
+  } catch (e) {
+    throw refuse("native addon", e);
+  }
+
+  let current: LoadedPolicy;
+  try {
+    current = await loadPolicy(config.daemon.policy);
+  } catch (e) {
+    throw refuse(`policy ${config.daemon.policy}`, e);
+  }
+
+  const runner = new TpmRunner({ tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs });
+  let akPublic: KeyObject;
+  let signingPublic: KeyObject;
+  let ueid: Uint8Array;
+  try {
+    const ak = await readPublic(runner, config.tpm.akHandle);
+    const sk = await readPublic(runner, config.tpm.signingKeyHandle);
+    const ek = await readPublic(runner, HANDLES.ekRsa);
+    if (!ak || !sk || !ek)
+      throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
+    akPublic = tpmPublicKey(parseTpm2bPublic(ak));
+    signingPublic = tpmPublicKey(parseTpm2bPublic(sk));
+    ueid = new Uint8Array([
+      0x01,
+      ...createHash("sha256")
+        .update(tpmName(parseTpm2bPublic(ek)))
+        .digest(),
+    ]);
+  } catch (e) {
+    throw refuse(`TPM (${config.tpm.tcti})`, e);
+  }
+
+  const hostId = Buffer.from(ueid.subarray(1, 9)).toString("hex");
+  let lineage: Lineage;
+  let blobs: BlobStore;
+  try {
+    lineage = await openLineage({
+      dir: config.lineage.dir,
+      origin: `execgate/${hostId}`,
+      signer: tpmNoteSigner(runner, config.tpm.signingKeyHandle, signingPublic, `execgate-${hostId}`),
+      now: Date.now,
+      checkpointMs: config.lineage.checkpointMs,
+      segmentBytes: config.lineage.segmentBytes,
+    });
+    blobs = await BlobStore.open(join(config.lineage.dir, "blobs"));
+  } catch (e) {
+    throw refuse(`lineage store ${config.lineage.dir}`, e);
+  }
+
+  const bootId = (await readFile(config.daemon.bootIdPath, "utf8").catch(() => "unknown")).trim();
+  const issuer = generateKeyPairSync("ed25519");
+  const issuerRaw = new Uint8Array(Buffer.from(issuer.publicKey.export({ format: "jwk" }).x!, "base64url"));
+  const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
+
+  try {
+    const rec = lineage.journal.recovery;
+    if (rec.truncatedBytes > 0 || rec.removedSegments.length > 0) {
+      await lineage.journal.append(
+        makeEntry("recovery", time(), {
+          reason: "torn tail after a crash",
+          truncatedBytes: rec.truncatedBytes,
+          recoveredSize: rec.size,
+        }),
+      );
+    }
+    await lineage.journal.append(
+      makeEntry("daemon_start", time(), {
+        reason: "start",
+        configDigest: configDigest(config),
+        policyDigest: current.digest,
+      }),
+    );
+    await lineage.journal.append(
+      makeEntry("policy_loaded", time(), { policyDigest: current.digest, source: config.daemon.policy }),
+    );
+  } catch (e) {
+    await lineage.close().catch(() => undefined);
+    throw refuse("lineage store is not writable", e);
+  }
+
+  const loop = new AttestationLoop({
+    runner,
+    akHandle: config.tpm.akHandle,
+    akPublic,
+    selection: config.tpm.pcrs,
+    policy: () => current.integrity,
+    issuerKey: issuerRaw,
+    lineage,
+    blobs,
+    bootIdPath: config.daemon.bootIdPath,
+    ...(config.attest.eventlog ? { eventlogPath: config.attest.eventlog } : {}),
+    ...(config.attest.ima ? { imaPath: config.attest.ima } : {}),
+    epochMs: config.attest.epochMs,
+    idleEpochMs: config.attest.idleEpochMs,
+    now: Date.now,
+    monoUs,
+    log: log.child({ component: "attest" }),
+  });
+
+  const gate = new Gate({
+    lineage,
+    loop,
+    policy: () => current,
+    issuerPrivateKey: issuer.privateKey,
+    issuerPublicKey: issuer.publicKey,
+    audience: config.token.audience,
+    issuer: config.token.issuer,
+    skewS: config.token.skewS,
+    maxEvidenceAgeMs: config.attest.maxEvidenceAgeMs,
+    freshWaitMs: config.attest.epochMs * 2 + config.tpm.timeoutMs,
+    expected: () => {
+      const ev = loop.current();
+      return { bootId, resetCount: ev?.resetCount ?? -1, restartCount: ev?.restartCount ?? -1 };
+    },
+    ueid,
+    now: Date.now,
+    monoUs,
+    log: log.child({ component: "gate" }),
+  });
+
+  const evidence = (): Record<string, CborValue> => {
+    const ev = loop.current();
+    const cp = lineage.checkpointer.latest();
+    return {
+      epoch_seq: ev?.epochSeq ?? null,
+      epoch_hash: ev?.epochHash ?? null,
+      record: loop.currentRecord() ?? null,
+      issuer_key: issuerRaw,
+      checkpoint: cp?.note ?? null,
+    };
+  };
+
+  const server = new GateServer(
+    gateHandler(gate, evidence),
+    {
+      maxFrameBytes: config.limits.maxFrameBytes,
+      maxConnections: config.limits.maxConnections,
+      readTimeoutMs: config.limits.readTimeoutMs,
+      idleTimeoutMs: config.limits.idleTimeoutMs,
+      requestsPerSecondPerUid: config.limits.requestsPerSecondPerUid,
+      burstPerUid: config.limits.burstPerUid,
+    },
+    log.child({ component: "server" }),
+    Date.now,
+  );
+
+  // The first epoch before the socket opens: nothing is served without an attempt at evidence.
+  await loop.runEpoch();
+  loop.start();
+  lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
+
+  let listener: Server;
+  try {
+    listener = await listenUnix(config.daemon.socket, {
+      mode: config.daemon.socketMode,
+      onConnection: server.onConnection,
+    });
+  } catch (e) {
+    await loop.stop();
+    await lineage.close().catch(() => undefined);
+    throw refuse(`socket ${config.daemon.socket}`, e);
+  }
+  let ready = false;
+  const notifyReady = () => {
+    const ev = loop.current();
+    if (!ready && ev?.integrity.ok) {
+      ready = true;
+      sdNotify("READY=1");
+    }
+    if (ev)
+      sdNotify(
+        `STATUS=epoch ${ev.epochSeq} ${ev.integrity.ok ? "verified" : `failed: ${ev.integrity.reason}`}`,
+      );
+  };
+  loop.onEpoch(notifyReady);
+  notifyReady();
+  log.info(
+    { socket: config.daemon.socket, tcti: config.tpm.tcti, lineage: config.lineage.dir },
+    "daemon_started",
+  );
+
+  let resolveDone: (code: number) => void = () => undefined;
+  const done = new Promise<number>((r) => {
+    resolveDone = r;
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      sdNotify("STOPPING=1");
+      log.info({ reason }, "daemon_stopping");
+      await server.close(listener);
+      await loop.stop();
+      await lineage.journal.append(makeEntry("daemon_stop", time(), { reason })).catch(() => undefined);
+      await lineage
+        .close()
+        .catch((e: unknown) => log.error({ err: asExecgateError(e).message }, "lineage_close_failed"));
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onTerm);
+      process.off("SIGHUP", onHup);
+      resolveDone(EXIT.ok);
+    })();
+    return stopping;
+  };
+  const onTerm = (sig: NodeJS.Signals) => void stop(sig);
+  const onHup = () => {
+    void (async () => {
+      try {
+        const next = await loadPolicy(config.daemon.policy);
+        await lineage.journal.append(
+          makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
+        );
+        current = next;
+        log.info({ digest: Buffer.from(next.digest).toString("hex") }, "policy_reloaded");
+      } catch (e) {
+        log.error({ err: asExecgateError(e).message }, "policy_reload_failed_keeping_old");
+      }
+    })();
+  };
+  process.on("SIGTERM", onTerm);
+  process.on("SIGINT", onTerm);
+  process.on("SIGHUP", onHup);
+  return { socket: config.daemon.socket, done, stop };
+}
+
+/** Runs until stopped; returns the process exit code (startup refusals print one clear line). */
+export async function runDaemon(configPath: string): Promise<number> {
+  try {
+    const d = await startDaemon(configPath);
+    return await d.done;
+  } catch (e) {
+    if (e instanceof StartupError) {
+      process.stderr.write(`execgate daemon: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}

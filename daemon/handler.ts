@@ -1,0 +1,41 @@
+import type { Socket } from "node:net";
+import type { CborValue } from "../src/cbor/index.js";
+import type { DenialReason } from "../src/core/denial.js";
+import type { Gate } from "../src/gate/gate.js";
+import { identifyPeer, type PeerIdentity } from "../src/peer/index.js";
+import { errorReply, okReply, type Request } from "../src/server/protocol.js";
+import type { RequestHandler } from "../src/server/server.js";
+
+/** Maps protocol operations onto the gate and encodes the replies (docs/protocol.md). */
+export function gateHandler(gate: Gate, evidence: () => Record<string, CborValue>): RequestHandler {
+  return {
+    identify: (socket: Socket): Promise<PeerIdentity> => identifyPeer(socket),
+    rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
+      void gate.recordDenial(peer, reason, detail);
+    },
+    async handle(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
+      switch (req.op) {
+        case "token.request": {
+          const r = await gate.requestToken(peer, req.args);
+          return r.ok
+            ? okReply(req.id, { token: r.value.token, token_id: r.value.tokenId, expires: r.value.expires })
+            : errorReply(req.id, "denied", r.reason);
+        }
+        case "token.redeem": {
+          const r = await gate.redeem(peer, req.args.token);
+          return r.ok
+            ? okReply(req.id, { token_id: r.value.tokenId, scope: r.value.scope, action: r.value.action })
+            : errorReply(req.id, "denied", r.reason);
+        }
+        case "execution.report": {
+          const r = await gate.report(peer, req.args);
+          return r.ok ? okReply(req.id, {}) : errorReply(req.id, "denied", r.reason);
+        }
+        case "status":
+          return okReply(req.id, gate.status());
+        case "evidence":
+          return okReply(req.id, evidence());
+      }
+    },
+  };
+}

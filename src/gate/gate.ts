@@ -1,0 +1,380 @@
+import { createHash, type KeyObject } from "node:crypto";
+import type { Logger } from "pino";
+import type { EvidenceState } from "../attest/evidence.js";
+import type { AttestationLoop } from "../attest/loop.js";
+import type { CborValue } from "../cbor/index.js";
+import type { DenialReason } from "../core/denial.js";
+import { asExecgateError } from "../core/errors.js";
+import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
+import { leafHash } from "../lineage/hash.js";
+import type { Lineage } from "../lineage/lineage.js";
+import type { PeerIdentity } from "../peer/index.js";
+import { decide, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
+import type { LoadedPolicy } from "../policy/load.js";
+import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
+import type { TokenClaims } from "../token/claims.js";
+import { issueToken, verifyToken } from "../token/token.js";
+import { IssuedTokens } from "./issued.js";
+
+/*
+ * The gate: every request becomes lineage entries before any answer, and every path that is not
+ * a proven allow ends in a denial with a reason, recorded too.
+ *
+ *   token.request:  [request, decision, token_issued] appended together (one group commit, the
+ *                   decision and token_issued linked back by index and leaf hash); the token is
+ *                   released only after all three are durable. A fresh-quote scope appends the
+ *                   request first, waits for an epoch that started after it, then decides.
+ *   token.redeem:   verify → single use (marked spent before the append, so a concurrent replay
+ *                   loses) → token_redeemed durable → answer.
+ *   execution.report: only for a token this run redeemed, by the same uid → execution_report.
+ */
+
+export interface GateOptions {
+  readonly lineage: Lineage;
+  readonly loop: AttestationLoop;
+  /** The policy in force and its digest (replaced on reload). */
+  readonly policy: () => LoadedPolicy;
+  readonly issuerPrivateKey: KeyObject;
+  readonly issuerPublicKey: KeyObject;
+  readonly audience: string;
+  readonly issuer: string;
+  readonly skewS: number;
+  readonly maxEvidenceAgeMs: number;
+  /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
+  readonly freshWaitMs: number;
+  /** Boot id and TPM reset/restart counts the daemon started under. */
+  readonly expected: () => {
+    readonly bootId: string;
+    readonly resetCount: number;
+    readonly restartCount: number;
+  };
+  /** EAT ueid: 0x01 ‖ SHA-256(EK public), identifying this host's TPM. */
+  readonly ueid: Uint8Array;
+  readonly now: () => number;
+  readonly monoUs: () => number;
+  readonly log: Logger;
+}
+
+export type GateResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly reason: DenialReason };
+
+export interface IssuedReply {
+  readonly token: Uint8Array;
+  readonly tokenId: Uint8Array;
+  readonly expires: number;
+}
+
+const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
+
+export class Gate {
+  private readonly issued = new IssuedTokens();
+  private counter = 0n;
+  readonly counters = {
+    requests: 0,
+    allowed: 0,
+    redeemed: 0,
+    reports: 0,
+    denials: new Map<DenialReason, number>(),
+    lastDenials: [] as { reason: DenialReason; atMs: number }[],
+  };
+
+  constructor(private readonly o: GateOptions) {}
+
+  private time(): EntryTime {
+    return { wallMs: this.o.now(), monoUs: this.o.monoUs() };
+  }
+
+  private countDenial(reason: DenialReason): void {
+    this.counters.denials.set(reason, (this.counters.denials.get(reason) ?? 0) + 1);
+    this.counters.lastDenials.push({ reason, atMs: this.o.now() });
+    if (this.counters.lastDenials.length > 20) this.counters.lastDenials.shift();
+  }
+
+  private peerBody(peer: PeerIdentity) {
+    return { uid: peer.uid, gid: peer.gid, pid: peer.pid, exeDigest: Buffer.from(peer.exeSha256, "hex") };
+  }
+
+  private requestId(): string {
+    this.counter += 1n;
+    return this.counter.toString();
+  }
+
+  /**
+   * Records a denial that has no request entry of its own (malformed frame, rate limit, peer
+   * not identifiable, redeem/report refusals). Fails quietly to the operator log when even the
+   * lineage cannot take it: the reply is a denial either way.
+   */
+  async recordDenial(
+    peer: PeerIdentity | undefined,
+    reason: DenialReason,
+    detail: string,
+    refs: readonly BackRef[] = [],
+  ): Promise<void> {
+    this.countDenial(reason);
+    this.o.log.info({ reason, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
+    try {
+      await this.o.lineage.journal.append(makeEntry("decision", this.time(), { allow: false, reason }, refs));
+    } catch (e) {
+      this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
+    }
+  }
+
+  async requestToken(peer: PeerIdentity, args: TokenRequestArgs): Promise<GateResult<IssuedReply>> {
+    this.counters.requests++;
+    this.o.loop.touch();
+    const requestedAt = this.o.now();
+    const { policy, digest: policyDigest } = this.o.policy();
+    const request = makeEntry("request", this.time(), {
+      requestId: this.requestId(),
+      scope: args.scope,
+      actionDigest: args.action,
+      peer: this.peerBody(peer),
+    });
+    const decideNow = (evidence: EvidenceState | undefined) =>
+      decide({
+        policy,
+        evidence,
+        peer,
+        request: {
+          scope: args.scope,
+          action: args.action,
+          ...(args.audience ? { audience: args.audience } : {}),
+        },
+        nowMs: this.o.now(),
+        requestLoggedAtMs: requestedAt,
+        maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
+        expected: this.o.expected(),
+        defaultAudience: this.o.audience,
+      });
+
+    let decision = decideNow(this.o.loop.current());
+    let requestRef: BackRef | undefined;
+    if (
+      !decision.allow &&
+      (decision.detail === WAITING_FOR_FRESH_EPOCH || decision.reason === "attestation_stale")
+    ) {
+      // A fresh-quote scope, or evidence that aged while the loop idled: the request is
+      // recorded first, then waits (bounded) for an epoch that started after it; concurrent
+      // waiters share that epoch's one quote. If none comes in time the denial stands.
+      try {
+        const r = await this.o.lineage.journal.append(request);
+        requestRef = { index: r.index, leafHash: r.leafHash };
+      } catch (e) {
+        return this.lineageDown(peer, e);
+      }
+      const fresh = await this.o.loop.waitForEpochAfter(requestedAt, this.o.freshWaitMs);
+      decision = decideNow(fresh ?? this.o.loop.current());
+    }
+
+    if (!decision.allow) {
+      const reason = decision.reason;
+      this.countDenial(reason);
+      this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
+      try {
+        if (requestRef) {
+          await this.o.lineage.journal.append(
+            makeEntry("decision", this.time(), { allow: false, reason }, [requestRef]),
+          );
+        } else {
+          await this.o.lineage.journal.appendLinked((first) => [
+            request,
+            makeEntry("decision", this.time(), { allow: false, reason }, [
+              { index: first, leafHash: leafOf(request) },
+            ]),
+          ]);
+        }
+      } catch (e) {
+        this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
+      }
+      return { ok: false, reason };
+    }
+
+    const evidence = this.o.loop.current();
+    if (!evidence) return { ok: false, reason: "attestation_missing" }; // decide() already refuses this
+    const grant = decision.grant;
+    const nowS = Math.floor(this.o.now() / 1000);
+    const cti = new Uint8Array(16);
+    const view = new DataView(cti.buffer);
+    view.setBigUint64(0, BigInt(evidence.epochSeq));
+    view.setBigUint64(8, this.counter);
+    let token: Uint8Array | undefined;
+    let claims: TokenClaims | undefined;
+    try {
+      const results = await this.o.lineage.journal.appendLinked((first) => {
+        const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
+        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [reqRef]);
+        const decisionIndex = requestRef ? first : first + 1;
+        const decisionLeaf = leafOf(decisionEntry);
+        claims = {
+          iss: this.o.issuer,
+          sub: `uid:${peer.uid}`,
+          aud: grant.audience,
+          exp: nowS + grant.ttlS,
+          nbf: nowS,
+          iat: nowS,
+          cti,
+          ...(args.nonce ? { nonce: args.nonce } : {}),
+          ueid: this.o.ueid,
+          scope: grant.scope,
+          action: args.action,
+          peer: {
+            uid: peer.uid,
+            gid: peer.gid,
+            pid: peer.pid,
+            exe: Buffer.from(peer.exeSha256, "hex"),
+            ...(peer.unit ? { unit: peer.unit } : {}),
+          },
+          epoch: evidence.epochHash,
+          pcrDigest: evidence.pcrDigest,
+          policyDigest,
+          bootId: evidence.bootId,
+          lineage: [decisionIndex, decisionLeaf],
+        };
+        token = issueToken(claims, this.o.issuerPrivateKey);
+        const issuedEntry = makeEntry("token_issued", this.time(), { digest: sha256(token) }, [
+          { index: decisionIndex, leafHash: decisionLeaf },
+        ]);
+        return requestRef ? [decisionEntry, issuedEntry] : [request, decisionEntry, issuedEntry];
+      });
+      const d = results[requestRef ? 0 : 1]!;
+      this.issued.add(cti, {
+        uid: peer.uid,
+        exp: claims!.exp,
+        resetCount: evidence.resetCount,
+        restartCount: evidence.restartCount,
+        decision: { index: d.index, leafHash: d.leafHash },
+        spent: false,
+        reported: false,
+      });
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    this.counters.allowed++;
+    this.issued.sweep(nowS);
+    return { ok: true, value: { token: token!, tokenId: cti, expires: claims!.exp } };
+  }
+
+  private async lineageDown(peer: PeerIdentity, e: unknown): Promise<GateResult<never>> {
+    // Nothing can be recorded, so nothing may be allowed.
+    this.countDenial("lineage_unavailable");
+    this.o.log.error({ uid: peer.uid, err: asExecgateError(e).message }, "lineage_unavailable");
+    return { ok: false, reason: "lineage_unavailable" };
+  }
+
+  async redeem(
+    peer: PeerIdentity,
+    token: Uint8Array,
+  ): Promise<GateResult<{ tokenId: Uint8Array; scope: string; action: Uint8Array }>> {
+    const nowMs = this.o.now();
+    const v = verifyToken(token, {
+      issuerPublicKey: this.o.issuerPublicKey,
+      audience: this.o.audience,
+      now: Math.floor(nowMs / 1000),
+      skew: this.o.skewS,
+    });
+    if (!v.ok) {
+      await this.recordDenial(peer, v.reason, v.detail);
+      return { ok: false, reason: v.reason };
+    }
+    const c = v.claims;
+    const t = this.issued.get(c.cti);
+    const refs = [{ index: c.lineage[0], leafHash: c.lineage[1] }];
+    const deny = async (reason: DenialReason, detail: string): Promise<GateResult<never>> => {
+      await this.recordDenial(peer, reason, detail, t ? refs : []);
+      return { ok: false, reason };
+    };
+    if (!t) return deny("token_signature_invalid", "token id unknown to this daemon run");
+    if (t.spent) return deny("token_replayed", "token already redeemed");
+    if (t.uid !== peer.uid)
+      return deny("peer_unknown", `token issued to uid ${t.uid}, redeemed by uid ${peer.uid}`);
+    const ev = this.o.loop.current();
+    const expected = this.o.expected();
+    if (!ev) return deny("attestation_missing", "no epoch");
+    if (!ev.integrity.ok) return deny(ev.integrity.reason, ev.integrity.detail);
+    if (
+      ev.resetCount !== t.resetCount ||
+      ev.restartCount !== t.restartCount ||
+      ev.bootId !== expected.bootId
+    ) {
+      return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
+    }
+    if (nowMs - ev.verifiedAtMs > this.o.maxEvidenceAgeMs)
+      return deny("attestation_stale", "evidence too old at redeem");
+    t.spent = true; // before the await: a concurrent replay of the same token now loses
+    try {
+      const r = await this.o.lineage.journal.append(
+        makeEntry("token_redeemed", this.time(), { token }, refs),
+      );
+      t.redeemed = { index: r.index, leafHash: r.leafHash };
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    this.counters.redeemed++;
+    return { ok: true, value: { tokenId: c.cti, scope: c.scope, action: c.action } };
+  }
+
+  async report(peer: PeerIdentity, args: ExecutionReportArgs): Promise<GateResult<Record<string, never>>> {
+    const t = this.issued.get(args.tokenId);
+    if (!t?.redeemed || t.uid !== peer.uid || t.reported) {
+      const reason: DenialReason = t?.reported ? "token_replayed" : "no_token";
+      await this.recordDenial(peer, reason, "report for a token not redeemed by this caller");
+      return { ok: false, reason };
+    }
+    t.reported = true;
+    try {
+      await this.o.lineage.journal.append(
+        makeEntry(
+          "execution_report",
+          this.time(),
+          {
+            token: args.tokenId,
+            ...(args.exitStatus >= 0 ? { exitCode: args.exitStatus } : { signal: String(-args.exitStatus) }),
+            durationMs: args.durationMs,
+          },
+          [t.redeemed],
+        ),
+      );
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    this.counters.reports++;
+    return { ok: true, value: {} };
+  }
+
+  /** Status for `execgate status` (coarse: no secrets, no peer details). */
+  status(): Record<string, CborValue> {
+    const ev = this.o.loop.current();
+    const cp = this.o.lineage.checkpointer.latest();
+    const size = this.o.lineage.journal.size;
+    return {
+      epoch: ev
+        ? {
+            seq: ev.epochSeq,
+            age_ms: Math.max(0, this.o.now() - ev.verifiedAtMs),
+            verified: ev.integrity.ok,
+            ...(ev.integrity.ok ? {} : { reason: ev.integrity.reason }),
+            reset_count: ev.resetCount,
+            restart_count: ev.restartCount,
+          }
+        : null,
+      lineage: {
+        size,
+        checkpoint_size: cp?.checkpoint.size ?? 0,
+        checkpoint_lag: size - (cp?.checkpoint.size ?? 0),
+      },
+      tokens: {
+        requests: this.counters.requests,
+        issued: this.counters.allowed,
+        redeemed: this.counters.redeemed,
+        reports: this.counters.reports,
+        live: this.issued.size,
+      },
+      denials: Object.fromEntries(this.counters.denials),
+    };
+  }
+}
+
+function leafOf(e: Entry): Uint8Array {
+  return leafHash(encodeEntry(e));
+}
