@@ -7,7 +7,13 @@ import { fsyncDir, ioError, writeAll } from "./fsutil.js";
 import { leafHash } from "./hash.js";
 import { LockFile } from "./lock.js";
 import { MerkleTree } from "./merkle.js";
-import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
+import {
+  checkRecord,
+  frameRecord,
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+} from "./record.js";
 
 /**
  * The lineage journal: append-only segment files of framed entries (record.ts), with group
@@ -32,8 +38,7 @@ import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
  * at a crash can be torn. A bad record anywhere else, or a longer bad tail, refuses to open.
  */
 
-export const SEGMENT_MAGIC = new TextEncoder().encode("EXGLSEG1");
-export const SEGMENT_HEADER_BYTES = 16;
+export { SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from "./record.js";
 export const DEFAULT_SEGMENT_BYTES = 64 << 20;
 export const DEFAULT_MAX_BATCH_BYTES = 4 << 20;
 

@@ -12,6 +12,10 @@ import { crc32 } from "node:zlib";
  */
 export const RECORD_HEADER_BYTES = 8;
 
+/** Journal segment header: magic "EXGLSEG1" then the first entry index as u64be. */
+export const SEGMENT_MAGIC = new TextEncoder().encode("EXGLSEG1");
+export const SEGMENT_HEADER_BYTES = 16;
+
 export function frameRecord(payload: Uint8Array, out: Uint8Array, at: number): number {
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(at, payload.length);

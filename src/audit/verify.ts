@@ -1,0 +1,195 @@
+import { asExecgateError } from "../core/errors.js";
+import { bytesEqual, toHex } from "../core/hex.js";
+import { type Checkpoint, openCheckpoint } from "../lineage/checkpoint.js";
+import { decodeEntry } from "../lineage/entry.js";
+import { leafHash } from "../lineage/hash.js";
+import { MerkleTree, verifyConsistency } from "../lineage/merkle.js";
+import type { NoteVerifier } from "../lineage/note.js";
+import { parseCheckpointLog, parseSegment, type SegmentFile } from "./bundle.js";
+
+/**
+ * Offline verification of a lineage bundle (pure; the CLI reads the files). Order:
+ *   1. segments: headers, contiguity, every record intact (CRC) — no torn tail in an export;
+ *   2. entries: each decodes under the closed schema; back-references point to earlier entries
+ *      with the right leaf hash;
+ *   3. tree: RFC 9162 root recomputed from the leaf hashes of the bytes received;
+ *   4. checkpoints: each signed note verifies with the log key and origin; its (size, root)
+ *      equals the recomputed tree at that size; intents never give two roots for one size;
+ *   5. consistency: a consistency proof between each pair of consecutive checkpoints (and from
+ *      checkpoints the auditor held before, if given) verifies against the signed roots.
+ * Every failure is listed with the entry index or checkpoint position and a reason; the result
+ * is ok only if there are none and at least one checkpoint covers the whole log.
+ */
+
+export interface AuditInput {
+  readonly origin: string;
+  readonly logVerifier: NoteVerifier;
+  readonly otherVerifiers?: readonly NoteVerifier[];
+  readonly segments: readonly SegmentFile[];
+  readonly checkpointLog: Uint8Array;
+  /** Checkpoints the auditor obtained earlier (e.g. from a previous audit) — anti-rollback. */
+  readonly trustedCheckpoints?: readonly Checkpoint[];
+}
+
+export interface AuditFailure {
+  readonly check: string;
+  readonly reason: string;
+  readonly index?: number;
+  readonly checkpoint?: number;
+  readonly segment?: string;
+}
+
+export interface AuditReport {
+  readonly ok: boolean;
+  readonly entries: number;
+  readonly root: string;
+  readonly checkpointsVerified: number;
+  readonly latestCheckpoint?: { readonly size: number; readonly root: string };
+  readonly failures: readonly AuditFailure[];
+}
+
+export function verifyBundle(input: AuditInput): AuditReport {
+  const failures: AuditFailure[] = [];
+  const tree = new MerkleTree();
+
+  // 1–3: segments → entries → tree
+  const segs = [...input.segments].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const file of segs) {
+    let seg: ReturnType<typeof parseSegment>;
+    try {
+      seg = parseSegment(file);
+    } catch (e) {
+      failures.push({ check: "segment_header", reason: asExecgateError(e).message, segment: file.name });
+      continue;
+    }
+    if (seg.first !== tree.size) {
+      failures.push({
+        check: "segment_sequence",
+        reason: `segment starts at ${seg.first}, expected ${tree.size}`,
+        segment: file.name,
+        index: tree.size,
+      });
+    }
+    for (const bytes of seg.entries) {
+      const index = tree.size;
+      tree.append(leafHash(bytes));
+      try {
+        const e = decodeEntry(bytes);
+        e.refs.forEach((r, k) => {
+          if (r.index >= index) {
+            failures.push({ check: "backref", reason: `refs[${k}] points forward to ${r.index}`, index });
+          } else if (!bytesEqual(tree.leafHash(r.index), r.leafHash)) {
+            failures.push({
+              check: "backref",
+              reason: `refs[${k}] leaf hash differs from entry ${r.index}`,
+              index,
+            });
+          }
+        });
+      } catch (e) {
+        failures.push({ check: "entry_decode", reason: asExecgateError(e).message, index });
+      }
+    }
+    if (seg.badOffset !== undefined) {
+      failures.push({
+        check: "record",
+        reason: `bad record at offset ${seg.badOffset} (after entry ${tree.size - 1})`,
+        segment: file.name,
+        index: tree.size,
+      });
+    }
+  }
+
+  // 4: checkpoints
+  const log = parseCheckpointLog(input.checkpointLog);
+  if (log.badOffset !== undefined) {
+    failures.push({ check: "checkpoint_log", reason: `bad record at offset ${log.badOffset}` });
+  }
+  const rootsBySize = new Map<number, Uint8Array>();
+  const verified: Checkpoint[] = [];
+  let position = 0;
+  for (const rec of log.records) {
+    if (rec.kind === "intent") {
+      const seen = rootsBySize.get(rec.size);
+      if (seen !== undefined && !bytesEqual(seen, rec.root)) {
+        failures.push({ check: "intent_fork", reason: `two roots recorded for size ${rec.size}` });
+      }
+      rootsBySize.set(rec.size, rec.root);
+      continue;
+    }
+    const k = position++;
+    let cp: Checkpoint;
+    try {
+      cp = openCheckpoint(rec.note, input.origin, input.logVerifier, input.otherVerifiers ?? []).checkpoint;
+    } catch (e) {
+      failures.push({ check: "checkpoint_signature", reason: asExecgateError(e).message, checkpoint: k });
+      continue;
+    }
+    const seen = rootsBySize.get(cp.size);
+    if (seen !== undefined && !bytesEqual(seen, cp.rootHash)) {
+      failures.push({
+        check: "checkpoint_fork",
+        reason: `size ${cp.size} signed with another root`,
+        checkpoint: k,
+      });
+    }
+    rootsBySize.set(cp.size, cp.rootHash);
+    if (cp.size > tree.size) {
+      failures.push({
+        check: "checkpoint_size",
+        reason: `checkpoint covers ${cp.size} entries, bundle has ${tree.size}`,
+        checkpoint: k,
+      });
+      continue;
+    }
+    if (!bytesEqual(tree.rootAt(cp.size), cp.rootHash)) {
+      failures.push({ check: "checkpoint_root", reason: `root at size ${cp.size} differs`, checkpoint: k });
+      continue;
+    }
+    verified.push(cp);
+  }
+
+  // 5: consistency between consecutive checkpoints, and from the auditor's earlier ones.
+  const chain = [
+    ...(input.trustedCheckpoints ?? []).map((c) => ({ c, trusted: true })),
+    ...verified.map((c) => ({ c, trusted: false })),
+  ];
+  for (let i = 1; i < chain.length; i++) {
+    const a = chain[i - 1]!.c;
+    const b = chain[i]!.c;
+    if (b.size < a.size) {
+      failures.push({ check: "checkpoint_rollback", reason: `size went from ${a.size} to ${b.size}` });
+      continue;
+    }
+    if (a.size === 0 || b.size > tree.size) continue;
+    try {
+      verifyConsistency(a.size, b.size, a.rootHash, b.rootHash, tree.consistencyProof(a.size, b.size));
+    } catch (e) {
+      failures.push({
+        check: "checkpoint_consistency",
+        reason: `${a.size} → ${b.size}: ${asExecgateError(e).message}${chain[i - 1]!.trusted ? " (from a trusted checkpoint)" : ""}`,
+      });
+    }
+  }
+
+  const latest = verified[verified.length - 1];
+  if (latest === undefined) {
+    failures.push({ check: "checkpoint_missing", reason: "no verified checkpoint" });
+  } else if (latest.size !== tree.size) {
+    failures.push({
+      check: "checkpoint_coverage",
+      reason: `entries ${latest.size}..${tree.size - 1} are not covered by a signed checkpoint`,
+      index: latest.size,
+    });
+  }
+  return {
+    ok: failures.length === 0,
+    entries: tree.size,
+    root: toHex(tree.root()),
+    checkpointsVerified: verified.length,
+    ...(latest !== undefined
+      ? { latestCheckpoint: { size: latest.size, root: toHex(latest.rootHash) } }
+      : {}),
+    failures,
+  };
+}

@@ -1,0 +1,159 @@
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { type AuditInput, verifyBundle } from "../../src/audit/verify.js";
+import { encode } from "../../src/cbor/index.js";
+import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
+import { encodeEntry, makeEntry } from "../../src/lineage/entry.js";
+import { openLineage } from "../../src/lineage/lineage.js";
+import { parseNote, signNote, verifierFromSigner } from "../../src/lineage/note.js";
+import { frameRecord } from "../../src/lineage/record.js";
+import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+
+const ORIGIN = "execgate.test/audit";
+const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(9));
+let dir: string;
+let good: AuditInput;
+
+const t = (i: number) => ({ wallMs: 1_000 + i, monoUs: i });
+
+/** A real lineage directory: requests, linked decisions, three signed checkpoints, two segments. */
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "execgate-audit-"));
+  let clock = 0;
+  const lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => clock, segmentBytes: 2048 });
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 8; i++) {
+      const req = await lin.journal.append(
+        makeEntry("request", t(i), {
+          requestId: `r${round}-${i}`,
+          scope: "inference",
+          actionDigest: new Uint8Array(32).fill(i),
+          peer: { uid: 1000, gid: 1000, pid: 100 + i },
+        }),
+      );
+      await lin.journal.append(makeEntry("decision", t(i), { allow: i % 2 === 0 }, [req]));
+    }
+    clock += 5000;
+    await lin.checkpointer.tick();
+  }
+  await lin.close();
+  good = await readBundle(dir);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function readBundle(d: string): Promise<AuditInput> {
+  const names = (await readdir(join(d, "segments"))).sort();
+  return {
+    origin: ORIGIN,
+    logVerifier: verifierFromSigner(signer),
+    segments: await Promise.all(
+      names.map(async (name) => ({ name, bytes: new Uint8Array(await readFile(join(d, "segments", name))) })),
+    ),
+    checkpointLog: new Uint8Array(await readFile(join(d, "checkpoints.log"))),
+  };
+}
+
+function withSegment(input: AuditInput, k: number, edit: (b: Uint8Array) => Uint8Array): AuditInput {
+  return {
+    ...input,
+    segments: input.segments.map((s, i) => (i === k ? { name: s.name, bytes: edit(s.bytes.slice()) } : s)),
+  };
+}
+
+const checks = (r: ReturnType<typeof verifyBundle>): string[] => r.failures.map((f) => f.check);
+
+describe("audit: verifyBundle", () => {
+  it("a real lineage directory verifies: entries → tree → 3 checkpoints → consistency", () => {
+    expect(good.segments.length).toBeGreaterThan(1);
+    const r = verifyBundle(good);
+    expect(r.failures).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.entries).toBe(48);
+    expect(r.checkpointsVerified).toBe(3);
+    expect(r.latestCheckpoint?.size).toBe(48);
+  });
+
+  it("a flipped byte in an entry is reported with its position", () => {
+    const r = verifyBundle(withSegment(good, 0, (b) => ((b[40]! ^= 1), b)));
+    expect(r.ok).toBe(false);
+    expect(checks(r)).toContain("record");
+    expect(r.failures.find((f) => f.check === "record")?.segment).toBe(good.segments[0]!.name);
+  });
+
+  it("an entry rewritten with a valid CRC breaks the checkpoint roots and the back-reference", () => {
+    const edited = withSegment(good, 0, (b) => {
+      const replacement = encodeEntry(
+        makeEntry("request", t(0), {
+          requestId: "rX-0", // same length as "r0-0": the record keeps its size
+          scope: "inference",
+          actionDigest: new Uint8Array(32).fill(0),
+          peer: { uid: 1000, gid: 1000, pid: 100 },
+        }),
+      );
+      frameRecord(replacement, b, 16);
+      return b;
+    });
+    const r = verifyBundle(edited);
+    expect(r.ok).toBe(false);
+    expect(checks(r)).toContain("checkpoint_root");
+    expect(r.failures).toContainEqual(expect.objectContaining({ check: "backref", index: 1 }));
+  });
+
+  it("a missing segment breaks the sequence", () => {
+    const r = verifyBundle({ ...good, segments: good.segments.filter((_, i) => i !== 1) });
+    expect(checks(r)).toContain("segment_sequence");
+  });
+
+  it("a checkpoint signed by another key fails; the log key must sign", () => {
+    const other = softwareEd25519Signer(ORIGIN);
+    const r = verifyBundle({ ...good, logVerifier: verifierFromSigner(other) });
+    expect(r.ok).toBe(false);
+    expect(r.failures.filter((f) => f.check === "checkpoint_signature")).toHaveLength(3);
+  });
+
+  it("a forked checkpoint (same size, other root) signed by the log key is caught", async () => {
+    const log = parseCheckpointLog(good.checkpointLog);
+    const first = log.records.find((x) => x.kind === "checkpoint");
+    if (first?.kind !== "checkpoint") throw new Error("no checkpoint");
+    const cp = parseCheckpoint(parseNote(first.note).text);
+    const forkedText = `${ORIGIN}\n${cp.size}\n${Buffer.alloc(32, 1).toString("base64")}\n`;
+    const note = await signNote(forkedText, [signer]);
+    const payload = encode(
+      new Map([
+        ["kind", "checkpoint"],
+        ["note", note],
+      ]),
+    );
+    const rec = new Uint8Array(8 + payload.length);
+    frameRecord(payload, rec, 0);
+    const r = verifyBundle({ ...good, checkpointLog: Buffer.concat([good.checkpointLog, rec]) });
+    expect(checks(r)).toEqual(expect.arrayContaining(["checkpoint_fork", "checkpoint_root"]));
+  });
+
+  it("rollback against a checkpoint the auditor held before is caught", () => {
+    const r = verifyBundle({
+      ...good,
+      trustedCheckpoints: [{ origin: ORIGIN, size: 60, rootHash: new Uint8Array(32), extensions: [] }],
+    });
+    expect(checks(r)).toContain("checkpoint_rollback");
+  });
+
+  it("entries beyond the last checkpoint are reported as uncovered", () => {
+    const extra = encodeEntry(makeEntry("daemon_stop", t(99), { reason: "late" }));
+    const last = good.segments.length - 1;
+    const r = verifyBundle(
+      withSegment(good, last, (b) => {
+        const out = new Uint8Array(b.length + 8 + extra.length);
+        out.set(b);
+        frameRecord(extra, out, b.length);
+        return out;
+      }),
+    );
+    expect(r.failures).toEqual([expect.objectContaining({ check: "checkpoint_coverage", index: 48 })]);
+  });
+});
