@@ -79,7 +79,12 @@ describe("audit: verifyBundle", () => {
   });
 
   it("a flipped byte in an entry is reported with its position", () => {
-    const r = verifyBundle(withSegment(good, 0, (b) => ((b[40]! ^= 1), b)));
+    const r = verifyBundle(
+      withSegment(good, 0, (b) => {
+        b[40]! ^= 1;
+        return b;
+      }),
+    );
     expect(r.ok).toBe(false);
     expect(checks(r)).toContain("record");
     expect(r.failures.find((f) => f.check === "record")?.segment).toBe(good.segments[0]!.name);
