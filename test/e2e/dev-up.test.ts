@@ -1,13 +1,36 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
 import { describeTpm } from "../helpers/hardware.js";
 
+async function scratch(): Promise<string> {
+  return mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "dev-"));
+}
+
+async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function parseEnv(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .trim()
+      .split("\n")
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+}
+
 describeTpm("execgate dev up (the embedded default)", () => {
-  it("provisions a swtpm, enrolls, quotes and verifies; a second run resumes the same TPM", async () => {
-    const dir = await mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "dev-"));
+  it("--check provisions a swtpm, enrolls, quotes and verifies; a second run resumes the same TPM", async () => {
+    const dir = await scratch();
     const first = await execgate(["dev", "up", "--check", "--dir", dir, "--json"]);
     expect(first.stderr).toBe("");
     expect(first.code).toBe(0);
@@ -17,10 +40,37 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(r1.ekCertificates).toHaveLength(2);
     for (const c of r1.ekCertificates) expect(c.chain).toBe("verified");
     expect(r1.signingKey.certifiedByAk).toBe("verified");
-    expect(await readFile(join(dir, "env"), "utf8")).toMatch(/^TPM2TOOLS_TCTI=swtpm:path=.*swtpm\.sock$/m);
-
     const second = JSON.parse((await execgate(["dev", "up", "--check", "--dir", dir, "--json"])).stdout);
     expect(second).toMatchObject({ ok: true, ak: { created: false } });
     expect(second.quote.resetCount).toBeGreaterThan(r1.quote.resetCount);
+  });
+
+  it("serves tokens on its socket, writes DIR/env for other shells, and stops cleanly on SIGINT", async () => {
+    const dir = await scratch();
+    const child = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "dev", "up", "--dir", dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      await until("the daemon", () => stderr.includes("daemon on"));
+      const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
+      expect(Object.keys(env).sort()).toEqual(["EXECGATE_CONFIG", "EXECGATE_SOCKET", "TPM2TOOLS_TCTI"]);
+      const marker = join(dir, "ran");
+      const ok = await execgate(["run", "--scope", "dev", "--", "/usr/bin/touch", marker], env);
+      expect(ok.code).toBe(0);
+      expect(existsSync(marker)).toBe(true);
+      const status = await execgate(["status", "--json"], env);
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout).epoch.verified).toBe(true);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/daemon_stopping/);
+    expect(stderr).not.toMatch(/lineage_close_failed/);
   });
 });
