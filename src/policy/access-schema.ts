@@ -33,6 +33,8 @@ export const MIN_TTL_S = 1;
 export const MAX_TTL_S = 3600;
 /** uid_t/gid_t are 32-bit; (uid_t)-1 means "no id" to the kernel and never names a caller. */
 export const MAX_ID = 0xffff_fffe;
+export const EXECUTOR_KEYS = ["name", "uids", "gids", "exe_sha256", "exe_paths", "units", "scopes"] as const;
+export const SCOPE_KEYS = ["ttl_s", "fresh", "audiences", "actions"] as const;
 const UNIT_RE = /^[A-Za-z0-9:_.\\@-]+\.(?:service|scope)$/;
 const AUDIENCE_RE = /^[\x21-\x7e]{1,256}$/;
 
@@ -148,7 +150,7 @@ export function accessPolicyFromToml(doc: Record<string, unknown>, source = "pol
       const key = `scopes.${sname}`;
       name(source, sname, key);
       if (!isTable(v)) throw bad(source, key, "must be a table");
-      closed(source, v, key, ["ttl_s", "fresh", "audiences", "actions"]);
+      closed(source, v, key, SCOPE_KEYS);
       if (v.ttl_s === undefined) throw bad(source, `${key}.ttl_s`, "is required (token lifetime in seconds)");
       if (
         typeof v.ttl_s !== "number" ||
@@ -183,7 +185,7 @@ export function accessPolicyFromToml(doc: Record<string, unknown>, source = "pol
     doc.executors.forEach((v: unknown, i) => {
       const key = `executors[${i}]`;
       if (!isTable(v)) throw bad(source, key, "must be a table ([[executors]])");
-      closed(source, v, key, ["name", "uids", "gids", "exe_sha256", "exe_paths", "units", "scopes"]);
+      closed(source, v, key, EXECUTOR_KEYS);
       if (v.name === undefined) throw bad(source, `${key}.name`, "is required");
       const ename = name(source, v.name, `${key}.name`);
       if (names.has(ename)) throw bad(source, `${key}.name`, `executor "${ename}" is defined twice`);

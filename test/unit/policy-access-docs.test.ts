@@ -1,0 +1,37 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { EXECUTOR_KEYS, MAX_TTL_S, MIN_TTL_S, SCOPE_KEYS } from "../../src/policy/access-schema.js";
+import { WAITING_FOR_FRESH_EPOCH } from "../../src/policy/decide.js";
+
+const doc = readFileSync(join(import.meta.dirname, "../../docs/policy.md"), "utf8");
+const rows = (heading: string) => {
+  const start = doc.indexOf(heading);
+  const end = doc.indexOf("\n## ", start + 1);
+  return doc.slice(start, end === -1 ? undefined : end);
+};
+
+describe("docs/policy.md", () => {
+  it("documents every executor and scope key in its table", () => {
+    for (const k of EXECUTOR_KEYS) expect(rows("## Executors"), k).toContain(`| \`${k}\` |`);
+    for (const k of SCOPE_KEYS) expect(rows("## Scopes"), k).toContain(`| \`${k}\` |`);
+    expect(rows("## Scopes")).toContain(`integer ${MIN_TTL_S}..${MAX_TTL_S}`);
+  });
+
+  it("lists the decision's reasons in decide()'s order", () => {
+    const table = rows("## The decision");
+    const order = [
+      "attestation_missing",
+      "quote_invalid",
+      "environment_mismatch",
+      "attestation_stale",
+      "peer_unknown",
+      "scope_not_allowed",
+      "policy_mismatch",
+      WAITING_FOR_FRESH_EPOCH,
+    ];
+    const at = order.map((r) => table.indexOf(r));
+    for (const [i, p] of at.entries()) expect(p, order[i]).toBeGreaterThan(-1);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+  });
+});
