@@ -262,6 +262,15 @@ describe("execgate token request | redeem", () => {
     expect(JSON.parse(red.stdout)).toEqual({ tokenId: j.tokenId, scope: "gpu", action });
   });
 
+  it("redeem --in also reads a file of base64url text", async () => {
+    const req = await execgate(["token", "request", "--scope", "gpu", "--argv-json", '["a","b"]'], env());
+    const file = join(tmp, "token.txt");
+    writeFileSync(file, req.stdout);
+    const red = await execgate(["token", "redeem", "--in", file], env());
+    expect(red.code).toBe(0);
+    expect(red.stdout).toMatch(/^redeemed token [0-9a-f]{32}: scope gpu, action [0-9a-f]{64}\n$/);
+  });
+
   it("a denied request exits 1; bad options exit 2", async () => {
     const d = await execgate(["token", "request", "--scope", "nope", "--argv-json", '["x"]'], env());
     expect(d.code).toBe(1);
