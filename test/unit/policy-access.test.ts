@@ -304,3 +304,26 @@ describe("policy: evaluateAccess", () => {
     });
   });
 });
+
+describe("policy: execgate policy check still reads a file with executors and scopes", () => {
+  it("evaluates the example policy's integrity part instead of refusing the file", async () => {
+    const { command } = await import("../../daemon/commands/policy-check.js");
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string | Uint8Array) => {
+      out.push(String(s));
+      return true;
+    }) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await command.run(["--policy", EXAMPLE, "--json"]);
+    } finally {
+      process.stdout.write = write;
+    }
+    // exit 1: evaluated and denied (no PCR evidence given); 2 would mean the file was refused
+    expect(code).toBe(1);
+    const r = JSON.parse(out.join("")) as { ok: boolean; results: unknown[] };
+    expect(r.ok).toBe(false);
+    expect(r.results.length).toBeGreaterThan(0);
+  });
+});
