@@ -35,18 +35,21 @@ export interface ImaEntry {
 export const utf8 = new TextDecoder("utf-8");
 
 /** UTF-8 decode with an ASCII fast path (TextDecoder costs ~1 µs per short string). */
-export function text(b: Uint8Array): string {
-  if (b.length <= 256) {
+export function text(b: Uint8Array, length = b.length): string {
+  if (length <= 256) {
     let ascii = true;
-    for (let i = 0; i < b.length; i++) {
+    for (let i = 0; i < length; i++) {
       if (b[i]! >= 0x80) {
         ascii = false;
         break;
       }
     }
-    if (ascii) return String.fromCharCode.apply(null, b as unknown as number[]);
+    if (ascii) {
+      const view = length === b.length ? b : b.subarray(0, length);
+      return String.fromCharCode.apply(null, view as unknown as number[]);
+    }
   }
-  return utf8.decode(b);
+  return utf8.decode(length === b.length ? b : b.subarray(0, length));
 }
 export const enc = new TextEncoder();
 
@@ -83,28 +86,24 @@ function decodeDigestNg(field: Uint8Array, v2: boolean): { alg: string; digest: 
   return { alg, digest: field.subarray(nul + 1) };
 }
 
+const EMPTY = new Uint8Array(0);
+
 export function decodeFields(
   template: string,
   fields: readonly string[],
   values: readonly Uint8Array[],
 ): Decoded {
-  const d: Decoded = {
-    digestAlg: "",
-    fileDigest: new Uint8Array(0),
-    name: "",
-    sig: undefined,
-    buf: undefined,
-  };
-  fields.forEach((id, i) => {
+  const d: Decoded = { digestAlg: "", fileDigest: EMPTY, name: "", sig: undefined, buf: undefined };
+  for (let i = 0; i < fields.length; i++) {
     const v = values[i]!;
-    switch (id) {
+    switch (fields[i]) {
       case "d":
         d.digestAlg = v.length === 16 ? "md5" : "sha1";
         d.fileDigest = v;
         break;
       case "d-ng":
       case "d-ngv2": {
-        const x = decodeDigestNg(v, id === "d-ngv2");
+        const x = decodeDigestNg(v, fields[i] === "d-ngv2");
         d.digestAlg = x.alg;
         d.fileDigest = x.digest;
         break;
@@ -113,7 +112,7 @@ export function decodeFields(
         d.name = text(v);
         break;
       case "n-ng":
-        d.name = text(v.length > 0 && v[v.length - 1] === 0 ? v.subarray(0, v.length - 1) : v);
+        d.name = text(v, v.length > 0 && v[v.length - 1] === 0 ? v.length - 1 : v.length);
         break;
       case "sig":
         d.sig = v;
@@ -124,7 +123,7 @@ export function decodeFields(
       default:
         break;
     }
-  });
+  }
   if (template === "ima" && d.name.length > IMA_EVENT_NAME_LEN_MAX) {
     throw new ExecgateError("malformed", "ima template name longer than IMA_EVENT_NAME_LEN_MAX");
   }
