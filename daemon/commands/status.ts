@@ -10,6 +10,10 @@ function render(v: JsonValue, indent: string, lines: string[]): void {
   if (v === null || typeof v !== "object" || Array.isArray(v)) return;
   for (const [k, x] of Object.entries(v)) {
     if (x !== null && typeof x === "object" && !Array.isArray(x)) {
+      if (Object.keys(x).length === 0) {
+        lines.push(`${indent}${k}: (none)`);
+        continue;
+      }
       lines.push(`${indent}${k}:`);
       render(x, `${indent}  `, lines);
     } else {

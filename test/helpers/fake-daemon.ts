@@ -150,7 +150,13 @@ export function grantingHandler(
       case "execution.report":
         return conn.ok(req.id, {});
       case "status":
-        return conn.ok(req.id, { state: "ready", epoch: 7, evidence_age_ms: 120, counters: { issued: 3 } });
+        return conn.ok(req.id, {
+          state: "ready",
+          epoch: 7,
+          evidence_age_ms: 120,
+          counters: { issued: 3 },
+          denials: {},
+        });
       case "evidence":
         return conn.ok(req.id, { pcr_digest: new Uint8Array(32) });
     }

@@ -293,11 +293,13 @@ describe("execgate status", () => {
       epoch: 7,
       evidence_age_ms: 120,
       counters: { issued: 3 },
+      denials: {},
     });
     const h = await execgate(["status", "--socket", daemon.path]);
     expect(h.code).toBe(0);
     expect(h.stdout).toContain("state: ready");
     expect(h.stdout).toMatch(/counters:\n\s+issued: 3/);
+    expect(h.stdout).toContain("denials: (none)");
   });
 
   it("an unreachable daemon exits 3", async () => {
