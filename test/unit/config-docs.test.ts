@@ -5,6 +5,7 @@ import { DEFAULTS } from "../../src/config/defaults.js";
 import { DOC_BEGIN, DOC_END, renderConfigReference } from "../../src/config/doc.js";
 
 const DOC = join(import.meta.dirname, "../../docs/config.md");
+const EXAMPLE = join(import.meta.dirname, "../../examples/execgate.toml");
 
 /*
  * docs/config.md carries the key reference rendered from DEFAULTS and SCHEMA. To regenerate
@@ -34,6 +35,22 @@ describe("docs/config.md", () => {
         const row = text.split("\n").find((l) => l.startsWith(`| \`${k}\` |`));
         expect(row, `${section}.${k}`).toBeDefined();
         if (v !== undefined) expect(row).toContain(JSON.stringify(v));
+      }
+    }
+  });
+
+  it("examples/execgate.toml shows every key in its section, with the default when commented out", () => {
+    const lines = readFileSync(EXAMPLE, "utf8").split("\n");
+    for (const [section, keys] of Object.entries(DEFAULTS)) {
+      const start = lines.indexOf(`[${section}]`);
+      expect(start, section).toBeGreaterThan(-1);
+      const rest = lines.slice(start + 1);
+      const next = rest.findIndex((l) => l.startsWith("["));
+      const body = next === -1 ? rest : rest.slice(0, next);
+      for (const [k, v] of Object.entries(keys)) {
+        const line = body.find((l) => new RegExp(`^#? ?${k} = `).test(l));
+        expect(line, `${section}.${k}`).toBeDefined();
+        if (line?.startsWith("#") && v !== undefined) expect(line).toContain(`${k} = ${JSON.stringify(v)}`);
       }
     }
   });
