@@ -97,28 +97,31 @@ function countItem(st: State): void {
   }
 }
 
-function readString(st: State, info: number, what: string): Uint8Array {
+/** Checks a string head and skips its bytes; returns the offset where they start. */
+function skipString(st: State, info: number, what: string): { at: number; n: number } {
   const n = readCount(st, info, `${what} length`);
   if (n > st.maxLength) {
     throw new ExecgateError("limit_exceeded", `cbor: ${what} length ${n} > ${st.maxLength}`, {
       offset: st.c.offset,
     });
   }
-  return st.c.bytesView(n, what);
+  const at = st.c.offset;
+  st.c.skip(n, what);
+  return { at, n };
 }
 
-function decodeText(bytes: Uint8Array, offset: number): string {
-  // ASCII fast path: the common case, and trivially valid UTF-8.
-  if (bytes.length < 64) {
+function decodeText(buf: Uint8Array, at: number, n: number): string {
+  // ASCII fast path straight from the input (no subarray): the common case, trivially valid UTF-8.
+  if (n < 64) {
     let s = "";
-    for (let i = 0; i < bytes.length; i++) {
-      const b = bytes[i]!;
-      if (b > 0x7f) return decodeUtf8(bytes, offset);
+    for (let i = at; i < at + n; i++) {
+      const b = buf[i]!;
+      if (b > 0x7f) return decodeUtf8(buf.subarray(at, at + n), at);
       s += String.fromCharCode(b);
     }
     return s;
   }
-  return decodeUtf8(bytes, offset);
+  return decodeUtf8(buf.subarray(at, at + n), at);
 }
 
 function decodeUtf8(bytes: Uint8Array, offset: number): string {
@@ -152,11 +155,13 @@ function readItem(st: State, depth: number): CborValue {
       }
       return -1n - arg;
     }
-    case 2:
-      return readString(st, info, "byte string").slice();
+    case 2: {
+      const { at, n } = skipString(st, info, "byte string");
+      return c.bytes.slice(at, at + n);
+    }
     case 3: {
-      const off = c.offset;
-      return decodeText(readString(st, info, "text string"), off);
+      const { at, n } = skipString(st, info, "text string");
+      return decodeText(c.bytes, at, n);
     }
     case 4: {
       const n = readCount(st, info, "array count");
