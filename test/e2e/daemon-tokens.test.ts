@@ -1,0 +1,170 @@
+import { spawn } from "node:child_process";
+import { chmod } from "node:fs/promises";
+import { connect } from "node:net";
+import { dirname } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { ExecgateDenied } from "../../src/client/index.js";
+import type { DenialReason } from "../../src/core/denial.js";
+import { encodeFrame } from "../../src/server/frame.js";
+import { actionDigest } from "../../src/server/protocol.js";
+import { execgate } from "../helpers/cli.js";
+import { lineageEntries, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { describeTpm } from "../helpers/hardware.js";
+
+async function denied(p: Promise<unknown>): Promise<DenialReason> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ExecgateDenied) return e.reason;
+    throw e;
+  }
+  throw new Error("expected a denial");
+}
+
+const PINNED = actionDigest(["/usr/bin/true"]);
+
+describeTpm("the daemon end to end: tokens, and every token denial", () => {
+  let d: TestDaemon;
+  const seen = new Set<string>();
+  beforeAll(async () => {
+    d = await startTestDaemon({
+      scopes: ["dev", "short", "multi", "pinned"],
+      policyExtra: [
+        "[scopes.short]",
+        "ttl_s = 1",
+        "[scopes.multi]",
+        "ttl_s = 60",
+        'audiences = ["execgate", "elsewhere"]',
+        "[scopes.pinned]",
+        "ttl_s = 60",
+        `actions = ["${Buffer.from(PINNED).toString("hex")}"]`,
+        "[scopes.other]",
+        "ttl_s = 60",
+        "",
+      ].join("\n"),
+    });
+  });
+  afterAll(async () => {
+    await d?.dispose();
+  });
+
+  const expectDenied = async (p: Promise<unknown>, reason: DenialReason) => {
+    expect(await denied(p)).toBe(reason);
+    seen.add(reason);
+  };
+
+  it("issues, redeems once and records the report — all in the lineage", async () => {
+    const c = await d.client();
+    try {
+      const t = await c.requestToken({
+        scope: "dev",
+        argv: ["/usr/bin/echo", "hi"],
+        nonce: new Uint8Array(16).fill(7),
+      });
+      expect(t.token[0]).toBe(0xd2); // COSE_Sign1 tag 18
+      const r = await c.redeem(t.token);
+      expect(r.scope).toBe("dev");
+      expect(Buffer.from(r.action).equals(Buffer.from(actionDigest(["/usr/bin/echo", "hi"])))).toBe(true);
+      await c.report({ tokenId: r.tokenId, exitStatus: 0, durationMs: 5 });
+      await expectDenied(c.redeem(t.token), "token_replayed");
+      await expectDenied(c.report({ tokenId: r.tokenId, exitStatus: 0, durationMs: 5 }), "token_replayed");
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("denies malformed, tampered, foreign-audience and expired tokens, unknown reports", async () => {
+    const c = await d.client();
+    try {
+      await expectDenied(c.redeem(Uint8Array.of(0xd2, 0x84, 0x40)), "token_malformed");
+      const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+      const bad = t.token.slice();
+      bad[bad.length - 1]! ^= 1;
+      await expectDenied(c.redeem(bad), "token_signature_invalid");
+      const away = await c.requestToken({ scope: "multi", argv: ["/bin/true"], audience: "elsewhere" });
+      await expectDenied(c.redeem(away.token), "token_wrong_audience");
+      await expectDenied(c.report({ tokenId: new Uint8Array(16), exitStatus: 0, durationMs: 1 }), "no_token");
+      const short = await c.requestToken({ scope: "short", argv: ["/bin/true"] });
+      await new Promise((r) => setTimeout(r, Math.max(0, short.expiresAt * 1000 - Date.now()) + 1100));
+      await expectDenied(c.redeem(short.token), "token_expired");
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("denies scopes not granted, actions outside the scope, and unknown callers", async () => {
+    const c = await d.client();
+    try {
+      await expectDenied(c.requestToken({ scope: "other", argv: ["/bin/true"] }), "scope_not_allowed");
+      await expectDenied(c.requestToken({ scope: "absent", argv: ["/bin/true"] }), "scope_not_allowed");
+      await expectDenied(c.requestToken({ scope: "pinned", argv: ["/bin/false"] }), "policy_mismatch");
+      expect(
+        (await c.requestToken({ scope: "pinned", argv: ["/usr/bin/true"] })).token.length,
+      ).toBeGreaterThan(0);
+    } finally {
+      await c.close();
+    }
+    // A real process of another uid (nobody) asks through the CLI; it must be able to reach the socket.
+    await chmod(dirname(d.dir), 0o755);
+    await chmod(d.dir, 0o755);
+    const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn(
+        process.execPath,
+        ["dist/daemon/cli.js", "token", "request", "--scope", "dev", "--argv-json", '["/bin/true"]'],
+        {
+          uid: 65534,
+          gid: 65534,
+          env: { EXECGATE_SOCKET: d.socket, PATH: process.env.PATH },
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+      let err = "";
+      p.stderr.on("data", (b: Buffer) => {
+        err += b.toString();
+      });
+      p.once("exit", (code) => resolve({ code, err }));
+    });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/denied: peer_unknown/);
+    seen.add("peer_unknown");
+  });
+
+  it("answers a malformed frame with a typed error, closes the connection, and stays up", async () => {
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      const s = connect(d.socket);
+      const chunks: Buffer[] = [];
+      s.on("data", (b) => chunks.push(b));
+      s.once("close", () => resolve(Buffer.concat(chunks)));
+      s.once("error", reject);
+      s.write(encodeFrame(Uint8Array.of(0xa1, 0x61, 0x76, 0x02)));
+    });
+    const { decode } = await import("../../src/cbor/index.js");
+    const m = decode(reply.subarray(4)) as Map<string, unknown>;
+    expect(m.get("ok")).toBe(false);
+    expect(m.get("error")).toBe("bad_request");
+    expect(m.get("reason")).toBe("request_malformed");
+    seen.add("request_malformed");
+    const st = await execgate(["status", "--json"], d.env);
+    expect(st.code).toBe(0);
+  });
+
+  it("every denial above is in the lineage, and so are the allow path's entries", async () => {
+    expect(await d.stop()).toBe(0);
+    const recorded = new Set(await recordedDenials(d.lineageDir));
+    for (const r of seen) expect(recorded, r).toContain(r);
+    const types = new Set((await lineageEntries(d.lineageDir)).map((e) => e.type));
+    for (const t of [
+      "daemon_start",
+      "policy_loaded",
+      "epoch",
+      "request",
+      "decision",
+      "token_issued",
+      "token_redeemed",
+      "execution_report",
+      "daemon_stop",
+    ]) {
+      expect(types, t).toContain(t);
+    }
+  });
+});
