@@ -192,8 +192,11 @@ describe("execgate run", () => {
     expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 127 } });
   });
 
-  it("forwards SIGTERM to the command", async () => {
-    const ready = join(tmp, "ready");
+  it.each([
+    ["SIGTERM", 143],
+    ["SIGINT", 130],
+  ] as const)("forwards %s to the command", async (signal, status) => {
+    const ready = join(tmp, `ready-${signal}`);
     const cli = spawn(
       NODE,
       [
@@ -211,9 +214,9 @@ describe("execgate run", () => {
     const exited = new Promise<number | null>((res) => cli.once("exit", (code) => res(code)));
     while (!existsSync(ready)) await sleep(20);
     const n = daemon.requests.length;
-    cli.kill("SIGTERM");
-    expect(await exited).toBe(143);
-    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: 143 } }]);
+    cli.kill(signal);
+    expect(await exited).toBe(status);
+    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: status } }]);
   });
 
   it("usage errors exit 2 without contacting the daemon", async () => {
