@@ -226,7 +226,7 @@ describe("IMA ascii and binary forms of the same entries agree", () => {
   };
   const field = (b: Buffer) => Buffer.concat([u32(b.length), b]);
   const entry = fc.record({
-    template: fc.constantFrom("ima-ng", "ima-sig", "ima-buf", "ima"),
+    template: fc.constantFrom("ima-ng", "ima-sig", "ima-buf", "ima", "ima-modsig"),
     alg: fc.constantFrom(["sha1", 20] as const, ["sha256", 32] as const, ["sha512", 64] as const),
     seed: fc.uint8Array({ minLength: 64, maxLength: 64 }),
     name: fc.stringMatching(/^\/[a-z0-9 ._-]{0,40}$/),
@@ -254,6 +254,13 @@ describe("IMA ascii and binary forms of the same entries agree", () => {
       if (e.template !== "ima-ng") {
         fields.push(Buffer.from(e.extra));
         text.push(Buffer.from(e.extra).toString("hex"));
+      }
+      if (e.template === "ima-modsig") {
+        // d-modsig and modsig are empty unless the file carries an appended signature
+        const modsig = e.extra.length > 0;
+        const dm = modsig ? Buffer.concat([Buffer.from(`${alg}:\0`), fd]) : Buffer.alloc(0);
+        fields.push(dm, Buffer.from(e.extra));
+        text.push(modsig ? `${alg}:${fd.toString("hex")}` : "", Buffer.from(e.extra).toString("hex"));
       }
       data = Buffer.concat(fields.map(field));
     }
