@@ -1,0 +1,146 @@
+import { execFile } from "node:child_process";
+import { mkdir, open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, expect, it } from "vitest";
+import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import type { DenialReason } from "../../src/core/denial.js";
+import { pcrExtend } from "../../src/tpm/ops/pcr.js";
+import { execgate } from "../helpers/cli.js";
+import { eventually, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { describeTpm } from "../helpers/hardware.js";
+
+const run = promisify(execFile);
+
+/** The outcome of one token request: "allow" or the denial reason. */
+async function outcome(c: ExecgateClient, scope = "dev"): Promise<"allow" | DenialReason> {
+  try {
+    await c.requestToken({ scope, argv: ["/bin/true"] });
+    return "allow";
+  } catch (e) {
+    if (e instanceof ExecgateDenied) return e.reason;
+    throw e;
+  }
+}
+
+async function reason(p: Promise<unknown>): Promise<"allow" | DenialReason> {
+  try {
+    await p;
+    return "allow";
+  } catch (e) {
+    if (e instanceof ExecgateDenied) return e.reason;
+    throw e;
+  }
+}
+
+const daemons: TestDaemon[] = [];
+async function daemon(opts: Parameters<typeof startTestDaemon>[0] = {}): Promise<TestDaemon> {
+  const d = await startTestDaemon(opts);
+  daemons.push(d);
+  return d;
+}
+
+describeTpm("the daemon fails closed on hardware and environment faults", () => {
+  afterAll(async () => {
+    for (const d of daemons) await d.dispose().catch(() => undefined);
+  });
+
+  it("a PCR extended outside the policy → pcr_mismatch within an epoch, recorded", async () => {
+    const d = await daemon();
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      await pcrExtend(d.tpm.runner, 7, "sha256", new Uint8Array(32).fill(0xee));
+      await eventually("pcr_mismatch", async () => (await outcome(c)) === "pcr_mismatch");
+      expect(await outcome(c)).toBe("pcr_mismatch");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("pcr_mismatch");
+  });
+
+  it("swtpm killed → hardware_unavailable; back → tokens again; a token from before the TPM reset → environment_mismatch", async () => {
+    const d = await daemon();
+    const c = await d.client();
+    try {
+      const before = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+      await d.tpm.kill();
+      await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
+      const st = JSON.parse((await execgate(["status", "--json"], d.env)).stdout);
+      expect(st.epoch).toMatchObject({ verified: false, reason: "hardware_unavailable" });
+      await d.tpm.launch();
+      await eventually("recovery", async () => (await outcome(c)) === "allow");
+      expect(await reason(c.redeem(before.token))).toBe("environment_mismatch");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    const recorded = await recordedDenials(d.lineageDir);
+    expect(recorded).toContain("hardware_unavailable");
+    expect(recorded).toContain("environment_mismatch");
+  });
+
+  it("a changed boot id → environment_mismatch", async () => {
+    const d = await daemon();
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      await writeFile(d.bootIdFile, "00000000-0000-4000-8000-000000000000\n");
+      await eventually("environment_mismatch", async () => (await outcome(c)) === "environment_mismatch");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("environment_mismatch");
+  });
+
+  it("requests over the per-uid rate → rate_limited (recorded at most once a second)", async () => {
+    const d = await daemon({ config: { limits: ["requests_per_second_per_uid = 1", "burst_per_uid = 2"] } });
+    const c = await d.client();
+    try {
+      const results = await Promise.all(Array.from({ length: 6 }, () => outcome(c)));
+      expect(results.filter((r) => r === "allow").length).toBeLessThanOrEqual(3);
+      expect(results).toContain("rate_limited");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("rate_limited");
+  });
+
+  it.runIf(process.getuid?.() === 0)(
+    "a full lineage disk → lineage_unavailable and no token; the daemon stays up",
+    async () => {
+      const probe = await daemon();
+      const mnt = join(probe.dir, "small");
+      await probe.dispose();
+      await mkdir(mnt, { recursive: true });
+      await run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt]);
+      try {
+        const d = await daemon({ lineageDir: join(mnt, "lineage") });
+        const c = await d.client();
+        try {
+          expect(await outcome(c)).toBe("allow");
+          const filler = await open(join(mnt, "filler"), "w");
+          try {
+            for (;;) await filler.write(Buffer.alloc(64 * 1024));
+          } catch {
+            // ENOSPC: the disk is full now
+          } finally {
+            await filler.close();
+          }
+          await eventually("lineage_unavailable", async () => (await outcome(c)) === "lineage_unavailable");
+          expect(await outcome(c)).toBe("lineage_unavailable");
+          const st = await execgate(["status", "--json"], d.env);
+          expect(st.code).toBe(0);
+        } finally {
+          await c.close();
+          await d.stop();
+        }
+      } finally {
+        await run("umount", ["-l", mnt]);
+      }
+    },
+  );
+});
