@@ -174,7 +174,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     issuer: config.token.issuer,
     skewS: config.token.skewS,
     maxEvidenceAgeMs: config.attest.maxEvidenceAgeMs,
-    freshWaitMs: config.attest.epochMs * 2 + config.tpm.timeoutMs,
+    freshWaitMs: config.attest.freshWaitMs ?? config.attest.epochMs * 2 + config.tpm.timeoutMs,
     expected: () => {
       const ev = loop.current();
       return { bootId, resetCount: ev?.resetCount ?? -1, restartCount: ev?.restartCount ?? -1 };

@@ -11,6 +11,7 @@ import type { BenchRow, BenchSuite } from "./types.js";
  */
 const SUITES: Record<string, () => Promise<BenchSuite>> = {
   tpm: async () => (await import("./tpm.js")).suite,
+  measure: async () => (await import("./measure.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {

@@ -35,6 +35,7 @@ export interface Config {
     readonly epochMs: number;
     readonly idleEpochMs: number;
     readonly maxEvidenceAgeMs: number;
+    readonly freshWaitMs?: number;
     readonly eventlog?: string;
     readonly ima?: string;
   };

@@ -26,6 +26,7 @@ export const DEFAULTS = {
     epoch_ms: 1000,
     idle_epoch_ms: 10_000,
     max_evidence_age_ms: 5000,
+    fresh_wait_ms: undefined,
     eventlog: undefined,
     ima: undefined,
   },

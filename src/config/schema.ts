@@ -97,6 +97,11 @@ export const SCHEMA: Schema = {
       kind: ms(50, 3_600_000),
       doc: "oldest verified evidence a token may be issued on; at least epoch_ms",
     },
+    fresh_wait_ms: {
+      kind: ms(50, 600_000),
+      doc: "how long a request waits for a new epoch when the evidence is stale or its scope is fresh",
+      absent: "2 × epoch_ms + tpm.timeout_ms",
+    },
     eventlog: {
       kind: path,
       doc: "TCG event log (e.g. /sys/kernel/security/tpm0/binary_bios_measurements)",

@@ -148,7 +148,9 @@ export class Gate {
         defaultAudience: this.o.audience,
       });
 
-    let decision = decideNow(this.o.loop.current());
+    // The evidence a decision was made on is the evidence the token names.
+    let evidence = this.o.loop.current();
+    let decision = decideNow(evidence);
     let requestRef: BackRef | undefined;
     if (
       !decision.allow &&
@@ -164,7 +166,8 @@ export class Gate {
         return this.lineageDown(peer, e);
       }
       const fresh = await this.o.loop.waitForEpochAfter(requestedAt, this.o.freshWaitMs);
-      decision = decideNow(fresh ?? this.o.loop.current());
+      evidence = fresh ?? this.o.loop.current();
+      decision = decideNow(evidence);
     }
 
     if (!decision.allow) {
@@ -190,7 +193,6 @@ export class Gate {
       return { ok: false, reason };
     }
 
-    const evidence = this.o.loop.current();
     if (!evidence) return { ok: false, reason: "attestation_missing" }; // decide() already refuses this
     const grant = decision.grant;
     const nowS = Math.floor(this.o.now() / 1000);

@@ -81,6 +81,33 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
     expect(recorded).toContain("environment_mismatch");
   });
 
+  it("a TPM that stops answering → attestation_stale once the evidence is older than allowed; resumes → tokens again", async () => {
+    const d = await daemon({
+      config: {
+        tpm: ["timeout_ms = 8000"],
+        attest: [
+          "epoch_ms = 200",
+          "idle_epoch_ms = 1000",
+          "max_evidence_age_ms = 1000",
+          "fresh_wait_ms = 300",
+        ],
+      },
+    });
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      d.tpm.freeze();
+      await eventually("attestation_stale", async () => (await outcome(c)) === "attestation_stale");
+      d.tpm.resume();
+      await eventually("recovery", async () => (await outcome(c)) === "allow");
+    } finally {
+      d.tpm.resume();
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("attestation_stale");
+  });
+
   it("a changed boot id → environment_mismatch", async () => {
     const d = await daemon();
     const c = await d.client();
