@@ -19,12 +19,15 @@ export async function listenUnix(
     if (!st.isSocket()) {
       throw new ExecgateError("config_invalid", `${path} exists and is not a socket; refusing to remove it`);
     }
-    if (await isLive(path)) throw new ExecgateError("config_invalid", `another daemon is listening on ${path}`);
+    if (await isLive(path))
+      throw new ExecgateError("config_invalid", `another daemon is listening on ${path}`);
     await unlink(path);
   }
   const server = createServer({ pauseOnConnect: true, allowHalfOpen: false }, opts.onConnection);
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (e) => reject(new ExecgateError("io_error", `cannot listen on ${path}: ${e.message}`)));
+    server.once("error", (e) =>
+      reject(new ExecgateError("io_error", `cannot listen on ${path}: ${e.message}`)),
+    );
     server.listen(path, () => resolve());
   });
   await chmod(path, opts.mode);

@@ -86,7 +86,12 @@ export class GateServer {
     const idle = () => socket.destroy();
     socket.setTimeout(this.limits.idleTimeoutMs, idle);
 
-    const fail = (id: number, error: "bad_request" | "unsupported_version" | "unknown_op", reason: DenialReason, detail: string) => {
+    const fail = (
+      id: number,
+      error: "bad_request" | "unsupported_version" | "unknown_op",
+      reason: DenialReason,
+      detail: string,
+    ) => {
       this.stats.malformed++;
       this.handler.rejected(peer, reason, detail);
       closing = true;
@@ -102,7 +107,8 @@ export class GateServer {
         return fail(0, "bad_request", "request_malformed", asExecgateError(e).message);
       }
       if (readTimer) clearTimeout(readTimer);
-      readTimer = decoder.pending > 0 ? setTimeout(() => socket.destroy(), this.limits.readTimeoutMs) : undefined;
+      readTimer =
+        decoder.pending > 0 ? setTimeout(() => socket.destroy(), this.limits.readTimeoutMs) : undefined;
       for (const frame of frames) {
         if (closing) return;
         let req: Request;
@@ -111,8 +117,10 @@ export class GateServer {
         } catch (e) {
           const err = asExecgateError(e);
           const id = peekRequestId(frame);
-          if (err.code === "unsupported" && err.detail.op === "unknown") return fail(id, "unknown_op", "request_malformed", err.message);
-          if (err.code === "unsupported") return fail(id, "unsupported_version", "request_malformed", err.message);
+          if (err.code === "unsupported" && err.detail.op === "unknown")
+            return fail(id, "unknown_op", "request_malformed", err.message);
+          if (err.code === "unsupported")
+            return fail(id, "unsupported_version", "request_malformed", err.message);
           return fail(id, "bad_request", "request_malformed", err.message);
         }
         if (!this.limiter.take(peer.uid, this.now())) {
@@ -163,4 +171,3 @@ export class GateServer {
     await closed;
   }
 }
-
