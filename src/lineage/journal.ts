@@ -116,6 +116,11 @@ export class Journal {
     this.segDir = join(dir, "segments");
   }
 
+  /** Why appends now fail (a write or sync failed), or undefined while the journal is healthy. */
+  get failure(): ExecgateError | undefined {
+    return this.failed;
+  }
+
   /** Durable entry count (the tree size). */
   get size(): number {
     return this.tree.size;

@@ -183,4 +183,22 @@ describe("journal", () => {
     expect(linked).toBe(160);
     await j.close();
   });
+
+  it("a failed write poisons the journal: the batch and every later append reject, nothing is acknowledged", async () => {
+    const dir = await tempDir();
+    const j = await Journal.open({ dir });
+    await j.append(entry(0));
+    // Pull the file out from under the journal (as a dying disk would): writes now fail EBADF.
+    await (j as unknown as { fh: { close(): Promise<void> } }).fh.close();
+    const results = await Promise.allSettled([j.append(entry(1)), j.append(entry(2))]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    expect(j.failure?.code).toBe("io_error");
+    await expect(j.append(entry(3))).rejects.toMatchObject({ code: "io_error" });
+    expect(j.size).toBe(1);
+    (j as unknown as { fh: undefined }).fh = undefined;
+    await j.close();
+    const again = await Journal.open({ dir });
+    expect(again.size).toBe(1);
+    await again.close();
+  });
 });
