@@ -12,7 +12,15 @@ import { actionDigest } from "../../src/server/protocol.js";
 import { type Parsed, parseCommandArgs } from "../args.js";
 import type { Command } from "../cli.js";
 import { usageError } from "../exit.js";
-import { connect, nonceArg, orDenied, SOCKET_HELP, SOCKET_OPTION, scopeArg } from "./token-common.js";
+import {
+  checkArgv,
+  connect,
+  nonceArg,
+  orDenied,
+  SOCKET_HELP,
+  SOCKET_OPTION,
+  scopeArg,
+} from "./token-common.js";
 
 /** Shell conventions for a command that could not be started. */
 const EXIT_NOT_FOUND = 127;
@@ -103,7 +111,7 @@ export const command: Command = {
     const sep = argv.indexOf("--");
     if (sep < 0 || sep === argv.length - 1)
       throw usageError("give the command after --: --scope S -- CMD [ARGS…]");
-    const cmd = argv.slice(sep + 1);
+    const cmd = checkArgv(argv.slice(sep + 1));
     const p = parseCommandArgs(argv.slice(0, sep), {
       scope: { type: "string" },
       nonce: { type: "string" },

@@ -1,6 +1,6 @@
 import { defaultSocketPath, ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { MAX_TOKEN_BYTES } from "../../src/server/protocol.js";
+import { MAX_ARGV_BYTES, MAX_ARGV_ITEMS, MAX_TOKEN_BYTES } from "../../src/server/protocol.js";
 import { type OptionSpec, type Parsed, readInput, str } from "../args.js";
 import { EXIT, usageError } from "../exit.js";
 
@@ -33,6 +33,15 @@ export function nonceArg(p: Parsed): Uint8Array | undefined {
   if (v === undefined) return undefined;
   if (!/^(?:[0-9a-fA-F]{2}){8,64}$/.test(v)) throw usageError("--nonce must be 8..64 bytes of hex");
   return new Uint8Array(Buffer.from(v, "hex"));
+}
+
+/** The daemon's argv bounds (src/server/protocol.ts), checked here so an overlong argv is a usage error. */
+export function checkArgv(argv: readonly string[]): readonly string[] {
+  let total = 0;
+  for (const a of argv) total += a.length;
+  if (argv.length > MAX_ARGV_ITEMS || total > MAX_ARGV_BYTES)
+    throw usageError(`the command may have at most ${MAX_ARGV_ITEMS} words and ${MAX_ARGV_BYTES} characters`);
+  return argv;
 }
 
 const SCOPE_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

@@ -4,6 +4,7 @@ import { flag, hexArg, parseCommandArgs, printJson, str, writeOutput } from "../
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import {
+  checkArgv,
   connect,
   nonceArg,
   orDenied,
@@ -22,7 +23,7 @@ function argvJson(s: string): string[] {
   }
   if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string"))
     throw usageError("--argv-json must be a non-empty JSON array of strings");
-  return v as string[];
+  return [...checkArgv(v as string[])];
 }
 
 export const command: Command = {

@@ -119,7 +119,7 @@ export interface IssuedRecord {
 
 /**
  * A handler that grants tokens for `allowScopes` and denies anything else with `denyReason`
- * (default scope_not_allowed). Tokens are random bytes here (the real ones are COSE_Sign1);
+ * (default scope_not_allowed). Tokens are 0xd2 + random bytes here (real ones are COSE_Sign1);
  * redemption is single-use like the daemon's.
  */
 export function grantingHandler(
@@ -131,7 +131,8 @@ export function grantingHandler(
     switch (req.op) {
       case "token.request": {
         if (!allowScopes.includes(req.args.scope)) return conn.error(req.id, "denied", denyReason);
-        const token = new Uint8Array(randomBytes(48));
+        // 0xd2 first, like a real tagged COSE_Sign1: base64url then never starts with "-".
+        const token = Uint8Array.of(0xd2, ...randomBytes(47));
         const rec = {
           tokenId: new Uint8Array(randomBytes(16)),
           scope: req.args.scope,

@@ -225,6 +225,8 @@ describe("execgate run", () => {
     expect((await execgate(["run", "--", "true"], env())).code).toBe(2);
     expect((await execgate(["run", "--scope", "bad scope", "--", "true"], env())).code).toBe(2);
     expect((await execgate(["run", "--scope", "gpu", "--nonce", "zz", "--", "true"], env())).code).toBe(2);
+    const long = Array.from({ length: 257 }, () => "x");
+    expect((await execgate(["run", "--scope", "gpu", "--", "echo", ...long], env())).code).toBe(2);
     expect(daemon.requests.length).toBe(n);
   });
 });
@@ -238,7 +240,7 @@ describe("execgate token request | redeem", () => {
     expect(req.code).toBe(0);
     const token = req.stdout.trim();
     expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
-    const red = await execgate(["token", "redeem", token, "--json"], env());
+    const red = await execgate(["token", "redeem", "--json", "--", token], env());
     expect(red.code).toBe(0);
     expect(JSON.parse(red.stdout)).toMatchObject({
       scope: "gpu",
