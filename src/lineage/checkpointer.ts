@@ -63,7 +63,8 @@ export class Checkpointer {
   private logEnd = 0;
   private lastIntent: Intent | undefined;
   private last: SignedCheckpoint | undefined;
-  private lastSignedAt = Number.NEGATIVE_INFINITY;
+  /** When the last signing attempt started (success or not): failures also wait checkpointMs. */
+  private lastAttemptAt = Number.NEGATIVE_INFINITY;
   private inFlight: Promise<SignedCheckpoint | undefined> | undefined;
   private verifiedUpTo: number;
   private poisoned: ExecgateError | undefined;
@@ -200,13 +201,14 @@ export class Checkpointer {
     if (this.inFlight !== undefined) return this.inFlight;
     const size = this.opts.journal.size;
     if (size === 0 || size <= (this.last?.checkpoint.size ?? 0)) return Promise.resolve(undefined);
-    if (this.opts.now() - this.lastSignedAt < this.checkpointMs) return Promise.resolve(undefined);
+    if (this.opts.now() - this.lastAttemptAt < this.checkpointMs) return Promise.resolve(undefined);
     return this.signNow();
   }
 
   /** Signs the current tree now (shutdown, tests), unless it is already the latest checkpoint. */
   signNow(): Promise<SignedCheckpoint | undefined> {
     if (this.inFlight !== undefined) return this.inFlight;
+    this.lastAttemptAt = this.opts.now();
     this.inFlight = this.sign().finally(() => {
       this.inFlight = undefined;
     });
@@ -241,7 +243,6 @@ export class Checkpointer {
       ]),
     );
     this.last = { checkpoint, note };
-    this.lastSignedAt = this.opts.now();
     return this.last;
   }
 

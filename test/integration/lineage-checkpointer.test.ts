@@ -171,4 +171,28 @@ describe("checkpointer", () => {
     await cp.close();
     await journal.close();
   });
+
+  it("a failing signer is retried at the checkpoint cadence, not on every tick", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const good = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(5));
+    let calls = 0;
+    const flaky: NoteSigner = {
+      ...good,
+      sign: (m) => {
+        calls += 1;
+        return calls === 1 ? Promise.reject(new Error("TPM busy")) : good.sign(m);
+      },
+    };
+    const lin = await openLineage({ dir, origin: ORIGIN, signer: flaky, now: clock.now, checkpointMs: 1000 });
+    await lin.journal.append(entry(0));
+    await expect(lin.checkpointer.tick()).rejects.toThrow("TPM busy");
+    clock.t = 500;
+    expect(await lin.checkpointer.tick()).toBeUndefined();
+    expect(calls).toBe(1);
+    clock.t = 1000;
+    expect((await lin.checkpointer.tick())?.checkpoint.size).toBe(1);
+    expect(calls).toBe(2);
+    await lin.close();
+  });
 });
