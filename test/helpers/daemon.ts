@@ -34,19 +34,24 @@ export interface TestDaemon {
 }
 
 export interface TestDaemonOptions {
-  /** Extra TOML appended to the policy (scopes etc.); the executor `tester` (uid 0) gets `scopes`. */
+  /** Extra TOML appended to the policy (scopes etc.); the executor `tester` (uid 0) gets `scopes`. `$DIR` is the daemon's directory. */
   readonly scopes?: readonly string[];
   readonly policyExtra?: string;
-  /** Extra lines per config section. */
+  /** Extra lines per config section (`$DIR` is the daemon's directory). */
   readonly config?: Readonly<Record<string, readonly string[]>>;
   /** Put the lineage directory here instead of DIR/state/lineage (e.g. a small tmpfs). */
   readonly lineageDir?: string;
+  /** Golden PCR values from the TPM's state after `prepare` (default true). */
+  readonly golden?: boolean;
+  /** Runs on the enrolled TPM before the policy is written and the daemon starts. */
+  readonly prepare?: (tpm: Swtpm, dir: string) => Promise<void>;
 }
 
 export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<TestDaemon> {
   const tpm = await startSwtpm();
   const dir = tpm.paths.state.replace(/\/state$/, "");
   await enroll(tpm.runner);
+  await opts.prepare?.(tpm, dir);
   const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
   const socket = join(dir, "d.sock");
   const bootIdFile = join(dir, "boot_id");
@@ -64,8 +69,8 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
       "[scopes.dev]",
       "ttl_s = 60",
       "",
-      opts.policyExtra ?? "",
-      goldenFromPcrs(pcrs as Record<string, Record<string, string>>),
+      (opts.policyExtra ?? "").replaceAll("$DIR", dir),
+      opts.golden === false ? "" : goldenFromPcrs(pcrs as Record<string, Record<string, string>>),
     ].join("\n"),
   );
   const sections: Record<string, string[]> = {
@@ -83,7 +88,10 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
   };
   for (const [k, lines] of Object.entries(opts.config ?? {})) {
     const replaced = new Set(lines.map((l) => l.split("=")[0]!.trim()));
-    sections[k] = [...(sections[k] ?? []).filter((l) => !replaced.has(l.split("=")[0]!.trim())), ...lines];
+    sections[k] = [
+      ...(sections[k] ?? []).filter((l) => !replaced.has(l.split("=")[0]!.trim())),
+      ...lines.map((l) => l.replaceAll("$DIR", dir)),
+    ];
   }
   const config = join(dir, "execgate.toml");
   await writeFile(

@@ -1,0 +1,148 @@
+import { createHash } from "node:crypto";
+import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import type { DenialReason } from "../../src/core/denial.js";
+import type { Swtpm } from "../../src/dev/swtpm.js";
+import { parseEventLog } from "../../src/measure/eventlog-parse.js";
+import { requireAlg } from "../../src/measure/hash.js";
+import { parseImaList } from "../../src/measure/ima-parse.js";
+import { imaExtendValue } from "../../src/measure/ima-replay.js";
+import { pcrExtend } from "../../src/tpm/ops/pcr.js";
+import { eventually, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { describeTpm } from "../helpers/hardware.js";
+
+// A real crypto-agile event log (go-tpm-tools, Apache-2.0; ../shared/corpus/eventlog/MANIFEST.md).
+const EVENTLOG = "../shared/corpus/eventlog/go-tpm-tools/ubuntu-2104-no-dbx.bin";
+const EV_NO_ACTION = 0x3;
+const BANKS: Record<number, "sha1" | "sha256"> = { 4: "sha1", 11: "sha256" };
+
+async function outcome(c: ExecgateClient): Promise<"allow" | DenialReason> {
+  try {
+    await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+    return "allow";
+  } catch (e) {
+    if (e instanceof ExecgateDenied) return e.reason;
+    throw e;
+  }
+}
+
+/** Extends every measured event's sha1 and sha256 digests into the swtpm, as firmware would. */
+async function replayIntoTpm(tpm: Swtpm, log: Uint8Array): Promise<void> {
+  for (const e of parseEventLog(log).events) {
+    if (e.eventType === EV_NO_ACTION) continue;
+    for (const d of e.digests) {
+      const bank = BANKS[d.algId];
+      if (bank) await pcrExtend(tpm.runner, e.pcrIndex, bank, d.digest);
+    }
+  }
+}
+
+function u32le(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+/** One binary ima-ng record (the layout of binary_runtime_measurements). */
+function imaNg(path: string, fileDigest: Buffer): Buffer {
+  const d = Buffer.concat([Buffer.from("sha256:\0"), fileDigest]);
+  const n = Buffer.concat([Buffer.from(path), Buffer.from([0])]);
+  const data = Buffer.concat([u32le(d.length), d, u32le(n.length), n]);
+  const th = createHash("sha1").update(data).digest();
+  return Buffer.concat([u32le(10), th, u32le(6), Buffer.from("ima-ng"), u32le(data.length), data]);
+}
+
+/** Extends PCR 10 of both banks for each record, exactly as the kernel does, in step with the list. */
+async function measure(tpm: Swtpm, records: Buffer): Promise<void> {
+  for (const e of parseImaList(new Uint8Array(records), "binary").entries) {
+    for (const bank of ["sha1", "sha256"] as const)
+      await pcrExtend(tpm.runner, 10, bank, imaExtendValue(e, requireAlg(bank)));
+  }
+}
+
+const fileHash = (s: string) => createHash("sha256").update(s).digest();
+
+const daemons: TestDaemon[] = [];
+
+describeTpm("runtime integrity end to end on swtpm: event log and IMA against the daemon's quotes", () => {
+  afterAll(async () => {
+    for (const d of daemons) await d.dispose().catch(() => undefined);
+  });
+
+  it("a real event log replayed into the TPM verifies against the quotes; one changed event → eventlog_mismatch", async () => {
+    const original = new Uint8Array(await readFile(EVENTLOG));
+    const d = await startTestDaemon({
+      golden: false,
+      prepare: async (tpm, dir) => {
+        await replayIntoTpm(tpm, original);
+        await copyFile(EVENTLOG, join(dir, "binary_bios_measurements"));
+      },
+      policyExtra: "[integrity.eventlog]\npcrs = [0, 1, 2, 3, 4, 5, 6, 7]\n",
+      config: { attest: ['eventlog = "$DIR/binary_bios_measurements"'] },
+    });
+    daemons.push(d);
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      // Change one measured event's sha256 digest in the log the daemon reads.
+      const ev = parseEventLog(original).events.find(
+        (e) => e.pcrIndex === 4 && e.eventType !== EV_NO_ACTION,
+      )!;
+      const digest = Buffer.from(ev.digests.find((x) => x.algId === 0x000b)!.digest);
+      const tampered = Buffer.from(original);
+      const at = tampered.indexOf(digest);
+      expect(at).toBeGreaterThan(0);
+      tampered[at]! ^= 0x01;
+      await writeFile(join(d.dir, "binary_bios_measurements"), tampered);
+      await eventually("eventlog_mismatch", async () => (await outcome(c)) === "eventlog_mismatch");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("eventlog_mismatch");
+  });
+
+  it("an IMA list measured into PCR 10 in step passes the allowlist; an unlisted executable → ima_violation", async () => {
+    const listed = [
+      imaNg("boot_aggregate", Buffer.alloc(32)),
+      imaNg("/usr/bin/python3", fileHash("python")),
+      imaNg("/usr/bin/trainer", fileHash("trainer")),
+    ];
+    const d = await startTestDaemon({
+      golden: false,
+      prepare: async (tpm, dir) => {
+        const records = Buffer.concat(listed);
+        await writeFile(join(dir, "ima.bin"), records);
+        await measure(tpm, records);
+        await writeFile(
+          join(dir, "allow.txt"),
+          `${fileHash("python").toString("hex")}  /usr/bin/python3\n${fileHash("trainer").toString("hex")}  /usr/bin/trainer\n`,
+        );
+      },
+      policyExtra:
+        '[integrity.ima]\nallowlist = "$DIR/allow.txt"\nmode = "enforce"\nboot_aggregate = false\n',
+      config: { attest: ['ima = "$DIR/ima.bin"'] },
+    });
+    daemons.push(d);
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      // More allowed measurements keep it allowed (incremental replay).
+      const more = imaNg("/usr/bin/python3", fileHash("python"));
+      await measure(d.tpm, more);
+      await appendFile(join(d.dir, "ima.bin"), more);
+      await eventually("a later epoch", async () => (await outcome(c)) === "allow");
+      // An executable not on the list.
+      const evil = imaNg("/tmp/evil", fileHash("evil"));
+      await measure(d.tpm, evil);
+      await appendFile(join(d.dir, "ima.bin"), evil);
+      await eventually("ima_violation", async () => (await outcome(c)) === "ima_violation");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("ima_violation");
+  });
+});
