@@ -30,6 +30,10 @@ if [ "$node_major" -lt 20 ]; then
   exit 2
 fi
 
+# Native npm packages build against this Node's own headers, never downloaded ones.
+npm_config_nodedir="$(dirname "$(dirname "$(node -p 'process.execPath')")")"
+export npm_config_nodedir
+
 # npm packages exactly as the lockfile says; reinstalled only when the lockfile changed.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.execgate-lock ] || [ "$(cat node_modules/.execgate-lock)" != "$lock_hash" ]; then
