@@ -50,8 +50,11 @@ export class ExecgateDenied extends ExecgateError {
 export class ExecgateReplyError extends ExecgateError {
   readonly replyError: string;
 
-  constructor(replyError: string) {
-    super(REPLY_ERROR_CODES[replyError] ?? "internal", `daemon replied ${replyError}`, { replyError });
+  constructor(replyError: string, reason?: DenialReason) {
+    super(REPLY_ERROR_CODES[replyError] ?? "internal", `daemon replied ${replyError}`, {
+      replyError,
+      ...(reason !== undefined ? { reason } : {}),
+    });
     this.name = "ExecgateReplyError";
     this.replyError = replyError;
   }
@@ -99,7 +102,8 @@ export function parseReply(frame: Uint8Array): Reply {
       }),
     };
   }
-  return { id, ok: false, error: new ExecgateReplyError(error) };
+  const reason = m.get("reason");
+  return { id, ok: false, error: new ExecgateReplyError(error, isDenialReason(reason) ? reason : undefined) };
 }
 
 type Result = ReadonlyMap<CborKey, CborValue>;

@@ -85,10 +85,20 @@ describe("ExecgateClient framing", () => {
   });
 
   it("other error replies throw ExecgateReplyError with a mapped code", async () => {
-    const c = await setup((req, conn) => conn.error(req.id, "busy"));
+    const c = await setup((req, conn) =>
+      req.op === "status"
+        ? conn.error(req.id, "busy")
+        : conn.error(req.id, "bad_request", "request_malformed"),
+    );
     const e = await c.status().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ExecgateReplyError);
     expect(e).toMatchObject({ code: "io_error", replyError: "busy" });
+    const b = await c.evidence().catch((x: unknown) => x);
+    expect(b).toMatchObject({
+      code: "malformed",
+      replyError: "bad_request",
+      detail: { reason: "request_malformed" },
+    });
   });
 
   it("refuses an oversized reply from its header and fails everything in flight", async () => {
@@ -186,7 +196,8 @@ describe("ExecgateClient framing", () => {
 
   it("a request the daemon's schema refuses comes back as bad_request → malformed", async () => {
     const c = await setup(() => {});
-    expect(await codeOf(c.requestToken({ scope: "no spaces allowed", argv: ["x"] }))).toBe("malformed");
+    const e = await c.requestToken({ scope: "no spaces allowed", argv: ["x"] }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "malformed", replyError: "bad_request" });
     expect(daemon!.rejected.length).toBe(1);
     expect(c.closed).toBe(false);
   });
