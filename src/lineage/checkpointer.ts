@@ -92,6 +92,11 @@ export class Checkpointer {
     return this.last;
   }
 
+  /** Bytes of checkpoints.log written so far (every record below this offset is complete). */
+  get logLength(): number {
+    return this.logEnd;
+  }
+
   private async load(): Promise<void> {
     let data: Uint8Array;
     try {

@@ -434,6 +434,26 @@ export class Journal {
     return this.segments.map((s) => s.path);
   }
 
+  /**
+   * The byte extents holding exactly entries [0, n): for each segment file its path and the
+   * length to copy (the last one cut right after entry n-1). Used by export to take a snapshot
+   * consistent with a checkpoint of size n while appends continue.
+   */
+  extentsFor(n: number): { readonly name: string; readonly path: string; readonly length: number }[] {
+    if (!Number.isSafeInteger(n) || n < 0 || n > this.size) {
+      throw new ExecgateError("malformed", `lineage journal: size ${n} outside 0..${this.size}`);
+    }
+    const out: { name: string; path: string; length: number }[] = [];
+    for (let k = 0; k < this.segments.length; k++) {
+      const seg = this.segments[k]!;
+      if (seg.first > n || (seg.first === n && k > 0)) break;
+      const next = this.segments[k + 1]?.first ?? this.size;
+      const length = n < next ? (n === seg.first ? SEGMENT_HEADER_BYTES : this.offsets[n]!) : seg.end;
+      out.push({ name: segmentName(seg.first), path: seg.path, length });
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await this.drain();

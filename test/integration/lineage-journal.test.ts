@@ -201,4 +201,24 @@ describe("journal", () => {
     expect(again.size).toBe(1);
     await again.close();
   });
+
+  it("extentsFor(n) covers exactly entries [0, n) for every n, across segment boundaries", async () => {
+    const { parseSegment } = await import("../../src/audit/bundle.js");
+    const dir = await tempDir();
+    const j = await Journal.open({ dir, segmentBytes: 700 });
+    for (let i = 0; i < 30; i++) await j.append(entry(i, 40));
+    const all = await j.readRange(0, 30);
+    for (let n = 0; n <= 30; n++) {
+      const got: Uint8Array[] = [];
+      for (const x of j.extentsFor(n)) {
+        const bytes = new Uint8Array(await readFile(x.path)).subarray(0, x.length);
+        const seg = parseSegment({ name: x.name, bytes });
+        expect(seg.badOffset).toBeUndefined();
+        expect(seg.first).toBe(got.length);
+        got.push(...seg.entries);
+      }
+      expect(got).toEqual(all.slice(0, n));
+    }
+    await j.close();
+  });
 });
