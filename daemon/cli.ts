@@ -29,6 +29,7 @@ const COMMANDS: Record<string, Loader> = {
   "token redeem": async () => (await import("./commands/token-redeem.js")).command,
   "token verify": async () => (await import("./commands/token-verify.js")).command,
   status: async () => (await import("./commands/status.js")).command,
+  "audit verify": async () => (await import("./commands/audit-verify.js")).command,
 };
 
 function findCommand(argv: readonly string[]): { key: string; rest: readonly string[] } | undefined {
