@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { encode } from "../cbor/index.js";
+import { type CborValue, decode, encode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
 
 /*
@@ -51,4 +51,46 @@ export function encodeEpochBinding(b: EpochBinding): Uint8Array {
 /** The epoch id and the quote's qualifyingData. */
 export function epochHash(b: EpochBinding): Uint8Array {
   return new Uint8Array(createHash("sha256").update(encodeEpochBinding(b)).digest());
+}
+
+/** Strict inverse of encodeEpochBinding (the auditor's view); throws ExecgateError("malformed"). */
+export function decodeEpochBinding(bytes: Uint8Array): EpochBinding {
+  const v = decode(bytes, { maxDepth: 4, maxItems: 64, maxLength: 1024 });
+  const bad = (why: string) => new ExecgateError("malformed", `epoch binding: ${why}`);
+  if (!(v instanceof Map)) throw bad("not a map");
+  const m = v as ReadonlyMap<unknown, CborValue>;
+  const keys = ["domain", "seq", "prev", "issuer", "checkpoint", "boot", "nonce"];
+  for (const k of m.keys()) if (!keys.includes(k as string)) throw bad(`unknown field ${String(k)}`);
+  if (m.get("domain") !== EPOCH_DOMAIN) throw bad("wrong domain");
+  const b32 = (k: string): Uint8Array => {
+    const x = m.get(k);
+    if (!(x instanceof Uint8Array) || x.length !== 32) throw bad(`${k} must be 32 bytes`);
+    return x;
+  };
+  const seq = m.get("seq");
+  const cp = m.get("checkpoint");
+  const boot = m.get("boot");
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) throw bad("seq");
+  if (
+    !Array.isArray(cp) ||
+    cp.length !== 2 ||
+    typeof cp[0] !== "number" ||
+    !(cp[1] instanceof Uint8Array) ||
+    cp[1].length !== 32
+  ) {
+    throw bad("checkpoint must be [size, root]");
+  }
+  if (typeof boot !== "string" || boot.length > 64) throw bad("boot");
+  const binding: EpochBinding = {
+    seq,
+    prev: b32("prev"),
+    issuer: b32("issuer"),
+    checkpoint: { size: cp[0] as number, root: cp[1] as Uint8Array },
+    bootId: boot,
+    nonce: b32("nonce"),
+  };
+  // Canonical: the bytes are exactly what encodeEpochBinding makes of the decoded value.
+  const again = encodeEpochBinding(binding);
+  if (again.length !== bytes.length || again.some((x, i) => x !== bytes[i])) throw bad("not canonical");
+  return binding;
 }

@@ -195,7 +195,7 @@ export class AttestationLoop {
     }
     let state = result.state;
     try {
-      await this.o.lineage.journal.append(
+      const appended = await this.o.lineage.journal.append(
         makeEntry(
           "epoch",
           {
@@ -220,6 +220,7 @@ export class AttestationLoop {
           },
         ),
       );
+      state = { ...state, entry: { index: appended.index, leafHash: appended.leafHash } };
     } catch (e) {
       // An epoch that cannot be recorded cannot be relied on.
       state = {

@@ -177,13 +177,14 @@ export class Gate {
       try {
         if (requestRef) {
           await this.o.lineage.journal.append(
-            makeEntry("decision", this.time(), { allow: false, reason }, [requestRef]),
+            makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]),
           );
         } else {
           await this.o.lineage.journal.appendLinked((first) => [
             request,
             makeEntry("decision", this.time(), { allow: false, reason }, [
               { index: first, leafHash: leafOf(request) },
+              ...epochRef(evidence),
             ]),
           ]);
         }
@@ -205,7 +206,11 @@ export class Gate {
     try {
       const results = await this.o.lineage.journal.appendLinked((first) => {
         const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
-        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [reqRef]);
+        // The allow names the request and the epoch entry it was decided on (the auditor checks it).
+        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [
+          reqRef,
+          ...epochRef(evidence),
+        ]);
         const decisionIndex = requestRef ? first : first + 1;
         const decisionLeaf = leafOf(decisionEntry);
         claims = {
@@ -375,6 +380,10 @@ export class Gate {
       denials: Object.fromEntries(this.counters.denials),
     };
   }
+}
+
+function epochRef(ev: EvidenceState | undefined): BackRef[] {
+  return ev?.entry ? [{ index: ev.entry.index, leafHash: ev.entry.leafHash }] : [];
 }
 
 function leafOf(e: Entry): Uint8Array {

@@ -17,6 +17,8 @@ export interface EvidenceState {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly pcrDigest: Uint8Array;
+  /** The lineage epoch entry that recorded this state (absent until it is durable). */
+  readonly entry?: { readonly index: number; readonly leafHash: Uint8Array };
   readonly integrity:
     | { readonly ok: true }
     | { readonly ok: false; readonly reason: DenialReason; readonly detail: string };
