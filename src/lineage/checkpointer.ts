@@ -1,5 +1,5 @@
 import type { FileHandle } from "node:fs/promises";
-import { open, readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { type CborValue, decode, encode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
@@ -32,6 +32,7 @@ import type { NoteSigner } from "./signer.js";
 export const DEFAULT_CHECKPOINT_MS = 1000;
 const MAX_CHECKPOINT_RECORD = 64 * 1024;
 const LOG_NAME = "checkpoints.log";
+const READ_CHUNK = 1 << 20;
 
 export interface CheckpointerOptions {
   readonly journal: Journal;
@@ -98,56 +99,55 @@ export class Checkpointer {
   }
 
   private async load(): Promise<void> {
-    let data: Uint8Array;
-    try {
-      data = new Uint8Array(await readFile(this.logPath));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`read ${this.logPath}`, e);
-      data = new Uint8Array(0);
-    }
     const journal = this.opts.journal;
     const verifiers = [this.verifier, ...(this.opts.previousVerifiers ?? [])];
+    const reader = await LogReader.open(this.logPath);
     let pos = 0;
     let lastNote: string | undefined;
-    while (pos < data.length) {
-      const len = checkRecord(data, pos, MAX_CHECKPOINT_RECORD);
-      if (len < 0) break; // torn tail: at most the one record being written at the crash
-      let rec: CborValue;
-      try {
-        rec = decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
-      } catch (e) {
-        throw refuse(`undecodable record at offset ${pos}: ${(e as Error).message}`);
-      }
-      const kind = rec instanceof Map ? rec.get("kind") : undefined;
-      if (kind === "intent") {
-        const intent = parseIntent(rec);
-        if (this.lastIntent !== undefined) {
-          if (intent.size < this.lastIntent.size) throw refuse(`intent size went back to ${intent.size}`);
-          if (intent.size === this.lastIntent.size && !bytesEqual(intent.root, this.lastIntent.root)) {
-            throw refuse(`two roots recorded for size ${intent.size}`);
+    try {
+      for (;;) {
+        const payload = await reader.recordAt(pos);
+        if (payload === undefined) break; // end, or a torn tail: at most the record being written
+        const len = payload.length;
+        let rec: CborValue;
+        try {
+          rec = decode(payload);
+        } catch (e) {
+          throw refuse(`undecodable record at offset ${pos}: ${(e as Error).message}`);
+        }
+        const kind = rec instanceof Map ? rec.get("kind") : undefined;
+        if (kind === "intent") {
+          const intent = parseIntent(rec);
+          if (this.lastIntent !== undefined) {
+            if (intent.size < this.lastIntent.size) throw refuse(`intent size went back to ${intent.size}`);
+            if (intent.size === this.lastIntent.size && !bytesEqual(intent.root, this.lastIntent.root)) {
+              throw refuse(`two roots recorded for size ${intent.size}`);
+            }
           }
+          this.lastIntent = intent;
+        } else if (kind === "checkpoint") {
+          const note = rec instanceof Map ? rec.get("note") : undefined;
+          if (typeof note !== "string") throw refuse("checkpoint record without a note");
+          const cp = parseCheckpoint(parseNote(note).text);
+          if (
+            this.lastIntent === undefined ||
+            cp.size !== this.lastIntent.size ||
+            !bytesEqual(cp.rootHash, this.lastIntent.root)
+          ) {
+            throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
+          }
+          lastNote = note;
+        } else {
+          throw refuse(`unknown record at offset ${pos}`);
         }
-        this.lastIntent = intent;
-      } else if (kind === "checkpoint") {
-        const note = rec instanceof Map ? rec.get("note") : undefined;
-        if (typeof note !== "string") throw refuse("checkpoint record without a note");
-        const cp = parseCheckpoint(parseNote(note).text);
-        if (
-          this.lastIntent === undefined ||
-          cp.size !== this.lastIntent.size ||
-          !bytesEqual(cp.rootHash, this.lastIntent.root)
-        ) {
-          throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
-        }
-        lastNote = note;
-      } else {
-        throw refuse(`unknown record at offset ${pos}`);
+        pos += RECORD_HEADER_BYTES + len;
       }
-      pos += RECORD_HEADER_BYTES + len;
+    } finally {
+      await reader.close();
     }
-    if (pos < data.length) {
-      if (data.length - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
-        throw refuse(`bad record at offset ${pos} followed by ${data.length - pos} bytes`);
+    if (pos < reader.size) {
+      if (reader.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
+        throw refuse(`bad record at offset ${pos} followed by ${reader.size - pos} bytes`);
       }
       await this.openLog();
       // Durability: truncate the torn record and fsync before anything else is appended.
@@ -296,4 +296,55 @@ function parseIntent(rec: CborValue): Intent {
     throw refuse("malformed intent record");
   }
   return { size, root };
+}
+
+/**
+ * Reads checkpoints.log record by record with a bounded buffer (the log grows by about one
+ * intent and one checkpoint per second of activity, so it is not read into memory whole).
+ */
+class LogReader {
+  private buf = new Uint8Array(0);
+  private bufStart = 0;
+
+  private constructor(
+    private readonly fh: FileHandle | undefined,
+    readonly size: number,
+  ) {}
+
+  static async open(path: string): Promise<LogReader> {
+    try {
+      const fh = await open(path, "r");
+      return new LogReader(fh, (await fh.stat()).size);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return new LogReader(undefined, 0);
+      throw ioError(`read ${path}`, e);
+    }
+  }
+
+  /** The payload of the intact record at `pos`, or undefined at the end or a bad record. */
+  async recordAt(pos: number): Promise<Uint8Array | undefined> {
+    if (pos >= this.size || this.fh === undefined) return undefined;
+    const want = Math.min(this.size - pos, RECORD_HEADER_BYTES + MAX_CHECKPOINT_RECORD);
+    if (pos < this.bufStart || pos + want > this.bufStart + this.buf.length) {
+      const length = Math.min(this.size - pos, Math.max(READ_CHUNK, want));
+      const next = new Uint8Array(length);
+      let off = 0;
+      while (off < length) {
+        const { bytesRead } = await this.fh.read(next, off, length - off, pos + off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      this.buf = next.subarray(0, off);
+      this.bufStart = pos;
+    }
+    const local = pos - this.bufStart;
+    const len = checkRecord(this.buf, local, MAX_CHECKPOINT_RECORD);
+    return len < 0
+      ? undefined
+      : this.buf.subarray(local + RECORD_HEADER_BYTES, local + RECORD_HEADER_BYTES + len);
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+  }
 }

@@ -2,12 +2,14 @@ import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { type CborValue, encode } from "../../src/cbor/index.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { Checkpointer } from "../../src/lineage/checkpointer.js";
 import { type Entry, makeEntry } from "../../src/lineage/entry.js";
 import { Journal } from "../../src/lineage/journal.js";
 import { openLineage } from "../../src/lineage/lineage.js";
 import { verifierFromSigner } from "../../src/lineage/note.js";
+import { frameRecord } from "../../src/lineage/record.js";
 import { type NoteSigner, softwareEcdsaP256Signer, softwareEd25519Signer } from "../../src/lineage/signer.js";
 
 const ORIGIN = "execgate.test/lineage";
@@ -194,5 +196,46 @@ describe("checkpointer", () => {
     expect((await lin.checkpointer.tick())?.checkpoint.size).toBe(1);
     expect(calls).toBe(2);
     await lin.close();
+  });
+
+  it("opens a checkpoints.log larger than its read buffer (records straddling chunk edges)", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(6));
+    const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
+    await lin.journal.append(entry(0));
+    const root = lin.journal.tree.root();
+    await lin.close(); // intent + checkpoint for size 1
+    // 30k more identical intents (same size, same root: allowed) push the log past 1 MiB.
+    const payload = encode(
+      new Map<string, CborValue>([
+        ["kind", "intent"],
+        ["size", 1],
+        ["root", root],
+      ]),
+    );
+    const one = new Uint8Array(8 + payload.length);
+    frameRecord(payload, one, 0);
+    const many = new Uint8Array(one.length * 30_000);
+    for (let i = 0; i < 30_000; i++) many.set(one, i * one.length);
+    await appendFile(join(dir, "checkpoints.log"), many);
+    const again = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
+    expect(again.checkpointer.latest()?.checkpoint.size).toBe(1);
+    expect(again.checkpointer.logLength).toBeGreaterThan(1 << 20);
+    await again.close();
+    // A second root for size 1 anywhere in the log refuses the open.
+    const fork = encode(
+      new Map<string, CborValue>([
+        ["kind", "intent"],
+        ["size", 1],
+        ["root", new Uint8Array(32)],
+      ]),
+    );
+    const rec = new Uint8Array(8 + fork.length);
+    frameRecord(fork, rec, 0);
+    await appendFile(join(dir, "checkpoints.log"), rec);
+    await expect(openLineage({ dir, origin: ORIGIN, signer, now: clock.now })).rejects.toMatchObject({
+      code: "config_invalid",
+    });
   });
 });
