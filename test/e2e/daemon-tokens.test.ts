@@ -3,12 +3,22 @@ import { chmod } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { auditAttestation } from "../../src/audit/attestation.js";
 import { ExecgateDenied } from "../../src/client/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
 import { encodeFrame } from "../../src/server/frame.js";
 import { actionDigest } from "../../src/server/protocol.js";
+import { HANDLES } from "../../src/tpm/ops/handles.js";
+import { readPublic } from "../../src/tpm/ops/keys.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { execgate } from "../helpers/cli.js";
-import { lineageEntries, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import {
+  lineageEntries,
+  recordedDenials,
+  signedCheckpointRoots,
+  startTestDaemon,
+  type TestDaemon,
+} from "../helpers/daemon.js";
 import { describeTpm } from "../helpers/hardware.js";
 
 async function denied(p: Promise<unknown>): Promise<DenialReason> {
@@ -152,7 +162,8 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
     expect(await d.stop()).toBe(0);
     const recorded = new Set(await recordedDenials(d.lineageDir));
     for (const r of seen) expect(recorded, r).toContain(r);
-    const types = new Set((await lineageEntries(d.lineageDir)).map((e) => e.type));
+    const entries = await lineageEntries(d.lineageDir);
+    const types = new Set(entries.map((e) => e.type));
     for (const t of [
       "daemon_start",
       "policy_loaded",
@@ -166,5 +177,39 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
     ]) {
       expect(types, t).toContain(t);
     }
+  });
+
+  it("the offline attestation audit re-derives every epoch, allow and redeemed token from the log — and catches lies", async () => {
+    const entries = await lineageEntries(d.lineageDir);
+    const checkpoints = await signedCheckpointRoots(d.lineageDir);
+    const akPublic = tpmPublicKey(parseTpm2bPublic((await readPublic(d.tpm.runner, HANDLES.ak))!));
+    const clean = auditAttestation({ entries, checkpoints, akPublic });
+    expect(clean.failures).toEqual([]);
+    expect(clean.verifiedEpochs).toBeGreaterThan(0);
+    expect(clean.tokensRedeemed).toBeGreaterThan(0);
+    expect(clean.allows).toBeGreaterThan(0);
+
+    // A log that claims an allow on an epoch whose quote was not verified.
+    const epochAt = entries.findIndex((e) => e.type === "epoch" && e.body.verified);
+    const lied = entries.map((e, i) =>
+      i === epochAt && e.type === "epoch" ? { ...e, body: { ...e.body, verified: false } } : e,
+    ) as typeof entries;
+    const checks = new Set(
+      auditAttestation({ entries: lied, checkpoints, akPublic }).failures.map((f) => f.check),
+    );
+    expect(checks).toContain("epoch_record");
+    // Another AK cannot have signed these quotes.
+    const { generateKeyPairSync } = await import("node:crypto");
+    const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey;
+    expect(
+      auditAttestation({ entries, checkpoints, akPublic: other }).failures.map((f) => f.check),
+    ).toContain("epoch_quote");
+    // Replaying a redeemed token twice in the log is found.
+    const redeemed = entries.find((e) => e.type === "token_redeemed")!;
+    expect(
+      auditAttestation({ entries: [...entries, redeemed], checkpoints, akPublic }).failures.map(
+        (f) => f.check,
+      ),
+    ).toContain("token_replayed");
   });
 });

@@ -176,3 +176,18 @@ export async function recordedDenials(dir: string): Promise<string[]> {
     e.type === "decision" && !e.body.allow && e.body.reason ? [e.body.reason] : [],
   );
 }
+
+/** (size → root) of every checkpoint in a lineage directory's checkpoints.log (signatures not checked here). */
+export async function signedCheckpointRoots(dir: string): Promise<Map<number, Uint8Array>> {
+  const { readFile } = await import("node:fs/promises");
+  const { parseCheckpointLog } = await import("../../src/audit/bundle.js");
+  const { parseNote } = await import("../../src/lineage/note.js");
+  const { parseCheckpoint } = await import("../../src/lineage/checkpoint.js");
+  const out = new Map<number, Uint8Array>();
+  for (const r of parseCheckpointLog(new Uint8Array(await readFile(join(dir, "checkpoints.log")))).records) {
+    if (r.kind !== "checkpoint") continue;
+    const cp = parseCheckpoint(parseNote(r.note).text);
+    out.set(cp.size, cp.rootHash);
+  }
+  return out;
+}

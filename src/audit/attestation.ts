@@ -1,0 +1,209 @@
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
+import { decode } from "../cbor/index.js";
+import { asExecgateError } from "../core/errors.js";
+import { bytesEqual, toHex } from "../core/hex.js";
+import type { Entry } from "../lineage/entry.js";
+import { claimsFromCbor, type TokenClaims } from "../token/claims.js";
+import { COSE_ALG, decodeSign1, verifySign1 } from "../token/cose.js";
+import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
+import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
+import { verifyQuote } from "../tpm/verify-quote.js";
+import type { AuditFailure } from "./verify.js";
+
+/*
+ * The attestation half of the offline audit (pure): what the daemon claims about epochs,
+ * decisions and tokens, re-derived from the bytes in the log.
+ *   epochs:    record decodes; issuer key in the entry = the one bound; seq/prev chain within a
+ *              daemon run; the bound checkpoint is a signed checkpoint no larger than the log
+ *              before it; the quote verifies with the AK over SHA-256(binding) (a "verified"
+ *              epoch without a valid quote is a failure); the TPM clock never goes back within
+ *              one resetCount/restartCount.
+ *   decisions: every allow names a verified epoch entry.
+ *   tokens:    each redeemed token is signed by the issuer key its epoch bound, names that
+ *              epoch, was issued (token_issued with its digest) before, names an allow
+ *              decision, and is redeemed once.
+ */
+
+export interface AttestationAuditInput {
+  /** All entries in log order (index = position). */
+  readonly entries: readonly Entry[];
+  /** Signed checkpoints that verified (size → root). */
+  readonly checkpoints: ReadonlyMap<number, Uint8Array>;
+  /** The AK that signs quotes (from the enrollment record); without it quotes cannot be checked. */
+  readonly akPublic: KeyObject | undefined;
+  /** The PCR selection every quote must cover exactly (default: the one recorded with each quote). */
+  readonly selection?: PcrSelection;
+  readonly allowSha1?: boolean;
+}
+
+export interface AttestationSummary {
+  readonly epochs: number;
+  readonly verifiedEpochs: number;
+  readonly allows: number;
+  readonly tokensRedeemed: number;
+  readonly failures: readonly AuditFailure[];
+}
+
+const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
+const ZERO32 = new Uint8Array(32);
+
+function ed25519(raw: Uint8Array): KeyObject {
+  return createPublicKey({
+    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") },
+    format: "jwk",
+  });
+}
+
+interface EpochInfo {
+  readonly index: number;
+  readonly hash: Uint8Array;
+  readonly record: EpochRecord;
+  readonly verified: boolean;
+}
+
+export function auditAttestation(input: AttestationAuditInput): AttestationSummary {
+  const failures: AuditFailure[] = [];
+  const fail = (check: string, index: number, reason: string): void => {
+    failures.push({ check, index, reason });
+  };
+  const epochsByHash = new Map<string, EpochInfo>();
+  const epochsByIndex = new Map<number, EpochInfo>();
+  const clocks = new Map<string, bigint>();
+  let prev: { hash: Uint8Array; seq: number } | undefined;
+  let verifiedEpochs = 0;
+  let allows = 0;
+  const issued = new Map<string, number>();
+  const redeemedIds = new Set<string>();
+  let tokensRedeemed = 0;
+  if (!input.akPublic)
+    failures.push({ check: "ak", reason: "no AK public key in the bundle: quotes cannot be verified" });
+
+  for (let index = 0; index < input.entries.length; index++) {
+    const e = input.entries[index]!;
+    switch (e.type) {
+      case "daemon_start":
+        prev = undefined; // a new run starts a new epoch chain
+        break;
+      case "epoch": {
+        let rec: EpochRecord;
+        try {
+          rec = decodeEpochRecord(e.body.quote);
+        } catch (err) {
+          fail("epoch_record", index, asExecgateError(err).message);
+          continue;
+        }
+        const b = rec.binding;
+        const hash = sha256(rec.bindingBytes);
+        if (!bytesEqual(e.body.issuerKey, b.issuer))
+          fail("epoch_issuer", index, "issuer key differs from the bound one");
+        if (e.body.verified !== rec.verified)
+          fail("epoch_record", index, "entry and record disagree on verified");
+        if (
+          prev === undefined
+            ? b.seq !== 0 || !bytesEqual(b.prev, ZERO32)
+            : b.seq !== prev.seq + 1 || !bytesEqual(b.prev, prev.hash)
+        ) {
+          fail("epoch_chain", index, `seq ${b.seq} does not follow the previous epoch of this run`);
+        }
+        prev = { hash, seq: b.seq };
+        if (b.checkpoint.size > 0) {
+          const root = input.checkpoints.get(b.checkpoint.size);
+          if (!root || !bytesEqual(root, b.checkpoint.root)) {
+            fail(
+              "epoch_checkpoint",
+              index,
+              `binds checkpoint ${b.checkpoint.size} that is not a signed checkpoint of this log`,
+            );
+          } else if (b.checkpoint.size > index) {
+            fail("epoch_checkpoint", index, "binds a checkpoint larger than the log before it");
+          }
+        }
+        let quoteOk = false;
+        if (rec.attest && rec.signature && rec.pcrs && input.akPublic) {
+          try {
+            const pcrs = parsePcrsFile(rec.pcrs);
+            const v = verifyQuote({
+              attest: rec.attest,
+              signature: rec.signature,
+              akPublic: input.akPublic,
+              expectedQualifyingData: hash,
+              expectedSelection: input.selection ?? pcrs.selection,
+              pcrValues: pcrs.values,
+              ...(input.allowSha1 ? { allowSha1: true } : {}),
+            });
+            if (v.ok) {
+              quoteOk = true;
+              const key = `${v.quote.resetCount}/${v.quote.restartCount}`;
+              const last = clocks.get(key);
+              if (last !== undefined && v.quote.clock < last)
+                fail("tpm_clock", index, `TPM clock went back within ${key}`);
+              clocks.set(key, v.quote.clock);
+            } else if (rec.verified) {
+              fail("epoch_quote", index, `${v.check}: ${v.detail}`);
+            }
+          } catch (err) {
+            if (rec.verified) fail("epoch_quote", index, asExecgateError(err).message);
+          }
+        } else if (rec.verified) {
+          fail("epoch_quote", index, "marked verified without a quote that can be checked");
+        }
+        const info = { index, hash, record: rec, verified: rec.verified && quoteOk };
+        if (info.verified) verifiedEpochs++;
+        epochsByHash.set(toHex(hash), info);
+        epochsByIndex.set(index, info);
+        break;
+      }
+      case "decision":
+        if (e.body.allow) {
+          allows++;
+          const ep = e.refs.map((r) => epochsByIndex.get(r.index)).find((x) => x !== undefined);
+          if (!ep) fail("decision_epoch", index, "allow does not name an epoch entry");
+          else if (!ep.verified)
+            fail("decision_epoch", index, `allow decided on epoch entry ${ep.index}, which is not verified`);
+        }
+        break;
+      case "token_issued":
+        issued.set(toHex(e.body.digest), index);
+        break;
+      case "token_redeemed": {
+        tokensRedeemed++;
+        const token = e.body.token;
+        let claims: TokenClaims;
+        let msg: ReturnType<typeof decodeSign1>;
+        try {
+          msg = decodeSign1(token);
+          if (msg.alg !== COSE_ALG.EdDSA) throw new Error(`alg ${msg.alg}`);
+          claims = claimsFromCbor(decode(msg.payload));
+        } catch (err) {
+          fail("token", index, `redeemed token does not decode: ${asExecgateError(err).message}`);
+          continue;
+        }
+        const ep = epochsByHash.get(toHex(claims.epoch));
+        if (!ep) fail("token_epoch", index, "token names an epoch not in the log");
+        else if (!verifySign1(msg, ed25519(ep.record.binding.issuer)))
+          fail("token_signature", index, "not signed by its epoch's issuer key");
+        const issuedAt = issued.get(toHex(sha256(token)));
+        if (issuedAt === undefined || issuedAt > index)
+          fail("token_issued", index, "no earlier token_issued entry with its digest");
+        const id = toHex(claims.cti);
+        if (redeemedIds.has(id)) fail("token_replayed", index, `token ${id} redeemed more than once`);
+        redeemedIds.add(id);
+        const [decisionIndex, decisionLeaf] = claims.lineage;
+        const d = input.entries[decisionIndex];
+        if (
+          !d ||
+          d.type !== "decision" ||
+          !d.body.allow ||
+          !e.refs.some((r) => r.index === decisionIndex && bytesEqual(r.leafHash, decisionLeaf))
+        ) {
+          fail("token_decision", index, "does not name the allow decision it was issued under");
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return { epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures };
+}
