@@ -19,6 +19,7 @@ const COMMANDS: Record<string, Loader> = {
   "tpm info": async () => (await import("./commands/tpm-info.js")).command,
   "tpm quote": async () => (await import("./commands/tpm-quote.js")).command,
   "tpm verify-quote": async () => (await import("./commands/tpm-verify-quote.js")).command,
+  daemon: async () => (await import("./commands/daemon.js")).command,
   enroll: async () => (await import("./commands/enroll.js")).command,
   "dev up": async () => (await import("./commands/dev-up.js")).command,
   "measure eventlog": async () => (await import("./commands/measure-eventlog.js")).command,

@@ -13,12 +13,15 @@ import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
 import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
-import { listenUnix } from "../src/server/listen.js";
+import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
+import { renderExposition } from "../src/metrics/exposition.js";
+import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
+import { TimedTpmRunner } from "../src/metrics/tpm.js";
+import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
-import { TpmRunner } from "../src/tpm/runner.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { EXIT } from "./exit.js";
 import { gateHandler } from "./handler.js";
@@ -75,8 +78,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
 
-  const runner = new TpmRunner({ tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs });
+  const metrics = new DaemonMetrics(Date.now());
+  const runner = new TimedTpmRunner({ tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs }, metrics.tpmLatency);
   let akPublic: KeyObject;
+  let akPublicBytes: Uint8Array;
   let signingPublic: KeyObject;
   let ueid: Uint8Array;
   try {
@@ -86,6 +91,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     if (!ak || !sk || !ek)
       throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
     akPublic = tpmPublicKey(parseTpm2bPublic(ak));
+    akPublicBytes = ak;
     signingPublic = tpmPublicKey(parseTpm2bPublic(sk));
     ueid = new Uint8Array([
       0x01,
@@ -185,14 +191,16 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     log: log.child({ component: "gate" }),
   });
 
-  const evidence = (): Record<string, CborValue> => {
-    const ev = loop.current();
+  /** The current epoch's evidence, or a recent epoch's by hash (what a token names). */
+  const evidence = (epoch: Uint8Array | undefined): Record<string, CborValue> | undefined => {
+    const record = epoch ? loop.recordOf(epoch) : loop.currentRecord();
+    if (!record) return undefined;
     const cp = lineage.checkpointer.latest();
     return {
-      epoch_seq: ev?.epochSeq ?? null,
-      epoch_hash: ev?.epochHash ?? null,
-      record: loop.currentRecord() ?? null,
+      epoch_hash: epoch ?? loop.current()?.epochHash ?? null,
+      record,
       issuer_key: issuerRaw,
+      ak_public: akPublicBytes,
       checkpoint: cp?.note ?? null,
     };
   };
@@ -211,38 +219,94 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     Date.now,
   );
 
+  // systemd: READY=1 with the first verified epoch, STATUS= every epoch, WATCHDOG=1 only from
+  // healthy completed epochs (src/server/activation.ts). Registered before the first epoch.
+  let watchdogUsec: number | undefined;
+  try {
+    watchdogUsec = watchdogUsecFromEnv(process.env, process.pid);
+  } catch (e) {
+    throw refuse("systemd watchdog", e);
+  }
+  const notifier = new ServiceNotifier({
+    send: (m) => sdNotify(m),
+    ...(watchdogUsec !== undefined ? { watchdogUsec } : {}),
+    now: Date.now,
+    onError: (e) => log.warn({ err: asExecgateError(e).message }, "sd_notify_failed"),
+  });
+  if (watchdogUsec !== undefined && watchdogUsec / 1000 <= config.attest.idleEpochMs + config.tpm.timeoutMs)
+    log.warn(
+      { watchdogMs: watchdogUsec / 1000, idleEpochMs: config.attest.idleEpochMs, tpmTimeoutMs: config.tpm.timeoutMs },
+      "watchdog_shorter_than_idle_epoch",
+    );
+  loop.onEpoch(metrics.onEpoch);
+  loop.onEpoch(notifier.onEpoch);
+
   // The first epoch before the socket opens: nothing is served without an attempt at evidence.
   await loop.runEpoch();
   loop.start();
   lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
 
+  // The socket systemd passed (execgate.socket), else the configured path bound here.
   let listener: Server;
+  let activated = false;
+  let metricsServer: MetricsServer | undefined;
   try {
-    listener = await listenUnix(config.daemon.socket, {
+    const opened = await openListener({
+      path: config.daemon.socket,
       mode: config.daemon.socketMode,
       onConnection: server.onConnection,
     });
+    listener = opened.server;
+    activated = opened.activated;
+    if (activated && opened.address !== config.daemon.socket)
+      log.warn({ activated: opened.address, configured: config.daemon.socket }, "activated_socket_differs");
   } catch (e) {
     await loop.stop();
     await lineage.close().catch(() => undefined);
     throw refuse(`socket ${config.daemon.socket}`, e);
   }
-  let ready = false;
-  const notifyReady = () => {
-    const ev = loop.current();
-    if (!ready && ev?.integrity.ok) {
-      ready = true;
-      sdNotify("READY=1");
-    }
-    if (ev)
-      sdNotify(
-        `STATUS=epoch ${ev.epochSeq} ${ev.integrity.ok ? "verified" : `failed: ${ev.integrity.reason}`}`,
+  const metricsListen =
+    config.metrics.socket !== undefined
+      ? { socket: config.metrics.socket, mode: config.metrics.socketMode }
+      : config.metrics.port !== undefined
+        ? { port: config.metrics.port }
+        : undefined;
+  if (metricsListen) {
+    try {
+      metricsServer = await startMetricsServer(metricsListen, () =>
+        renderExposition(
+          metrics.families({
+            nowMs: Date.now(),
+            tokens: gate.counters,
+            denials: gate.counters.denials,
+            epoch: loop.current(),
+            epochs: { total: loop.stats.epochs, failed: loop.stats.failed },
+            lineage: {
+              size: lineage.journal.size,
+              checkpointSize: lineage.checkpointer.latest()?.checkpoint.size ?? 0,
+            },
+            connections: { open: server.connectionCount, ...server.stats },
+          }),
+        ),
       );
-  };
-  loop.onEpoch(notifyReady);
-  notifyReady();
+    } catch (e) {
+      await server.close(listener);
+      await loop.stop();
+      await lineage.close().catch(() => undefined);
+      throw refuse("metrics listener", e);
+    }
+  }
+  // The first epoch ran before the listener opened; its notification went out then.
   log.info(
-    { socket: config.daemon.socket, tcti: config.tpm.tcti, lineage: config.lineage.dir },
+    {
+      socket: config.daemon.socket,
+      activated,
+      metrics: metricsServer?.address,
+      watchdogMs: watchdogUsec === undefined ? undefined : watchdogUsec / 1000,
+      ready: notifier.isReady,
+      tcti: config.tpm.tcti,
+      lineage: config.lineage.dir,
+    },
     "daemon_started",
   );
 
@@ -253,8 +317,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
-      sdNotify("STOPPING=1");
+      notifier.stopping();
       log.info({ reason }, "daemon_stopping");
+      await metricsServer?.close();
       await server.close(listener);
       await loop.stop();
       await lineage.journal.append(makeEntry("daemon_stop", time(), { reason })).catch(() => undefined);

@@ -7,7 +7,10 @@ import { errorReply, okReply, type Request } from "../src/server/protocol.js";
 import type { RequestHandler } from "../src/server/server.js";
 
 /** Maps protocol operations onto the gate and encodes the replies (docs/protocol.md). */
-export function gateHandler(gate: Gate, evidence: () => Record<string, CborValue>): RequestHandler {
+export function gateHandler(
+  gate: Gate,
+  evidence: (epoch: Uint8Array | undefined) => Record<string, CborValue> | undefined,
+): RequestHandler {
   return {
     identify: (socket: Socket): Promise<PeerIdentity> => identifyPeer(socket),
     rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
@@ -33,8 +36,10 @@ export function gateHandler(gate: Gate, evidence: () => Record<string, CborValue
         }
         case "status":
           return okReply(req.id, gate.status());
-        case "evidence":
-          return okReply(req.id, evidence());
+        case "evidence": {
+          const ev = evidence(req.args.epoch);
+          return ev ? okReply(req.id, ev) : errorReply(req.id, "denied", "attestation_missing");
+        }
       }
     },
   };

@@ -47,6 +47,8 @@ interface Waiter {
 }
 
 const ZERO32 = new Uint8Array(32);
+/** Epoch records kept in memory for `evidence {epoch}` (tokens live minutes; epochs are ~1 s). */
+const RECENT_RECORDS = 4096;
 
 /**
  * The attestation loop (DESIGN.md "Epochs"): one TPM quote per epoch, bound to the issuer key,
@@ -57,6 +59,7 @@ const ZERO32 = new Uint8Array(32);
 export class AttestationLoop {
   private state: EvidenceState | undefined;
   private record: Uint8Array | undefined;
+  private readonly recent = new Map<string, Uint8Array>();
   private seq = 0;
   private prev: Uint8Array = ZERO32;
   private running: Promise<void> | undefined;
@@ -82,6 +85,11 @@ export class AttestationLoop {
   /** The latest epoch's lineage record (binding, quote, PCR values, outcome), for `evidence`. */
   currentRecord(): Uint8Array | undefined {
     return this.record;
+  }
+
+  /** The record of a recent epoch by its hash (the last RECENT_RECORDS are kept), for verifiers of a token. */
+  recordOf(epochHash: Uint8Array): Uint8Array | undefined {
+    return this.recent.get(Buffer.from(epochHash).toString("hex"));
   }
 
   onEpoch(f: (s: EvidenceState) => void): void {
@@ -232,6 +240,8 @@ export class AttestationLoop {
     this.prev = result.hash;
     this.state = state;
     this.record = result.record;
+    this.recent.set(Buffer.from(result.hash).toString("hex"), result.record);
+    if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value!);
     this.stats.epochs++;
     if (!state.integrity.ok) this.stats.failed++;
     this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;

@@ -24,7 +24,7 @@ export type Request =
   | { readonly id: number; readonly op: "token.redeem"; readonly args: { readonly token: Uint8Array } }
   | { readonly id: number; readonly op: "execution.report"; readonly args: ExecutionReportArgs }
   | { readonly id: number; readonly op: "status"; readonly args: Record<string, never> }
-  | { readonly id: number; readonly op: "evidence"; readonly args: Record<string, never> };
+  | { readonly id: number; readonly op: "evidence"; readonly args: { readonly epoch?: Uint8Array } };
 
 export interface TokenRequestArgs {
   readonly scope: string;
@@ -175,9 +175,13 @@ export function parseRequest(frame: Uint8Array): Request {
     case "execution.report":
       return { id, op, args: parseReport(args) };
     case "status":
-    case "evidence":
       allowKeys(args, [], op);
       return { id, op, args: {} };
+    case "evidence": {
+      allowKeys(args, ["epoch"], op);
+      const epoch = optBytes(args, "epoch", 32, 32);
+      return { id, op, args: epoch ? { epoch } : {} };
+    }
     default:
       throw new ExecgateError("unsupported", `unknown op ${String(op)}`, { id, op: "unknown" });
   }
