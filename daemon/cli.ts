@@ -29,6 +29,7 @@ const COMMANDS: Record<string, Loader> = {
   "token request": async () => (await import("./commands/token-request.js")).command,
   "token redeem": async () => (await import("./commands/token-redeem.js")).command,
   "token verify": async () => (await import("./commands/token-verify.js")).command,
+  evidence: async () => (await import("./commands/evidence.js")).command,
   status: async () => (await import("./commands/status.js")).command,
   "audit verify": async () => (await import("./commands/audit-verify.js")).command,
 };

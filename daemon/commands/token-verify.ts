@@ -3,6 +3,7 @@ import { ExecgateError } from "../../src/core/errors.js";
 import { toHex } from "../../src/core/hex.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { verifyToken } from "../../src/token/token.js";
+import { verifyTokenBound } from "../../src/token/verify-bound.js";
 import { flag, parseCommandArgs, printJson, readInput, requireStr, str } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
@@ -38,21 +39,24 @@ export function claimsToJson(c: TokenClaims): Record<string, unknown> {
 }
 
 export const command: Command = {
-  summary: "verify a token offline against an issuer public key; exit 0 only if valid",
+  summary:
+    "verify a token offline — against its epoch's quote and the AK, or against a bare issuer key; exit 0 only if valid",
   usage:
-    "(--in F | TOKEN_B64URL) --issuer-key PEM --audience A [--now SECONDS] [--json]\n" +
-    "  --issuer-key: the daemon's Ed25519 issuer public key (PEM file)\n" +
+    "(--in F | TOKEN_B64URL) --audience A (--epoch-record F --ak-pub AK.pem | --issuer-key PEM) [--now SECONDS] [--json]\n" +
+    "  --epoch-record + --ak-pub: the full chain — the quote in the epoch record verifies with the AK over the\n" +
+    "    epoch binding, the binding names the issuer key, the token is signed by it and names that epoch\n" +
+    "    (get the record with `execgate evidence --epoch <token epoch> --record-out F`, or from the lineage)\n" +
+    "  --issuer-key: only the token's own signature and claims, against a key you already trust\n" +
     "  --now: the time to judge nbf/exp at, seconds since the epoch (default: this host's clock)\n" +
-    "  Checks the COSE_Sign1 structure (alg EdDSA), the signature, audience, nbf and exp.\n" +
-    "  It does NOT yet check that the issuer key is the one bound into an epoch quote by the TPM;\n" +
-    "  that binding (token → issuer key → quote → AK → EK) comes with the daemon's evidence export.\n" +
-    "Exit: 0 valid, 1 invalid (the denial reason on stderr, or in --json), 2 usage, 3 unreadable file.",
+    "Exit: 0 valid, 1 invalid (the reason on stderr, or in --json), 2 usage, 3 unreadable file.",
   async run(argv) {
     const p = parseCommandArgs(
       argv,
       {
         in: { type: "string" },
         "issuer-key": { type: "string" },
+        "epoch-record": { type: "string" },
+        "ak-pub": { type: "string" },
         audience: { type: "string" },
         now: { type: "string" },
         json: { type: "boolean" },
@@ -64,34 +68,43 @@ export const command: Command = {
     if (nowText !== undefined && !/^\d{1,15}$/.test(nowText))
       throw usageError("--now must be whole seconds since the epoch");
     const now = nowText === undefined ? Math.floor(Date.now() / 1000) : Number(nowText);
-    const keyPem = await readInput(requireStr(p, "issuer-key"), "issuer key");
-    const token = await tokenInput(p);
-    let key: KeyObject;
-    try {
-      key = createPublicKey(Buffer.from(keyPem));
-    } catch (e) {
-      throw new ExecgateError(
-        "malformed",
-        `--issuer-key is not a PEM/DER public key: ${(e as Error).message}`,
-      );
+    const bound = str(p, "epoch-record") !== undefined || str(p, "ak-pub") !== undefined;
+    if (bound === (str(p, "issuer-key") !== undefined)) {
+      throw usageError("give either --epoch-record with --ak-pub, or --issuer-key");
     }
-    if (key.asymmetricKeyType !== "ed25519")
-      throw new ExecgateError("malformed", `--issuer-key is ${key.asymmetricKeyType}, not Ed25519`);
-
-    const r = verifyToken(token, { issuerPublicKey: key, audience, now });
+    const token = await tokenInput(p);
+    let r: { ok: true; claims: TokenClaims } | { ok: false; reason: string; detail: string };
+    if (bound) {
+      const record = await readInput(requireStr(p, "epoch-record"), "epoch record");
+      const akPublic = publicKeyFrom(await readInput(requireStr(p, "ak-pub"), "AK public key"), "--ak-pub");
+      r = verifyTokenBound({ token, epochRecord: record, akPublic, audience, now });
+    } else {
+      const key = publicKeyFrom(await readInput(requireStr(p, "issuer-key"), "issuer key"), "--issuer-key");
+      if (key.asymmetricKeyType !== "ed25519")
+        throw new ExecgateError("malformed", `--issuer-key is ${key.asymmetricKeyType}, not Ed25519`);
+      r = verifyToken(token, { issuerPublicKey: key, audience, now });
+    }
     if (!r.ok) {
       if (flag(p, "json")) printJson({ valid: false, reason: r.reason, detail: r.detail });
       else process.stderr.write(`token INVALID: ${r.reason}: ${r.detail}\n`);
       return EXIT.failed;
     }
     const claims = claimsToJson(r.claims);
-    if (flag(p, "json")) printJson({ valid: true, claims });
+    if (flag(p, "json")) printJson({ valid: true, boundToQuote: bound, claims });
     else {
       process.stdout.write(
-        `token valid: ${claims.cti}, scope ${r.claims.scope}, action ${claims.action}\n` +
+        `token valid${bound ? " (bound to a verified TPM quote)" : ""}: ${claims.cti}, scope ${r.claims.scope}, action ${claims.action}\n` +
           `  aud ${r.claims.aud}, nbf ${r.claims.nbf}, exp ${r.claims.exp}, boot ${r.claims.bootId}\n`,
       );
     }
     return EXIT.ok;
   },
 };
+
+function publicKeyFrom(bytes: Uint8Array, what: string): KeyObject {
+  try {
+    return createPublicKey(Buffer.from(bytes));
+  } catch (e) {
+    throw new ExecgateError("malformed", `${what} is not a PEM/DER public key: ${(e as Error).message}`);
+  }
+}

@@ -176,8 +176,8 @@ export class ExecgateClient {
   }
 
   /** The current verified evidence, as the daemon presents it. */
-  async evidence(): Promise<ReadonlyMap<CborKey, CborValue>> {
-    return this.call("evidence", {});
+  async evidence(epoch?: Uint8Array): Promise<ReadonlyMap<CborKey, CborValue>> {
+    return this.call("evidence", epoch ? { epoch } : {});
   }
 
   /** Closes the connection; requests still in flight fail with "io_error". */

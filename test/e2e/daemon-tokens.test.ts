@@ -139,6 +139,64 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
     seen.add("peer_unknown");
   });
 
+  it("a token verifies offline all the way to the TPM quote (evidence → token verify), and not with another AK", async () => {
+    const c = await d.client();
+    let token: Uint8Array;
+    try {
+      token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+    } finally {
+      await c.close();
+    }
+    const { decode } = await import("../../src/cbor/index.js");
+    const { decodeSign1 } = await import("../../src/token/cose.js");
+    const { claimsFromCbor } = await import("../../src/token/claims.js");
+    const epoch = Buffer.from(claimsFromCbor(decode(decodeSign1(token).payload)).epoch).toString("hex");
+    const { writeFile } = await import("node:fs/promises");
+    const f = (n: string) => `${d.dir}/${n}`;
+    await writeFile(f("t.bin"), token);
+    const ev = await execgate(
+      ["evidence", "--epoch", epoch, "--record-out", f("epoch.cbor"), "--ak-pub-out", f("ak.pem"), "--json"],
+      d.env,
+    );
+    expect(ev.code).toBe(0);
+    expect(JSON.parse(ev.stdout).epoch).toBe(epoch);
+    const ok = await execgate([
+      "token",
+      "verify",
+      "--in",
+      f("t.bin"),
+      "--epoch-record",
+      f("epoch.cbor"),
+      "--ak-pub",
+      f("ak.pem"),
+      "--audience",
+      "execgate",
+      "--json",
+    ]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, boundToQuote: true });
+    const { generateKeyPairSync } = await import("node:crypto");
+    await writeFile(
+      f("other.pem"),
+      generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }),
+    );
+    const bad = await execgate([
+      "token",
+      "verify",
+      "--in",
+      f("t.bin"),
+      "--epoch-record",
+      f("epoch.cbor"),
+      "--ak-pub",
+      f("other.pem"),
+      "--audience",
+      "execgate",
+      "--json",
+    ]);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout).reason).toBe("quote_invalid");
+  });
+
   it("answers a malformed frame with a typed error, closes the connection, and stays up", async () => {
     const reply = await new Promise<Buffer>((resolve, reject) => {
       const s = connect(d.socket);
