@@ -1,0 +1,48 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ExecgateError } from "../core/errors.js";
+
+/** Longest PIN file accepted (PKCS#11 PINs are short; this only bounds the read). */
+const MAX_PIN_BYTES = 256;
+
+export interface PinSource {
+  /** A file holding the PIN (hsm.pin_file). */
+  readonly pinFile?: string;
+  /** A systemd credential name: the PIN is read from $CREDENTIALS_DIRECTORY/<name>. */
+  readonly pinCredential?: string;
+}
+
+/**
+ * Reads the user PIN from a file or a systemd credential (LoadCredential=/SetCredential=).
+ * The PIN is never in the configuration and never logged: errors name the source, not the value.
+ * One trailing newline is dropped; an empty PIN is a configuration error.
+ */
+export async function readPin(src: PinSource, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  let path: string;
+  if (src.pinFile !== undefined) path = src.pinFile;
+  else if (src.pinCredential !== undefined) {
+    const dir = env.CREDENTIALS_DIRECTORY;
+    if (!dir)
+      throw new ExecgateError(
+        "config_invalid",
+        `hsm.pin_credential ${src.pinCredential}: $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)`,
+      );
+    path = join(dir, src.pinCredential);
+  } else {
+    throw new ExecgateError("config_invalid", "the HSM needs a PIN: set hsm.pin_file or hsm.pin_credential");
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new ExecgateError(
+      "config_invalid",
+      `HSM PIN ${path}: ${(e as NodeJS.ErrnoException).code ?? "unreadable"}`,
+    );
+  }
+  if (bytes.length > MAX_PIN_BYTES) throw new ExecgateError("config_invalid", `HSM PIN ${path}: too long`);
+  const pin = bytes.toString("utf8").replace(/\r?\n$/, "");
+  if (pin.length === 0 || pin.includes("\n"))
+    throw new ExecgateError("config_invalid", `HSM PIN ${path}: empty or several lines`);
+  return pin;
+}
