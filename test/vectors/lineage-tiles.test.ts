@@ -1,0 +1,39 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { leafHash } from "../../src/lineage/hash.js";
+import { entryBundles, hashTiles, tileIndexPath } from "../../src/lineage/tiles.js";
+
+// transparency-dev/tessera testdata log (Apache-2.0), read in place: ../shared/corpus/checkpoint/MANIFEST.md
+const LOG = "../shared/corpus/checkpoint/tessera-testdata-log";
+
+describe("C2SP tlog-tiles layout", () => {
+  it("names tile indices in three-digit groups", () => {
+    expect(tileIndexPath(0)).toBe("000");
+    expect(tileIndexPath(7)).toBe("007");
+    expect(tileIndexPath(1234)).toBe("x001/234");
+    expect(tileIndexPath(1234067)).toBe("x001/x234/067");
+  });
+
+  it("reproduces tessera's tiles and entry bundles byte for byte at every size", () => {
+    const expected = JSON.parse(readFileSync(join(LOG, "expected.json"), "utf8")) as {
+      leavesInOrder: string[];
+    };
+    const entries = expected.leavesInOrder.map((s) => new TextEncoder().encode(s));
+    for (let size = 1; size <= entries.length; size++) {
+      const part = entries.slice(0, size);
+      const [hashes] = hashTiles(part.map((e) => leafHash(e)));
+      const [bundle] = entryBundles(part);
+      expect(hashes!.path).toBe(`tile/0/000.p/${size}`);
+      expect(Buffer.from(hashes!.bytes).equals(readFileSync(join(LOG, hashes!.path)))).toBe(true);
+      expect(bundle!.path).toBe(`tile/entries/000.p/${size}`);
+      expect(Buffer.from(bundle!.bytes).equals(readFileSync(join(LOG, bundle!.path)))).toBe(true);
+    }
+  });
+
+  it("writes a level-1 tile once 256 leaves complete a subtree", () => {
+    const leaves = Array.from({ length: 300 }, (_, i) => leafHash(Uint8Array.of(i & 0xff, i >> 8)));
+    const paths = hashTiles(leaves).map((t) => t.path);
+    expect(paths).toEqual(["tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1"]);
+  });
+});
