@@ -11,12 +11,12 @@ import { Gate } from "../src/gate/gate.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
-import { loadNative, sdNotify } from "../src/native/index.js";
-import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
 import { renderExposition } from "../src/metrics/exposition.js";
 import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
+import { loadNative, sdNotify } from "../src/native/index.js";
+import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
@@ -79,7 +79,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   }
 
   const metrics = new DaemonMetrics(Date.now());
-  const runner = new TimedTpmRunner({ tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs }, metrics.tpmLatency);
+  const runner = new TimedTpmRunner(
+    { tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs },
+    metrics.tpmLatency,
+  );
   let akPublic: KeyObject;
   let akPublicBytes: Uint8Array;
   let signingPublic: KeyObject;
@@ -235,7 +238,11 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   });
   if (watchdogUsec !== undefined && watchdogUsec / 1000 <= config.attest.idleEpochMs + config.tpm.timeoutMs)
     log.warn(
-      { watchdogMs: watchdogUsec / 1000, idleEpochMs: config.attest.idleEpochMs, tpmTimeoutMs: config.tpm.timeoutMs },
+      {
+        watchdogMs: watchdogUsec / 1000,
+        idleEpochMs: config.attest.idleEpochMs,
+        tpmTimeoutMs: config.tpm.timeoutMs,
+      },
       "watchdog_shorter_than_idle_epoch",
     );
   loop.onEpoch(metrics.onEpoch);
@@ -277,7 +284,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         renderExposition(
           metrics.families({
             nowMs: Date.now(),
-            tokens: gate.counters,
+            tokens: { ...gate.counters, issued: gate.counters.allowed },
             denials: gate.counters.denials,
             epoch: loop.current(),
             epochs: { total: loop.stats.epochs, failed: loop.stats.failed },
@@ -296,7 +303,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       throw refuse("metrics listener", e);
     }
   }
-  // The first epoch ran before the listener opened; its notification went out then.
+  notifier.serve(loop.current());
   log.info(
     {
       socket: config.daemon.socket,

@@ -22,8 +22,97 @@ function render(v: JsonValue, indent: string, lines: string[]): void {
   }
 }
 
+type JsonObject = { [key: string]: JsonValue };
+
+function obj(v: JsonValue | undefined): JsonObject | undefined {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? v : undefined;
+}
+
+function num(v: JsonValue | undefined): number | undefined {
+  return typeof v === "number" ? v : undefined;
+}
+
+function ago(ms: number): string {
+  return ms < 10_000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function counts(o: JsonObject | undefined): string {
+  const e = Object.entries(o ?? {}).sort(([, a], [, b]) => (num(b) ?? 0) - (num(a) ?? 0));
+  return e.length === 0 ? "(none)" : e.map(([k, v]) => `${k} ${String(v)}`).join(", ");
+}
+
+/** The operator's summary: one line per concern, then (generically) any field not summarized. */
+function summary(st: JsonObject, lines: string[]): void {
+  const done = new Set<string>(["up"]);
+  const row = (key: string, label: string, v: string) => {
+    done.add(key);
+    lines.push(`  ${label}: ${v}`);
+  };
+  const ep = obj(st.epoch);
+  if (ep) {
+    const outcome = ep.verified === true ? "verified" : `FAILED: ${String(ep.reason ?? "unknown")}`;
+    row(
+      "epoch",
+      "epoch",
+      `${String(ep.seq)} ${outcome} (TPM reset ${String(ep.reset_count)}, restart ${String(ep.restart_count)})`,
+    );
+  } else if (st.epoch === null) row("epoch", "epoch", "none yet");
+  if ("evidence_age_ms" in st) {
+    const age = num(st.evidence_age_ms);
+    row(
+      "evidence_age_ms",
+      "evidence",
+      age === undefined ? "none verified: every token request is denied" : `${ago(age)} old`,
+    );
+  }
+  const t = obj(st.tokens);
+  if (t)
+    row(
+      "tokens",
+      "tokens",
+      `${String(t.issued)} issued, ${String(t.redeemed)} redeemed, ${String(t.reports)} reported, ${String(t.live)} live, of ${String(t.requests)} requests`,
+    );
+  if (obj(st.denials)) row("denials", "denials", counts(obj(st.denials)));
+  const last = obj(st.last_denial);
+  if (last) {
+    done.add("recent_denials");
+    row(
+      "last_denial",
+      "last denial",
+      `${String(last.reason)}, ${ago(num(last.age_ms) ?? 0)} ago (recent: ${counts(obj(st.recent_denials))})`,
+    );
+  } else if (st.last_denial === null) {
+    done.add("recent_denials");
+    row("last_denial", "last denial", "none");
+  }
+  const l = obj(st.lineage);
+  if (l)
+    row(
+      "lineage",
+      "lineage",
+      `${String(l.size)} entries, signed checkpoint at ${String(l.checkpoint_size)} (lag ${String(l.checkpoint_lag)})`,
+    );
+  const hardware = obj(st.hardware);
+  if (hardware) {
+    done.add("hardware");
+    for (const [name, h] of Object.entries(hardware)) {
+      const hw = obj(h);
+      if (!hw) continue;
+      const health = hw.healthy === true ? "healthy" : "NOT ANSWERING";
+      const rest = Object.entries(hw)
+        .filter(([k]) => k !== "healthy")
+        .map(([k, v]) => `${k.replaceAll("_", " ")} ${String(v)}`)
+        .join(", ");
+      lines.push(`  ${name}: ${rest ? `${health}; ${rest}` : health}`);
+    }
+  }
+  const other: JsonObject = {};
+  for (const [k, v] of Object.entries(st)) if (!done.has(k)) other[k] = v;
+  render(other, "  ", lines);
+}
+
 export const command: Command = {
-  summary: "daemon health: state, current epoch, evidence age, counters (--json: the status reply)",
+  summary: "daemon health: epoch, evidence age, tokens, denials, lineage, TPM (--json: the status reply)",
   usage: `[--json] [--socket P]\n${SOCKET_HELP}\nExit: 0 the daemon answered, 1 denied, 3 unreachable.`,
   async run(argv) {
     const p = parseCommandArgs(argv, { json: { type: "boolean" }, ...SOCKET_OPTION });
@@ -34,8 +123,9 @@ export const command: Command = {
         const json = cborToJson(status as ReadonlyMap<string, CborValue>);
         if (flag(p, "json")) printJson(json);
         else {
-          const lines = [`execgate daemon at ${client.socketPath}`];
-          render(json, "  ", lines);
+          const st = obj(json) ?? {};
+          const lines = [`execgate daemon at ${client.socketPath}: ${st.up === false ? "DOWN" : "up"}`];
+          summary(st, lines);
           process.stdout.write(`${lines.join("\n")}\n`);
         }
         return EXIT.ok;

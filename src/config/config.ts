@@ -57,6 +57,11 @@ export interface Config {
     readonly requestsPerSecondPerUid: number;
     readonly burstPerUid: number;
   };
+  readonly metrics: {
+    readonly socket?: string;
+    readonly socketMode: number;
+    readonly port?: number;
+  };
 }
 
 /** A value as the file spells it, canonicalized (paths absolute, handles 0x%08x, modes 4 digits). */
@@ -181,6 +186,10 @@ function crossCheck(d: ResolvedDocument, source: string): void {
     throw bad(source, "attest.max_evidence_age_ms", "must be at least attest.epoch_ms");
   if (n("limits", "idle_timeout_ms") < n("limits", "read_timeout_ms"))
     throw bad(source, "limits.idle_timeout_ms", "must be at least limits.read_timeout_ms");
+  if (d.metrics.socket !== undefined && d.metrics.socket === d.daemon.socket)
+    throw bad(source, "metrics.socket", "must differ from daemon.socket");
+  if (d.metrics.socket !== undefined && d.metrics.port !== undefined)
+    throw bad(source, "metrics.port", "set metrics.socket or metrics.port, not both");
 }
 
 function toConfig(d: ResolvedDocument): Config {

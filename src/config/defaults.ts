@@ -48,6 +48,11 @@ export const DEFAULTS = {
     requests_per_second_per_uid: 1000,
     burst_per_uid: 2000,
   },
+  metrics: {
+    socket: undefined,
+    socket_mode: "0660",
+    port: undefined,
+  },
 } as const;
 
 /** lineage.dir when not set: this directory under daemon.state_dir. */

@@ -162,6 +162,19 @@ export const SCHEMA: Schema = {
       doc: "request burst per caller uid (token bucket size)",
     },
   },
+  metrics: {
+    socket: {
+      kind: { type: "path", maxBytes: MAX_SOCKET_PATH_BYTES },
+      doc: "Unix socket serving `GET /metrics` (Prometheus text format)",
+      absent: "no metrics socket",
+    },
+    socket_mode: { kind: { type: "mode" }, doc: "permission bits of the metrics socket (octal string)" },
+    port: {
+      kind: { type: "integer", min: 1, max: 65_535 },
+      doc: "TCP port on 127.0.0.1 serving `GET /metrics`; needs AF_INET in the unit (docs/operations.md)",
+      absent: "no metrics port",
+    },
+  },
 };
 
 export const SECTIONS = Object.keys(DEFAULTS) as ConfigSection[];

@@ -354,7 +354,17 @@ export class Gate {
     const ev = this.o.loop.current();
     const cp = this.o.lineage.checkpointer.latest();
     const size = this.o.lineage.journal.size;
+    const now = this.o.now();
+    const stats = this.o.loop.stats;
+    // Newest first: the reasons of the last denials, each with how often it occurred among them.
+    const recent = [...this.counters.lastDenials].reverse();
+    const recentCounts = new Map<string, number>();
+    for (const d of recent) recentCounts.set(d.reason, (recentCounts.get(d.reason) ?? 0) + 1);
+    const last = recent[0];
     return {
+      up: true,
+      // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
+      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.verifiedAtMs) : null,
       epoch: ev
         ? {
             seq: ev.epochSeq,
@@ -378,6 +388,17 @@ export class Gate {
         live: this.issued.size,
       },
       denials: Object.fromEntries(this.counters.denials),
+      last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
+      recent_denials: Object.fromEntries(recentCounts),
+      hardware: {
+        tpm: {
+          // The TPM answered the latest quote (an epoch failing policy still had a healthy TPM).
+          healthy: ev !== undefined && (ev.integrity.ok || ev.integrity.reason !== "hardware_unavailable"),
+          epochs: stats.epochs,
+          failed_epochs: stats.failed,
+          last_epoch_ms: stats.lastDurationMs,
+        },
+      },
     };
   }
 }

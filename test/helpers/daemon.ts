@@ -24,6 +24,8 @@ export interface TestDaemon {
   readonly lineageDir: string;
   readonly env: NodeJS.ProcessEnv;
   stderr(): string;
+  /** The process spawned by start() (the wrapper, when `wrap` is used). */
+  child(): ChildProcess | undefined;
   client(): Promise<ExecgateClient>;
   /** Starts the daemon process (again). */
   start(): Promise<void>;
@@ -45,6 +47,12 @@ export interface TestDaemonOptions {
   readonly golden?: boolean;
   /** Runs on the enrolled TPM before the policy is written and the daemon starts. */
   readonly prepare?: (tpm: Swtpm, dir: string) => Promise<void>;
+  /** Wraps the daemon's argv (e.g. in systemd-socket-activate or strace); default: run it as is. */
+  readonly wrap?: (argv: readonly string[], d: TestDaemon) => string[];
+  /** Extra environment for the daemon process (default: this process's environment only). */
+  readonly daemonEnv?: Readonly<Record<string, string>>;
+  /** Runs once after the spawn, while start() waits for daemon_started (e.g. a connection that triggers socket activation). */
+  readonly onSpawn?: (d: TestDaemon) => Promise<void>;
 }
 
 export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<TestDaemon> {
@@ -117,21 +125,27 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
     lineageDir,
     env,
     stderr: () => err,
+    child: () => child,
     client: () => ExecgateClient.connect(socket, { timeoutMs: 20_000 }),
     async start() {
-      const c = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "daemon", "--config", config], {
+      const argv = [process.execPath, resolve("dist/daemon/cli.js"), "daemon", "--config", config];
+      const [cmd, ...args] = opts.wrap ? opts.wrap(argv, d) : argv;
+      const c = spawn(cmd!, args, {
         stdio: ["ignore", "ignore", "pipe"],
+        ...(opts.daemonEnv ? { env: { ...process.env, ...opts.daemonEnv } } : {}),
       });
       child = c;
       c.stderr!.on("data", (b: Buffer) => {
         err += b.toString();
       });
       exited = new Promise((r) => c.once("exit", (code) => r(code)));
+      const spawned = opts.onSpawn?.(d);
       const end = Date.now() + 30_000;
       while (!err.includes("daemon_started")) {
         if (c.exitCode !== null || Date.now() > end) throw new Error(`daemon did not start:\n${err}`);
         await new Promise((r) => setTimeout(r, 50));
       }
+      await spawned;
     },
     async stop() {
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;

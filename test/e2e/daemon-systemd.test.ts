@@ -1,0 +1,187 @@
+import { accessSync, constants, existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import { type DatagramListener, listenDatagram } from "../fixtures/peer/unix-peer.js";
+import { eventually, lineageEntries, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { describeTpm } from "../helpers/hardware.js";
+
+/*
+ * The daemon as systemd runs it, without systemd as PID 1: systemd-socket-activate owns the
+ * socket and execs the daemon on the first connection (LISTEN_FDS=1, LISTEN_PID = the daemon),
+ * and a Python AF_UNIX datagram listener stands in for systemd's NOTIFY_SOCKET.
+ */
+
+const ACTIVATE = "/usr/bin/systemd-socket-activate";
+const hasActivate = (() => {
+  try {
+    accessSync(ACTIVATE, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!hasActivate && process.env.CI === "true")
+  throw new Error(`CI=true but ${ACTIVATE} is missing (apt package systemd; run scripts/setup.sh as root)`);
+
+/** Datagrams received so far, and a way to wait for the next one matching a predicate. */
+class NotifyLog {
+  readonly messages: string[] = [];
+  constructor(private readonly l: DatagramListener) {}
+  async until(what: string, f: (m: string) => boolean, max = 500): Promise<string> {
+    for (let i = 0; i < max; i++) {
+      const m = (await this.l.next()).toString("utf8");
+      this.messages.push(m);
+      if (f(m)) return m;
+    }
+    throw new Error(`no sd_notify message ${what} in ${max}: ${this.messages.slice(-5).join(" | ")}`);
+  }
+}
+
+let dir: string;
+const daemons: TestDaemon[] = [];
+const listeners: DatagramListener[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "systemd-"));
+});
+
+afterAll(async () => {
+  for (const d of daemons) await d.dispose().catch(() => undefined);
+  for (const l of listeners) await l.stop().catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describeTpm("the daemon under systemd's protocols", () => {
+  it.runIf(hasActivate || process.env.CI === "true")(
+    "socket activation: the queued first request is served; READY after a verified epoch; STATUS; WATCHDOG stops while the TPM hangs and resumes after; STOPPING",
+    async () => {
+      const listener = await listenDatagram(join(dir, "notify.sock"));
+      listeners.push(listener);
+      const notes = new NotifyLog(listener);
+      let first: unknown;
+      const d = await startTestDaemon({
+        config: { tpm: ["timeout_ms = 1500"] },
+        wrap: (argv, t) => [
+          ACTIVATE,
+          "--listen",
+          t.socket,
+          "--setenv",
+          `NOTIFY_SOCKET=${listener.address}`,
+          // 3 s: pings at most every 1.5 s, from healthy epochs only
+          "--setenv",
+          "WATCHDOG_USEC=3000000",
+          ...argv,
+        ],
+        // The daemon does not exist until someone connects: this request starts it and is
+        // answered by it from the socket's backlog.
+        onSpawn: async (t) => {
+          await eventually("the activation socket", async () => existsSync(t.socket));
+          const c = await ExecgateClient.connect(t.socket, { timeoutMs: 30_000 });
+          try {
+            first = await c.status();
+          } finally {
+            await c.close();
+          }
+        },
+      });
+      daemons.push(d);
+      expect(first).toBeInstanceOf(Map);
+      const started = d
+        .stderr()
+        .split("\n")
+        .find((l) => l.includes('"daemon_started"'));
+      expect(JSON.parse(started ?? "{}")).toMatchObject({ activated: true, watchdogMs: 3000 });
+
+      const ready = await notes.until("READY=1", (m) => m.split("\n").includes("READY=1"));
+      expect(ready).toMatch(/^STATUS=epoch \d+ verified; evidence \d+ ms old$/m);
+      // Nothing before READY claimed readiness or a failed epoch.
+      expect(notes.messages.filter((m) => m.includes("READY=1"))).toHaveLength(1);
+      await notes.until("WATCHDOG=1", (m) => m.split("\n").includes("WATCHDOG=1"));
+
+      const c = await d.client();
+      try {
+        expect((await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token.length).toBeGreaterThan(0);
+        // A TPM that stops answering: epochs fail hardware_unavailable, and those never ping.
+        d.tpm.freeze();
+        const failed = await notes.until("a hardware_unavailable epoch", (m) =>
+          m.includes("failed: hardware_unavailable"),
+        );
+        expect(failed).not.toContain("WATCHDOG=1");
+        expect(failed).toMatch(/evidence \d+ ms old/);
+        const second = await notes.until("a second hardware_unavailable epoch", (m) =>
+          m.includes("failed: hardware_unavailable"),
+        );
+        expect(second).not.toContain("WATCHDOG=1");
+        d.tpm.resume();
+        await notes.until("WATCHDOG=1 after the TPM is back", (m) => m.split("\n").includes("WATCHDOG=1"));
+        await eventually("tokens again", async () => {
+          try {
+            await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+            return true;
+          } catch (e) {
+            if (e instanceof ExecgateDenied) return false;
+            throw e;
+          }
+        });
+      } finally {
+        d.tpm.resume();
+        await c.close();
+      }
+      // Never a second READY, and every hardware_unavailable epoch went without a ping.
+      expect(notes.messages.filter((m) => m.includes("READY=1"))).toHaveLength(1);
+      expect(
+        notes.messages.filter((m) => m.includes("hardware_unavailable") && m.includes("WATCHDOG=1")),
+      ).toEqual([]);
+      expect(await d.stop()).toBe(0);
+      await notes.until("STOPPING=1", (m) => m.split("\n").includes("STOPPING=1"));
+    },
+  );
+
+  it("SIGHUP reloads the policy (policy_loaded in the lineage); a broken policy keeps the old one", async () => {
+    const d = await startTestDaemon();
+    daemons.push(d);
+    const c = await d.client();
+    const outcome = async (scope: string) => {
+      try {
+        await c.requestToken({ scope, argv: ["/bin/true"] });
+        return "allow";
+      } catch (e) {
+        if (e instanceof ExecgateDenied) return e.reason;
+        throw e;
+      }
+    };
+    const { readFile } = await import("node:fs/promises");
+    const original = await readFile(d.policy, "utf8");
+    try {
+      expect(await outcome("dev")).toBe("allow");
+      expect(await outcome("gpu")).toBe("scope_not_allowed");
+      // The tester executor gets a second scope.
+      await writeFile(
+        d.policy,
+        `${original.replace('scopes = ["dev"]', 'scopes = ["dev", "gpu"]')}\n[scopes.gpu]\nttl_s = 30\n`,
+      );
+      d.child()!.kill("SIGHUP");
+      await eventually("policy_reloaded", async () => d.stderr().includes('"policy_reloaded"'));
+      expect(await outcome("gpu")).toBe("allow");
+
+      await writeFile(d.policy, "[[executors]]\nname = 42\n");
+      d.child()!.kill("SIGHUP");
+      await eventually("policy_reload_failed_keeping_old", async () =>
+        d.stderr().includes('"policy_reload_failed_keeping_old"'),
+      );
+      expect(await outcome("gpu")).toBe("allow");
+      expect(await outcome("dev")).toBe("allow");
+    } finally {
+      await c.close();
+    }
+    expect(await d.stop()).toBe(0);
+    const loaded = (await lineageEntries(d.lineageDir)).filter((e) => e.type === "policy_loaded");
+    // At start, and once for the good reload; the broken file left no entry.
+    expect(loaded).toHaveLength(2);
+    const digests = loaded.map((e) => Buffer.from(e.body.policyDigest as Uint8Array).toString("hex"));
+    expect(new Set(digests).size).toBe(2);
+  });
+});
