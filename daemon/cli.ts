@@ -31,6 +31,7 @@ const COMMANDS: Record<string, Loader> = {
   "token verify": async () => (await import("./commands/token-verify.js")).command,
   evidence: async () => (await import("./commands/evidence.js")).command,
   status: async () => (await import("./commands/status.js")).command,
+  "audit export": async () => (await import("./commands/audit-export.js")).command,
   "audit verify": async () => (await import("./commands/audit-verify.js")).command,
 };
 

@@ -10,6 +10,7 @@ import type { RequestHandler } from "../src/server/server.js";
 export function gateHandler(
   gate: Gate,
   evidence: (epoch: Uint8Array | undefined) => Record<string, CborValue> | undefined,
+  exportBundle?: () => Promise<{ path: string; size: number }>,
 ): RequestHandler {
   return {
     identify: (socket: Socket): Promise<PeerIdentity> => identifyPeer(socket),
@@ -36,6 +37,20 @@ export function gateHandler(
         }
         case "status":
           return okReply(req.id, gate.status());
+        case "lineage.export": {
+          // Operators only: root or the daemon's own user.
+          if (!exportBundle || (peer.uid !== 0 && peer.uid !== process.getuid?.())) {
+            await gate.recordDenial(peer, "peer_unknown", "lineage export is for root or the daemon user");
+            return errorReply(req.id, "denied", "peer_unknown");
+          }
+          try {
+            const r = await exportBundle();
+            return okReply(req.id, { path: r.path, size: r.size });
+          } catch (e) {
+            await gate.recordDenial(peer, "lineage_unavailable", `export failed: ${String(e)}`);
+            return errorReply(req.id, "denied", "lineage_unavailable");
+          }
+        }
         case "evidence": {
           const ev = evidence(req.args.epoch);
           return ev ? okReply(req.id, ev) : errorReply(req.id, "denied", "attestation_missing");

@@ -3,6 +3,7 @@ import { type Checkpoint, parseCheckpoint } from "../../src/lineage/checkpoint.j
 import { readBundle } from "../../src/lineage/export.js";
 import { parseNote, parseVerifierKey } from "../../src/lineage/note.js";
 import { flag, parseCommandArgs, printJson, readInput, str } from "../args.js";
+import { auditKeysAndAttestation } from "../audit-files.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 
@@ -13,7 +14,13 @@ import { EXIT, usageError } from "../exit.js";
  */
 export const command: Command = {
   summary: "verify a lineage bundle offline; exit 0 only if everything holds",
-  usage: "DIR [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--json]",
+  usage:
+    "DIR [--trust CA.pem] [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--json]\n" +
+    "  --trust: EK certificate trust anchors (the TPM vendor's CA; swtpm_localca's root for dev)\n" +
+    "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
+    "chain (EK certificate → trust anchors; AK; the AK-certified checkpoint key signs the checkpoints)\n" +
+    "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token).\n" +
+    "Exit: 0 only if everything holds, 1 with every failure listed, 2 usage, 3 unreadable bundle.",
   async run(argv) {
     const p = parseCommandArgs(
       argv,
@@ -22,6 +29,7 @@ export const command: Command = {
         vkey: { type: "string" },
         origin: { type: "string" },
         "trusted-checkpoint": { type: "string", multiple: true },
+        trust: { type: "string" },
       },
       true,
     );
@@ -42,7 +50,7 @@ export const command: Command = {
       // Checkpoints the auditor kept are trusted as given; their signatures were checked back then.
       trusted.push(parseCheckpoint(parseNote(await readInput(path, "checkpoint")).text));
     }
-    const report = verifyBundle({
+    const bundleReport = verifyBundle({
       origin: str(p, "origin") ?? files.origin,
       logVerifier: logKey!,
       otherVerifiers: others,
@@ -50,6 +58,19 @@ export const command: Command = {
       checkpointLog: files.checkpointLog,
       trustedCheckpoints: trusted,
     });
+    const trustPath = str(p, "trust");
+    const attestation = await auditKeysAndAttestation(dir, files, logKey!, {
+      ...(trustPath
+        ? { trustPem: new TextDecoder().decode(await readInput(trustPath, "trust anchors")) }
+        : {}),
+      origin: str(p, "origin") ?? files.origin,
+    });
+    const report = {
+      ...bundleReport,
+      ok: bundleReport.ok && attestation.failures.length === 0,
+      failures: [...bundleReport.failures, ...attestation.failures],
+      attestation: attestation.summary,
+    };
     const keySource = vkeyPath === undefined ? "bundle" : "argument";
     if (flag(p, "json")) {
       printJson({ ...report, keySource });
@@ -58,6 +79,7 @@ export const command: Command = {
         `${report.ok ? "OK" : "FAILED"}: ${report.entries} entries, root ${report.root}`,
         `checkpoints verified: ${report.checkpointsVerified}` +
           (report.latestCheckpoint ? `, latest size ${report.latestCheckpoint.size}` : ""),
+        `attestation: ${report.attestation.verifiedEpochs}/${report.attestation.epochs} epochs verified, ${report.attestation.allows} allows, ${report.attestation.tokensRedeemed} tokens redeemed`,
         `log key: ${logKey!.vkey} (from the ${keySource}${keySource === "bundle" ? "; pass --vkey to pin it" : ""})`,
         ...report.failures.map(
           (f) =>

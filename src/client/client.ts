@@ -180,6 +180,17 @@ export class ExecgateClient {
     return this.call("evidence", epoch ? { epoch } : {});
   }
 
+  /** Asks the daemon to write an audit bundle into its state directory (root / daemon user only). */
+  async exportLineage(): Promise<{ path: string; size: number }> {
+    const r = await this.call("lineage.export", {});
+    const path = r.get("path");
+    const size = r.get("size");
+    if (typeof path !== "string" || typeof size !== "number") {
+      throw new ExecgateError("malformed", "lineage.export: reply needs path and size");
+    }
+    return { path, size };
+  }
+
   /** Closes the connection; requests still in flight fail with "io_error". */
   async close(): Promise<void> {
     this.abort(new ExecgateError("io_error", "client closed"));

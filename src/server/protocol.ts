@@ -24,7 +24,8 @@ export type Request =
   | { readonly id: number; readonly op: "token.redeem"; readonly args: { readonly token: Uint8Array } }
   | { readonly id: number; readonly op: "execution.report"; readonly args: ExecutionReportArgs }
   | { readonly id: number; readonly op: "status"; readonly args: Record<string, never> }
-  | { readonly id: number; readonly op: "evidence"; readonly args: { readonly epoch?: Uint8Array } };
+  | { readonly id: number; readonly op: "evidence"; readonly args: { readonly epoch?: Uint8Array } }
+  | { readonly id: number; readonly op: "lineage.export"; readonly args: Record<string, never> };
 
 export interface TokenRequestArgs {
   readonly scope: string;
@@ -175,6 +176,7 @@ export function parseRequest(frame: Uint8Array): Request {
     case "execution.report":
       return { id, op, args: parseReport(args) };
     case "status":
+    case "lineage.export":
       allowKeys(args, [], op);
       return { id, op, args: {} };
     case "evidence": {

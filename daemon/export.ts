@@ -1,0 +1,77 @@
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { parseSegment } from "../src/audit/bundle.js";
+import { exportBundle, readBundle } from "../src/lineage/export.js";
+import { leafHash } from "../src/lineage/hash.js";
+import type { Lineage } from "../src/lineage/lineage.js";
+import { entryBundles, hashTiles } from "../src/lineage/tiles.js";
+import { certify } from "../src/tpm/ops/attest.js";
+import { readEkCertificates } from "../src/tpm/ops/ek-certs.js";
+import { HANDLES, handleHex } from "../src/tpm/ops/handles.js";
+import { readPublic } from "../src/tpm/ops/keys.js";
+import type { TpmRunner } from "../src/tpm/runner.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js";
+
+/**
+ * The auditor's bundle, written by the daemon (which holds the journal lock) into its state
+ * directory; `execgate audit export` copies it out. Layout (docs/audit.md):
+ *   segments/, checkpoints.log, log.vkey, origin, blobs/   the lineage (src/lineage/export.ts)
+ *   checkpoint                                            the latest signed checkpoint note
+ *   tile/…                                                C2SP tlog-tiles view of the same log
+ *   enrollment/                                           ek.pub, ek-cert-<nv>.der, ak.pub, ak.pem,
+ *                                                         signing-key.pub, signing-key.pem,
+ *                                                         signing-key.certify.{attest,sig,qd}
+ * Policies are in blobs/ under their digest (the daemon stores each policy it loads there).
+ */
+export interface AuditExportOptions {
+  readonly lineage: Lineage;
+  readonly blobsDir: string;
+  /** Where exports go: only the newest one is kept. */
+  readonly exportsDir: string;
+  readonly tpm?: { readonly runner: TpmRunner; readonly akHandle: number; readonly signingKeyHandle: number };
+}
+
+export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: string; size: number }> {
+  await mkdir(o.exportsDir, { recursive: true, mode: 0o750 });
+  for (const old of await readdir(o.exportsDir))
+    await rm(join(o.exportsDir, old), { recursive: true, force: true });
+  const out = join(o.exportsDir, new Date().toISOString().replace(/[:.]/g, "-"));
+  const r = await exportBundle({ lineage: o.lineage, out, blobsDir: o.blobsDir });
+  await writeFile(join(out, "checkpoint"), r.checkpoint.note);
+
+  const files = await readBundle(out);
+  const entries = files.segments.flatMap((s) => [...parseSegment(s).entries]);
+  for (const t of [...hashTiles(entries.map((e) => leafHash(e))), ...entryBundles(entries)]) {
+    await mkdir(dirname(join(out, t.path)), { recursive: true });
+    await writeFile(join(out, t.path), t.bytes);
+  }
+
+  if (o.tpm) {
+    const { runner, akHandle, signingKeyHandle } = o.tpm;
+    const e = join(out, "enrollment");
+    await mkdir(e);
+    const pem = (pub: Uint8Array) =>
+      String(tpmPublicKey(parseTpm2bPublic(pub)).export({ type: "spki", format: "pem" }));
+    const ek = await readPublic(runner, HANDLES.ekRsa);
+    const ak = await readPublic(runner, akHandle);
+    const sk = await readPublic(runner, signingKeyHandle);
+    if (ek) await writeFile(join(e, "ek.pub"), ek);
+    if (ak) {
+      await writeFile(join(e, "ak.pub"), ak);
+      await writeFile(join(e, "ak.pem"), pem(ak));
+    }
+    if (sk) {
+      await writeFile(join(e, "signing-key.pub"), sk);
+      await writeFile(join(e, "signing-key.pem"), pem(sk));
+    }
+    if (ak && sk) {
+      const c = await certify(runner, { objectHandle: signingKeyHandle, akHandle });
+      await writeFile(join(e, "signing-key.certify.attest"), c.attest);
+      await writeFile(join(e, "signing-key.certify.sig"), c.signature);
+      await writeFile(join(e, "signing-key.certify.qd"), c.qualifyingData);
+    }
+    for (const cert of await readEkCertificates(runner))
+      await writeFile(join(e, `ek-cert-${handleHex(cert.nvIndex)}.der`), cert.der);
+  }
+  return { path: out, size: r.size };
+}
