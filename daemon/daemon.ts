@@ -24,6 +24,7 @@ import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { EXIT } from "./exit.js";
+import { writeAuditBundle } from "./export.js";
 import { gateHandler } from "./handler.js";
 
 /**
@@ -146,6 +147,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         policyDigest: current.digest,
       }),
     );
+    await blobs.put(current.bytes); // the policy by its digest, for auditors
     await lineage.journal.append(
       makeEntry("policy_loaded", time(), { policyDigest: current.digest, source: config.daemon.policy }),
     );
@@ -209,7 +211,14 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   };
 
   const server = new GateServer(
-    gateHandler(gate, evidence),
+    gateHandler(gate, evidence, () =>
+      writeAuditBundle({
+        lineage,
+        blobsDir: join(config.lineage.dir, "blobs"),
+        exportsDir: join(config.daemon.stateDir, "exports"),
+        tpm: { runner, akHandle: config.tpm.akHandle, signingKeyHandle: config.tpm.signingKeyHandle },
+      }),
+    ),
     {
       maxFrameBytes: config.limits.maxFrameBytes,
       maxConnections: config.limits.maxConnections,
@@ -345,6 +354,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     void (async () => {
       try {
         const next = await loadPolicy(config.daemon.policy);
+        await blobs.put(next.bytes);
         await lineage.journal.append(
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
         );

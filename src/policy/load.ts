@@ -27,6 +27,8 @@ export interface LoadedPolicy {
   /** SHA-256 of the policy file's bytes (the lineage's policy_loaded entry and the token's pold). */
   readonly digest: Uint8Array;
   readonly path: string;
+  /** The file's bytes (the daemon keeps each policy it loads in the blob store, by digest). */
+  readonly bytes: Uint8Array;
 }
 
 export const MAX_POLICY_BYTES = 16 << 20;
@@ -103,5 +105,5 @@ export async function loadPolicy(path: string): Promise<LoadedPolicy> {
   }
   const policy = parsePolicy(text, dirname(abs), abs);
   const integrity = await loadIntegrityFromConfig(policy.integrity, policy.baseDir);
-  return { policy, integrity, digest: policyDigest(bytes), path: abs };
+  return { policy, integrity, digest: policyDigest(bytes), path: abs, bytes };
 }
