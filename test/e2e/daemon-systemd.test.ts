@@ -1,5 +1,5 @@
-import { accessSync, constants, existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { type DatagramListener, listenDatagram } from "../fixtures/peer/unix-peer.js";
 import { eventually, lineageEntries, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { describeTpm } from "../helpers/hardware.js";
+import { syscallFilterOfUnit, UNIT_DIR } from "../helpers/systemd.js";
 
 /*
  * The daemon as systemd runs it, without systemd as PID 1: systemd-socket-activate owns the
@@ -15,16 +16,21 @@ import { describeTpm } from "../helpers/hardware.js";
  */
 
 const ACTIVATE = "/usr/bin/systemd-socket-activate";
-const hasActivate = (() => {
+const STRACE = "/usr/bin/strace";
+const executable = (p: string) => {
   try {
-    accessSync(ACTIVATE, constants.X_OK);
+    accessSync(p, constants.X_OK);
     return true;
   } catch {
     return false;
   }
-})();
-if (!hasActivate && process.env.CI === "true")
-  throw new Error(`CI=true but ${ACTIVATE} is missing (apt package systemd; run scripts/setup.sh as root)`);
+};
+const hasActivate = executable(ACTIVATE);
+const hasStrace = executable(STRACE);
+if (process.env.CI === "true" && (!hasActivate || !hasStrace))
+  throw new Error(
+    `CI=true but ${ACTIVATE} or ${STRACE} is missing (apt packages systemd, strace; run scripts/setup.sh as root)`,
+  );
 
 /** Datagrams received so far, and a way to wait for the next one matching a predicate. */
 class NotifyLog {
@@ -153,7 +159,6 @@ describeTpm("the daemon under systemd's protocols", () => {
         throw e;
       }
     };
-    const { readFile } = await import("node:fs/promises");
     const original = await readFile(d.policy, "utf8");
     try {
       expect(await outcome("dev")).toBe("allow");
@@ -184,4 +189,49 @@ describeTpm("the daemon under systemd's protocols", () => {
     const digests = loaded.map((e) => Buffer.from(e.body.policyDigest as Uint8Array).toString("hex"));
     expect(new Set(digests).size).toBe(2);
   });
+
+  it.runIf(hasStrace || process.env.CI === "true")(
+    "every system call of the daemon and its tpm2-tools children passes the unit's SystemCallFilter",
+    async () => {
+      const trace = join(dir, "strace.out");
+      const d = await startTestDaemon({
+        wrap: (argv) => [STRACE, "-f", "-qq", "-o", trace, "--", ...argv],
+      });
+      daemons.push(d);
+      const c = await d.client();
+      try {
+        const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+        await c.redeem(t.token);
+        await c.report({ tokenId: t.tokenId, exitStatus: 0, durationMs: 1 });
+        await c.status();
+      } finally {
+        await c.close();
+      }
+      // SIGTERM to the daemon itself (strace's child), so the shutdown path is traced too.
+      const stracePid = d.child()!.pid!;
+      const children = readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, "utf8")
+        .trim()
+        .split(" ");
+      expect(children).toHaveLength(1);
+      process.kill(Number(children[0]), "SIGTERM");
+      expect(await d.stop()).toBe(0);
+
+      const used = new Set<string>();
+      const families = new Set<string>();
+      for (const line of (await readFile(trace, "utf8")).split("\n")) {
+        const m = /^\d+\s+([a-z0-9_]+)\(/.exec(line);
+        if (m) used.add(m[1]!);
+        const f = /^\d+\s+socket\((AF_[A-Z0-9]+)/.exec(line);
+        if (f) families.add(f[1]!);
+      }
+      // RestrictAddressFamilies=AF_UNIX (with a TCTI over a Unix socket, as in production's device TCTI).
+      expect([...families]).toEqual(["AF_UNIX"]);
+      // The trace saw the daemon's own work and the tpm2-tools children it execs.
+      expect(used).toContain("execve");
+      expect(used).toContain("fsync");
+      const filter = await syscallFilterOfUnit(join(UNIT_DIR, "execgate.service"));
+      const refused = [...used].filter((name) => !filter.allows(name)).sort();
+      expect(refused).toEqual([]);
+    },
+  );
 });
