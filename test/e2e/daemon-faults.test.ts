@@ -5,6 +5,8 @@ import { promisify } from "node:util";
 import { afterAll, expect, it } from "vitest";
 import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
+import { HANDLES } from "../../src/tpm/ops/handles.js";
+import { ensureAk, evict } from "../../src/tpm/ops/keys.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
 import { execgate } from "../helpers/cli.js";
 import { eventually, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
@@ -106,6 +108,21 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
     }
     await d.stop();
     expect(await recordedDenials(d.lineageDir)).toContain("attestation_stale");
+  });
+
+  it("the AK replaced under the daemon (quotes no longer verify with the enrolled key) → quote_invalid", async () => {
+    const d = await daemon();
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      await evict(d.tpm.runner, HANDLES.ak);
+      await ensureAk(d.tpm.runner); // a new key at the same handle
+      await eventually("quote_invalid", async () => (await outcome(c)) === "quote_invalid");
+    } finally {
+      await c.close();
+    }
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("quote_invalid");
   });
 
   it("a changed boot id → environment_mismatch", async () => {
