@@ -1,6 +1,8 @@
 import type { KeyObject } from "node:crypto";
 import { type CborValue, encode } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
+import { ExecgateError } from "../core/errors.js";
+import { verifyHsmBindingSignature } from "../hsm/epoch.js";
 import type { EventLog } from "../measure/eventlog-parse.js";
 import { pcrHexFromTpm } from "../measure/pcrs-input.js";
 import {
@@ -22,12 +24,29 @@ import type { EvidenceState } from "./evidence.js";
  * keeps so an auditor can redo every step offline.
  */
 
+/**
+ * An HSM root of trust (docs/hsm.md): signs the epoch binding bytes — ECDSA P-256 over
+ * SHA-256(binding) as raw r‖s, or Ed25519 over the binding — in place of (HSM-only mode) or
+ * beside (tpm+hsm) the quote. src/hsm's HsmKey is one.
+ */
+export interface EpochSigner {
+  readonly publicKey: KeyObject;
+  sign(bindingBytes: Uint8Array): Promise<Uint8Array>;
+}
+
+type Failure = { readonly failure: DenialReason; readonly detail: string };
+
 export interface EpochInput {
   readonly binding: EpochBinding;
-  /** The quote, or the reason there is none (TPM unreachable, TPM error). */
-  readonly quote: QuoteOutput | { readonly failure: DenialReason; readonly detail: string };
-  readonly akPublic: KeyObject;
-  readonly selection: PcrSelection;
+  /**
+   * The quote, or the reason there is none (TPM unreachable, TPM error). Absent when the host
+   * has no TPM root (HSM-only mode): then PCR rules of the integrity policy fail closed.
+   */
+  readonly quote?: QuoteOutput | Failure;
+  readonly akPublic?: KeyObject;
+  readonly selection?: PcrSelection;
+  /** The HSM's signature over the binding bytes (HSM modes), or why there is none. */
+  readonly hsm?: { readonly signature: Uint8Array; readonly publicKey: KeyObject } | Failure;
   readonly policy: IntegrityPolicy;
   readonly eventlog?: EventLog;
   readonly ima?: ImaEvidence;
@@ -56,9 +75,56 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     verifiedAtMs: input.verifiedAtMs,
     bootId: input.binding.bootId,
   };
+  const bindingBytes = encodeEpochBinding(input.binding);
+  const hsmFields = input.hsm && !("failure" in input.hsm) ? { hsm_signature: input.hsm.signature } : {};
   const record = (fields: Record<string, CborValue | undefined>): Uint8Array =>
-    encode({ binding: encodeEpochBinding(input.binding), ...fields });
+    encode({ binding: bindingBytes, ...hsmFields, ...fields });
 
+  // The HSM signature first: a root that does not answer, or answers wrongly, fails the epoch.
+  let hsmFailure: Failure | undefined;
+  if (input.hsm && "failure" in input.hsm) hsmFailure = input.hsm;
+  else if (input.hsm && !verifyHsmBindingSignature(bindingBytes, input.hsm.signature, input.hsm.publicKey))
+    hsmFailure = {
+      failure: "quote_invalid",
+      detail: "the HSM signature over the epoch binding does not verify",
+    };
+  if (input.quote === undefined && input.hsm === undefined)
+    hsmFailure = { failure: "internal_error", detail: "no root of trust (TPM or HSM) configured" };
+  if (hsmFailure) {
+    const integrity = { ok: false as const, reason: hsmFailure.failure, detail: hsmFailure.detail };
+    const quoteFields =
+      input.quote && !("failure" in input.quote)
+        ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
+        : {};
+    return {
+      hash,
+      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
+      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
+      ima: undefined,
+    };
+  }
+
+  if (input.quote === undefined) {
+    // HSM-only: the signature binds issuer key, checkpoint, boot id and nonce; no PCRs are attested.
+    const decision = evaluateIntegrity(input.policy, {
+      pcrs: {},
+      ...(input.eventlog ? { eventlog: input.eventlog } : {}),
+      ...(input.ima ? { ima: input.ima } : {}),
+    });
+    const integrity = decision.ok
+      ? ({ ok: true } as const)
+      : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
+    return {
+      hash,
+      state: { ...base, resetCount: 0, restartCount: 0, pcrDigest: ZERO32, integrity },
+      record: record({ verified: integrity.ok, ...(integrity.ok ? {} : { reason: integrity.reason }) }),
+      ima: decision.ima,
+    };
+  }
+  if (!input.akPublic || !input.selection)
+    throw new ExecgateError("internal", "a quote needs the AK public key and the PCR selection");
+  const akPublic = input.akPublic;
+  const selection = input.selection;
   if ("failure" in input.quote) {
     const integrity = { ok: false as const, reason: input.quote.failure, detail: input.quote.detail };
     return {
@@ -89,9 +155,9 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   const v = verifyQuote({
     attest: q.attest,
     signature: q.signature,
-    akPublic: input.akPublic,
+    akPublic,
     expectedQualifyingData: hash,
-    expectedSelection: input.selection,
+    expectedSelection: selection,
     pcrValues: values,
   });
   if (!v.ok) {

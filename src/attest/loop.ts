@@ -15,15 +15,27 @@ import type { IntegrityPolicy } from "../policy/integrity.js";
 import { quote } from "../tpm/ops/attest.js";
 import type { TpmRunner } from "../tpm/runner.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
-import type { EpochBinding } from "./binding.js";
-import { evaluateEpoch } from "./epoch.js";
+import { type EpochBinding, encodeEpochBinding } from "./binding.js";
+import { type EpochSigner, evaluateEpoch } from "./epoch.js";
 import type { EvidenceState } from "./evidence.js";
 
-export interface AttestationLoopOptions {
+/** The TPM root: one quote per epoch over SHA-256(binding). */
+export interface TpmEpochRoot {
   readonly runner: TpmRunner;
   readonly akHandle: number;
   readonly akPublic: KeyObject;
   readonly selection: PcrSelection;
+}
+
+/**
+ * The TPM fields are the TPM root; without them (HSM-only mode) `hsm` must be given. With both
+ * (tpm+hsm) each epoch carries the quote and the HSM signature, and both must verify.
+ */
+export type AttestationLoopOptions = (TpmEpochRoot | { readonly runner?: undefined }) & LoopCommonOptions;
+
+interface LoopCommonOptions {
+  /** The HSM root: signs each epoch's binding (docs/hsm.md). */
+  readonly hsm?: EpochSigner;
   /** The integrity policy in force (re-read on every epoch, so a reload applies at the next one). */
   readonly policy: () => IntegrityPolicy;
   /** Raw Ed25519 public key of the token issuer. */
@@ -179,15 +191,15 @@ export class AttestationLoop {
       bootId: await this.readBootId(),
       nonce: new Uint8Array(randomBytes(32)),
     };
-    const q = await this.takeQuote(binding);
+    const [q, hsm] = await Promise.all([this.takeQuote(binding), this.takeHsmSignature(binding)]);
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
     const ima = await this.readIma(evidenceDigests);
     const result = evaluateEpoch({
       binding,
-      quote: q,
-      akPublic: this.o.akPublic,
-      selection: this.o.selection,
+      ...(q ? { quote: q } : {}),
+      ...(this.o.runner ? { akPublic: this.o.akPublic, selection: this.o.selection } : {}),
+      ...(hsm ? { hsm } : {}),
       policy: this.o.policy(),
       ...(eventlog ? { eventlog } : {}),
       ...(ima
@@ -257,7 +269,20 @@ export class AttestationLoop {
     for (const w of ready) w.resolve(state);
   }
 
+  private async takeHsmSignature(binding: EpochBinding) {
+    const hsm = this.o.hsm;
+    if (!hsm) return undefined;
+    try {
+      return { signature: await hsm.sign(encodeEpochBinding(binding)), publicKey: hsm.publicKey };
+    } catch (e) {
+      const err = asExecgateError(e);
+      const failure: DenialReason = "hardware_unavailable";
+      return { failure, detail: `HSM ${err.code}: ${err.message}` };
+    }
+  }
+
   private async takeQuote(binding: EpochBinding) {
+    if (!this.o.runner) return undefined;
     const { epochHash } = await import("./binding.js");
     try {
       return await quote(this.o.runner, {
