@@ -192,8 +192,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         const [decisionIndex, decisionLeaf] = claims.lineage;
         const d = input.entries[decisionIndex];
         if (
-          !d ||
-          d.type !== "decision" ||
+          d?.type !== "decision" ||
           !d.body.allow ||
           !e.refs.some((r) => r.index === decisionIndex && bytesEqual(r.leafHash, decisionLeaf))
         ) {

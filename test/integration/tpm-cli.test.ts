@@ -119,7 +119,7 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
 
     it(`${label} AK: each tamper case is rejected naming the failed check`, async () => {
       const p = label.toLowerCase();
-      await checkFails(verifyArgs(p, { nonce: "00" + NONCE.slice(2) }), "extra_data");
+      await checkFails(verifyArgs(p, { nonce: `00${NONCE.slice(2)}` }), "extra_data");
       const msg = await readFile(f(`${p}.msg`));
       msg[msg.length - 5]! ^= 0x01;
       await writeFile(f(`${p}-bad.msg`), msg);
