@@ -9,7 +9,15 @@ import {
   pcrSelectionToText,
 } from "../tpm/structures/pcr-selection.js";
 import { type ConfigSection, DEFAULTS, LINEAGE_SUBDIR } from "./defaults.js";
-import { type KeyKind, type LogLevel, MAX_SOCKET_MODE, SCHEMA, SECTIONS } from "./schema.js";
+import {
+  type CheckpointSigner,
+  type KeyKind,
+  type LogLevel,
+  MAX_SOCKET_MODE,
+  type RootMode,
+  SCHEMA,
+  SECTIONS,
+} from "./schema.js";
 
 /** The daemon configuration with every default applied and every path absolute. */
 export interface Config {
@@ -61,6 +69,15 @@ export interface Config {
     readonly socket?: string;
     readonly socketMode: number;
     readonly port?: number;
+  };
+  readonly hsm: {
+    readonly require: RootMode;
+    readonly module: string;
+    readonly tokenLabel: string;
+    readonly keyLabel: string;
+    readonly pinFile?: string;
+    readonly pinCredential?: string;
+    readonly checkpoints?: CheckpointSigner;
   };
 }
 
@@ -190,6 +207,10 @@ function crossCheck(d: ResolvedDocument, source: string): void {
     throw bad(source, "metrics.socket", "must differ from daemon.socket");
   if (d.metrics.socket !== undefined && d.metrics.port !== undefined)
     throw bad(source, "metrics.port", "set metrics.socket or metrics.port, not both");
+  if (d.hsm.require === "hsm" && d.hsm.checkpoints === "tpm")
+    throw bad(source, "hsm.checkpoints", 'cannot be "tpm" when hsm.require is "hsm" (no TPM)');
+  if (d.hsm.pin_file !== undefined && d.hsm.pin_credential !== undefined)
+    throw bad(source, "hsm.pin_credential", "set hsm.pin_file or hsm.pin_credential, not both");
 }
 
 function toConfig(d: ResolvedDocument): Config {

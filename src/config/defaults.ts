@@ -53,6 +53,15 @@ export const DEFAULTS = {
     socket_mode: "0660",
     port: undefined,
   },
+  hsm: {
+    require: "tpm",
+    module: "/usr/lib/softhsm/libsofthsm2.so",
+    token_label: "execgate",
+    key_label: "execgate-root",
+    pin_file: undefined,
+    pin_credential: undefined,
+    checkpoints: undefined,
+  },
 } as const;
 
 /** lineage.dir when not set: this directory under daemon.state_dir. */

@@ -8,6 +8,12 @@ import { type ConfigSection, DEFAULTS } from "./defaults.js";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const ROOT_MODES = ["tpm", "hsm", "tpm+hsm"] as const;
+export type RootMode = (typeof ROOT_MODES)[number];
+export const CHECKPOINT_SIGNERS = ["tpm", "hsm"] as const;
+export type CheckpointSigner = (typeof CHECKPOINT_SIGNERS)[number];
+/** A PKCS#11 label as the config spells it (the token pads it with spaces). */
+const PKCS11_LABEL = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
 /** sockaddr_un.sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -173,6 +179,51 @@ export const SCHEMA: Schema = {
       kind: { type: "integer", min: 1, max: 65_535 },
       doc: "TCP port on 127.0.0.1 serving `GET /metrics`; needs AF_INET in the unit (docs/operations.md)",
       absent: "no metrics port",
+    },
+  },
+  hsm: {
+    require: {
+      kind: { type: "enum", values: ROOT_MODES },
+      doc: "roots of trust each epoch needs: a TPM quote, an HSM signature over the epoch binding, or both (docs/hsm.md)",
+    },
+    module: { kind: path, doc: "PKCS#11 module (.so) of the HSM" },
+    token_label: {
+      kind: {
+        type: "string",
+        pattern: PKCS11_LABEL,
+        what: "printable ASCII without leading or trailing spaces",
+        maxLength: 32,
+      },
+      doc: "label of the PKCS#11 token (tokens are found by label: slot ids change)",
+    },
+    key_label: {
+      kind: {
+        type: "string",
+        pattern: PKCS11_LABEL,
+        what: "printable ASCII without leading or trailing spaces",
+        maxLength: 128,
+      },
+      doc: "CKA_LABEL of the signing key pair (`execgate enroll --hsm` makes it)",
+    },
+    pin_file: {
+      kind: path,
+      doc: "file holding the token's user PIN (never put the PIN itself in this file)",
+      absent: "`pin_credential`",
+    },
+    pin_credential: {
+      kind: {
+        type: "string",
+        pattern: /^(?!\.\.?$)[A-Za-z0-9_.@-]+$/,
+        what: "a systemd credential name",
+        maxLength: 255,
+      },
+      doc: "systemd credential holding the user PIN, read from `$CREDENTIALS_DIRECTORY/<name>`",
+      absent: "`pin_file`; with neither, HSM modes refuse to start",
+    },
+    checkpoints: {
+      kind: { type: "enum", values: CHECKPOINT_SIGNERS },
+      doc: "which hardware key signs lineage checkpoints",
+      absent: '`hsm` when require is "hsm", else `tpm`',
     },
   },
 };
