@@ -1,0 +1,155 @@
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { afterAll, expect, it } from "vitest";
+import { ExecgateDenied } from "../../src/client/index.js";
+import { execgate } from "../helpers/cli.js";
+import { eventually, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { describeTpm } from "../helpers/hardware.js";
+
+/** One HTTP request to the metrics listener (Unix socket or localhost port). */
+function get(
+  target: { socketPath: string } | { port: number },
+  path = "/metrics",
+  method = "GET",
+): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { ...target, ...("port" in target ? { host: "127.0.0.1" } : {}), path, method },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          body += c;
+        });
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** `name{labels} value` lines → value, keyed by the text before the value. */
+function samples(body: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of body.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const i = line.lastIndexOf(" ");
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+const daemons: TestDaemon[] = [];
+
+describeTpm("operations: metrics and status of a real daemon", () => {
+  afterAll(async () => {
+    for (const d of daemons) await d.dispose().catch(() => undefined);
+  });
+
+  it("scraping the metrics socket: tokens, denials by reason, epochs, TPM latency, lineage, connections", async () => {
+    const d = await startTestDaemon({ config: { metrics: ['socket = "$DIR/metrics.sock"'] } });
+    daemons.push(d);
+    const target = { socketPath: `${d.dir}/metrics.sock` };
+    const c = await d.client();
+    try {
+      await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+      await expect(c.requestToken({ scope: "gpu", argv: ["/bin/true"] })).rejects.toBeInstanceOf(
+        ExecgateDenied,
+      );
+    } finally {
+      await c.close();
+    }
+    // Checkpoints are signed by the TPM in the background: wait until one was timed.
+    await eventually("a timed tpm2_sign", async () =>
+      (await get(target)).body.includes('execgate_tpm_command_seconds_count{command="tpm2_sign"}'),
+    );
+    const r = await get(target);
+    expect(r.status).toBe(200);
+    expect(r.type).toBe("text/plain; version=0.0.4; charset=utf-8");
+    const m = samples(r.body);
+    expect(m.get("execgate_up")).toBe(1);
+    expect(m.get("execgate_tokens_issued_total")).toBe(1);
+    expect(m.get("execgate_token_requests_total")).toBe(2);
+    expect(m.get('execgate_denials_total{reason="scope_not_allowed"}')).toBe(1);
+    expect(m.get('execgate_denials_total{reason="pcr_mismatch"}')).toBe(0);
+    expect(m.get("execgate_epoch_verified")).toBe(1);
+    expect(m.get("execgate_epoch_seq")).toBeGreaterThanOrEqual(0);
+    expect(m.get("execgate_epoch_age_seconds")).toBeGreaterThanOrEqual(0);
+    expect(m.get("execgate_epochs_total")).toBeGreaterThanOrEqual(1);
+    expect(m.get('execgate_tpm_command_seconds_count{command="tpm2_quote"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('execgate_tpm_command_seconds_bucket{command="tpm2_quote",le="+Inf"}')).toBe(
+      m.get('execgate_tpm_command_seconds_count{command="tpm2_quote"}'),
+    );
+    expect(m.get('execgate_epoch_duration_seconds_bucket{le="+Inf"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get("execgate_lineage_size")).toBeGreaterThan(0);
+    expect(m.get("execgate_lineage_checkpoint_lag")).toBeGreaterThanOrEqual(0);
+    expect(m.get("execgate_connections_accepted_total")).toBeGreaterThanOrEqual(1);
+    // Only GET/HEAD /metrics.
+    expect((await get(target, "/")).status).toBe(404);
+    expect((await get(target, "/metrics", "POST")).status).toBe(405);
+    expect((await get(target, "/metrics", "HEAD")).body).toBe("");
+  });
+
+  it("execgate status (--json and human): up, evidence age, last denial with counts, lineage lag, TPM health", async () => {
+    const d = daemons[0]!;
+    const j = await execgate(["status", "--json"], d.env);
+    expect(j.code).toBe(0);
+    const st = JSON.parse(j.stdout);
+    expect(st).toMatchObject({
+      up: true,
+      epoch: { verified: true },
+      last_denial: { reason: "scope_not_allowed" },
+      recent_denials: { scope_not_allowed: 1 },
+      denials: { scope_not_allowed: 1 },
+      tokens: { issued: 1, requests: 2 },
+      hardware: { tpm: { healthy: true } },
+    });
+    expect(st.evidence_age_ms).toBeGreaterThanOrEqual(0);
+    expect(st.lineage.checkpoint_lag).toBe(st.lineage.size - st.lineage.checkpoint_size);
+    expect(st.hardware.tpm.epochs).toBeGreaterThanOrEqual(1);
+
+    const h = await execgate(["status"], d.env);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/^execgate daemon at .+: up$/m);
+    expect(h.stdout).toMatch(/^ {2}epoch: \d+ verified \(TPM reset \d+, restart \d+\)$/m);
+    expect(h.stdout).toMatch(/^ {2}evidence: [\d.]+ m?s old$/m);
+    expect(h.stdout).toMatch(/^ {2}denials: scope_not_allowed 1$/m);
+    expect(h.stdout).toMatch(
+      /^ {2}last denial: scope_not_allowed, [\d.]+ m?s ago \(recent: scope_not_allowed 1\)$/m,
+    );
+    expect(h.stdout).toMatch(/^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\)$/m);
+    expect(h.stdout).toMatch(/^ {2}tpm: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
+
+    // A TPM that is gone: status says so (and the evidence is no longer fresh).
+    await d.tpm.kill();
+    try {
+      await eventually("the TPM reported down", async () => {
+        const s = JSON.parse((await execgate(["status", "--json"], d.env)).stdout);
+        return s.hardware.tpm.healthy === false && s.evidence_age_ms === null;
+      });
+      const down = await execgate(["status"], d.env);
+      expect(down.stdout).toMatch(/^ {2}tpm: NOT ANSWERING;/m);
+      expect(down.stdout).toMatch(/^ {2}evidence: none verified: every token request is denied$/m);
+    } finally {
+      await d.tpm.launch();
+    }
+  });
+
+  it("the metrics on a localhost port instead", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+      });
+    });
+    const d = await startTestDaemon({ config: { metrics: [`port = ${port}`] } });
+    daemons.push(d);
+    const r = await get({ port });
+    expect(r.status).toBe(200);
+    expect(samples(r.body).get("execgate_up")).toBe(1);
+    expect(d.stderr()).toContain(`"metrics":"127.0.0.1:${port}"`);
+  });
+});
