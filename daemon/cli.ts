@@ -32,6 +32,8 @@ const COMMANDS: Record<string, Loader> = {
   evidence: async () => (await import("./commands/evidence.js")).command,
   status: async () => (await import("./commands/status.js")).command,
   "audit export": async () => (await import("./commands/audit-export.js")).command,
+  "audit inclusion": async () => (await import("./commands/audit-proof.js")).inclusion,
+  "audit consistency": async () => (await import("./commands/audit-proof.js")).consistency,
   "audit verify": async () => (await import("./commands/audit-verify.js")).command,
 };
 

@@ -95,6 +95,25 @@ describeTpm("export → offline audit of a real daemon's lineage, and tampered b
     expect(await readdir(join(bundle, "blobs"))).toContain(createHash("sha256").update(policy).digest("hex"));
   });
 
+  it("single proofs: inclusion of an entry and consistency from an earlier size or a kept checkpoint", async () => {
+    const inc = await execgate(["audit", "inclusion", bundle, "--index", "5", "--json"]);
+    expect(inc.code).toBe(0);
+    expect(JSON.parse(inc.stdout)).toMatchObject({ valid: true, index: 5 });
+    const con = await execgate(["audit", "consistency", bundle, "--from", "3", "--json"]);
+    expect(con.code).toBe(0);
+    expect(JSON.parse(con.stdout).valid).toBe(true);
+    const kept = await execgate([
+      "audit",
+      "consistency",
+      bundle,
+      "--old-checkpoint",
+      join(bundle, "checkpoint"),
+      "--json",
+    ]);
+    expect(kept.code).toBe(0);
+    expect((await execgate(["audit", "inclusion", bundle, "--index", "999999"])).code).toBe(2);
+  });
+
   it("without trust anchors the EK cannot be checked: exit 1, ek_chain", async () => {
     const { code, report } = await verify(bundle);
     expect(code).toBe(1);
