@@ -12,6 +12,8 @@ import type { BenchRow, BenchSuite } from "./types.js";
 const SUITES: Record<string, () => Promise<BenchSuite>> = {
   tpm: async () => (await import("./tpm.js")).suite,
   measure: async () => (await import("./measure.js")).suite,
+  lineage: async () => (await import("./lineage.js")).suite,
+  daemon: async () => (await import("./daemon.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {

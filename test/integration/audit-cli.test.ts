@@ -33,7 +33,7 @@ afterAll(async () => {
 
 describe("execgate audit verify", () => {
   it("exit 0 and a JSON report for a good bundle, with the pinned key", async () => {
-    const r = await execgate(["audit", "verify", bundle, "--vkey", vkeyFile, "--json"]);
+    const r = await execgate(["audit", "verify", bundle, "--log-only", "--vkey", vkeyFile, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { ok: boolean; entries: number; keySource: string };
@@ -47,7 +47,7 @@ describe("execgate audit verify", () => {
     bad[30]! ^= 0x40;
     await writeFile(seg, bad);
     try {
-      const r = await execgate(["audit", "verify", bundle, "--vkey", vkeyFile]);
+      const r = await execgate(["audit", "verify", bundle, "--log-only", "--vkey", vkeyFile]);
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(/^FAILED/);
       expect(r.stdout).toContain("record");
@@ -56,7 +56,7 @@ describe("execgate audit verify", () => {
     }
     const other = join(dir, "other.vkey");
     await writeFile(other, `${verifierFromSigner(softwareEd25519Signer(ORIGIN)).vkey}\n`);
-    const r2 = await execgate(["audit", "verify", bundle, "--vkey", other, "--json"]);
+    const r2 = await execgate(["audit", "verify", bundle, "--log-only", "--vkey", other, "--json"]);
     expect(r2.code).toBe(1);
     expect(JSON.parse(r2.stdout)).toMatchObject({ ok: false });
   });

@@ -1,0 +1,274 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { Socket as NetSocket, type Socket } from "node:net";
+import { join, resolve } from "node:path";
+import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
+import { Swtpm } from "../../src/dev/swtpm.js";
+import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
+import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
+import { encodeRequest } from "../../src/server/protocol.js";
+import { enroll } from "../../src/tpm/enroll.js";
+import { quote } from "../../src/tpm/ops/attest.js";
+import { DEFAULT_PCR_SELECTION, pcrExtend, pcrRead } from "../../src/tpm/ops/pcr.js";
+import { parsePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { verifyQuote } from "../../src/tpm/verify-quote.js";
+import { type BenchRow, type BenchSuite, percentile } from "./types.js";
+
+/** Closed-loop clients: each sends its next request when the previous reply arrives. */
+async function closedLoop(clients: number, durationMs: number, once: (i: number) => Promise<unknown>) {
+  const lat: number[] = [];
+  const end = performance.now() + durationMs;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, i) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await once(i);
+        lat.push(performance.now() - t);
+        n++;
+      }
+    }),
+  );
+  lat.sort((a, b) => a - b);
+  return { ops_per_s: n / (durationMs / 1000), p50_ms: percentile(lat, 50), p99_ms: percentile(lat, 99), n };
+}
+
+/** Open loop: one request every `periodMs`, whatever the replies do; latency from the schedule. */
+async function openLoop(ratePerS: number, durationMs: number, once: () => Promise<unknown>) {
+  const lat: number[] = [];
+  const period = 1000 / ratePerS;
+  const start = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let k = 0; start + k * period < start + durationMs; k++) {
+    const due = start + k * period;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    pending.push(
+      once().then(() => {
+        lat.push(performance.now() - due);
+      }),
+    );
+  }
+  await Promise.all(pending);
+  lat.sort((a, b) => a - b);
+  return { p50_ms: percentile(lat, 50), p99_ms: percentile(lat, 99), n: lat.length };
+}
+
+/** An echo server speaking the same framing, in its own process (the transport baseline). */
+function echoServerSource(path: string): string {
+  return `
+const net = require("node:net");
+net.createServer((s) => {
+  let buf = Buffer.alloc(0);
+  s.on("data", (d) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 4) {
+      const n = buf.readUInt32BE(0);
+      if (buf.length < 4 + n) break;
+      s.write(buf.subarray(0, 4 + n));
+      buf = buf.subarray(4 + n);
+    }
+  });
+}).listen(${JSON.stringify(path)}, () => process.stdout.write("ready\\n"));`;
+}
+
+class EchoClient {
+  private readonly decoder = new FrameDecoder();
+  private waiting: (() => void)[] = [];
+  constructor(private readonly s: Socket) {
+    s.on("data", (d: Buffer) => {
+      for (const _ of this.decoder.push(new Uint8Array(d))) this.waiting.shift()?.();
+    });
+  }
+  static connect(path: string): Promise<EchoClient> {
+    return new Promise((res, rej) => {
+      const s = new NetSocket();
+      s.once("error", rej);
+      s.connect(path, () => res(new EchoClient(s)));
+    });
+  }
+  call(frame: Uint8Array): Promise<void> {
+    return new Promise((r) => {
+      this.waiting.push(r);
+      this.s.write(frame);
+    });
+  }
+  close(): void {
+    this.s.destroy();
+  }
+}
+
+async function waitFor(f: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function rssKiB(pid: number): Promise<number> {
+  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+export const suite: BenchSuite = {
+  name: "daemon",
+  async run(ctx) {
+    const rows: BenchRow[] = [];
+    const seconds = ctx.quick ? 2 : 5;
+    const tpm = await Swtpm.start({ dir: join(ctx.dir, "tpm") });
+    let daemon: ChildProcess | undefined;
+    let echo: ChildProcess | undefined;
+    try {
+      const e = await enroll(tpm.runner);
+      const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
+      const socket = join(ctx.dir, "d.sock");
+      const policy = join(ctx.dir, "policy.toml");
+      const config = join(ctx.dir, "execgate.toml");
+      await writeFile(
+        policy,
+        devPolicyToml({ uid: process.getuid?.() ?? 0, pcrs: pcrs as Record<string, Record<string, string>> }),
+      );
+      await writeFile(
+        config,
+        `${devConfigToml({ socket, stateDir: join(ctx.dir, "state"), tcti: tpm.tcti, policy })}\n[limits]\nrequests_per_second_per_uid = 1000000\nburst_per_uid = 1000000\nmax_connections = 1024\n`,
+      );
+      let err = "";
+      daemon = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "daemon", "--config", config], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      daemon.stderr!.on("data", (b: Buffer) => {
+        err += b.toString();
+      });
+      await waitFor(async () => err.includes("daemon_started"), 30_000);
+
+      // Transport baseline: an echo server over the same framing, same frame sizes.
+      const echoPath = join(ctx.dir, "echo.sock");
+      echo = spawn(process.execPath, ["-e", echoServerSource(echoPath)], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      await new Promise<void>((r) => echo!.stdout!.once("data", () => r()));
+      const frame = encodeFrame(
+        encodeRequest(1, "token.request", {
+          scope: "dev",
+          argv: ["/usr/bin/python3", "train.py", "--epochs", "3"],
+        }),
+      );
+      const echoRows: Record<number, number> = {};
+      for (const c of [1, 8]) {
+        const clients = await Promise.all(Array.from({ length: c }, () => EchoClient.connect(echoPath)));
+        const r = await closedLoop(c, seconds * 1000, (i) => clients[i]!.call(frame));
+        for (const x of clients) x.close();
+        echoRows[c] = r.ops_per_s;
+        rows.push({ name: `echo over the same framing, ${c} client${c > 1 ? "s" : ""}`, values: r });
+      }
+
+      const argv = ["/usr/bin/python3", "train.py", "--epochs", "3"];
+      for (const c of [1, 8]) {
+        const clients = await Promise.all(Array.from({ length: c }, () => ExecgateClient.connect(socket)));
+        const r = await closedLoop(c, seconds * 1000, (i) =>
+          clients[i]!.requestToken({ scope: "dev", argv }),
+        );
+        for (const x of clients) await x.close();
+        const ratio = r.ops_per_s / echoRows[c]!;
+        rows.push({
+          name: `token.request → token (durable), ${c} client${c > 1 ? "s" : ""}`,
+          values: { ...r, ratio_to_echo: ratio },
+          baseline: `echo over the same framing, ${c} client${c > 1 ? "s" : ""}`,
+          ...(c === 8
+            ? { target: "≥ 10k tokens/s and ≥ 0.25× echo", met: r.ops_per_s >= 10_000 && ratio >= 0.25 }
+            : {}),
+        });
+      }
+
+      const client = await ExecgateClient.connect(socket);
+      const open = await openLoop(1000, seconds * 1000, () => client.requestToken({ scope: "dev", argv }));
+      rows.push({
+        name: "token latency at 1k requests/s (open loop)",
+        values: open,
+        target: "p99 ≤ 2 ms",
+        met: open.p99_ms <= 2,
+      });
+
+      // Naive design for contrast: one tpm2_quote + verification per request.
+      const akPublic = tpmPublicKey(parseTpm2bPublic(e.akPublic));
+      const naive: number[] = [];
+      for (let i = 0; i < (ctx.quick ? 10 : 30); i++) {
+        const t = performance.now();
+        const nonce = new Uint8Array(randomBytes(32));
+        const q = await quote(tpm.runner, {
+          akHandle: e.akHandle,
+          selection: DEFAULT_PCR_SELECTION,
+          qualifyingData: nonce,
+        });
+        const v = verifyQuote({
+          attest: q.attest,
+          signature: q.signature,
+          akPublic,
+          expectedQualifyingData: nonce,
+          expectedSelection: DEFAULT_PCR_SELECTION,
+          pcrValues: parsePcrsFile(q.pcrsFile).values,
+        });
+        if (!v.ok) throw new Error("naive quote did not verify");
+        naive.push(performance.now() - t);
+      }
+      naive.sort((a, b) => a - b);
+      rows.push({
+        name: "naive: tpm2_quote + verify per request (contrast)",
+        values: {
+          ops_per_s: 1000 / percentile(naive, 50),
+          p50_ms: percentile(naive, 50),
+          p99_ms: percentile(naive, 99),
+        },
+      });
+
+      // Memory: RSS after many tokens.
+      const many = ctx.quick ? 20_000 : 1_000_000;
+      const rssBefore = await rssKiB(daemon.pid!);
+      const workers = await Promise.all(Array.from({ length: 8 }, () => ExecgateClient.connect(socket)));
+      let issued = 0;
+      await Promise.all(
+        workers.map(async (w) => {
+          while (issued < many) {
+            issued++;
+            await w.requestToken({ scope: "dev", argv });
+          }
+        }),
+      );
+      for (const w of workers) await w.close();
+      rows.push({
+        name: `daemon RSS after ${many.toLocaleString("en-US")} tokens`,
+        values: { rss_before_mib: rssBefore / 1024, rss_after_mib: (await rssKiB(daemon.pid!)) / 1024 },
+      });
+
+      // Time from a PCR change to the first denial.
+      const t0 = performance.now();
+      await pcrExtend(tpm.runner, 7, "sha256", new Uint8Array(32).fill(0xab));
+      let firstDenialMs = Number.NaN;
+      for (;;) {
+        try {
+          await client.requestToken({ scope: "dev", argv });
+        } catch (x) {
+          if (x instanceof ExecgateDenied && x.reason === "pcr_mismatch") {
+            firstDenialMs = performance.now() - t0;
+            break;
+          }
+          throw x;
+        }
+      }
+      await client.close();
+      rows.push({ name: "PCR change → first denial (epoch_ms 1000)", values: { ms: firstDenialMs } });
+    } finally {
+      echo?.kill();
+      if (daemon && daemon.exitCode === null) {
+        daemon.kill("SIGTERM");
+        await new Promise((r) => daemon!.once("exit", r));
+      }
+      await tpm.stop();
+    }
+    return rows;
+  },
+};
