@@ -3,11 +3,14 @@ import { readFile } from "node:fs/promises";
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
-import { AttestationLoop } from "../src/attest/loop.js";
+import { AttestationLoop, type TpmEpochRoot } from "../src/attest/loop.js";
 import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
 import { Gate } from "../src/gate/gate.js";
+import { HsmKey } from "../src/hsm/hsm.js";
+import { hsmNoteSigner } from "../src/hsm/note-signer.js";
+import { readPin } from "../src/hsm/pin.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
@@ -84,28 +87,52 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     { tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs },
     metrics.tpmLatency,
   );
-  let akPublic: KeyObject;
-  let akPublicBytes: Uint8Array;
-  let signingPublic: KeyObject;
-  let ueid: Uint8Array;
-  try {
-    const ak = await readPublic(runner, config.tpm.akHandle);
-    const sk = await readPublic(runner, config.tpm.signingKeyHandle);
-    const ek = await readPublic(runner, HANDLES.ekRsa);
-    if (!ak || !sk || !ek)
-      throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
-    akPublic = tpmPublicKey(parseTpm2bPublic(ak));
-    akPublicBytes = ak;
-    signingPublic = tpmPublicKey(parseTpm2bPublic(sk));
-    ueid = new Uint8Array([
-      0x01,
-      ...createHash("sha256")
-        .update(tpmName(parseTpm2bPublic(ek)))
-        .digest(),
-    ]);
-  } catch (e) {
-    throw refuse(`TPM (${config.tpm.tcti})`, e);
+  // Roots of trust (docs/hsm.md): the TPM unless hsm.require = "hsm"; the HSM key when an
+  // epoch needs its signature or it signs the checkpoints.
+  const roots = config.hsm.require;
+  const useTpm = roots !== "hsm";
+  const checkpointSigner = config.hsm.checkpoints ?? (roots === "hsm" ? "hsm" : "tpm");
+  let hsmKey: HsmKey | undefined;
+  if (roots !== "tpm" || checkpointSigner === "hsm") {
+    try {
+      const pin = await readPin({
+        ...(config.hsm.pinFile !== undefined ? { pinFile: config.hsm.pinFile } : {}),
+        ...(config.hsm.pinCredential !== undefined ? { pinCredential: config.hsm.pinCredential } : {}),
+      });
+      hsmKey = await HsmKey.open({
+        module: config.hsm.module,
+        tokenLabel: config.hsm.tokenLabel,
+        keyLabel: config.hsm.keyLabel,
+        pin,
+      });
+    } catch (e) {
+      throw refuse(`HSM (token ${config.hsm.tokenLabel}, key ${config.hsm.keyLabel})`, e);
+    }
   }
+  let akPublic: KeyObject | undefined;
+  let akPublicBytes: Uint8Array | undefined;
+  let signingPublic: KeyObject | undefined;
+  let ueid: Uint8Array = new Uint8Array([0x01, ...(hsmKey?.keyId ?? new Uint8Array(32))]);
+  if (useTpm)
+    try {
+      const ak = await readPublic(runner, config.tpm.akHandle);
+      const sk = await readPublic(runner, config.tpm.signingKeyHandle);
+      const ek = await readPublic(runner, HANDLES.ekRsa);
+      if (!ak || !sk || !ek)
+        throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
+      akPublic = tpmPublicKey(parseTpm2bPublic(ak));
+      akPublicBytes = ak;
+      signingPublic = tpmPublicKey(parseTpm2bPublic(sk));
+      ueid = new Uint8Array([
+        0x01,
+        ...createHash("sha256")
+          .update(tpmName(parseTpm2bPublic(ek)))
+          .digest(),
+      ]);
+    } catch (e) {
+      await hsmKey?.close();
+      throw refuse(`TPM (${config.tpm.tcti})`, e);
+    }
 
   const hostId = Buffer.from(ueid.subarray(1, 9)).toString("hex");
   let lineage: Lineage;
@@ -114,13 +141,17 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     lineage = await openLineage({
       dir: config.lineage.dir,
       origin: `execgate/${hostId}`,
-      signer: tpmNoteSigner(runner, config.tpm.signingKeyHandle, signingPublic, `execgate-${hostId}`),
+      signer:
+        checkpointSigner === "hsm" && hsmKey
+          ? hsmNoteSigner(hsmKey, `execgate-${hostId}`)
+          : tpmNoteSigner(runner, config.tpm.signingKeyHandle, signingPublic!, `execgate-${hostId}`),
       now: Date.now,
       checkpointMs: config.lineage.checkpointMs,
       segmentBytes: config.lineage.segmentBytes,
     });
     blobs = await BlobStore.open(join(config.lineage.dir, "blobs"));
   } catch (e) {
+    await hsmKey?.close();
     throw refuse(`lineage store ${config.lineage.dir}`, e);
   }
 
@@ -156,11 +187,11 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse("lineage store is not writable", e);
   }
 
+  const tpmRoot: TpmEpochRoot | { readonly runner?: undefined } =
+    useTpm && akPublic ? { runner, akHandle: config.tpm.akHandle, akPublic, selection: config.tpm.pcrs } : {};
   const loop = new AttestationLoop({
-    runner,
-    akHandle: config.tpm.akHandle,
-    akPublic,
-    selection: config.tpm.pcrs,
+    ...tpmRoot,
+    ...(roots !== "tpm" && hsmKey ? { hsm: hsmKey } : {}),
     policy: () => current.integrity,
     issuerKey: issuerRaw,
     lineage,
@@ -205,7 +236,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       epoch_hash: epoch ?? loop.current()?.epochHash ?? null,
       record,
       issuer_key: issuerRaw,
-      ak_public: akPublicBytes,
+      ak_public: akPublicBytes ?? null,
       checkpoint: cp?.note ?? null,
     };
   };
@@ -320,7 +351,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       metrics: metricsServer?.address,
       watchdogMs: watchdogUsec === undefined ? undefined : watchdogUsec / 1000,
       ready: notifier.isReady,
-      tcti: config.tpm.tcti,
+      roots,
+      checkpoints: checkpointSigner,
+      ...(useTpm ? { tcti: config.tpm.tcti } : {}),
       lineage: config.lineage.dir,
     },
     "daemon_started",
@@ -342,6 +375,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       await lineage
         .close()
         .catch((e: unknown) => log.error({ err: asExecgateError(e).message }, "lineage_close_failed"));
+      await hsmKey?.close().catch(() => undefined);
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onTerm);
       process.off("SIGHUP", onHup);

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ExecgateError } from "../core/errors.js";
@@ -93,6 +94,29 @@ export class SoftHsm {
       "--label",
       label,
     ]);
+  }
+
+  /** The public key of `label` as pkcs11-tool exports it (independently of src/hsm). */
+  async exportPublicKey(label: string): Promise<KeyObject> {
+    const out = join(this.dir, `export-${process.pid}-${label}.pub`);
+    await this.run("pkcs11-tool", [
+      "--module",
+      this.module,
+      "--token-label",
+      this.label,
+      "--read-object",
+      "--type",
+      "pubkey",
+      "--label",
+      label,
+      "-o",
+      out,
+    ]);
+    const bytes = await readFile(out);
+    // opensc 0.23 writes EC keys as DER SPKI and Ed25519 keys as PEM.
+    return bytes.subarray(0, 5).toString() === "-----"
+      ? createPublicKey(bytes)
+      : createPublicKey({ key: bytes, format: "der", type: "spki" });
   }
 
   /** The directory of the (single) initialised token. */

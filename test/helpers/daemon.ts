@@ -130,6 +130,8 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
     async start() {
       const argv = [process.execPath, resolve("dist/daemon/cli.js"), "daemon", "--config", config];
       const [cmd, ...args] = opts.wrap ? opts.wrap(argv, d) : argv;
+      // Only this start's output counts (stderr() keeps every run's).
+      const from = err.length;
       const c = spawn(cmd!, args, {
         stdio: ["ignore", "ignore", "pipe"],
         ...(opts.daemonEnv ? { env: { ...process.env, ...opts.daemonEnv } } : {}),
@@ -141,7 +143,7 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
       exited = new Promise((r) => c.once("exit", (code) => r(code)));
       const spawned = opts.onSpawn?.(d);
       const end = Date.now() + 30_000;
-      while (!err.includes("daemon_started")) {
+      while (!err.slice(from).includes("daemon_started")) {
         if (c.exitCode !== null || Date.now() > end) throw new Error(`daemon did not start:\n${err}`);
         await new Promise((r) => setTimeout(r, 50));
       }
