@@ -2,8 +2,12 @@ import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { toHex } from "../../src/core/hex.js";
+import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
+import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 import { enroll } from "../../src/tpm/enroll.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
+import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
+import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { flag, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
@@ -17,12 +21,14 @@ import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context
  */
 export const command: Command = {
   summary: "provision EK/AK and the AK-certified checkpoint key; write the enrollment record to --out",
-  usage: `--out DIR [--ak-alg ecc|rsa] [--json] ${TPM_USAGE}`,
+  usage: `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values`,
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
       out: { type: "string" },
       "ak-alg": { type: "string" },
+      "golden-out": { type: "string" },
+      pcrs: { type: "string" },
       json: { type: "boolean" },
     });
     const out = requireStr(p, "out");
@@ -74,6 +80,16 @@ export const command: Command = {
       `${JSON.stringify(record, null, 2)}\n`,
       "enrollment.json",
     );
+    const goldenOut = str(p, "golden-out");
+    if (goldenOut !== undefined) {
+      const selection = parsePcrSelectionText(str(p, "pcrs") ?? DEFAULT_PCR_SELECTION_TEXT);
+      const pcrs = pcrHexFromTpm(await pcrRead(runner, selection)) as Record<string, Record<string, string>>;
+      await writeOutput(
+        goldenOut,
+        `# Golden PCR values of this TPM, written by execgate enroll\n${goldenFromPcrs(pcrs)}`,
+        "golden values",
+      );
+    }
     if (flag(p, "json")) printJson(record);
     else {
       process.stdout.write(

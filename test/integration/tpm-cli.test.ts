@@ -191,6 +191,11 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     const again = JSON.parse((await execgate(["enroll", "--out", out, "--json"], env)).stdout);
     expect(again.signingKey.name).toBe(rec.signingKey.name);
     expect((await execgate(["enroll", "--out", out, "--ak-alg", "dsa"], env)).code).toBe(2);
+    const golden = f("golden.toml");
+    expect((await execgate(["enroll", "--out", out, "--golden-out", golden], env)).code).toBe(0);
+    const text = await readFile(golden, "utf8");
+    expect(text).toMatch(/^\[integrity\.pcrs\.sha256\]$/m);
+    expect(text).toMatch(/^"10" = \["[0-9a-f]{64}"\]$/m);
   });
 
   it("usage errors exit 2, unreadable files exit 3", async () => {
