@@ -11,6 +11,7 @@ import { Gate } from "../src/gate/gate.js";
 import { HsmKey } from "../src/hsm/hsm.js";
 import { hsmNoteSigner } from "../src/hsm/note-signer.js";
 import { readPin } from "../src/hsm/pin.js";
+import { hsmTokenSigner } from "../src/hsm/token.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
@@ -93,7 +94,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const useTpm = roots !== "hsm";
   const checkpointSigner = config.hsm.checkpoints ?? (roots === "hsm" ? "hsm" : "tpm");
   let hsmKey: HsmKey | undefined;
-  if (roots !== "tpm" || checkpointSigner === "hsm") {
+  if (roots !== "tpm" || checkpointSigner === "hsm" || config.hsm.tokenSigner === "hsm") {
     try {
       const pin = await readPin({
         ...(config.hsm.pinFile !== undefined ? { pinFile: config.hsm.pinFile } : {}),
@@ -212,6 +213,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     policy: () => current,
     issuerPrivateKey: issuer.privateKey,
     issuerPublicKey: issuer.publicKey,
+    ...(config.hsm.tokenSigner === "hsm" && hsmKey ? { tokenSigner: hsmTokenSigner(hsmKey) } : {}),
     audience: config.token.audience,
     issuer: config.token.issuer,
     skewS: config.token.skewS,
@@ -301,6 +303,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     const opened = await openListener({
       path: config.daemon.socket,
       mode: config.daemon.socketMode,
+      ...(config.daemon.socketGroup !== undefined ? { group: config.daemon.socketGroup } : {}),
       onConnection: server.onConnection,
     });
     listener = opened.server;
@@ -353,6 +356,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       ready: notifier.isReady,
       roots,
       checkpoints: checkpointSigner,
+      tokenSigner: config.hsm.tokenSigner,
       ...(useTpm ? { tcti: config.tpm.tcti } : {}),
       lineage: config.lineage.dir,
     },

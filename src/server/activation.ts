@@ -2,7 +2,7 @@ import { fstatSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import type { EvidenceState } from "../attest/evidence.js";
 import { ExecgateError } from "../core/errors.js";
-import { listenUnix } from "./listen.js";
+import { listenUnix, resolveGroup } from "./listen.js";
 
 /*
  * The daemon as a systemd service: socket activation (below) and sd_notify messages
@@ -74,7 +74,8 @@ export interface OpenedListener {
 export async function openListener(opts: {
   path: string;
   mode: number;
-  gid?: number;
+  /** Group owning a socket the daemon binds (name or gid); an activated socket has systemd's SocketGroup=. */
+  group?: string;
   onConnection: (s: Socket) => void;
   env?: NodeJS.ProcessEnv;
   pid?: number;
@@ -83,9 +84,10 @@ export async function openListener(opts: {
   const activation = listenFdsFromEnv(env, opts.pid ?? process.pid);
   unsetActivationEnv(env);
   if (!activation || activation.fds.length === 0) {
+    const gid = opts.group === undefined ? undefined : await resolveGroup(opts.group);
     const server = await listenUnix(opts.path, {
       mode: opts.mode,
-      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+      ...(gid !== undefined ? { gid } : {}),
       onConnection: opts.onConnection,
     });
     return { server, activated: false, address: opts.path };

@@ -1,4 +1,4 @@
-import { chmod, chown, lstat, unlink } from "node:fs/promises";
+import { chmod, chown, lstat, readFile, unlink } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { ExecgateError } from "../core/errors.js";
 
@@ -30,8 +30,20 @@ export async function listenUnix(
     );
     server.listen(path, () => resolve());
   });
-  await chmod(path, opts.mode);
-  if (opts.gid !== undefined) await chown(path, -1, opts.gid);
+  try {
+    await chmod(path, opts.mode);
+    // Changing the group needs membership of it or CAP_CHOWN (the unit has neither, and its
+    // syscall filter refuses chown: under systemd, execgate.socket sets the group instead).
+    if (opts.gid !== undefined) await chown(path, -1, opts.gid);
+  } catch (e) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw new ExecgateError(
+      "io_error",
+      `cannot set mode/group of ${path}: ${(e as Error).message}`,
+      { path },
+      { cause: e },
+    );
+  }
   return server;
 }
 
@@ -44,4 +56,43 @@ function isLive(path: string): Promise<boolean> {
     });
     c.once("error", () => resolve(false));
   });
+}
+
+/** Longest /etc/group read; a group database is kilobytes. */
+const MAX_GROUP_FILE_BYTES = 4 << 20;
+
+/** The gid of `group` in an /etc/group text (name:password:gid:members), or undefined. Pure. */
+export function gidFromGroupFile(text: string, group: string): number | undefined {
+  for (const line of text.split("\n")) {
+    const f = line.split(":");
+    if (f.length < 3 || f[0] !== group) continue;
+    const gid = f[2]!;
+    if (!/^[0-9]{1,10}$/.test(gid) || Number(gid) > 0xfffffffe) return undefined;
+    return Number(gid);
+  }
+  return undefined;
+}
+
+/**
+ * daemon.socket_group as a gid: a number is taken as is, a name is looked up in /etc/group
+ * (local groups only: the group of a system socket is a local system group; sysusers.d makes
+ * execgate-clients). Unknown groups are a configuration error, not a silent default.
+ */
+export async function resolveGroup(group: string, groupFile = "/etc/group"): Promise<number> {
+  if (/^[0-9]{1,10}$/.test(group)) return Number(group);
+  let text: string;
+  try {
+    const bytes = await readFile(groupFile);
+    if (bytes.length > MAX_GROUP_FILE_BYTES) throw new Error("too large");
+    text = bytes.toString("utf8");
+  } catch (e) {
+    throw new ExecgateError(
+      "io_error",
+      `cannot read ${groupFile} to find group ${group}: ${(e as Error).message}`,
+    );
+  }
+  const gid = gidFromGroupFile(text, group);
+  if (gid === undefined)
+    throw new ExecgateError("config_invalid", `daemon.socket_group: no group ${group} in ${groupFile}`);
+  return gid;
 }
