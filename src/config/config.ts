@@ -17,6 +17,7 @@ import {
   type RootMode,
   SCHEMA,
   SECTIONS,
+  type TokenIssuer,
 } from "./schema.js";
 
 /** The daemon configuration with every default applied and every path absolute. */
@@ -78,6 +79,7 @@ export interface Config {
     readonly pinFile?: string;
     readonly pinCredential?: string;
     readonly checkpoints?: CheckpointSigner;
+    readonly tokenSigner: TokenIssuer;
   };
 }
 

@@ -61,6 +61,7 @@ export const DEFAULTS = {
     pin_file: undefined,
     pin_credential: undefined,
     checkpoints: undefined,
+    token_signer: "memory",
   },
 } as const;
 

@@ -12,6 +12,8 @@ export const ROOT_MODES = ["tpm", "hsm", "tpm+hsm"] as const;
 export type RootMode = (typeof ROOT_MODES)[number];
 export const CHECKPOINT_SIGNERS = ["tpm", "hsm"] as const;
 export type CheckpointSigner = (typeof CHECKPOINT_SIGNERS)[number];
+export const TOKEN_ISSUERS = ["memory", "hsm"] as const;
+export type TokenIssuer = (typeof TOKEN_ISSUERS)[number];
 /** A PKCS#11 label as the config spells it (the token pads it with spaces). */
 const PKCS11_LABEL = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
@@ -224,6 +226,10 @@ export const SCHEMA: Schema = {
       kind: { type: "enum", values: CHECKPOINT_SIGNERS },
       doc: "which hardware key signs lineage checkpoints",
       absent: '`hsm` when require is "hsm", else `tpm`',
+    },
+    token_signer: {
+      kind: { type: "enum", values: TOKEN_ISSUERS },
+      doc: "what signs tokens: the in-memory Ed25519 key bound into each epoch, or the HSM key directly (ES256 or EdDSA)",
     },
   },
 };

@@ -5,6 +5,7 @@ import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
+import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
 import type { Lineage } from "../lineage/lineage.js";
@@ -36,6 +37,8 @@ export interface GateOptions {
   readonly policy: () => LoadedPolicy;
   readonly issuerPrivateKey: KeyObject;
   readonly issuerPublicKey: KeyObject;
+  /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
+  readonly tokenSigner?: TokenSigner;
   readonly audience: string;
   readonly issuer: string;
   readonly skewS: number;
@@ -203,6 +206,33 @@ export class Gate {
     view.setBigUint64(8, this.counter);
     let token: Uint8Array | undefined;
     let claims: TokenClaims | undefined;
+    const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
+      iss: this.o.issuer,
+      sub: `uid:${peer.uid}`,
+      aud: grant.audience,
+      exp: nowS + grant.ttlS,
+      nbf: nowS,
+      iat: nowS,
+      cti,
+      ...(args.nonce ? { nonce: args.nonce } : {}),
+      ueid: this.o.ueid,
+      scope: grant.scope,
+      action: args.action,
+      peer: {
+        uid: peer.uid,
+        gid: peer.gid,
+        pid: peer.pid,
+        exe: Buffer.from(peer.exeSha256, "hex"),
+        ...(peer.unit ? { unit: peer.unit } : {}),
+      },
+      epoch: evidence.epochHash,
+      pcrDigest: evidence.pcrDigest,
+      policyDigest,
+      bootId: evidence.bootId,
+      lineage: [decisionIndex, decisionLeaf],
+    });
+    if (this.o.tokenSigner)
+      return this.issueSigned(this.o.tokenSigner, peer, request, requestRef, evidence, cti, claimsFor, nowS);
     try {
       const results = await this.o.lineage.journal.appendLinked((first) => {
         const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
@@ -213,31 +243,7 @@ export class Gate {
         ]);
         const decisionIndex = requestRef ? first : first + 1;
         const decisionLeaf = leafOf(decisionEntry);
-        claims = {
-          iss: this.o.issuer,
-          sub: `uid:${peer.uid}`,
-          aud: grant.audience,
-          exp: nowS + grant.ttlS,
-          nbf: nowS,
-          iat: nowS,
-          cti,
-          ...(args.nonce ? { nonce: args.nonce } : {}),
-          ueid: this.o.ueid,
-          scope: grant.scope,
-          action: args.action,
-          peer: {
-            uid: peer.uid,
-            gid: peer.gid,
-            pid: peer.pid,
-            exe: Buffer.from(peer.exeSha256, "hex"),
-            ...(peer.unit ? { unit: peer.unit } : {}),
-          },
-          epoch: evidence.epochHash,
-          pcrDigest: evidence.pcrDigest,
-          policyDigest,
-          bootId: evidence.bootId,
-          lineage: [decisionIndex, decisionLeaf],
-        };
+        claims = claimsFor(decisionIndex, decisionLeaf);
         token = issueToken(claims, this.o.issuerPrivateKey);
         const issuedEntry = makeEntry("token_issued", this.time(), { digest: sha256(token) }, [
           { index: decisionIndex, leafHash: decisionLeaf },
@@ -262,6 +268,72 @@ export class Gate {
     return { ok: true, value: { token: token!, tokenId: cti, expires: claims!.exp } };
   }
 
+  /**
+   * Tokens signed by the HSM key (hsm.issuer = "hsm"). The signature is asynchronous and the
+   * token names its decision's lineage index, so this takes two group commits: request and
+   * allow decision durable first, then the HSM signature, then token_issued durable; only then
+   * is the token released. An HSM that fails in between leaves an allow without a token, then a
+   * hardware_unavailable denial naming it.
+   */
+  private async issueSigned(
+    signer: TokenSigner,
+    peer: PeerIdentity,
+    request: Entry,
+    requestRef: BackRef | undefined,
+    evidence: EvidenceState,
+    cti: Uint8Array,
+    claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims,
+    nowS: number,
+  ): Promise<GateResult<IssuedReply>> {
+    let decisionRef: BackRef;
+    try {
+      const results = await this.o.lineage.journal.appendLinked((first) => {
+        const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
+        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [
+          reqRef,
+          ...epochRef(evidence),
+        ]);
+        return requestRef ? [decisionEntry] : [request, decisionEntry];
+      });
+      const d = results[results.length - 1]!;
+      decisionRef = { index: d.index, leafHash: d.leafHash };
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    const claims = claimsFor(decisionRef.index, decisionRef.leafHash);
+    let token: Uint8Array;
+    try {
+      token = await signTokenWith(claims, signer);
+    } catch (e) {
+      await this.recordDenial(
+        peer,
+        "hardware_unavailable",
+        `HSM token signature: ${asExecgateError(e).message}`,
+        [decisionRef],
+      );
+      return { ok: false, reason: "hardware_unavailable" };
+    }
+    try {
+      await this.o.lineage.journal.append(
+        makeEntry("token_issued", this.time(), { digest: sha256(token) }, [decisionRef]),
+      );
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    this.issued.add(cti, {
+      uid: peer.uid,
+      exp: claims.exp,
+      resetCount: evidence.resetCount,
+      restartCount: evidence.restartCount,
+      decision: decisionRef,
+      spent: false,
+      reported: false,
+    });
+    this.counters.allowed++;
+    this.issued.sweep(nowS);
+    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
+  }
+
   private async lineageDown(peer: PeerIdentity, e: unknown): Promise<GateResult<never>> {
     // Nothing can be recorded, so nothing may be allowed.
     this.countDenial("lineage_unavailable");
@@ -274,12 +346,15 @@ export class Gate {
     token: Uint8Array,
   ): Promise<GateResult<{ tokenId: Uint8Array; scope: string; action: Uint8Array }>> {
     const nowMs = this.o.now();
-    const v = verifyToken(token, {
-      issuerPublicKey: this.o.issuerPublicKey,
+    const verifyOpts = {
+      issuerPublicKey: this.o.tokenSigner?.publicKey ?? this.o.issuerPublicKey,
       audience: this.o.audience,
       now: Math.floor(nowMs / 1000),
       skew: this.o.skewS,
-    });
+    };
+    const v = this.o.tokenSigner
+      ? verifyTokenWith(token, this.o.tokenSigner.alg, verifyOpts)
+      : verifyToken(token, verifyOpts);
     if (!v.ok) {
       await this.recordDenial(peer, v.reason, v.detail);
       return { ok: false, reason: v.reason };

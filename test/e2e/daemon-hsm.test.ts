@@ -8,6 +8,7 @@ import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { parseNote, parseVerifierKey, verifierKeyString } from "../../src/lineage/note.js";
+import { COSE_ALG, decodeSign1, verifySign1 } from "../../src/token/cose.js";
 import {
   eventually,
   lineageEntries,
@@ -209,6 +210,44 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         const vkey = verifierKeyString(name, "ed25519", root.publicKey);
         openCheckpoint(n, `execgate/${name.slice("execgate-".length)}`, parseVerifierKey(vkey));
       }
+    });
+  });
+
+  describe('tokens signed by the HSM key directly (token_signer = "hsm")', () => {
+    let d: TestDaemon;
+    let root: Awaited<ReturnType<typeof hsmRoot>>;
+    beforeAll(async () => {
+      root = await hsmRoot("ec");
+      d = await startTestDaemon({
+        golden: false,
+        config: { hsm: root.lines("hsm", ['token_signer = "hsm"']) },
+        daemonEnv: root.hsm.env,
+      });
+    });
+    afterAll(async () => {
+      await d?.dispose();
+    });
+
+    it("tokens are ES256 COSE_Sign1 by the HSM key, redeem once, and are recorded by digest", async () => {
+      const c = await d.client();
+      let token: Uint8Array;
+      try {
+        token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+        const msg = decodeSign1(token);
+        expect(msg.alg).toBe(COSE_ALG.ES256);
+        expect(verifySign1(msg, root.publicKey)).toBe(true);
+        await c.redeem(token);
+        await expect(c.redeem(token)).rejects.toMatchObject({ reason: "token_replayed" });
+      } finally {
+        c.close();
+      }
+      expect(await d.stop()).toBe(0);
+      const digest = createHash("sha256").update(token).digest();
+      const issued = (await lineageEntries(d.lineageDir)).filter(
+        (e) => e.type === "token_issued" && Buffer.from(e.body.digest).equals(digest),
+      );
+      expect(issued).toHaveLength(1);
+      await d.start();
     });
   });
 });
