@@ -303,6 +303,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     const opened = await openListener({
       path: config.daemon.socket,
       mode: config.daemon.socketMode,
+      ...(config.daemon.socketGroup !== undefined ? { group: config.daemon.socketGroup } : {}),
       onConnection: server.onConnection,
     });
     listener = opened.server;
