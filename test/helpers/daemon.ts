@@ -31,6 +31,8 @@ export interface TestDaemon {
   start(): Promise<void>;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (a crash: no daemon_stop entry, no final checkpoint, the lock file left behind). */
+  crash(): Promise<void>;
   /** Stops the daemon and the swtpm. */
   dispose(): Promise<void>;
 }
@@ -153,6 +155,11 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
       child.kill("SIGTERM");
       return exited;
+    },
+    async crash() {
+      if (!child || child.exitCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
     },
     async dispose() {
       await d.stop();
