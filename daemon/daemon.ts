@@ -17,6 +17,7 @@ import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
 import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
 import { renderExposition } from "../src/metrics/exposition.js";
+import { timeHsmSigning } from "../src/metrics/hsm.js";
 import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
@@ -106,6 +107,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         keyLabel: config.hsm.keyLabel,
         pin,
       });
+      timeHsmSigning(hsmKey, metrics.hsmLatency);
     } catch (e) {
       throw refuse(`HSM (token ${config.hsm.tokenLabel}, key ${config.hsm.keyLabel})`, e);
     }

@@ -33,6 +33,8 @@ export interface MetricsSnapshot {
 export class DaemonMetrics {
   /** Seconds per tpm2-tools call, by tool (fed by TimedTpmRunner). */
   readonly tpmLatency = new LabelledHistogram("command");
+  /** Seconds per HSM signature (fed by timeHsmSigning); empty without an HSM. */
+  readonly hsmLatency = new Histogram();
   /** Seconds per epoch: quote, verification, log replay, lineage append. */
   readonly epochDuration = new Histogram();
   private lastVerifiedAtMs: number | undefined;
@@ -100,6 +102,12 @@ export class DaemonMetrics {
         help: "tpm2-tools call latency by command, queueing behind the TPM's call in flight included",
         type: "histogram",
         samples: this.tpmLatency.samples(),
+      },
+      {
+        name: "execgate_hsm_sign_seconds",
+        help: "HSM signature latency (PKCS#11 C_Sign), failures included",
+        type: "histogram",
+        samples: this.hsmLatency.samples(),
       },
       g("execgate_lineage_size", "entries in the lineage log", s.lineage.size),
       g(
