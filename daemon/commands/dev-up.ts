@@ -1,23 +1,26 @@
-import { randomBytes } from "node:crypto";
 import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { encodeEpochBinding } from "../../src/attest/binding.js";
+import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { toHex } from "../../src/core/hex.js";
+import { SoftHsm } from "../../src/dev/softhsm.js";
+import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
+import { generateHsmKey, HsmKey } from "../../src/hsm/hsm.js";
 import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { verifyEkChain } from "../../src/tpm/ek-chain.js";
 import { enroll } from "../../src/tpm/enroll.js";
-import { quote } from "../../src/tpm/ops/attest.js";
+import { freshQuote } from "../../src/tpm/fresh-quote.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { pcrSelectionToText } from "../../src/tpm/structures/pcr-selection.js";
-import { parsePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { verifyCertify, verifyQuote } from "../../src/tpm/verify-quote.js";
+import { verifyCertify } from "../../src/tpm/verify-quote.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
 import { startDaemon } from "../daemon.js";
-import { EXIT } from "../exit.js";
+import { EXIT, usageError } from "../exit.js";
 
 /**
  * The embedded default: a swtpm in DIR (manufactured with EK certificates on first run, resumed
@@ -29,15 +32,21 @@ import { EXIT } from "../exit.js";
 export const command: Command = {
   summary:
     "embedded default: swtpm in DIR + dev config and policy, then the daemon (--check: verify once and exit)",
-  usage: "[--dir DIR (default ./.execgate-dev)] [--check] [--json]",
+  usage:
+    "[--dir DIR (default ./.execgate-dev)] [--root tpm|hsm|tpm+hsm] [--check] [--json]\n" +
+    "  --root hsm: SoftHSM2 only (no swtpm); tpm+hsm: both (docs/hsm.md)",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       dir: { type: "string" },
+      root: { type: "string" },
       check: { type: "boolean" },
       json: { type: "boolean" },
     });
     const dir = resolve(str(p, "dir") ?? ".execgate-dev");
+    const root = str(p, "root") ?? "tpm";
+    if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm") throw usageError("--root must be tpm, hsm or tpm+hsm");
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (root !== "tpm") return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
     const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
     try {
       if (flag(p, "check")) return await check(tpm, dir, flag(p, "json"));
@@ -47,6 +56,143 @@ export const command: Command = {
     }
   },
 };
+
+const HSM_KEY = "execgate-root";
+
+/**
+ * `--root hsm` / `--root tpm+hsm`: a SoftHSM2 token in DIR/hsm (initialised on first run, its
+ * PIN in DIR/hsm/pin), the root key made as `execgate enroll --hsm` makes it, and a config and
+ * state of their own per root (a lineage's checkpoints stay signed by one key). `--check` signs
+ * one epoch binding with the HSM and verifies it as an auditor would (verifyHsmEpoch).
+ */
+async function devHsm(dir: string, root: "hsm" | "tpm+hsm", checkOnly: boolean, json: boolean): Promise<number> {
+  const hsm = await SoftHsm.create({ dir: join(dir, "hsm") });
+  // The module reads SOFTHSM2_CONF when this process first initialises it.
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  const key = await generateHsmKey({
+    module: hsm.module,
+    tokenLabel: hsm.label,
+    keyLabel: HSM_KEY,
+    pin: hsm.pin,
+    algorithm: "ecdsa-p256",
+  });
+  if (checkOnly) {
+    const signer = await HsmKey.open({ module: hsm.module, tokenLabel: hsm.label, keyLabel: HSM_KEY, pin: hsm.pin });
+    let v: ReturnType<typeof verifyHsmEpoch>;
+    try {
+      const r = evaluateEpoch({
+        binding: {
+          seq: 0,
+          prev: new Uint8Array(32),
+          issuer: new Uint8Array(randomBytes(32)),
+          checkpoint: { size: 0, root: new Uint8Array(32) },
+          bootId: "dev-check",
+          nonce: new Uint8Array(randomBytes(32)),
+        },
+        hsm: { signature: await signer.sign(encodeEpochBinding({
+          seq: 0,
+          prev: new Uint8Array(32),
+          issuer: new Uint8Array(32),
+          checkpoint: { size: 0, root: new Uint8Array(32) },
+          bootId: "dev-check",
+          nonce: new Uint8Array(32),
+        })), publicKey: signer.publicKey },
+        policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+        startedAtMs: 0,
+        verifiedAtMs: 0,
+      });
+      v = verifyHsmEpoch(r.record, key.publicKey);
+    } finally {
+      await signer.close();
+    }
+    const report = {
+      ok: v.ok,
+      dir,
+      root,
+      hsm: { token: hsm.label, key: HSM_KEY, created: key.created, conf: hsm.conf },
+      epoch: v.ok ? { valid: true } : { valid: false, check: v.check, detail: v.detail },
+    };
+    if (json) printJson(report);
+    else
+      process.stdout.write(
+        `execgate dev: SoftHSM2 token ${hsm.label} in ${join(dir, "hsm")}, key ${HSM_KEY} ${key.created ? "created" : "resumed"}\n` +
+          `  HSM-signed epoch: ${v.ok ? "VALID" : `INVALID (${v.check}: ${v.detail})`}\n`,
+      );
+    return v.ok ? EXIT.ok : EXIT.failed;
+  }
+  return root === "hsm" ? serveHsm(dir, hsm) : serveTpmHsm(dir, hsm);
+}
+
+function hsmConfigToml(hsm: SoftHsm, root: string): string {
+  return [
+    "[hsm]",
+    `require = ${JSON.stringify(root)}`,
+    `module = ${JSON.stringify(hsm.module)}`,
+    `token_label = ${JSON.stringify(hsm.label)}`,
+    `key_label = ${JSON.stringify(HSM_KEY)}`,
+    `pin_file = ${JSON.stringify(hsm.pinFile)}`,
+    "",
+  ].join("\n");
+}
+
+async function serveHsm(dir: string, hsm: SoftHsm): Promise<number> {
+  const config = join(dir, "execgate-hsm.toml");
+  const policy = join(dir, "policy-hsm.toml");
+  const socket = join(dir, "execgate.sock");
+  const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
+  // No TPM: no golden PCR values (they would fail closed).
+  if (!(await exists(policy))) await writeFile(policy, devPolicyToml({ uid, pcrs: {} }));
+  if (!(await exists(config))) {
+    const base = devConfigToml({ socket, stateDir: join(dir, "state-hsm"), tcti: "device:/dev/null", policy });
+    await writeFile(config, `${base}\n${hsmConfigToml(hsm, "hsm")}`);
+  }
+  return runDev(dir, config, socket, [`SOFTHSM2_CONF=${hsm.conf}`], `SoftHSM2 in ${join(dir, "hsm")}, no TPM`);
+}
+
+async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
+  const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
+  try {
+    await enroll(tpm.runner);
+    const config = join(dir, "execgate-tpm+hsm.toml");
+    const policy = join(dir, "policy.toml");
+    const socket = join(dir, "execgate.sock");
+    if (!(await exists(policy))) {
+      const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
+      const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
+      await writeFile(policy, devPolicyToml({ uid, pcrs: pcrs as Record<string, Record<string, string>> }));
+    }
+    if (!(await exists(config))) {
+      const base = devConfigToml({ socket, stateDir: join(dir, "state-tpm+hsm"), tcti: tpm.tcti, policy });
+      await writeFile(config, `${base}\n${hsmConfigToml(hsm, "tpm+hsm")}`);
+    }
+    return await runDev(
+      dir,
+      config,
+      socket,
+      [`TPM2TOOLS_TCTI=${tpm.tcti}`, `SOFTHSM2_CONF=${hsm.conf}`],
+      `swtpm in ${join(dir, "tpm")}, SoftHSM2 in ${join(dir, "hsm")}`,
+    );
+  } finally {
+    await tpm.stop();
+  }
+}
+
+const exists = (f: string) =>
+  access(f).then(
+    () => true,
+    () => false,
+  );
+
+async function runDev(dir: string, config: string, socket: string, env: string[], what: string): Promise<number> {
+  await writeFile(join(dir, "env"), [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"));
+  const daemon = await startDaemon(config);
+  process.stderr.write(
+    `execgate dev: daemon on ${daemon.socket} (${what}); stop with Ctrl-C\n` +
+      `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
+      "                     execgate status; execgate run --scope dev -- echo hello\n",
+  );
+  return daemon.done;
+}
 
 async function serve(tpm: Swtpm, dir: string): Promise<number> {
   await enroll(tpm.runner);
@@ -97,19 +243,10 @@ async function check(tpm: Swtpm, dir: string, json: boolean): Promise<number> {
     expectedQualifyingData: e.signingKeyCertify.qualifyingData,
     certifiedPublic: e.signingKeyPublic,
   });
-  const nonce = new Uint8Array(randomBytes(32));
-  const q = await quote(tpm.runner, {
+  const { nonce, verification: verified } = await freshQuote(tpm.runner, {
     akHandle: e.akHandle,
-    selection: DEFAULT_PCR_SELECTION,
-    qualifyingData: nonce,
-  });
-  const verified = verifyQuote({
-    attest: q.attest,
-    signature: q.signature,
     akPublic,
-    expectedQualifyingData: nonce,
-    expectedSelection: DEFAULT_PCR_SELECTION,
-    pcrValues: parsePcrsFile(q.pcrsFile).values,
+    selection: DEFAULT_PCR_SELECTION,
   });
   const ok = chains.length > 0 && chains.every((c) => c.chain.ok) && cert.ok && verified.ok;
   const report = {

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { Socket as NetSocket, type Socket } from "node:net";
 import { join, resolve } from "node:path";
@@ -10,11 +9,9 @@ import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { encodeRequest } from "../../src/server/protocol.js";
 import { enroll } from "../../src/tpm/enroll.js";
-import { quote } from "../../src/tpm/ops/attest.js";
+import { freshQuote } from "../../src/tpm/fresh-quote.js";
 import { DEFAULT_PCR_SELECTION, pcrExtend, pcrRead } from "../../src/tpm/ops/pcr.js";
-import { parsePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { verifyQuote } from "../../src/tpm/verify-quote.js";
 import { type BenchRow, type BenchSuite, percentile } from "./types.js";
 
 /** Closed-loop clients: each sends its next request when the previous reply arrives. */
@@ -189,7 +186,9 @@ export const suite: BenchSuite = {
       {
         const depth = 32;
         const clients = await Promise.all(Array.from({ length: 8 }, () => ExecgateClient.connect(socket)));
-        const r = await closedLoop(8 * depth, seconds * 1000, (i) => clients[i % 8]!.requestToken({ scope: "dev", argv }));
+        const r = await closedLoop(8 * depth, seconds * 1000, (i) =>
+          clients[i % 8]!.requestToken({ scope: "dev", argv }),
+        );
         for (const x of clients) await x.close();
         rows.push({
           name: `token.request → token (durable), 8 clients × ${depth} pipelined`,
@@ -214,20 +213,9 @@ export const suite: BenchSuite = {
       const naive: number[] = [];
       for (let i = 0; i < (ctx.quick ? 10 : 30); i++) {
         const t = performance.now();
-        const nonce = new Uint8Array(randomBytes(32));
-        const q = await quote(tpm.runner, {
-          akHandle: e.akHandle,
-          selection: DEFAULT_PCR_SELECTION,
-          qualifyingData: nonce,
-        });
-        const v = verifyQuote({
-          attest: q.attest,
-          signature: q.signature,
-          akPublic,
-          expectedQualifyingData: nonce,
-          expectedSelection: DEFAULT_PCR_SELECTION,
-          pcrValues: parsePcrsFile(q.pcrsFile).values,
-        });
+        const v = (
+          await freshQuote(tpm.runner, { akHandle: e.akHandle, akPublic, selection: DEFAULT_PCR_SELECTION })
+        ).verification;
         if (!v.ok) throw new Error("naive quote did not verify");
         naive.push(performance.now() - t);
       }

@@ -1,4 +1,5 @@
 import { ExecgateError } from "../core/errors.js";
+import { concatBytes } from "../core/hex.js";
 import { nodeHash } from "./hash.js";
 
 /*
@@ -31,18 +32,6 @@ function tilePath(prefix: string, n: number, width: number): string {
   return `${prefix}/${tileIndexPath(n)}${width < TILE_WIDTH ? `.p/${width}` : ""}`;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let len = 0;
-  for (const p of parts) len += p.length;
-  const out = new Uint8Array(len);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /** Hash tiles for a tree with these leaf hashes (RFC 9162 leaf hashes, in order). */
 export function hashTiles(leafHashes: readonly Uint8Array[]): TileFile[] {
   const out: TileFile[] = [];
@@ -50,7 +39,7 @@ export function hashTiles(leafHashes: readonly Uint8Array[]): TileFile[] {
   for (let L = 0; level.length > 0; L++) {
     for (let n = 0; n * TILE_WIDTH < level.length; n++) {
       const chunk = level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
-      out.push({ path: tilePath(`tile/${L}`, n, chunk.length), bytes: concat(chunk) });
+      out.push({ path: tilePath(`tile/${L}`, n, chunk.length), bytes: concatBytes(...chunk) });
     }
     // The next level holds the roots of complete 256-wide subtrees of this one.
     const next: Uint8Array[] = [];
@@ -82,7 +71,7 @@ export function entryBundles(entries: readonly Uint8Array[]): TileFile[] {
         throw new ExecgateError("limit_exceeded", `entry of ${e.length} bytes does not fit a tile bundle`);
       parts.push(Uint8Array.of(e.length >> 8, e.length & 0xff), e);
     }
-    out.push({ path: tilePath("tile/entries", n, chunk.length), bytes: concat(parts) });
+    out.push({ path: tilePath("tile/entries", n, chunk.length), bytes: concatBytes(...parts) });
   }
   return out;
 }
