@@ -269,11 +269,12 @@ export class Journal {
    * get (they are queued together, in order, with nothing in between) and returns the entries.
    * Resolves when all of them are durable, in one group commit when they fit one batch.
    */
-  appendLinked(build: (firstIndex: number) => readonly Entry[]): Promise<AppendResult[]> {
+  appendLinked(build: (firstIndex: number) => readonly (Entry | Uint8Array)[]): Promise<AppendResult[]> {
     const first = this.tree.size + this.inFlight + this.pending.length;
     let encoded: Uint8Array[];
     try {
-      encoded = build(first).map((e) => encodeEntry(e));
+      // Uint8Array items are entries the caller already encoded with encodeEntry (to hash them).
+      encoded = build(first).map((e) => (e instanceof Uint8Array ? e : encodeEntry(e)));
     } catch (e) {
       return Promise.reject(e);
     }
