@@ -92,19 +92,14 @@ function summary(st: JsonObject, lines: string[]): void {
       "lineage",
       `${String(l.size)} entries, signed checkpoint at ${String(l.checkpoint_size)} (lag ${String(l.checkpoint_lag)})`,
     );
-  const hardware = obj(st.hardware);
-  if (hardware) {
-    done.add("hardware");
-    for (const [name, h] of Object.entries(hardware)) {
-      const hw = obj(h);
-      if (!hw) continue;
-      const health = hw.healthy === true ? "healthy" : "NOT ANSWERING";
-      const rest = Object.entries(hw)
-        .filter(([k]) => k !== "healthy")
-        .map(([k, v]) => `${k.replaceAll("_", " ")} ${String(v)}`)
-        .join(", ");
-      lines.push(`  ${name}: ${rest ? `${health}; ${rest}` : health}`);
-    }
+  const hw = obj(st.hardware);
+  if (hw) {
+    const health = hw.healthy === true ? "healthy" : "NOT ANSWERING";
+    const rest = Object.entries(hw)
+      .filter(([k]) => k !== "healthy")
+      .map(([k, v]) => `${k.replaceAll("_", " ")} ${String(v)}`)
+      .join(", ");
+    row("hardware", "hardware", rest ? `${health}; ${rest}` : health);
   }
   const other: JsonObject = {};
   for (const [k, v] of Object.entries(st)) if (!done.has(k)) other[k] = v;

@@ -465,14 +465,13 @@ export class Gate {
       denials: Object.fromEntries(this.counters.denials),
       last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
       recent_denials: Object.fromEntries(recentCounts),
+      // The roots of trust (TPM and/or HSM, hsm.require) answered the latest epoch: an epoch
+      // that fails the policy still had healthy hardware; hardware_unavailable did not.
       hardware: {
-        tpm: {
-          // The TPM answered the latest quote (an epoch failing policy still had a healthy TPM).
-          healthy: ev !== undefined && (ev.integrity.ok || ev.integrity.reason !== "hardware_unavailable"),
-          epochs: stats.epochs,
-          failed_epochs: stats.failed,
-          last_epoch_ms: stats.lastDurationMs,
-        },
+        healthy: ev !== undefined && (ev.integrity.ok || ev.integrity.reason !== "hardware_unavailable"),
+        epochs: stats.epochs,
+        failed_epochs: stats.failed,
+        last_epoch_ms: stats.lastDurationMs,
       },
     };
   }

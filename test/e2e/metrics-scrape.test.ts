@@ -4,7 +4,7 @@ import { afterAll, expect, it } from "vitest";
 import { ExecgateDenied } from "../../src/client/index.js";
 import { execgate } from "../helpers/cli.js";
 import { eventually, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
-import { describeTpm } from "../helpers/hardware.js";
+import { describeHsm, describeTpm, startSoftHsm } from "../helpers/hardware.js";
 
 /** One HTTP request to the metrics listener (Unix socket or localhost port). */
 function get(
@@ -93,7 +93,7 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect((await get(target, "/metrics", "HEAD")).body).toBe("");
   });
 
-  it("execgate status (--json and human): up, evidence age, last denial with counts, lineage lag, TPM health", async () => {
+  it("execgate status (--json and human): up, evidence age, last denial with counts, lineage lag, hardware health", async () => {
     const d = daemons[0]!;
     const j = await execgate(["status", "--json"], d.env);
     expect(j.code).toBe(0);
@@ -105,11 +105,11 @@ describeTpm("operations: metrics and status of a real daemon", () => {
       recent_denials: { scope_not_allowed: 1 },
       denials: { scope_not_allowed: 1 },
       tokens: { issued: 1, requests: 2 },
-      hardware: { tpm: { healthy: true } },
+      hardware: { healthy: true },
     });
     expect(st.evidence_age_ms).toBeGreaterThanOrEqual(0);
     expect(st.lineage.checkpoint_lag).toBe(st.lineage.size - st.lineage.checkpoint_size);
-    expect(st.hardware.tpm.epochs).toBeGreaterThanOrEqual(1);
+    expect(st.hardware.epochs).toBeGreaterThanOrEqual(1);
 
     const h = await execgate(["status"], d.env);
     expect(h.code).toBe(0);
@@ -121,17 +121,17 @@ describeTpm("operations: metrics and status of a real daemon", () => {
       /^ {2}last denial: scope_not_allowed, [\d.]+ m?s ago \(recent: scope_not_allowed 1\)$/m,
     );
     expect(h.stdout).toMatch(/^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\)$/m);
-    expect(h.stdout).toMatch(/^ {2}tpm: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
+    expect(h.stdout).toMatch(/^ {2}hardware: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
 
     // A TPM that is gone: status says so (and the evidence is no longer fresh).
     await d.tpm.kill();
     try {
       await eventually("the TPM reported down", async () => {
         const s = JSON.parse((await execgate(["status", "--json"], d.env)).stdout);
-        return s.hardware.tpm.healthy === false && s.evidence_age_ms === null;
+        return s.hardware.healthy === false && s.evidence_age_ms === null;
       });
       const down = await execgate(["status"], d.env);
-      expect(down.stdout).toMatch(/^ {2}tpm: NOT ANSWERING;/m);
+      expect(down.stdout).toMatch(/^ {2}hardware: NOT ANSWERING;/m);
       expect(down.stdout).toMatch(/^ {2}evidence: none verified: every token request is denied$/m);
     } finally {
       await d.tpm.launch();
@@ -151,5 +151,35 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect(r.status).toBe(200);
     expect(samples(r.body).get("execgate_up")).toBe(1);
     expect(d.stderr()).toContain(`"metrics":"127.0.0.1:${port}"`);
+  });
+});
+
+describeHsm("operations: HSM latency", () => {
+  it("with the HSM as a second root, every HSM signature is timed", async () => {
+    const hsm = await startSoftHsm();
+    await hsm.generateKey("execgate-root", "ec");
+    const d = await startTestDaemon({
+      config: {
+        metrics: ['socket = "$DIR/metrics.sock"'],
+        hsm: [
+          'require = "tpm+hsm"',
+          `module = ${JSON.stringify(hsm.module)}`,
+          `token_label = ${JSON.stringify(hsm.label)}`,
+          'key_label = "execgate-root"',
+          `pin_file = ${JSON.stringify(hsm.pinFile)}`,
+        ],
+      },
+      daemonEnv: hsm.env,
+    });
+    daemons.push(d);
+    await eventually("an HSM signature timed", async () => {
+      const m = samples((await get({ socketPath: `${d.dir}/metrics.sock` })).body);
+      return (m.get("execgate_hsm_sign_seconds_count") ?? 0) >= 1;
+    });
+    const m = samples((await get({ socketPath: `${d.dir}/metrics.sock` })).body);
+    expect(m.get('execgate_hsm_sign_seconds_bucket{le="+Inf"}')).toBe(
+      m.get("execgate_hsm_sign_seconds_count"),
+    );
+    expect(m.get("execgate_hsm_sign_seconds_sum")).toBeGreaterThan(0);
   });
 });
