@@ -1,13 +1,14 @@
+import { randomBytes } from "node:crypto";
 import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { toHex } from "../../src/core/hex.js";
+import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
 import { SoftHsm } from "../../src/dev/softhsm.js";
+import { Swtpm } from "../../src/dev/swtpm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import { generateHsmKey, HsmKey } from "../../src/hsm/hsm.js";
-import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
-import { Swtpm } from "../../src/dev/swtpm.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { verifyEkChain } from "../../src/tpm/ek-chain.js";
 import { enroll } from "../../src/tpm/enroll.js";
@@ -44,7 +45,8 @@ export const command: Command = {
     });
     const dir = resolve(str(p, "dir") ?? ".execgate-dev");
     const root = str(p, "root") ?? "tpm";
-    if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm") throw usageError("--root must be tpm, hsm or tpm+hsm");
+    if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm")
+      throw usageError("--root must be tpm, hsm or tpm+hsm");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     if (root !== "tpm") return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
     const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
@@ -65,7 +67,12 @@ const HSM_KEY = "execgate-root";
  * state of their own per root (a lineage's checkpoints stay signed by one key). `--check` signs
  * one epoch binding with the HSM and verifies it as an auditor would (verifyHsmEpoch).
  */
-async function devHsm(dir: string, root: "hsm" | "tpm+hsm", checkOnly: boolean, json: boolean): Promise<number> {
+async function devHsm(
+  dir: string,
+  root: "hsm" | "tpm+hsm",
+  checkOnly: boolean,
+  json: boolean,
+): Promise<number> {
   const hsm = await SoftHsm.create({ dir: join(dir, "hsm") });
   // The module reads SOFTHSM2_CONF when this process first initialises it.
   process.env.SOFTHSM2_CONF = hsm.conf;
@@ -77,26 +84,26 @@ async function devHsm(dir: string, root: "hsm" | "tpm+hsm", checkOnly: boolean, 
     algorithm: "ecdsa-p256",
   });
   if (checkOnly) {
-    const signer = await HsmKey.open({ module: hsm.module, tokenLabel: hsm.label, keyLabel: HSM_KEY, pin: hsm.pin });
+    const signer = await HsmKey.open({
+      module: hsm.module,
+      tokenLabel: hsm.label,
+      keyLabel: HSM_KEY,
+      pin: hsm.pin,
+    });
     let v: ReturnType<typeof verifyHsmEpoch>;
     try {
+      const binding = {
+        seq: 0,
+        prev: new Uint8Array(32),
+        issuer: new Uint8Array(randomBytes(32)),
+        checkpoint: { size: 0, root: new Uint8Array(32) },
+        bootId: "dev-check",
+        nonce: new Uint8Array(randomBytes(32)),
+      };
+      const signature = await signer.sign(encodeEpochBinding(binding));
       const r = evaluateEpoch({
-        binding: {
-          seq: 0,
-          prev: new Uint8Array(32),
-          issuer: new Uint8Array(randomBytes(32)),
-          checkpoint: { size: 0, root: new Uint8Array(32) },
-          bootId: "dev-check",
-          nonce: new Uint8Array(randomBytes(32)),
-        },
-        hsm: { signature: await signer.sign(encodeEpochBinding({
-          seq: 0,
-          prev: new Uint8Array(32),
-          issuer: new Uint8Array(32),
-          checkpoint: { size: 0, root: new Uint8Array(32) },
-          bootId: "dev-check",
-          nonce: new Uint8Array(32),
-        })), publicKey: signer.publicKey },
+        binding,
+        hsm: { signature, publicKey: signer.publicKey },
         policy: { pcrs: {}, eventlog: undefined, ima: undefined },
         startedAtMs: 0,
         verifiedAtMs: 0,
@@ -143,10 +150,21 @@ async function serveHsm(dir: string, hsm: SoftHsm): Promise<number> {
   // No TPM: no golden PCR values (they would fail closed).
   if (!(await exists(policy))) await writeFile(policy, devPolicyToml({ uid, pcrs: {} }));
   if (!(await exists(config))) {
-    const base = devConfigToml({ socket, stateDir: join(dir, "state-hsm"), tcti: "device:/dev/null", policy });
+    const base = devConfigToml({
+      socket,
+      stateDir: join(dir, "state-hsm"),
+      tcti: "device:/dev/null",
+      policy,
+    });
     await writeFile(config, `${base}\n${hsmConfigToml(hsm, "hsm")}`);
   }
-  return runDev(dir, config, socket, [`SOFTHSM2_CONF=${hsm.conf}`], `SoftHSM2 in ${join(dir, "hsm")}, no TPM`);
+  return runDev(
+    dir,
+    config,
+    socket,
+    [`SOFTHSM2_CONF=${hsm.conf}`],
+    `SoftHSM2 in ${join(dir, "hsm")}, no TPM`,
+  );
 }
 
 async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
@@ -183,8 +201,17 @@ const exists = (f: string) =>
     () => false,
   );
 
-async function runDev(dir: string, config: string, socket: string, env: string[], what: string): Promise<number> {
-  await writeFile(join(dir, "env"), [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"));
+async function runDev(
+  dir: string,
+  config: string,
+  socket: string,
+  env: string[],
+  what: string,
+): Promise<number> {
+  await writeFile(
+    join(dir, "env"),
+    [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"),
+  );
   const daemon = await startDaemon(config);
   process.stderr.write(
     `execgate dev: daemon on ${daemon.socket} (${what}); stop with Ctrl-C\n` +

@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { loadConfig } from "../../src/config/index.js";
 import { toHex } from "../../src/core/hex.js";
+import { generateHsmKey } from "../../src/hsm/hsm.js";
+import { readPin } from "../../src/hsm/pin.js";
+import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
+import { verifierKeyString } from "../../src/lineage/note.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 import { enroll } from "../../src/tpm/enroll.js";
@@ -9,7 +14,7 @@ import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { flag, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
+import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
@@ -20,8 +25,14 @@ import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context
  * the TPM2_Certify evidence, and enrollment.json naming them with their digests.
  */
 export const command: Command = {
-  summary: "provision EK/AK and the AK-certified checkpoint key; write the enrollment record to --out",
-  usage: `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values`,
+  summary:
+    "provision EK/AK and the AK-certified checkpoint key (and with --hsm the HSM root key); write the enrollment record to --out",
+  usage:
+    `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
+    "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
+    "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
+    "  --hsm: make the HSM signing key ([hsm] of --config, else its defaults; PIN from hsm.pin_file,\n" +
+    "         hsm.pin_credential or $EXECGATE_HSM_PIN_FILE) unless it exists; --no-tpm: HSM-only host",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -30,19 +41,46 @@ export const command: Command = {
       "golden-out": { type: "string" },
       pcrs: { type: "string" },
       json: { type: "boolean" },
+      hsm: { type: "boolean" },
+      "hsm-alg": { type: "string" },
+      "no-tpm": { type: "boolean" },
+      config: { type: "string" },
     });
     const out = requireStr(p, "out");
     const alg = str(p, "ak-alg") ?? "ecc";
     if (alg !== "ecc" && alg !== "rsa") throw usageError("--ak-alg must be ecc or rsa");
-    const runner = runnerFrom(p);
-    const e = await enroll(runner, { akHandle: akHandleFrom(p), akAlgorithm: alg });
+    if (flag(p, "no-tpm") && !flag(p, "hsm")) throw usageError("--no-tpm needs --hsm");
     try {
       await mkdir(out, { recursive: true });
     } catch (err) {
       throw usageError(`cannot create --out ${out}: ${(err as Error).message}`);
     }
+    const hsm = flag(p, "hsm") ? await enrollHsm(p, out) : undefined;
+    if (flag(p, "no-tpm")) {
+      // HSM-only hosts: the daemon's host id is the HSM key's SPKI digest.
+      await hsm!.putVkey(hsm!.keyId);
+      const record = { version: 1, hsm: hsm!.record, files: hsm!.files };
+      await writeOutput(
+        join(out, "enrollment.json"),
+        `${JSON.stringify(record, null, 2)}\n`,
+        "enrollment.json",
+      );
+      if (flag(p, "json")) printJson(record);
+      else process.stdout.write(`${hsm!.line}; record in ${join(out, "enrollment.json")}\n`);
+      return EXIT.ok;
+    }
+    const runner = runnerFrom(p);
+    const e = await enroll(runner, { akHandle: akHandleFrom(p), akAlgorithm: alg });
 
-    const files: Record<string, string> = {};
+    // With a TPM the host id comes from the EK (SHA-256 of its name), as the daemon derives it.
+    await hsm?.putVkey(
+      new Uint8Array(
+        createHash("sha256")
+          .update(tpmName(parseTpm2bPublic(e.ekPublic)))
+          .digest(),
+      ),
+    );
+    const files: Record<string, string> = { ...hsm?.files };
     const put = async (name: string, data: Uint8Array | string) => {
       await writeOutput(join(out, name), data, name);
       files[name] = createHash("sha256").update(data).digest("hex");
@@ -73,6 +111,7 @@ export const command: Command = {
         certifyQualifyingData: toHex(e.signingKeyCertify.qualifyingData),
       },
       ekCertificates: e.ekCertificates.map((c) => ({ nvIndex: handleHex(c.nvIndex), key: c.key })),
+      ...(hsm ? { hsm: hsm.record } : {}),
       files,
     };
     await writeOutput(
@@ -94,9 +133,59 @@ export const command: Command = {
     else {
       process.stdout.write(
         `enrolled: AK ${record.ak.handle} (${alg}${e.akCreated ? ", new" : ", existing"}), signing key ${record.signingKey.handle}, ` +
-          `${e.ekCertificates.length} EK certificate(s); record in ${join(out, "enrollment.json")}\n`,
+          `${e.ekCertificates.length} EK certificate(s)${hsm ? `; ${hsm.line}` : ""}; record in ${join(out, "enrollment.json")}\n`,
       );
     }
     return EXIT.ok;
   },
 };
+
+/**
+ * `--hsm`: the HSM root key by token and key label (generated on the token, never exported),
+ * its public key as PEM and as a C2SP note verifier key, and the record naming them.
+ */
+async function enrollHsm(p: Parsed, out: string) {
+  const configPath = str(p, "config");
+  const hsm = configPath !== undefined ? (await loadConfig(configPath)).hsm : undefined;
+  const module = hsm?.module ?? DEFAULT_MODULE;
+  const tokenLabel = hsm?.tokenLabel ?? "execgate";
+  const keyLabel = hsm?.keyLabel ?? "execgate-root";
+  const algorithm = (str(p, "hsm-alg") ?? "p256") === "ed25519" ? "ed25519" : "ecdsa-p256";
+  if (!["p256", "ed25519", undefined].includes(str(p, "hsm-alg")))
+    throw usageError("--hsm-alg must be p256 or ed25519");
+  const envPin = process.env.EXECGATE_HSM_PIN_FILE;
+  const pin = await readPin({
+    ...(hsm?.pinFile !== undefined ? { pinFile: hsm.pinFile } : {}),
+    ...(hsm?.pinCredential !== undefined ? { pinCredential: hsm.pinCredential } : {}),
+    ...(hsm?.pinFile === undefined && hsm?.pinCredential === undefined && envPin ? { pinFile: envPin } : {}),
+  });
+  const k = await generateHsmKey({ module, tokenLabel, keyLabel, pin, algorithm });
+  const files: Record<string, string> = {};
+  const put = async (name: string, data: string) => {
+    await writeOutput(join(out, name), data, name);
+    files[name] = createHash("sha256").update(data).digest("hex");
+  };
+  const spki = k.publicKey.export({ format: "der", type: "spki" });
+  const keyId = createHash("sha256").update(spki).digest();
+  await put("hsm-key.pem", String(k.publicKey.export({ format: "pem", type: "spki" })));
+  /** The checkpoint verifier key, named as the daemon names it: execgate-<host id>. */
+  const putVkey = (hostId: Uint8Array) =>
+    put(
+      "hsm-key.vkey",
+      `${verifierKeyString(`execgate-${toHex(hostId.subarray(0, 8))}`, algorithm, k.publicKey)}\n`,
+    );
+  return {
+    keyId: new Uint8Array(keyId),
+    putVkey,
+    record: {
+      module,
+      tokenLabel,
+      keyLabel,
+      algorithm,
+      created: k.created,
+      spkiSha256: keyId.toString("hex"),
+    },
+    files,
+    line: `HSM key ${JSON.stringify(keyLabel)} on token ${JSON.stringify(tokenLabel)} (${algorithm}${k.created ? ", new" : ", existing"})`,
+  };
+}
