@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { type DatagramListener, listenDatagram } from "../fixtures/peer/unix-peer.js";
 import { eventually, lineageEntries, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
-import { describeTpm } from "../helpers/hardware.js";
+import { describeTpm, startSoftHsm } from "../helpers/hardware.js";
 import { syscallFilterOfUnit, UNIT_DIR } from "../helpers/systemd.js";
 
 /*
@@ -190,14 +190,31 @@ describeTpm("the daemon under systemd's protocols", () => {
     expect(new Set(digests).size).toBe(2);
   });
 
-  it.runIf(hasStrace || process.env.CI === "true")(
-    "every system call of the daemon and its tpm2-tools children passes the unit's SystemCallFilter",
-    async () => {
-      const trace = join(dir, "strace.out");
+  it.runIf(hasStrace || process.env.CI === "true").each(["tpm", "tpm+hsm"] as const)(
+    "roots %s: every system call of the daemon (and its tpm2-tools children, the PKCS#11 module) passes the unit's SystemCallFilter",
+    async (roots) => {
+      const trace = join(dir, `strace-${roots === "tpm" ? "tpm" : "hsm"}.out`);
+      let hsmConfig: { lines: string[]; env: Record<string, string> } | undefined;
+      if (roots === "tpm+hsm") {
+        const hsm = await startSoftHsm();
+        await hsm.generateKey("execgate-root", "ec");
+        hsmConfig = {
+          lines: [
+            'require = "tpm+hsm"',
+            `module = ${JSON.stringify(hsm.module)}`,
+            `token_label = ${JSON.stringify(hsm.label)}`,
+            'key_label = "execgate-root"',
+            `pin_file = ${JSON.stringify(hsm.pinFile)}`,
+          ],
+          env: hsm.env,
+        };
+      }
       const d = await startTestDaemon({
         wrap: (argv) => [STRACE, "-f", "-qq", "-o", trace, "--", ...argv],
+        ...(hsmConfig ? { config: { hsm: hsmConfig.lines }, daemonEnv: hsmConfig.env } : {}),
       });
       daemons.push(d);
+      expect(d.stderr()).toContain(`"roots":"${roots}"`);
       const c = await d.client();
       try {
         const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
