@@ -76,6 +76,12 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   } catch (e) {
     throw refuse("native addon", e);
   }
+  let watchdogUsec: number | undefined;
+  try {
+    watchdogUsec = watchdogUsecFromEnv(process.env, process.pid);
+  } catch (e) {
+    throw refuse("systemd watchdog (WATCHDOG_USEC)", e);
+  }
 
   let current: LoadedPolicy;
   try {
@@ -268,12 +274,6 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
 
   // systemd: READY=1 with the first verified epoch, STATUS= every epoch, WATCHDOG=1 only from
   // healthy completed epochs (src/server/activation.ts). Registered before the first epoch.
-  let watchdogUsec: number | undefined;
-  try {
-    watchdogUsec = watchdogUsecFromEnv(process.env, process.pid);
-  } catch (e) {
-    throw refuse("systemd watchdog", e);
-  }
   const notifier = new ServiceNotifier({
     send: (m) => sdNotify(m),
     ...(watchdogUsec !== undefined ? { watchdogUsec } : {}),
