@@ -59,7 +59,15 @@ export const command: Command = {
       segments: files.segments,
       checkpointLog: files.checkpointLog,
       trustedCheckpoints: trusted,
+      // A progress line on a terminal for large bundles (stderr, so --json output stays clean).
+      ...(process.stderr.isTTY
+        ? {
+            onProgress: (n: number) =>
+              process.stderr.write(`\rverifying: ${n.toLocaleString("en-US")} entries`),
+          }
+        : {}),
     });
+    if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
     const trustPath = str(p, "trust");
     const attestation = flag(p, "log-only")
       ? { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } }

@@ -29,7 +29,12 @@ export interface AuditInput {
   readonly checkpointLog: Uint8Array;
   /** Checkpoints the auditor obtained earlier (e.g. from a previous audit) — anti-rollback. */
   readonly trustedCheckpoints?: readonly Checkpoint[];
+  /** Called every `progressEvery` entries with the count so far (a terminal progress line). */
+  readonly onProgress?: (entries: number) => void;
+  readonly progressEvery?: number;
 }
+
+export const PROGRESS_EVERY = 65_536;
 
 export interface AuditFailure {
   readonly check: string;
@@ -73,6 +78,8 @@ export function verifyBundle(input: AuditInput): AuditReport {
     for (const bytes of seg.entries) {
       const index = tree.size;
       tree.append(leafHash(bytes));
+      if (input.onProgress && (index + 1) % (input.progressEvery ?? PROGRESS_EVERY) === 0)
+        input.onProgress(index + 1);
       try {
         const e = decodeEntry(bytes);
         e.refs.forEach((r, k) => {

@@ -78,6 +78,12 @@ describe("audit: verifyBundle", () => {
     expect(r.latestCheckpoint?.size).toBe(48);
   });
 
+  it("reports progress while it recomputes a large log", () => {
+    const seen: number[] = [];
+    verifyBundle({ ...good, onProgress: (n) => seen.push(n), progressEvery: 16 });
+    expect(seen).toEqual([16, 32, 48]);
+  });
+
   it("a flipped byte in an entry is reported with its position", () => {
     const r = verifyBundle(
       withSegment(good, 0, (b) => {
