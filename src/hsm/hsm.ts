@@ -185,7 +185,7 @@ export class HsmKey {
   private reopening: Promise<void> | undefined;
   private inFlight = 0;
   private drained: (() => void)[] = [];
-  private waiting: ((s: Session) => void)[] = [];
+  private waiting: { resolve: (s: Session) => void; reject: (e: ExecgateError) => void }[] = [];
   private closed = false;
 
   private constructor(
@@ -245,18 +245,20 @@ export class HsmKey {
   /** Closes the sessions (the module stays loaded for the process). */
   async close(): Promise<void> {
     this.closed = true;
+    this.failWaiters(new ExecgateError("hardware_unavailable", "HSM key closed"));
     await this.drain();
     this.closeSessions();
   }
 
   private async withSession<T>(f: (session: Handle) => Promise<T>): Promise<T> {
     if (this.closed) throw new ExecgateError("hardware_unavailable", "HSM key closed");
+    // A re-open in progress: wait for it (if it failed, the check below says so).
+    while (this.reopening) await this.reopening.catch(() => undefined);
     if (this.broken || this.generation !== this.m.generation) {
       if (!this.broken) this.failedGeneration = -1; // the module was re-initialised under us: just re-open
       await this.reopen();
     }
     const s = await this.acquire();
-    this.inFlight++;
     try {
       return await f(s.handle);
     } catch (e) {
@@ -268,25 +270,45 @@ export class HsmKey {
       }
       throw err.code === "config_invalid" ? new ExecgateError("hardware_unavailable", err.message) : err;
     } finally {
-      this.inFlight--;
       this.release(s);
-      if (this.inFlight === 0) for (const d of this.drained.splice(0)) d();
     }
   }
 
+  /**
+   * A free session, marked busy and counted in flight at once (so a re-open's drain cannot
+   * miss a caller that was handed a session but has not run yet). None are handed out while a
+   * re-open is in progress.
+   */
   private acquire(): Promise<Session> {
-    const free = this.sessions.find((s) => !s.busy);
+    const free = this.reopening ? undefined : this.sessions.find((s) => !s.busy);
     if (free) {
       free.busy = true;
+      this.inFlight++;
       return Promise.resolve(free);
     }
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   private release(s: Session): void {
-    const next = this.waiting.shift();
-    if (next && this.sessions.includes(s)) next(s);
-    else s.busy = false;
+    s.busy = false;
+    this.inFlight--;
+    if (this.inFlight === 0) for (const d of this.drained.splice(0)) d();
+    if (!this.reopening) this.serveWaiters();
+  }
+
+  private serveWaiters(): void {
+    for (const s of this.sessions) {
+      if (s.busy) continue;
+      const w = this.waiting.shift();
+      if (!w) return;
+      s.busy = true;
+      this.inFlight++;
+      w.resolve(s);
+    }
+  }
+
+  private failWaiters(err: ExecgateError): void {
+    for (const w of this.waiting.splice(0)) w.reject(err);
   }
 
   private drain(): Promise<void> {
@@ -305,6 +327,7 @@ export class HsmKey {
     const now = (this.o.now ?? Date.now)();
     if (this.broken && now - this.lastAttempt < (this.o.retryMs ?? 250)) throw this.broken;
     this.lastAttempt = now;
+    // Nothing may run on the old sessions while the module is finalised under them.
     await this.drain();
     this.closeSessions();
     try {
@@ -323,20 +346,17 @@ export class HsmKey {
       this.generation = this.m.generation;
       this.broken = undefined;
       this.stats.reopens++;
-      // Callers that queued for the old sessions take the new ones.
-      for (const s of this.sessions) {
-        const next = this.waiting.shift();
-        if (!next) break;
-        s.busy = true;
-        next(s);
-      }
     } catch (e) {
       const err = mapPkcs11Error(e, `HSM ${this.o.tokenLabel}/${this.o.keyLabel} re-open`);
       this.failedGeneration = this.m.generation;
       this.broken =
         err.code === "config_invalid" ? new ExecgateError("hardware_unavailable", err.message) : err;
+      this.failWaiters(this.broken);
       throw this.broken;
     }
+    // Callers that queued meanwhile take the new sessions (`reopening` is still set here, so
+    // serve them explicitly).
+    this.serveWaiters();
   }
 
   private closeSessions(): void {

@@ -103,6 +103,34 @@ describeHsm("HSM layer on SoftHSM2 (real pkcs11js)", () => {
     expect(k.stats.reopens).toBeGreaterThan(0);
   });
 
+  it("concurrent signatures across a token loss: each verifies or is hardware_unavailable; then all verify", async () => {
+    const k = await open("p256");
+    const name = basename(await hsm.tokenDir());
+    const msg = new Uint8Array([7]);
+    const outcome = async (): Promise<string> => {
+      try {
+        const sig = await k.sign(msg);
+        return verify("sha256", msg, { key: k.publicKey, dsaEncoding: "ieee-p1363" }, sig) ? "ok" : "bad";
+      } catch (e) {
+        return isExecgateError(e, "hardware_unavailable") ? "unavailable" : `other: ${String(e)}`;
+      }
+    };
+    const during = Promise.all(Array.from({ length: 200 }, () => outcome()));
+    await hsm.removeToken();
+    const more = Promise.all(Array.from({ length: 50 }, () => outcome()));
+    const results = [...(await during), ...(await more)];
+    expect(
+      results.every((r) => r === "ok" || r === "unavailable"),
+      results.join(","),
+    ).toBe(true);
+    await hsm.restoreToken(name);
+    const after = await Promise.all(Array.from({ length: 50 }, () => outcome()));
+    // The first callers after the token is back may still see the failure that was in flight.
+    expect(after.every((r) => r === "ok" || r === "unavailable")).toBe(true);
+    expect(await outcome()).toBe("ok");
+    expect(await Promise.all(Array.from({ length: 20 }, () => outcome()))).toEqual(Array(20).fill("ok"));
+  });
+
   it("generates P-256 and Ed25519 keys for enroll, idempotently", async () => {
     for (const algorithm of ["ecdsa-p256", "ed25519"] as const) {
       const label = `gen-${algorithm}`;
