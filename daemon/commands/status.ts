@@ -1,8 +1,9 @@
 import type { CborValue } from "../../src/cbor/index.js";
 import { cborToJson, type JsonValue } from "../../src/client/index.js";
+import { asExecgateError } from "../../src/core/errors.js";
 import { flag, parseCommandArgs, printJson } from "../args.js";
 import type { Command } from "../cli.js";
-import { EXIT } from "../exit.js";
+import { EXIT, exitCodeFor } from "../exit.js";
 import { connect, orDenied, SOCKET_HELP, SOCKET_OPTION } from "./token-common.js";
 
 /** Nested maps indented, one `key: value` per line, bytes as hex. */
@@ -108,10 +109,19 @@ function summary(st: JsonObject, lines: string[]): void {
 
 export const command: Command = {
   summary: "daemon health: epoch, evidence age, tokens, denials, lineage, TPM (--json: the status reply)",
-  usage: `[--json] [--socket P]\n${SOCKET_HELP}\nExit: 0 the daemon answered, 1 denied, 3 unreachable.`,
+  usage: `[--json] [--socket P]\n${SOCKET_HELP}\nExit: 0 the daemon answered, 1 denied, 3 unreachable (--json: {"up": false, "error": …}).`,
   async run(argv) {
     const p = parseCommandArgs(argv, { json: { type: "boolean" }, ...SOCKET_OPTION });
-    const client = await connect(p);
+    let client: Awaited<ReturnType<typeof connect>>;
+    try {
+      client = await connect(p);
+    } catch (e) {
+      // A monitoring script gets an answer it can parse either way; the exit code still says 3.
+      if (!flag(p, "json")) throw e;
+      const err = asExecgateError(e);
+      printJson({ up: false, error: `${err.code}: ${err.message}` });
+      return exitCodeFor(err);
+    }
     try {
       return await orDenied(async () => {
         const status = await client.status();

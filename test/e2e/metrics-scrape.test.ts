@@ -123,6 +123,11 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect(h.stdout).toMatch(/^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\)$/m);
     expect(h.stdout).toMatch(/^ {2}hardware: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
 
+    // No daemon at all: --json still prints a parseable answer, and exits 3.
+    const gone = await execgate(["status", "--json", "--socket", `${d.dir}/no-daemon.sock`]);
+    expect(gone.code).toBe(3);
+    expect(JSON.parse(gone.stdout)).toMatchObject({ up: false, error: expect.any(String) });
+
     // A TPM that is gone: status says so (and the evidence is no longer fresh).
     await d.tpm.kill();
     try {
