@@ -13,6 +13,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   tpm: async () => (await import("./tpm.js")).suite,
   measure: async () => (await import("./measure.js")).suite,
   lineage: async () => (await import("./lineage.js")).suite,
+  audit: async () => (await import("./audit.js")).suite,
   daemon: async () => (await import("./daemon.js")).suite,
 };
 
