@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -211,10 +212,20 @@ describeTpm("the daemon under systemd's protocols", () => {
       }
       const d = await startTestDaemon({
         wrap: (argv) => [STRACE, "-f", "-qq", "-o", trace, "--", ...argv],
-        ...(hsmConfig ? { config: { hsm: hsmConfig.lines }, daemonEnv: hsmConfig.env } : {}),
+        config: {
+          metrics: ['socket = "$DIR/metrics.sock"'],
+          ...(hsmConfig ? { hsm: hsmConfig.lines } : {}),
+        },
+        ...(hsmConfig ? { daemonEnv: hsmConfig.env } : {}),
       });
       daemons.push(d);
       expect(d.stderr()).toContain(`"roots":"${roots}"`);
+      const stracePid = d.child()!.pid!;
+      const children = readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, "utf8")
+        .trim()
+        .split(" ");
+      expect(children).toHaveLength(1);
+      const daemonPid = Number(children[0]);
       const c = await d.client();
       try {
         const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
@@ -224,13 +235,23 @@ describeTpm("the daemon under systemd's protocols", () => {
       } finally {
         await c.close();
       }
+      // A metrics scrape and a policy reload go through the filter too.
+      const scraped = await new Promise<string>((resolve, reject) => {
+        const req = request({ socketPath: join(d.dir, "metrics.sock"), path: "/metrics" }, (res) => {
+          let body = "";
+          res.on("data", (b: Buffer) => {
+            body += b.toString();
+          });
+          res.on("end", () => resolve(body));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      expect(scraped).toContain("execgate_up 1");
+      process.kill(daemonPid, "SIGHUP");
+      await eventually("policy_reloaded", async () => d.stderr().includes('"policy_reloaded"'));
       // SIGTERM to the daemon itself (strace's child), so the shutdown path is traced too.
-      const stracePid = d.child()!.pid!;
-      const children = readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, "utf8")
-        .trim()
-        .split(" ");
-      expect(children).toHaveLength(1);
-      process.kill(Number(children[0]), "SIGTERM");
+      process.kill(daemonPid, "SIGTERM");
       expect(await d.stop()).toBe(0);
 
       const used = new Set<string>();
