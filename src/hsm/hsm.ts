@@ -385,6 +385,13 @@ function openSessions(m: LoadedModule, o: HsmKeyOptions): { keys: KeyHandles; se
         "hardware_unavailable",
         `no private key labelled ${JSON.stringify(o.keyLabel)} on token ${JSON.stringify(o.tokenLabel)}`,
       );
+    // Ed25519 needs CKM_EDDSA, which many tokens lack: say so at start, not at the first epoch.
+    const mechanism = keys.algorithm === "ed25519" ? CKM_EDDSA : P.CKM_ECDSA;
+    if (!m.p11.C_GetMechanismList(slot).includes(mechanism))
+      throw new ExecgateError(
+        "config_invalid",
+        `token ${JSON.stringify(o.tokenLabel)} does not offer ${keys.algorithm === "ed25519" ? "CKM_EDDSA" : "CKM_ECDSA"} for key ${JSON.stringify(o.keyLabel)}`,
+      );
     return { keys, sessions: opened.map((handle) => ({ handle, busy: false })) };
   } catch (e) {
     for (const s of opened) {

@@ -16,7 +16,7 @@ import {
   startTestDaemon,
   type TestDaemon,
 } from "../helpers/daemon.js";
-import { describeHsm, startSoftHsm } from "../helpers/hardware.js";
+import { describeHsm, describeTpm, startSoftHsm } from "../helpers/hardware.js";
 
 const KEY = "execgate-root";
 
@@ -67,187 +67,190 @@ async function keyObjectFiles(hsm: SoftHsm): Promise<string[]> {
     .map((n) => join(dir, n));
 }
 
+// startTestDaemon manufactures a swtpm even for HSM-only runs (it is simply not used then).
 describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
-  describe("HSM-only mode: no TPM on the host", () => {
-    let d: TestDaemon;
-    let root: Awaited<ReturnType<typeof hsmRoot>>;
-    beforeAll(async () => {
-      root = await hsmRoot();
-      d = await startTestDaemon({
-        golden: false, // nothing attests PCRs without a TPM: golden PCR rules would fail closed
-        config: {
-          hsm: root.lines("hsm"),
-          // Nothing answers here: the daemon must not need the TPM at all.
-          tpm: [`tcti = "swtpm:path=${join(root.hsm.dir, "no-such-tpm.sock")}"`],
-        },
-        daemonEnv: root.hsm.env,
+  describeTpm("(swtpm for the test helper)", () => {
+    describe("HSM-only mode: no TPM on the host", () => {
+      let d: TestDaemon;
+      let root: Awaited<ReturnType<typeof hsmRoot>>;
+      beforeAll(async () => {
+        root = await hsmRoot();
+        d = await startTestDaemon({
+          golden: false, // nothing attests PCRs without a TPM: golden PCR rules would fail closed
+          config: {
+            hsm: root.lines("hsm"),
+            // Nothing answers here: the daemon must not need the TPM at all.
+            tpm: [`tcti = "swtpm:path=${join(root.hsm.dir, "no-such-tpm.sock")}"`],
+          },
+          daemonEnv: root.hsm.env,
+        });
       });
-    });
-    afterAll(async () => {
-      await d?.dispose();
-    });
-
-    it("issues tokens; epochs are HSM signatures over the binding and checkpoints are HSM-signed notes", async () => {
-      const c = await d.client();
-      try {
-        const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
-        expect(t.token.length).toBeGreaterThan(0);
-        await c.redeem(t.token);
-      } finally {
-        c.close();
-      }
-      expect(d.stderr()).toMatch(/"roots":"hsm"/);
-      expect(await d.stop()).toBe(0);
-      const records = await epochRecords(d.lineageDir);
-      expect(records.length).toBeGreaterThan(0);
-      for (const r of records) {
-        const v = verifyHsmEpoch(r, root.publicKey);
-        expect(v).toMatchObject({ ok: true, verified: true, hasQuote: false });
-      }
-      const vkey = verifierKeyString(`execgate-${root.hostId}`, "ecdsa-p256", root.publicKey);
-      const notes = await checkpointNotes(d.lineageDir);
-      expect(notes.length).toBeGreaterThan(0);
-      for (const n of notes) openCheckpoint(n, `execgate/${root.hostId}`, parseVerifierKey(vkey));
-      await d.start();
-    });
-
-    it("the token's key files removed → hardware_unavailable, recorded; back → tokens again", async () => {
-      const c = await d.client();
-      try {
-        expect(await outcome(c)).toBe("allow");
-        const files = await keyObjectFiles(root.hsm);
-        for (const f of files) await rename(f, `${f}.away`);
-        await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
-        for (const f of files) await rename(`${f}.away`, f);
-        await eventually("recovery", async () => (await outcome(c)) === "allow");
-      } finally {
-        c.close();
-      }
-    });
-
-    it("the whole token gone (the module fails: CKR_GENERAL_ERROR) → hardware_unavailable; back → tokens again, never a crash", async () => {
-      const c = await d.client();
-      try {
-        const name = basename(await root.hsm.tokenDir());
-        await root.hsm.removeToken();
-        await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
-        await root.hsm.restoreToken(name);
-        await eventually("recovery", async () => (await outcome(c)) === "allow");
-      } finally {
-        c.close();
-      }
-      expect(await d.stop()).toBe(0);
-      expect(await recordedDenials(d.lineageDir)).toContain("hardware_unavailable");
-      // Epochs while the token was gone are recorded as failed, without an HSM signature.
-      const failed = (await lineageEntries(d.lineageDir)).filter(
-        (e) => e.type === "epoch" && !e.body.verified && e.body.reason === "hardware_unavailable",
-      );
-      expect(failed.length).toBeGreaterThan(0);
-      await d.start();
-    });
-
-    it("a wrong PIN → the daemon refuses to start (exit 2) and says why, without the PIN", async () => {
-      await d.stop();
-      const good = await readFile(root.hsm.pinFile, "utf8");
-      await writeFile(root.hsm.pinFile, "97531\n");
-      try {
-        await expect(d.start()).rejects.toThrow(/did not start/);
-        expect(d.child()?.exitCode).toBe(2);
-        expect(d.stderr()).toMatch(/refusing to start: HSM .*CKR_PIN_INCORRECT/);
-        expect(d.stderr()).not.toContain("97531");
-      } finally {
-        await writeFile(root.hsm.pinFile, good);
-      }
-      await d.start();
-    });
-  });
-
-  describe("TPM+HSM mode", () => {
-    let d: TestDaemon;
-    let root: Awaited<ReturnType<typeof hsmRoot>>;
-    beforeAll(async () => {
-      root = await hsmRoot("ed25519");
-      d = await startTestDaemon({
-        config: { hsm: root.lines("tpm+hsm", ['checkpoints = "hsm"']) },
-        daemonEnv: root.hsm.env,
+      afterAll(async () => {
+        await d?.dispose();
       });
-    });
-    afterAll(async () => {
-      await d?.dispose();
-    });
 
-    it("issues tokens on epochs that carry both the quote and the HSM signature; either root missing denies", async () => {
-      const c = await d.client();
-      try {
-        expect(await outcome(c)).toBe("allow");
-        const name = basename(await root.hsm.tokenDir());
-        await root.hsm.removeToken();
-        await eventually(
-          "hardware_unavailable (HSM)",
-          async () => (await outcome(c)) === "hardware_unavailable",
+      it("issues tokens; epochs are HSM signatures over the binding and checkpoints are HSM-signed notes", async () => {
+        const c = await d.client();
+        try {
+          const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+          expect(t.token.length).toBeGreaterThan(0);
+          await c.redeem(t.token);
+        } finally {
+          c.close();
+        }
+        expect(d.stderr()).toMatch(/"roots":"hsm"/);
+        expect(await d.stop()).toBe(0);
+        const records = await epochRecords(d.lineageDir);
+        expect(records.length).toBeGreaterThan(0);
+        for (const r of records) {
+          const v = verifyHsmEpoch(r, root.publicKey);
+          expect(v).toMatchObject({ ok: true, verified: true, hasQuote: false });
+        }
+        const vkey = verifierKeyString(`execgate-${root.hostId}`, "ecdsa-p256", root.publicKey);
+        const notes = await checkpointNotes(d.lineageDir);
+        expect(notes.length).toBeGreaterThan(0);
+        for (const n of notes) openCheckpoint(n, `execgate/${root.hostId}`, parseVerifierKey(vkey));
+        await d.start();
+      });
+
+      it("the token's key files removed → hardware_unavailable, recorded; back → tokens again", async () => {
+        const c = await d.client();
+        try {
+          expect(await outcome(c)).toBe("allow");
+          const files = await keyObjectFiles(root.hsm);
+          for (const f of files) await rename(f, `${f}.away`);
+          await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
+          for (const f of files) await rename(`${f}.away`, f);
+          await eventually("recovery", async () => (await outcome(c)) === "allow");
+        } finally {
+          c.close();
+        }
+      });
+
+      it("the whole token gone (the module fails: CKR_GENERAL_ERROR) → hardware_unavailable; back → tokens again, never a crash", async () => {
+        const c = await d.client();
+        try {
+          const name = basename(await root.hsm.tokenDir());
+          await root.hsm.removeToken();
+          await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
+          await root.hsm.restoreToken(name);
+          await eventually("recovery", async () => (await outcome(c)) === "allow");
+        } finally {
+          c.close();
+        }
+        expect(await d.stop()).toBe(0);
+        expect(await recordedDenials(d.lineageDir)).toContain("hardware_unavailable");
+        // Epochs while the token was gone are recorded as failed, without an HSM signature.
+        const failed = (await lineageEntries(d.lineageDir)).filter(
+          (e) => e.type === "epoch" && !e.body.verified && e.body.reason === "hardware_unavailable",
         );
-        await root.hsm.restoreToken(name);
-        await eventually("recovery", async () => (await outcome(c)) === "allow");
-        await d.tpm.kill();
-        await eventually(
-          "hardware_unavailable (TPM)",
-          async () => (await outcome(c)) === "hardware_unavailable",
-        );
-        await d.tpm.launch();
-        // A TPM reset: the earlier counters no longer match, a new run of the daemon starts clean.
-      } finally {
-        c.close();
-      }
-      expect(await d.stop()).toBe(0);
-      const records = await epochRecords(d.lineageDir);
-      const both = records.map((r) => verifyHsmEpoch(r, root.publicKey)).filter((v) => v.ok && v.hasQuote);
-      expect(both.length).toBeGreaterThan(0);
-      // Checkpoints signed by the HSM's Ed25519 key (note type 0x01) under the host's key name.
-      const notes = await checkpointNotes(d.lineageDir);
-      expect(notes.length).toBeGreaterThan(0);
-      for (const n of notes) {
-        const name = parseNote(n).signatures[0]!.name;
-        const vkey = verifierKeyString(name, "ed25519", root.publicKey);
-        openCheckpoint(n, `execgate/${name.slice("execgate-".length)}`, parseVerifierKey(vkey));
-      }
-    });
-  });
+        expect(failed.length).toBeGreaterThan(0);
+        await d.start();
+      });
 
-  describe('tokens signed by the HSM key directly (token_signer = "hsm")', () => {
-    let d: TestDaemon;
-    let root: Awaited<ReturnType<typeof hsmRoot>>;
-    beforeAll(async () => {
-      root = await hsmRoot("ec");
-      d = await startTestDaemon({
-        golden: false,
-        config: { hsm: root.lines("hsm", ['token_signer = "hsm"']) },
-        daemonEnv: root.hsm.env,
+      it("a wrong PIN → the daemon refuses to start (exit 2) and says why, without the PIN", async () => {
+        await d.stop();
+        const good = await readFile(root.hsm.pinFile, "utf8");
+        await writeFile(root.hsm.pinFile, "97531\n");
+        try {
+          await expect(d.start()).rejects.toThrow(/did not start/);
+          expect(d.child()?.exitCode).toBe(2);
+          expect(d.stderr()).toMatch(/refusing to start: HSM .*CKR_PIN_INCORRECT/);
+          expect(d.stderr()).not.toContain("97531");
+        } finally {
+          await writeFile(root.hsm.pinFile, good);
+        }
+        await d.start();
       });
     });
-    afterAll(async () => {
-      await d?.dispose();
+
+    describe("TPM+HSM mode", () => {
+      let d: TestDaemon;
+      let root: Awaited<ReturnType<typeof hsmRoot>>;
+      beforeAll(async () => {
+        root = await hsmRoot("ed25519");
+        d = await startTestDaemon({
+          config: { hsm: root.lines("tpm+hsm", ['checkpoints = "hsm"']) },
+          daemonEnv: root.hsm.env,
+        });
+      });
+      afterAll(async () => {
+        await d?.dispose();
+      });
+
+      it("issues tokens on epochs that carry both the quote and the HSM signature; either root missing denies", async () => {
+        const c = await d.client();
+        try {
+          expect(await outcome(c)).toBe("allow");
+          const name = basename(await root.hsm.tokenDir());
+          await root.hsm.removeToken();
+          await eventually(
+            "hardware_unavailable (HSM)",
+            async () => (await outcome(c)) === "hardware_unavailable",
+          );
+          await root.hsm.restoreToken(name);
+          await eventually("recovery", async () => (await outcome(c)) === "allow");
+          await d.tpm.kill();
+          await eventually(
+            "hardware_unavailable (TPM)",
+            async () => (await outcome(c)) === "hardware_unavailable",
+          );
+          await d.tpm.launch();
+          // A TPM reset: the earlier counters no longer match, a new run of the daemon starts clean.
+        } finally {
+          c.close();
+        }
+        expect(await d.stop()).toBe(0);
+        const records = await epochRecords(d.lineageDir);
+        const both = records.map((r) => verifyHsmEpoch(r, root.publicKey)).filter((v) => v.ok && v.hasQuote);
+        expect(both.length).toBeGreaterThan(0);
+        // Checkpoints signed by the HSM's Ed25519 key (note type 0x01) under the host's key name.
+        const notes = await checkpointNotes(d.lineageDir);
+        expect(notes.length).toBeGreaterThan(0);
+        for (const n of notes) {
+          const name = parseNote(n).signatures[0]!.name;
+          const vkey = verifierKeyString(name, "ed25519", root.publicKey);
+          openCheckpoint(n, `execgate/${name.slice("execgate-".length)}`, parseVerifierKey(vkey));
+        }
+      });
     });
 
-    it("tokens are ES256 COSE_Sign1 by the HSM key, redeem once, and are recorded by digest", async () => {
-      const c = await d.client();
-      let token: Uint8Array;
-      try {
-        token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
-        const msg = decodeSign1(token);
-        expect(msg.alg).toBe(COSE_ALG.ES256);
-        expect(verifySign1(msg, root.publicKey)).toBe(true);
-        await c.redeem(token);
-        await expect(c.redeem(token)).rejects.toMatchObject({ reason: "token_replayed" });
-      } finally {
-        c.close();
-      }
-      expect(await d.stop()).toBe(0);
-      const digest = createHash("sha256").update(token).digest();
-      const issued = (await lineageEntries(d.lineageDir)).filter(
-        (e) => e.type === "token_issued" && Buffer.from(e.body.digest).equals(digest),
-      );
-      expect(issued).toHaveLength(1);
-      await d.start();
+    describe('tokens signed by the HSM key directly (token_signer = "hsm")', () => {
+      let d: TestDaemon;
+      let root: Awaited<ReturnType<typeof hsmRoot>>;
+      beforeAll(async () => {
+        root = await hsmRoot("ec");
+        d = await startTestDaemon({
+          golden: false,
+          config: { hsm: root.lines("hsm", ['token_signer = "hsm"']) },
+          daemonEnv: root.hsm.env,
+        });
+      });
+      afterAll(async () => {
+        await d?.dispose();
+      });
+
+      it("tokens are ES256 COSE_Sign1 by the HSM key, redeem once, and are recorded by digest", async () => {
+        const c = await d.client();
+        let token: Uint8Array;
+        try {
+          token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+          const msg = decodeSign1(token);
+          expect(msg.alg).toBe(COSE_ALG.ES256);
+          expect(verifySign1(msg, root.publicKey)).toBe(true);
+          await c.redeem(token);
+          await expect(c.redeem(token)).rejects.toMatchObject({ reason: "token_replayed" });
+        } finally {
+          c.close();
+        }
+        expect(await d.stop()).toBe(0);
+        const digest = createHash("sha256").update(token).digest();
+        const issued = (await lineageEntries(d.lineageDir)).filter(
+          (e) => e.type === "token_issued" && Buffer.from(e.body.digest).equals(digest),
+        );
+        expect(issued).toHaveLength(1);
+        await d.start();
+      });
     });
   });
 });

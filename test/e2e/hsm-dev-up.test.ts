@@ -86,8 +86,10 @@ describeHsm("execgate dev up --root hsm (SoftHSM2 only, no swtpm)", () => {
   });
 });
 
-describeTpm("execgate dev up --root tpm+hsm", () => {
-  it("serves tokens with both roots", async () => {
-    await serveOnce("tpm+hsm", ["EXECGATE_CONFIG", "EXECGATE_SOCKET", "SOFTHSM2_CONF", "TPM2TOOLS_TCTI"]);
+describeHsm("execgate dev up --root tpm+hsm", () => {
+  describeTpm("with swtpm", () => {
+    it("serves tokens with both roots", async () => {
+      await serveOnce("tpm+hsm", ["EXECGATE_CONFIG", "EXECGATE_SOCKET", "SOFTHSM2_CONF", "TPM2TOOLS_TCTI"]);
+    });
   });
 });
