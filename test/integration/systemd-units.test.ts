@@ -146,19 +146,32 @@ describeSystemd("systemd units", () => {
     expect(one(s, "Accept")).toBe("no");
   });
 
-  it("sysusers.d and tmpfiles.d entries are accepted by their tools (into a scratch root)", async () => {
+  it("sysusers.d and tmpfiles.d entries are accepted by their tools (into a scratch root), measurement lists readable by the execgate group", async () => {
     const root = join(tmp, "root");
     await mkdir(join(root, "etc"), { recursive: true });
     await writeFile(join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\n");
     await writeFile(join(root, "etc", "group"), "root:x:0:\n");
-    const sysusers = await run("/usr/bin/systemd-sysusers", [
+    const dry = await run("/usr/bin/systemd-sysusers", [
       "--dry-run",
       `--root=${root}`,
       join(UNIT_DIR, "sysusers.conf"),
     ]);
+    expect(dry.stdout + dry.stderr).toMatch(/Creating user '?execgate'?/);
+    expect(dry.stdout + dry.stderr).toMatch(/Creating group '?execgate-clients'?/);
+    // For real, into the scratch root: tmpfiles.d needs the execgate group to exist, as at boot.
+    const sysusers = await run("/usr/bin/systemd-sysusers", [
+      `--root=${root}`,
+      join(UNIT_DIR, "sysusers.conf"),
+    ]);
     expect(sysusers.stderr).not.toMatch(/fail|invalid|ignoring/i);
-    expect(sysusers.stdout + sysusers.stderr).toMatch(/Creating user '?execgate'?/);
-    expect(sysusers.stdout + sysusers.stderr).toMatch(/Creating group '?execgate-clients'?/);
+    const group = await readFile(join(root, "etc", "group"), "utf8");
+    const gid = Number(/^execgate:x:(\d+):/m.exec(group)?.[1]);
+    expect(gid).toBeGreaterThan(0);
+    expect(group).toMatch(/^tss:x:\d+:execgate$/m);
+    // A root-only measurement list, as securityfs makes it; the IMA ascii list is absent (skipped).
+    const ima = join(root, "sys/kernel/security/ima/binary_runtime_measurements");
+    await mkdir(join(root, "sys/kernel/security/ima"), { recursive: true });
+    await writeFile(ima, "", { mode: 0o400 });
     const tmpfiles = await run("/usr/bin/systemd-tmpfiles", [
       "--create",
       `--root=${root}`,
@@ -168,5 +181,7 @@ describeSystemd("systemd units", () => {
     const { stat } = await import("node:fs/promises");
     expect((await stat(join(root, "etc/execgate/credentials"))).mode & 0o777).toBe(0o700);
     expect((await stat(join(root, "etc/execgate/credentials/hsm-pin"))).mode & 0o777).toBe(0o600);
+    const st = await stat(ima);
+    expect([st.mode & 0o777, st.uid, st.gid]).toEqual([0o440, 0, gid]);
   });
 });
