@@ -108,7 +108,10 @@ async function devHsm(
         startedAtMs: 0,
         verifiedAtMs: 0,
       });
-      v = verifyHsmEpoch(r.record, key.publicKey);
+      v = verifyHsmEpoch(
+        { quote: r.record, ...(r.hsmSignature ? { hsmSignature: r.hsmSignature } : {}) },
+        key.publicKey,
+      );
     } finally {
       await signer.close();
     }

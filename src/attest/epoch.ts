@@ -60,6 +60,8 @@ export interface EpochResult {
   /** Deterministic CBOR of the epoch evidence (docs/lineage.md, "epoch record"). */
   readonly record: Uint8Array;
   readonly ima: ImaOutcome | undefined;
+  /** The HSM's signature over the binding bytes (HSM modes, when it answered): EpochBody.hsmSignature. */
+  readonly hsmSignature?: Uint8Array;
   /** TPMS_CLOCK_INFO.clock of a verified quote. */
   readonly tpmClock?: bigint;
 }
@@ -76,9 +78,11 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     bootId: input.binding.bootId,
   };
   const bindingBytes = encodeEpochBinding(input.binding);
-  const hsmFields = input.hsm && !("failure" in input.hsm) ? { hsm_signature: input.hsm.signature } : {};
   const record = (fields: Record<string, CborValue | undefined>): Uint8Array =>
-    encode({ binding: bindingBytes, ...hsmFields, ...fields });
+    encode({ binding: bindingBytes, ...fields });
+  // Kept beside the record, in the epoch entry (EpochBody.hsmSignature): the record's format
+  // stays what TPM verifiers decode.
+  const hsmSignature = input.hsm && !("failure" in input.hsm) ? { hsmSignature: input.hsm.signature } : {};
 
   // The HSM signature first: a root that does not answer, or answers wrongly, fails the epoch.
   let hsmFailure: Failure | undefined;
@@ -97,6 +101,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
         ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
         : {};
     return {
+      ...hsmSignature,
       hash,
       state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
       record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
@@ -115,6 +120,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
       ? ({ ok: true } as const)
       : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
     return {
+      ...hsmSignature,
       hash,
       state: { ...base, resetCount: 0, restartCount: 0, pcrDigest: ZERO32, integrity },
       record: record({ verified: integrity.ok, ...(integrity.ok ? {} : { reason: integrity.reason }) }),
@@ -128,6 +134,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   if ("failure" in input.quote) {
     const integrity = { ok: false as const, reason: input.quote.failure, detail: input.quote.detail };
     return {
+      ...hsmSignature,
       hash,
       state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
       record: record({ verified: false, reason: integrity.reason }),
@@ -146,6 +153,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
       detail: "PCR values unreadable",
     };
     return {
+      ...hsmSignature,
       hash,
       state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
       record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
@@ -167,6 +175,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
       detail: `${v.check}: ${v.detail}`,
     };
     return {
+      ...hsmSignature,
       hash,
       state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
       record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
@@ -182,6 +191,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     ? ({ ok: true } as const)
     : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
   return {
+    ...hsmSignature,
     hash,
     state: {
       ...base,

@@ -175,7 +175,10 @@ export class AttestationLoop {
   }
 
   private afterEpoch(): void {
-    if (this.waiters.some((w) => (this.state?.startedAtMs ?? -1) < w.after)) return this.schedule(0);
+    if (this.waiters.some((w) => (this.state?.startedAtMs ?? -1) < w.after)) {
+      this.schedule(0);
+      return;
+    }
     const active = this.o.now() - this.lastActivityMs <= this.o.idleEpochMs;
     this.schedule(active ? this.o.epochMs : this.o.idleEpochMs);
   }
@@ -237,6 +240,7 @@ export class AttestationLoop {
             verified: state.integrity.ok,
             ...(state.integrity.ok ? {} : { reason: state.integrity.reason }),
             ...(evidenceDigests.length > 0 ? { evidence: evidenceDigests } : {}),
+            ...(result.hsmSignature ? { hsmSignature: result.hsmSignature } : {}),
           },
         ),
       );

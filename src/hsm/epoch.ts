@@ -1,42 +1,39 @@
 import { type KeyObject, verify } from "node:crypto";
-import { decodeEpochBinding, type EpochBinding, epochHash } from "../attest/binding.js";
-import { type CborValue, decode } from "../cbor/index.js";
+import type { EpochBinding } from "../attest/binding.js";
+import { epochHash } from "../attest/binding.js";
+import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import { asExecgateError } from "../core/errors.js";
 import { algorithmOf } from "./keys.js";
 
 /*
- * HSM epochs (docs/hsm.md "Epoch records"). Where a TPM epoch carries a quote whose
+ * HSM epochs (docs/hsm.md "Epoch entries"). Where a TPM epoch carries a quote whose
  * qualifyingData is SHA-256(binding), an HSM epoch carries the HSM key's signature over the
  * binding bytes themselves:
  *   P-256:   ECDSA over SHA-256(binding) — i.e. over the epoch hash — as raw r‖s (64 bytes);
  *   Ed25519: EdDSA over the binding bytes (64 bytes).
- * It sits in the epoch record (the `quote` field of the lineage's epoch entry) as
- *   "hsm_signature": bstr .size 64
- * beside the TPM fields (present too in tpm+hsm mode, absent in HSM-only mode).
- * Pure: the auditor calls verifyHsmEpoch with the record bytes and the exported HSM key.
+ * The signature sits in the lineage's epoch entry beside the epoch record:
+ *   EpochBody = { "quote": EpochRecord bytes, …, ? "hsmSignature": bstr .size 64 }
+ * and the record keeps its TPM format (in HSM-only mode it has no quote fields).
+ * Pure: the auditor calls verifyHsmEpoch with an epoch entry's body and the exported HSM key.
  */
-export const HSM_SIGNATURE_FIELD = "hsm_signature";
 
-const RECORD_FIELDS = [
-  "binding",
-  "attest",
-  "signature",
-  "pcrs",
-  "verified",
-  "reason",
-  "quirks",
-  HSM_SIGNATURE_FIELD,
-];
+/** What verifyHsmEpoch reads: the fields of a lineage epoch entry body (EpochBody). */
+export interface HsmEpochInput {
+  /** The epoch record bytes (EpochBody.quote). */
+  readonly quote: Uint8Array;
+  readonly hsmSignature?: Uint8Array;
+}
 
 export type HsmEpochVerification =
   | {
       readonly ok: true;
+      readonly record: EpochRecord;
       readonly binding: EpochBinding;
       /** The epoch hash (SHA-256 of the binding): the id the next epoch and tokens name. */
       readonly hash: Uint8Array;
       /** The daemon's own verdict recorded with it (integrity policy included). */
       readonly verified: boolean;
-      /** True when the record also carries a TPM quote (tpm+hsm mode); verify it separately. */
+      /** True when the record also carries a TPM quote (tpm+hsm mode); verify it as for TPM epochs. */
       readonly hasQuote: boolean;
     }
   | { readonly ok: false; readonly check: string; readonly detail: string };
@@ -58,36 +55,28 @@ export function verifyHsmBindingSignature(
 }
 
 /**
- * Verifies an HSM epoch record offline, in a fixed order: the record decodes (a map with only
- * known fields), the binding is canonical, the HSM signature is present and verifies over the
- * binding bytes with `hsmPublicKey`. Never throws.
+ * Verifies an HSM epoch offline, in a fixed order: the record decodes strictly
+ * (decodeEpochRecord: known fields, canonical binding), the HSM signature is present and
+ * verifies over the binding bytes with `hsmPublicKey`. Never throws.
  */
-export function verifyHsmEpoch(record: Uint8Array, hsmPublicKey: KeyObject): HsmEpochVerification {
+export function verifyHsmEpoch(epoch: HsmEpochInput, hsmPublicKey: KeyObject): HsmEpochVerification {
   const fail = (check: string, detail: string) => ({ ok: false as const, check, detail });
-  let m: ReadonlyMap<unknown, CborValue>;
+  let record: EpochRecord;
   try {
-    const v = decode(record, { maxDepth: 4, maxItems: 256, maxLength: 64 * 1024 });
-    if (!(v instanceof Map)) return fail("hsm_epoch_record", "not a map");
-    m = v as ReadonlyMap<unknown, CborValue>;
+    record = decodeEpochRecord(epoch.quote);
   } catch (e) {
     return fail("hsm_epoch_record", asExecgateError(e).message);
   }
-  for (const k of m.keys())
-    if (!RECORD_FIELDS.includes(k as string)) return fail("hsm_epoch_record", `unknown field ${String(k)}`);
-  const bindingBytes = m.get("binding");
-  const sig = m.get(HSM_SIGNATURE_FIELD);
-  const verified = m.get("verified");
-  if (!(bindingBytes instanceof Uint8Array)) return fail("hsm_epoch_record", "binding missing");
-  if (typeof verified !== "boolean") return fail("hsm_epoch_record", "verified must be a bool");
-  let binding: EpochBinding;
-  try {
-    binding = decodeEpochBinding(bindingBytes);
-  } catch (e) {
-    return fail("hsm_epoch_binding", asExecgateError(e).message);
-  }
-  if (sig === undefined) return fail("hsm_epoch_signature", "no HSM signature in the record");
-  if (!(sig instanceof Uint8Array)) return fail("hsm_epoch_record", "hsm_signature must be bytes");
-  if (!verifyHsmBindingSignature(bindingBytes, sig, hsmPublicKey))
+  const sig = epoch.hsmSignature;
+  if (sig === undefined) return fail("hsm_epoch_signature", "no HSM signature in the epoch entry");
+  if (!verifyHsmBindingSignature(record.bindingBytes, sig, hsmPublicKey))
     return fail("hsm_epoch_signature", "the HSM signature does not verify over the binding");
-  return { ok: true, binding, hash: epochHash(binding), verified, hasQuote: m.has("attest") };
+  return {
+    ok: true,
+    record,
+    binding: record.binding,
+    hash: epochHash(record.binding),
+    verified: record.verified,
+    hasQuote: record.attest !== undefined,
+  };
 }

@@ -63,6 +63,11 @@ export interface EpochBody {
   readonly reason?: DenialReason;
   /** SHA-256 digests of blobs (event logs, IMA lists, certificates) this epoch relied on. */
   readonly evidence?: readonly Uint8Array[];
+  /**
+   * HSM root (hsm.require = "hsm" or "tpm+hsm"): the HSM key's signature over the binding bytes
+   * of `quote` (the epoch record), present when the HSM answered (docs/hsm.md).
+   */
+  readonly hsmSignature?: Uint8Array;
 }
 export interface RequestBody {
   readonly requestId: string;
@@ -143,6 +148,7 @@ const BODY_SCHEMAS: Readonly<Record<EntryType, Schema>> = {
     verified: req("bool"),
     reason: opt("reason"),
     evidence: opt("digests"),
+    hsmSignature: opt("bytes"),
   },
   request: { requestId: req("text"), scope: req("text"), actionDigest: req("digest"), peer: req("peer") },
   decision: { allow: req("bool"), reason: opt("reason") },

@@ -49,9 +49,9 @@ async function hsmRoot(type: "ec" | "ed25519" = "ec") {
   return { hsm, publicKey, hostId, lines };
 }
 
-/** Every epoch record of a stopped daemon's lineage. */
-async function epochRecords(dir: string): Promise<Uint8Array[]> {
-  return (await lineageEntries(dir)).flatMap((e) => (e.type === "epoch" ? [e.body.quote] : []));
+/** Every epoch entry body (record and HSM signature) of a stopped daemon's lineage. */
+async function epochRecords(dir: string) {
+  return (await lineageEntries(dir)).flatMap((e) => (e.type === "epoch" ? [e.body] : []));
 }
 
 async function checkpointNotes(dir: string): Promise<string[]> {

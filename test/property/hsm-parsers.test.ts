@@ -52,8 +52,8 @@ describe("HSM byte parsers on arbitrary input", () => {
 
   it("verifyHsmEpoch never throws and never accepts arbitrary bytes", () => {
     fc.assert(
-      fc.property(bytes, (b) => {
-        expect(verifyHsmEpoch(b, key.publicKey).ok).toBe(false);
+      fc.property(bytes, bytes, (b, sig) => {
+        expect(verifyHsmEpoch({ quote: b, hsmSignature: sig }, key.publicKey).ok).toBe(false);
       }),
       { numRuns: 2000 },
     );

@@ -2,6 +2,7 @@ import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
+import { decodeEpochRecord } from "../../src/attest/record.js";
 import { decode, encode } from "../../src/cbor/index.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import type { IntegrityPolicy } from "../../src/policy/integrity.js";
@@ -40,15 +41,19 @@ describe("HSM epochs: evaluateEpoch without a TPM, and verifyHsmEpoch", () => {
       });
       expect(r.state.integrity).toEqual({ ok: true });
       expect(r.hash).toEqual(epochHash(binding));
-      const v = verifyHsmEpoch(r.record, keys[alg].publicKey);
+      // What the lineage's epoch entry keeps: the record (TPM format, no quote here) and the signature.
+      expect(r.hsmSignature).toEqual(signature);
+      expect(decodeEpochRecord(r.record)).toMatchObject({ verified: true });
+      const entry = { quote: r.record, hsmSignature: signature };
+      const v = verifyHsmEpoch(entry, keys[alg].publicKey);
       expect(v).toMatchObject({ ok: true, verified: true, hasQuote: false });
       if (v.ok) expect(v.hash).toEqual(epochHash(binding));
       // Another key, or a changed binding, does not verify.
       const other = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey;
-      expect(verifyHsmEpoch(r.record, other)).toMatchObject({ ok: false, check: "hsm_epoch_signature" });
+      expect(verifyHsmEpoch(entry, other)).toMatchObject({ ok: false, check: "hsm_epoch_signature" });
       const m = decode(r.record) as Map<string, unknown>;
       m.set("binding", encodeEpochBinding({ ...binding, seq: 4 }));
-      expect(verifyHsmEpoch(encode(m as never), keys[alg].publicKey)).toMatchObject({
+      expect(verifyHsmEpoch({ ...entry, quote: encode(m as never) }, keys[alg].publicKey)).toMatchObject({
         ok: false,
         check: "hsm_epoch_signature",
       });
@@ -63,7 +68,8 @@ describe("HSM epochs: evaluateEpoch without a TPM, and verifyHsmEpoch", () => {
       ...times,
     });
     expect(down.state.integrity).toMatchObject({ ok: false, reason: "hardware_unavailable" });
-    expect(verifyHsmEpoch(down.record, keys["ecdsa-p256"].publicKey)).toMatchObject({
+    expect(down.hsmSignature).toBeUndefined();
+    expect(verifyHsmEpoch({ quote: down.record }, keys["ecdsa-p256"].publicKey)).toMatchObject({
       ok: false,
       check: "hsm_epoch_signature",
     });
@@ -97,7 +103,9 @@ describe("HSM epochs: evaluateEpoch without a TPM, and verifyHsmEpoch", () => {
       encode([1, 2]),
       encode({ binding: new Uint8Array(3), verified: true }),
     ]) {
-      expect(verifyHsmEpoch(bad, keys.ed25519.publicKey).ok).toBe(false);
+      expect(
+        verifyHsmEpoch({ quote: bad, hsmSignature: new Uint8Array(64) }, keys.ed25519.publicKey).ok,
+      ).toBe(false);
     }
   });
 });
