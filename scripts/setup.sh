@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl)
+# systemd: systemd-analyze and systemd-socket-activate for the unit tests (not run as PID 1);
+# strace: the test that checks the unit's syscall filter against what the daemon really calls.
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
