@@ -6,6 +6,7 @@ import { parseCheckpointLog } from "../../src/audit/bundle.js";
 import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
+import { verifyTokenBoundHsm } from "../../src/hsm/verify-bound.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { parseNote, parseVerifierKey, verifierKeyString } from "../../src/lineage/note.js";
 import { COSE_ALG, decodeSign1, verifySign1 } from "../../src/token/cose.js";
@@ -91,10 +92,10 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
 
       it("issues tokens; epochs are HSM signatures over the binding and checkpoints are HSM-signed notes", async () => {
         const c = await d.client();
+        let token: Uint8Array;
         try {
-          const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
-          expect(t.token.length).toBeGreaterThan(0);
-          await c.redeem(t.token);
+          token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+          await c.redeem(token);
         } finally {
           c.close();
         }
@@ -106,6 +107,15 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
           const v = verifyHsmEpoch(r, root.publicKey);
           expect(v).toMatchObject({ ok: true, verified: true, hasQuote: false });
         }
+        // The token chains offline to the HSM: token → issuer key → epoch binding → HSM signature.
+        const now = Math.floor(Date.now() / 1000);
+        const bound = records
+          .map((epoch) =>
+            verifyTokenBoundHsm({ token, epoch, hsmPublicKey: root.publicKey, audience: "execgate", now }),
+          )
+          .filter((v) => v.ok);
+        expect(bound).toHaveLength(1);
+        expect(bound[0]).toMatchObject({ signer: "issuer" });
         const vkey = verifierKeyString(`execgate-${root.hostId}`, "ecdsa-p256", root.publicKey);
         const notes = await checkpointNotes(d.lineageDir);
         expect(notes.length).toBeGreaterThan(0);
@@ -249,6 +259,14 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
           (e) => e.type === "token_issued" && Buffer.from(e.body.digest).equals(digest),
         );
         expect(issued).toHaveLength(1);
+        const now = Math.floor(Date.now() / 1000);
+        const bound = (await epochRecords(d.lineageDir))
+          .map((epoch) =>
+            verifyTokenBoundHsm({ token, epoch, hsmPublicKey: root.publicKey, audience: "execgate", now }),
+          )
+          .filter((v) => v.ok);
+        expect(bound).toHaveLength(1);
+        expect(bound[0]).toMatchObject({ signer: "hsm" });
         await d.start();
       });
     });
