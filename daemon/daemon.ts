@@ -248,6 +248,14 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       issuer_key: issuerRaw,
       ak_public: akPublicBytes ?? null,
       checkpoint: cp?.note ?? null,
+      // HSM modes: the epoch's HSM signature and the HSM key (DER SPKI) — verifyTokenBoundHsm.
+      ...(roots !== "tpm" && hsmKey
+        ? {
+            hsm_signature:
+              loop.hsmSignatureOf(epoch ?? loop.current()?.epochHash ?? new Uint8Array()) ?? null,
+            hsm_public: new Uint8Array(hsmKey.publicKey.export({ format: "der", type: "spki" })),
+          }
+        : {}),
     };
   };
 

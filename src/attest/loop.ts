@@ -72,6 +72,8 @@ export class AttestationLoop {
   private state: EvidenceState | undefined;
   private record: Uint8Array | undefined;
   private readonly recent = new Map<string, Uint8Array>();
+  /** HSM signatures of the same recent epochs (HSM modes), by epoch hash. */
+  private readonly recentHsm = new Map<string, Uint8Array>();
   private seq = 0;
   private prev: Uint8Array = ZERO32;
   private running: Promise<void> | undefined;
@@ -102,6 +104,11 @@ export class AttestationLoop {
   /** The record of a recent epoch by its hash (the last RECENT_RECORDS are kept), for verifiers of a token. */
   recordOf(epochHash: Uint8Array): Uint8Array | undefined {
     return this.recent.get(Buffer.from(epochHash).toString("hex"));
+  }
+
+  /** The HSM signature over a recent epoch's binding (HSM modes; docs/hsm.md). */
+  hsmSignatureOf(epochHash: Uint8Array): Uint8Array | undefined {
+    return this.recentHsm.get(Buffer.from(epochHash).toString("hex"));
   }
 
   onEpoch(f: (s: EvidenceState) => void): void {
@@ -258,6 +265,9 @@ export class AttestationLoop {
     this.record = result.record;
     this.recent.set(Buffer.from(result.hash).toString("hex"), result.record);
     if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value!);
+    if (result.hsmSignature)
+      this.recentHsm.set(Buffer.from(result.hash).toString("hex"), result.hsmSignature);
+    if (this.recentHsm.size > RECENT_RECORDS) this.recentHsm.delete(this.recentHsm.keys().next().value!);
     this.stats.epochs++;
     if (!state.integrity.ok) this.stats.failed++;
     this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;

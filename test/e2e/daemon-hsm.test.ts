@@ -1,14 +1,16 @@
-import { createHash } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
 import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { decode } from "../../src/cbor/index.js";
 import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import { verifyTokenBoundHsm } from "../../src/hsm/verify-bound.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { parseNote, parseVerifierKey, verifierKeyString } from "../../src/lineage/note.js";
+import { claimsFromCbor, type TokenClaims } from "../../src/token/claims.js";
 import { COSE_ALG, decodeSign1, verifySign1 } from "../../src/token/cose.js";
 import {
   eventually,
@@ -95,6 +97,26 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         let token: Uint8Array;
         try {
           token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+          // A verifier asks the daemon for the token's epoch: record, HSM signature, HSM key.
+          const epochId = (claimsFromCbor(decode(decodeSign1(token).payload)) as TokenClaims).epoch;
+          const ev = await c.evidence(epochId);
+          const hsmPublic = createPublicKey({
+            key: Buffer.from(ev.get("hsm_public") as Uint8Array),
+            format: "der",
+            type: "spki",
+          });
+          expect(hsmPublic.equals(root.publicKey)).toBe(true);
+          const fromDaemon = verifyTokenBoundHsm({
+            token,
+            epoch: {
+              quote: ev.get("record") as Uint8Array,
+              hsmSignature: ev.get("hsm_signature") as Uint8Array,
+            },
+            hsmPublicKey: root.publicKey,
+            audience: "execgate",
+            now: Math.floor(Date.now() / 1000),
+          });
+          expect(fromDaemon).toMatchObject({ ok: true, signer: "issuer" });
           await c.redeem(token);
         } finally {
           c.close();
