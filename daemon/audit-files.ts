@@ -1,3 +1,4 @@
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { auditAttestation } from "../src/audit/attestation.js";
@@ -15,7 +16,7 @@ export async function auditKeysAndAttestation(
   dir: string,
   files: BundleFiles,
   logKey: NoteVerifier,
-  opts: { trustPem?: string; origin: string },
+  opts: { trustPem?: string; origin: string; hsmKeyPem?: string },
 ): Promise<{
   failures: AuditFailure[];
   summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
@@ -40,16 +41,43 @@ export async function auditKeysAndAttestation(
       "signing-key.certify.qd",
     ].map(opt),
   );
-  const keys = auditEnrollment({
-    ekCertificates,
-    ...(opts.trustPem ? { trustPem: opts.trustPem } : {}),
-    ...(akPublic ? { akPublic } : {}),
-    ...(signingKeyPublic ? { signingKeyPublic } : {}),
-    ...(attest && signature && qd ? { certify: { attest, signature, qualifyingData: qd } } : {}),
-    logKey: logKey.publicKey,
-    now: new Date(),
-  });
+  // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
+  // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
+  const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;
+  let hsmPublic: KeyObject | undefined;
+  if (opts.hsmKeyPem !== undefined) {
+    try {
+      hsmPublic = createPublicKey(opts.hsmKeyPem);
+    } catch (err) {
+      failures.push({ check: "hsm_key", reason: `--hsm-key: ${(err as Error).message}` });
+    }
+    const inBundle = await opt("hsm-key.pem");
+    if (hsmPublic && inBundle) {
+      const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
+      if (!der(createPublicKey(Buffer.from(inBundle))).equals(der(hsmPublic))) {
+        failures.push({ check: "hsm_key", reason: "the bundle's hsm-key.pem is not the pinned HSM key" });
+      }
+    }
+  }
+  const keys = !requireTpm
+    ? { failures: [] as AuditFailure[], ak: undefined }
+    : auditEnrollment({
+        ekCertificates,
+        ...(opts.trustPem ? { trustPem: opts.trustPem } : {}),
+        ...(akPublic ? { akPublic } : {}),
+        ...(signingKeyPublic ? { signingKeyPublic } : {}),
+        ...(attest && signature && qd ? { certify: { attest, signature, qualifyingData: qd } } : {}),
+        logKey: logKey.publicKey,
+        ...(hsmPublic ? { hsmPublic } : {}),
+        now: new Date(),
+      });
   failures.push(...keys.failures);
+  if (!requireTpm && hsmPublic) {
+    const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
+    if (!der(logKey.publicKey).equals(der(hsmPublic))) {
+      failures.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
+    }
+  }
 
   const entries: Entry[] = [];
   for (const s of files.segments) {
@@ -73,7 +101,13 @@ export async function auditKeysAndAttestation(
       // verifyBundle reports it
     }
   }
-  const a = auditAttestation({ entries, checkpoints, akPublic: keys.ak });
+  const a = auditAttestation({
+    entries,
+    checkpoints,
+    akPublic: keys.ak,
+    requireTpm,
+    ...(hsmPublic ? { hsmPublic } : {}),
+  });
   failures.push(...a.failures);
   return {
     failures,

@@ -265,7 +265,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         lineage,
         blobsDir: join(config.lineage.dir, "blobs"),
         exportsDir: join(config.daemon.stateDir, "exports"),
-        tpm: { runner, akHandle: config.tpm.akHandle, signingKeyHandle: config.tpm.signingKeyHandle },
+        ...(useTpm
+          ? { tpm: { runner, akHandle: config.tpm.akHandle, signingKeyHandle: config.tpm.signingKeyHandle } }
+          : {}),
+        ...(hsmKey ? { hsmPublicKey: hsmKey.publicKey } : {}),
       }),
     ),
     {

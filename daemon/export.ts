@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseSegment } from "../src/audit/bundle.js";
@@ -20,7 +21,8 @@ import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js"
  *   tile/…                                                C2SP tlog-tiles view of the same log
  *   enrollment/                                           ek.pub, ek-cert-<nv>.der, ak.pub, ak.pem,
  *                                                         signing-key.pub, signing-key.pem,
- *                                                         signing-key.certify.{attest,sig,qd}
+ *                                                         signing-key.certify.{attest,sig,qd},
+ *                                                         hsm-key.pem (when an HSM root is configured)
  * Policies are in blobs/ under their digest (the daemon stores each policy it loads there).
  */
 export interface AuditExportOptions {
@@ -29,6 +31,8 @@ export interface AuditExportOptions {
   /** Where exports go: only the newest one is kept. */
   readonly exportsDir: string;
   readonly tpm?: { readonly runner: TpmRunner; readonly akHandle: number; readonly signingKeyHandle: number };
+  /** The HSM root key (hsm.require includes hsm, or HSM-signed checkpoints or tokens). */
+  readonly hsmPublicKey?: KeyObject;
 }
 
 export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: string; size: number }> {
@@ -46,10 +50,12 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
     await writeFile(join(out, t.path), t.bytes);
   }
 
+  const e = join(out, "enrollment");
+  await mkdir(e);
+  if (o.hsmPublicKey)
+    await writeFile(join(e, "hsm-key.pem"), String(o.hsmPublicKey.export({ type: "spki", format: "pem" })));
   if (o.tpm) {
     const { runner, akHandle, signingKeyHandle } = o.tpm;
-    const e = join(out, "enrollment");
-    await mkdir(e);
     const pem = (pub: Uint8Array) =>
       String(tpmPublicKey(parseTpm2bPublic(pub)).export({ type: "spki", format: "pem" }));
     const ek = await readPublic(runner, HANDLES.ekRsa);

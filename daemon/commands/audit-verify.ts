@@ -15,7 +15,8 @@ import { EXIT, usageError } from "../exit.js";
 export const command: Command = {
   summary: "verify a lineage bundle offline; exit 0 only if everything holds",
   usage:
-    "DIR [--trust CA.pem] [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--log-only] [--json]\n" +
+    "DIR [--trust CA.pem] [--hsm-key KEY.pem] [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--log-only] [--json]\n" +
+    "  --hsm-key: the HSM root key you enrolled (PEM): every epoch must carry its signature\n" +
     "  --log-only: check the log and its checkpoints only (no key chain, no attestation)\n" +
     "  --trust: EK certificate trust anchors (the TPM vendor's CA; swtpm_localca's root for dev)\n" +
     "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
@@ -31,6 +32,7 @@ export const command: Command = {
         origin: { type: "string" },
         "trusted-checkpoint": { type: "string", multiple: true },
         trust: { type: "string" },
+        "hsm-key": { type: "string" },
         "log-only": { type: "boolean" },
       },
       true,
@@ -72,6 +74,9 @@ export const command: Command = {
     const attestation = flag(p, "log-only")
       ? { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } }
       : await auditKeysAndAttestation(dir, files, logKey!, {
+          ...(str(p, "hsm-key")
+            ? { hsmKeyPem: new TextDecoder().decode(await readInput(str(p, "hsm-key")!, "HSM key")) }
+            : {}),
           ...(trustPath
             ? { trustPem: new TextDecoder().decode(await readInput(trustPath, "trust anchors")) }
             : {}),

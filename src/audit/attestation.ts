@@ -3,6 +3,7 @@ import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import { decode } from "../cbor/index.js";
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
+import { verifyHsmEpoch } from "../hsm/epoch.js";
 import type { Entry } from "../lineage/entry.js";
 import { claimsFromCbor, type TokenClaims } from "../token/claims.js";
 import { COSE_ALG, decodeSign1, verifySign1 } from "../token/cose.js";
@@ -32,6 +33,10 @@ export interface AttestationAuditInput {
   readonly checkpoints: ReadonlyMap<number, Uint8Array>;
   /** The AK that signs quotes (from the enrollment record); without it quotes cannot be checked. */
   readonly akPublic: KeyObject | undefined;
+  /** Every epoch must carry a verifying TPM quote (default true). */
+  readonly requireTpm?: boolean;
+  /** The HSM root key: every verified epoch must carry its signature over the binding, and it may sign tokens directly. */
+  readonly hsmPublic?: KeyObject;
   /** The PCR selection every quote must cover exactly (default: the one recorded with each quote). */
   readonly selection?: PcrSelection;
   readonly allowSha1?: boolean;
@@ -47,6 +52,16 @@ export interface AttestationSummary {
 
 const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
 const ZERO32 = new Uint8Array(32);
+
+/** Tokens are signed by the epoch's in-memory issuer key (EdDSA) or, with token_signer = "hsm", by the HSM key. */
+function tokenSignatureOk(
+  msg: ReturnType<typeof decodeSign1>,
+  issuer: Uint8Array,
+  hsm: KeyObject | undefined,
+): boolean {
+  if (msg.alg === COSE_ALG.EdDSA && verifySign1(msg, ed25519(issuer))) return true;
+  return hsm !== undefined && verifySign1(msg, hsm);
+}
 
 function ed25519(raw: Uint8Array): KeyObject {
   return createPublicKey({
@@ -76,8 +91,10 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
   const issued = new Map<string, number>();
   const redeemedIds = new Set<string>();
   let tokensRedeemed = 0;
-  if (!input.akPublic)
+  const requireTpm = input.requireTpm ?? true;
+  if (requireTpm && !input.akPublic) {
     failures.push({ check: "ak", reason: "no AK public key in the bundle: quotes cannot be verified" });
+  }
 
   for (let index = 0; index < input.entries.length; index++) {
     const e = input.entries[index]!;
@@ -145,10 +162,24 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           } catch (err) {
             if (rec.verified) fail("epoch_quote", index, asExecgateError(err).message);
           }
-        } else if (rec.verified) {
+        } else if (rec.verified && requireTpm) {
           fail("epoch_quote", index, "marked verified without a quote that can be checked");
         }
-        const info = { index, hash, record: rec, verified: rec.verified && quoteOk };
+        let hsmOk = true;
+        if (input.hsmPublic) {
+          const h = verifyHsmEpoch(
+            { quote: e.body.quote, ...(e.body.hsmSignature ? { hsmSignature: e.body.hsmSignature } : {}) },
+            input.hsmPublic,
+          );
+          hsmOk = h.ok;
+          if (!h.ok && rec.verified) fail("epoch_hsm", index, `${h.check}: ${h.detail}`);
+        }
+        const info = {
+          index,
+          hash,
+          record: rec,
+          verified: rec.verified && (quoteOk || !requireTpm) && hsmOk,
+        };
         if (info.verified) verifiedEpochs++;
         epochsByHash.set(toHex(hash), info);
         epochsByIndex.set(index, info);
@@ -173,7 +204,6 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         let msg: ReturnType<typeof decodeSign1>;
         try {
           msg = decodeSign1(token);
-          if (msg.alg !== COSE_ALG.EdDSA) throw new Error(`alg ${msg.alg}`);
           claims = claimsFromCbor(decode(msg.payload));
         } catch (err) {
           fail("token", index, `redeemed token does not decode: ${asExecgateError(err).message}`);
@@ -181,8 +211,9 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         }
         const ep = epochsByHash.get(toHex(claims.epoch));
         if (!ep) fail("token_epoch", index, "token names an epoch not in the log");
-        else if (!verifySign1(msg, ed25519(ep.record.binding.issuer)))
-          fail("token_signature", index, "not signed by its epoch's issuer key");
+        else if (!tokenSignatureOk(msg, ep.record.binding.issuer, input.hsmPublic)) {
+          fail("token_signature", index, "signed neither by its epoch's issuer key nor by the HSM root key");
+        }
         const issuedAt = issued.get(toHex(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)
           fail("token_issued", index, "no earlier token_issued entry with its digest");

@@ -28,6 +28,8 @@ export interface EnrollmentAuditInput {
   };
   /** The key the checkpoints verified with (from the log's vkey). */
   readonly logKey: KeyObject;
+  /** The pinned HSM root key, which may sign the checkpoints instead (hsm.checkpoints = "hsm"). */
+  readonly hsmPublic?: KeyObject;
   readonly now: Date;
 }
 
@@ -114,8 +116,15 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
   const skMissing = missingAttrs(c.certify.certified, SIGNING_KEY_ATTRS);
   if (skMissing.length > 0) fail("signing_key", `certified key is missing ${skMissing.join(", ")}`);
   const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
-  if (!der(c.certify.certifiedKey).equals(der(input.logKey))) {
-    fail("log_key", "the checkpoints are not signed by the AK-certified TPM key");
+  const logDer = der(input.logKey);
+  if (
+    !der(c.certify.certifiedKey).equals(logDer) &&
+    !(input.hsmPublic && der(input.hsmPublic).equals(logDer))
+  ) {
+    fail(
+      "log_key",
+      "the checkpoints are signed neither by the AK-certified TPM key nor by the pinned HSM key",
+    );
   }
   return { ak: akKey, failures };
 }

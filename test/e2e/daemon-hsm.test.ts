@@ -12,6 +12,7 @@ import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { parseNote, parseVerifierKey, verifierKeyString } from "../../src/lineage/note.js";
 import { claimsFromCbor, type TokenClaims } from "../../src/token/claims.js";
 import { COSE_ALG, decodeSign1, verifySign1 } from "../../src/token/cose.js";
+import { execgate } from "../helpers/cli.js";
 import {
   eventually,
   lineageEntries,
@@ -68,6 +69,30 @@ async function keyObjectFiles(hsm: SoftHsm): Promise<string[]> {
   return (await readdir(dir))
     .filter((n) => n.endsWith(".object") && n !== "token.object")
     .map((n) => join(dir, n));
+}
+
+/** `audit export` from the running daemon, then `audit verify` with the auditor's anchors. */
+async function exportAndVerify(
+  d: TestDaemon,
+  root: { publicKey: import("node:crypto").KeyObject },
+  withTpmTrust: boolean,
+): Promise<{ code: number; report: { failures: { check: string }[]; attestation: Record<string, number> } }> {
+  const bundle = join(d.dir, `bundle-${Date.now()}`);
+  const ex = await execgate(["audit", "export", "--out", bundle], d.env);
+  expect(ex.stderr).toBe("");
+  const pem = join(d.dir, "hsm-root.pem");
+  await writeFile(pem, root.publicKey.export({ type: "spki", format: "pem" }));
+  const args = ["audit", "verify", bundle, "--json", "--hsm-key", pem];
+  if (withTpmTrust) {
+    const trust = join(d.dir, "ek-ca.pem");
+    await writeFile(
+      trust,
+      `${await readFile(d.tpm.paths.rootCa, "utf8")}${await readFile(d.tpm.paths.issuerCa, "utf8")}`,
+    );
+    args.push("--trust", trust);
+  }
+  const v = await execgate(args);
+  return { code: v.code, report: JSON.parse(v.stdout) };
 }
 
 // startTestDaemon manufactures a swtpm even for HSM-only runs (it is simply not used then).
@@ -143,6 +168,14 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         expect(notes.length).toBeGreaterThan(0);
         for (const n of notes) openCheckpoint(n, `execgate/${root.hostId}`, parseVerifierKey(vkey));
         await d.start();
+      });
+
+      it("an exported bundle audits clean with the pinned HSM key (HSM epochs, HSM-signed checkpoints)", async () => {
+        const { code, report } = await exportAndVerify(d, root, false);
+        expect(report.failures).toEqual([]);
+        expect(code).toBe(0);
+        expect(report.attestation.verifiedEpochs).toBeGreaterThan(0);
+        expect(report.attestation.tokensRedeemed).toBeGreaterThan(0);
       });
 
       it("the token's key files removed → hardware_unavailable, recorded; back → tokens again", async () => {
@@ -247,6 +280,37 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
       });
     });
 
+    describe("TPM+HSM: the exported bundle needs both anchors", () => {
+      let d: TestDaemon;
+      let root: Awaited<ReturnType<typeof hsmRoot>>;
+      beforeAll(async () => {
+        root = await hsmRoot("ec");
+        d = await startTestDaemon({ config: { hsm: root.lines("tpm+hsm") }, daemonEnv: root.hsm.env });
+        const c = await d.client();
+        try {
+          const t = await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+          await c.redeem(t.token);
+        } finally {
+          await c.close();
+        }
+      });
+      afterAll(async () => {
+        await d?.dispose();
+      });
+
+      it("audits clean with the EK trust anchors and the pinned HSM key; a wrong HSM key fails", async () => {
+        const ok = await exportAndVerify(d, root, true);
+        expect(ok.report.failures).toEqual([]);
+        expect(ok.code).toBe(0);
+        const other = await hsmRoot("ec");
+        const bad = await exportAndVerify(d, { publicKey: other.publicKey }, true);
+        expect(bad.code).toBe(1);
+        expect(bad.report.failures.map((f) => f.check)).toEqual(
+          expect.arrayContaining(["hsm_key", "epoch_hsm"]),
+        );
+      });
+    });
+
     describe('tokens signed by the HSM key directly (token_signer = "hsm")', () => {
       let d: TestDaemon;
       let root: Awaited<ReturnType<typeof hsmRoot>>;
@@ -290,6 +354,13 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         expect(bound).toHaveLength(1);
         expect(bound[0]).toMatchObject({ signer: "hsm" });
         await d.start();
+      });
+
+      it("HSM-signed tokens audit clean: each verified with the HSM key, redeemed once", async () => {
+        const { code, report } = await exportAndVerify(d, root, false);
+        expect(report.failures).toEqual([]);
+        expect(code).toBe(0);
+        expect(report.attestation.tokensRedeemed).toBeGreaterThan(0);
       });
     });
   });
