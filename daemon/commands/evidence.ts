@@ -1,3 +1,4 @@
+import { createPublicKey } from "node:crypto";
 import { toHex } from "../../src/core/hex.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { flag, hexArg, parseCommandArgs, printJson, str, writeOutput } from "../args.js";
@@ -9,7 +10,8 @@ import { connect, orDenied, SOCKET_HELP, SOCKET_OPTION } from "./token-common.js
 export const command: Command = {
   summary: "fetch the current (or a named) epoch's evidence: epoch record, issuer key, AK, checkpoint",
   usage:
-    "[--epoch HEX] [--record-out F] [--ak-pub-out F.pem] [--checkpoint-out F] [--json] [--socket P]\n" +
+    "[--epoch HEX] [--record-out F] [--ak-pub-out F.pem] [--checkpoint-out F] [--hsm-signature-out F] [--hsm-pub-out F.pem] [--json] [--socket P]\n" +
+    "  --hsm-*: with an HSM root, the HSM signature over the epoch binding and the HSM public key\n" +
     "  --epoch: the epoch a token names (its `epoch` claim); default: the current one\n" +
     `${SOCKET_HELP}`,
   async run(argv) {
@@ -19,6 +21,8 @@ export const command: Command = {
       "record-out": { type: "string" },
       "ak-pub-out": { type: "string" },
       "checkpoint-out": { type: "string" },
+      "hsm-signature-out": { type: "string" },
+      "hsm-pub-out": { type: "string" },
       json: { type: "boolean" },
     });
     const epoch = str(p, "epoch") === undefined ? undefined : hexArg(p, "epoch");
@@ -39,6 +43,18 @@ export const command: Command = {
             String(tpmPublicKey(parseTpm2bPublic(ak)).export({ type: "spki", format: "pem" })),
             "AK public key",
           );
+        }
+        const hsmSig = ev.get("hsm_signature");
+        const hsmPub = ev.get("hsm_public");
+        const sigOut = str(p, "hsm-signature-out");
+        if (sigOut && hsmSig instanceof Uint8Array) await writeOutput(sigOut, hsmSig, "HSM signature");
+        const hsmPubOut = str(p, "hsm-pub-out");
+        if (hsmPubOut && hsmPub instanceof Uint8Array) {
+          const pem = createPublicKey({ key: Buffer.from(hsmPub), format: "der", type: "spki" }).export({
+            type: "spki",
+            format: "pem",
+          });
+          await writeOutput(hsmPubOut, String(pem), "HSM public key");
         }
         const cpOut = str(p, "checkpoint-out");
         if (cpOut && typeof cp === "string") await writeOutput(cpOut, cp, "checkpoint");

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { ExecgateError } from "../../src/core/errors.js";
 import { toHex } from "../../src/core/hex.js";
+import { verifyTokenBoundHsm } from "../../src/hsm/verify-bound.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { verifyToken } from "../../src/token/token.js";
 import { verifyTokenBound } from "../../src/token/verify-bound.js";
@@ -42,7 +43,8 @@ export const command: Command = {
   summary:
     "verify a token offline — against its epoch's quote and the AK, or against a bare issuer key; exit 0 only if valid",
   usage:
-    "(--in F | TOKEN_B64URL) --audience A (--epoch-record F --ak-pub AK.pem | --issuer-key PEM) [--now SECONDS] [--json]\n" +
+    "(--in F | TOKEN_B64URL) --audience A (--epoch-record F (--ak-pub AK.pem | --hsm-pub KEY.pem --hsm-signature F) | --issuer-key PEM) [--now SECONDS] [--json]\n" +
+    "  --hsm-pub + --hsm-signature: an HSM-rooted epoch (docs/hsm.md): the HSM signature over the binding\n" +
     "  --epoch-record + --ak-pub: the full chain — the quote in the epoch record verifies with the AK over the\n" +
     "    epoch binding, the binding names the issuer key, the token is signed by it and names that epoch\n" +
     "    (get the record with `execgate evidence --epoch <token epoch> --record-out F`, or from the lineage)\n" +
@@ -57,6 +59,8 @@ export const command: Command = {
         "issuer-key": { type: "string" },
         "epoch-record": { type: "string" },
         "ak-pub": { type: "string" },
+        "hsm-pub": { type: "string" },
+        "hsm-signature": { type: "string" },
         audience: { type: "string" },
         now: { type: "string" },
         json: { type: "boolean" },
@@ -68,7 +72,10 @@ export const command: Command = {
     if (nowText !== undefined && !/^\d{1,15}$/.test(nowText))
       throw usageError("--now must be whole seconds since the epoch");
     const now = nowText === undefined ? Math.floor(Date.now() / 1000) : Number(nowText);
-    const bound = str(p, "epoch-record") !== undefined || str(p, "ak-pub") !== undefined;
+    const bound =
+      str(p, "epoch-record") !== undefined ||
+      str(p, "ak-pub") !== undefined ||
+      str(p, "hsm-pub") !== undefined;
     if (bound === (str(p, "issuer-key") !== undefined)) {
       throw usageError("give either --epoch-record with --ak-pub, or --issuer-key");
     }
@@ -76,8 +83,23 @@ export const command: Command = {
     let r: { ok: true; claims: TokenClaims } | { ok: false; reason: string; detail: string };
     if (bound) {
       const record = await readInput(requireStr(p, "epoch-record"), "epoch record");
-      const akPublic = publicKeyFrom(await readInput(requireStr(p, "ak-pub"), "AK public key"), "--ak-pub");
-      r = verifyTokenBound({ token, epochRecord: record, akPublic, audience, now });
+      if (str(p, "hsm-pub") !== undefined) {
+        const hsmPublicKey = publicKeyFrom(
+          await readInput(requireStr(p, "hsm-pub"), "HSM public key"),
+          "--hsm-pub",
+        );
+        const hsmSignature = await readInput(requireStr(p, "hsm-signature"), "HSM signature");
+        r = verifyTokenBoundHsm({
+          token,
+          epoch: { quote: record, hsmSignature },
+          hsmPublicKey,
+          audience,
+          now,
+        });
+      } else {
+        const akPublic = publicKeyFrom(await readInput(requireStr(p, "ak-pub"), "AK public key"), "--ak-pub");
+        r = verifyTokenBound({ token, epochRecord: record, akPublic, audience, now });
+      }
     } else {
       const key = publicKeyFrom(await readInput(requireStr(p, "issuer-key"), "issuer key"), "--issuer-key");
       if (key.asymmetricKeyType !== "ed25519")

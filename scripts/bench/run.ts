@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   lineage: async () => (await import("./lineage.js")).suite,
   audit: async () => (await import("./audit.js")).suite,
   daemon: async () => (await import("./daemon.js")).suite,
+  hsm: async () => (await import("./hsm.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {

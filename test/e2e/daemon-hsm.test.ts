@@ -178,6 +178,51 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         expect(report.attestation.tokensRedeemed).toBeGreaterThan(0);
       });
 
+      it("a token verifies offline to the HSM-signed epoch (evidence → token verify --hsm-pub)", async () => {
+        const c = await d.client();
+        let token: Uint8Array;
+        try {
+          token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+        } finally {
+          await c.close();
+        }
+        const epoch = Buffer.from(claimsFromCbor(decode(decodeSign1(token).payload)).epoch).toString("hex");
+        const f = (n: string) => join(d.dir, n);
+        await writeFile(f("hsm-t.bin"), token);
+        const ev = await execgate(
+          [
+            "evidence",
+            "--epoch",
+            epoch,
+            "--record-out",
+            f("hsm-epoch.cbor"),
+            "--hsm-signature-out",
+            f("hsm-epoch.sig"),
+            "--hsm-pub-out",
+            f("hsm-pub.pem"),
+          ],
+          d.env,
+        );
+        expect(ev.code).toBe(0);
+        const v = await execgate([
+          "token",
+          "verify",
+          "--in",
+          f("hsm-t.bin"),
+          "--epoch-record",
+          f("hsm-epoch.cbor"),
+          "--hsm-pub",
+          f("hsm-pub.pem"),
+          "--hsm-signature",
+          f("hsm-epoch.sig"),
+          "--audience",
+          "execgate",
+          "--json",
+        ]);
+        expect(v.code, v.stdout + v.stderr).toBe(0);
+        expect(JSON.parse(v.stdout)).toMatchObject({ valid: true, boundToQuote: true });
+      });
+
       it("the token's key files removed → hardware_unavailable, recorded; back → tokens again", async () => {
         const c = await d.client();
         try {
