@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { type KeyObject, randomBytes } from "node:crypto";
 import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
@@ -32,10 +32,11 @@ import { EXIT, usageError } from "../exit.js";
  */
 export const command: Command = {
   summary:
-    "embedded default: swtpm in DIR + dev config and policy, then the daemon (--check: verify once and exit)",
+    "embedded default: swtpm + a SoftHSM2 key in DIR, a dev config and policy, then the daemon (--check: verify once)",
   usage:
-    "[--dir DIR (default ./.execgate-dev)] [--root tpm|hsm|tpm+hsm] [--check] [--json]\n" +
-    "  --root hsm: SoftHSM2 only (no swtpm); tpm+hsm: both (docs/hsm.md)",
+    "[--dir DIR (default ./.execgate-dev)] [--root tpm|hsm|tpm+hsm (default)] [--check] [--json]\n" +
+    "  --root tpm+hsm: every epoch is a swtpm quote AND a SoftHSM2 signature; tpm: swtpm only;\n" +
+    "  hsm: SoftHSM2 only, as on a host without a TPM (docs/hsm.md)",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       dir: { type: "string" },
@@ -44,14 +45,20 @@ export const command: Command = {
       json: { type: "boolean" },
     });
     const dir = resolve(str(p, "dir") ?? ".execgate-dev");
-    const root = str(p, "root") ?? "tpm";
+    // The embedded default is both roots: swtpm for quotes, a SoftHSM2 key beside it.
+    const root = str(p, "root") ?? "tpm+hsm";
     if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm")
       throw usageError("--root must be tpm, hsm or tpm+hsm");
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    if (root !== "tpm") return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
+    if (root === "hsm" || (root === "tpm+hsm" && !flag(p, "check"))) {
+      return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
+    }
     const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
     try {
-      if (flag(p, "check")) return await check(tpm, dir, flag(p, "json"));
+      if (flag(p, "check")) {
+        const hsmPart = root === "tpm+hsm" ? await hsmCheck(await prepareHsm(dir), dir, root) : undefined;
+        return await check(tpm, dir, flag(p, "json"), hsmPart);
+      }
       return await serve(tpm, dir);
     } finally {
       await tpm.stop();
@@ -61,18 +68,14 @@ export const command: Command = {
 
 const HSM_KEY = "execgate-root";
 
-/**
- * `--root hsm` / `--root tpm+hsm`: a SoftHSM2 token in DIR/hsm (initialised on first run, its
- * PIN in DIR/hsm/pin), the root key made as `execgate enroll --hsm` makes it, and a config and
- * state of their own per root (a lineage's checkpoints stay signed by one key). `--check` signs
- * one epoch binding with the HSM and verifies it as an auditor would (verifyHsmEpoch).
- */
-async function devHsm(
-  dir: string,
-  root: "hsm" | "tpm+hsm",
-  checkOnly: boolean,
-  json: boolean,
-): Promise<number> {
+interface CheckPart {
+  readonly ok: boolean;
+  readonly report: Record<string, unknown>;
+  readonly lines: readonly string[];
+}
+
+/** The dev SoftHSM2 token and root key (made on first run, resumed after). */
+async function prepareHsm(dir: string): Promise<{ hsm: SoftHsm; created: boolean; publicKey: KeyObject }> {
   const hsm = await SoftHsm.create({ dir: join(dir, "hsm") });
   // The module reads SOFTHSM2_CONF when this process first initialises it.
   process.env.SOFTHSM2_CONF = hsm.conf;
@@ -83,52 +86,80 @@ async function devHsm(
     pin: hsm.pin,
     algorithm: "ecdsa-p256",
   });
-  if (checkOnly) {
-    const signer = await HsmKey.open({
-      module: hsm.module,
-      tokenLabel: hsm.label,
-      keyLabel: HSM_KEY,
-      pin: hsm.pin,
+  return { hsm, created: key.created, publicKey: key.publicKey };
+}
+
+/** Signs one epoch binding with the HSM key and verifies it as an auditor would (verifyHsmEpoch). */
+async function hsmCheck(
+  prepared: { hsm: SoftHsm; created: boolean; publicKey: KeyObject },
+  dir: string,
+  root: string,
+): Promise<CheckPart> {
+  const { hsm } = prepared;
+  const signer = await HsmKey.open({
+    module: hsm.module,
+    tokenLabel: hsm.label,
+    keyLabel: HSM_KEY,
+    pin: hsm.pin,
+  });
+  let v: ReturnType<typeof verifyHsmEpoch>;
+  try {
+    const binding = {
+      seq: 0,
+      prev: new Uint8Array(32),
+      issuer: new Uint8Array(randomBytes(32)),
+      checkpoint: { size: 0, root: new Uint8Array(32) },
+      bootId: "dev-check",
+      nonce: new Uint8Array(randomBytes(32)),
+    };
+    const signature = await signer.sign(encodeEpochBinding(binding));
+    const r = evaluateEpoch({
+      binding,
+      hsm: { signature, publicKey: signer.publicKey },
+      policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+      startedAtMs: 0,
+      verifiedAtMs: 0,
     });
-    let v: ReturnType<typeof verifyHsmEpoch>;
-    try {
-      const binding = {
-        seq: 0,
-        prev: new Uint8Array(32),
-        issuer: new Uint8Array(randomBytes(32)),
-        checkpoint: { size: 0, root: new Uint8Array(32) },
-        bootId: "dev-check",
-        nonce: new Uint8Array(randomBytes(32)),
-      };
-      const signature = await signer.sign(encodeEpochBinding(binding));
-      const r = evaluateEpoch({
-        binding,
-        hsm: { signature, publicKey: signer.publicKey },
-        policy: { pcrs: {}, eventlog: undefined, ima: undefined },
-        startedAtMs: 0,
-        verifiedAtMs: 0,
-      });
-      v = verifyHsmEpoch(
-        { quote: r.record, ...(r.hsmSignature ? { hsmSignature: r.hsmSignature } : {}) },
-        key.publicKey,
-      );
-    } finally {
-      await signer.close();
-    }
-    const report = {
-      ok: v.ok,
+    v = verifyHsmEpoch(
+      { quote: r.record, ...(r.hsmSignature ? { hsmSignature: r.hsmSignature } : {}) },
+      prepared.publicKey,
+    );
+  } finally {
+    await signer.close();
+  }
+  return {
+    ok: v.ok,
+    report: {
       dir,
       root,
-      hsm: { token: hsm.label, key: HSM_KEY, created: key.created, conf: hsm.conf },
+      hsm: { token: hsm.label, key: HSM_KEY, created: prepared.created, conf: hsm.conf },
       epoch: v.ok ? { valid: true } : { valid: false, check: v.check, detail: v.detail },
-    };
-    if (json) printJson(report);
-    else
-      process.stdout.write(
-        `execgate dev: SoftHSM2 token ${hsm.label} in ${join(dir, "hsm")}, key ${HSM_KEY} ${key.created ? "created" : "resumed"}\n` +
-          `  HSM-signed epoch: ${v.ok ? "VALID" : `INVALID (${v.check}: ${v.detail})`}\n`,
-      );
-    return v.ok ? EXIT.ok : EXIT.failed;
+    },
+    lines: [
+      `execgate dev: SoftHSM2 token ${hsm.label} in ${join(dir, "hsm")}, key ${HSM_KEY} ${prepared.created ? "created" : "resumed"}`,
+      `  HSM-signed epoch: ${v.ok ? "VALID" : `INVALID (${v.check}: ${v.detail})`}`,
+    ],
+  };
+}
+
+/**
+ * `--root hsm` / `--root tpm+hsm`: a SoftHSM2 token in DIR/hsm (initialised on first run, its
+ * PIN in DIR/hsm/pin), the root key made as `execgate enroll --hsm` makes it, and a config and
+ * state of their own per root (a lineage's checkpoints stay signed by one key).
+ */
+async function devHsm(
+  dir: string,
+  root: "hsm" | "tpm+hsm",
+  checkOnly: boolean,
+  json: boolean,
+): Promise<number> {
+  const prepared = await prepareHsm(dir);
+  const { hsm } = prepared;
+  if (checkOnly) {
+    const part = await hsmCheck(prepared, dir, root);
+    if (json) printJson({ ok: part.ok, ...part.report });
+    else process.stdout.write(`${part.lines.join("\n")}\n`);
+    return part.ok ? EXIT.ok : EXIT.failed;
   }
   return root === "hsm" ? serveHsm(dir, hsm) : serveTpmHsm(dir, hsm);
 }
@@ -255,7 +286,7 @@ async function serve(tpm: Swtpm, dir: string): Promise<number> {
   return daemon.done;
 }
 
-async function check(tpm: Swtpm, dir: string, json: boolean): Promise<number> {
+async function check(tpm: Swtpm, dir: string, json: boolean, hsmPart?: CheckPart): Promise<number> {
   const e = await enroll(tpm.runner);
   const now = new Date();
   const trust = await readFile(tpm.paths.rootCa, "utf8");
@@ -305,7 +336,13 @@ async function check(tpm: Swtpm, dir: string, json: boolean): Promise<number> {
         }
       : { valid: false, check: verified.check, detail: verified.detail },
   };
-  if (json) printJson(report);
+  const allOk = ok && (hsmPart?.ok ?? true);
+  if (json)
+    printJson({
+      ...report,
+      ok: allOk,
+      ...(hsmPart ? { hsm: hsmPart.report.hsm, hsmEpoch: hsmPart.report.epoch } : {}),
+    });
   else {
     const lines = [
       `execgate dev: swtpm in ${dir} (${tpm.tcti})`,
@@ -315,9 +352,10 @@ async function check(tpm: Swtpm, dir: string, json: boolean): Promise<number> {
       verified.ok
         ? `  quote over ${pcrSelectionToText(verified.quote.selection)}: VALID (resetCount ${verified.quote.resetCount})`
         : `  quote: INVALID (${verified.check}: ${verified.detail})`,
-      ok ? "result: attested" : "result: NOT attested",
+      ...(hsmPart ? hsmPart.lines.map((l) => l.replace(/^execgate dev: /, "  ")) : []),
+      allOk ? "result: attested" : "result: NOT attested",
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
   }
-  return ok ? EXIT.ok : EXIT.failed;
+  return allOk ? EXIT.ok : EXIT.failed;
 }

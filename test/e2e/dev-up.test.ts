@@ -40,6 +40,7 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(r1.ekCertificates).toHaveLength(2);
     for (const c of r1.ekCertificates) expect(c.chain).toBe("verified");
     expect(r1.signingKey.certifiedByAk).toBe("verified");
+    expect(r1.hsmEpoch).toEqual({ valid: true }); // the default embeds a SoftHSM2 key too
     const second = JSON.parse((await execgate(["dev", "up", "--check", "--dir", dir, "--json"])).stdout);
     expect(second).toMatchObject({ ok: true, ak: { created: false } });
     expect(second.quote.resetCount).toBeGreaterThan(r1.quote.resetCount);
@@ -58,7 +59,9 @@ describeTpm("execgate dev up (the embedded default)", () => {
     try {
       await until("the daemon", () => stderr.includes("daemon on"));
       const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
-      expect(Object.keys(env).sort()).toEqual(["EXECGATE_CONFIG", "EXECGATE_SOCKET", "TPM2TOOLS_TCTI"]);
+      expect(Object.keys(env)).toEqual(
+        expect.arrayContaining(["EXECGATE_CONFIG", "EXECGATE_SOCKET", "TPM2TOOLS_TCTI", "SOFTHSM2_CONF"]),
+      );
       const marker = join(dir, "ran");
       const ok = await execgate(["run", "--scope", "dev", "--", "/usr/bin/touch", marker], env);
       expect(ok.code).toBe(0);
