@@ -23,6 +23,9 @@ async function reapByCommandLine(marker: string): Promise<number> {
     if (!cmdline.includes(marker)) continue;
     try {
       process.kill(pid, "SIGKILL");
+      process.stderr.write(
+        `global teardown: killed leaked ${pid}: ${cmdline.replaceAll("\0", " ").slice(0, 160)}\n`,
+      );
       n++;
     } catch {
       // gone already

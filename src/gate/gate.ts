@@ -235,20 +235,22 @@ export class Gate {
       return this.issueSigned(this.o.tokenSigner, peer, request, requestRef, evidence, cti, claimsFor, nowS);
     try {
       const results = await this.o.lineage.journal.appendLinked((first) => {
-        const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
+        // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
+        // same bytes go to the journal.
+        const requestBytes = requestRef ? undefined : encodeEntry(request);
+        const reqRef = requestRef ?? { index: first, leafHash: leafHash(requestBytes!) };
         // The allow names the request and the epoch entry it was decided on (the auditor checks it).
-        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [
-          reqRef,
-          ...epochRef(evidence),
-        ]);
+        const decisionBytes = encodeEntry(
+          makeEntry("decision", this.time(), { allow: true }, [reqRef, ...epochRef(evidence)]),
+        );
         const decisionIndex = requestRef ? first : first + 1;
-        const decisionLeaf = leafOf(decisionEntry);
+        const decisionLeaf = leafHash(decisionBytes);
         claims = claimsFor(decisionIndex, decisionLeaf);
         token = issueToken(claims, this.o.issuerPrivateKey);
         const issuedEntry = makeEntry("token_issued", this.time(), { digest: sha256(token) }, [
           { index: decisionIndex, leafHash: decisionLeaf },
         ]);
-        return requestRef ? [decisionEntry, issuedEntry] : [request, decisionEntry, issuedEntry];
+        return requestBytes ? [requestBytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
       });
       const d = results[requestRef ? 0 : 1]!;
       this.issued.add(cti, {

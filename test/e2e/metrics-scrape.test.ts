@@ -160,6 +160,10 @@ describeTpm("operations: metrics and status of a real daemon", () => {
 });
 
 describeHsm("operations: HSM latency", () => {
+  afterAll(async () => {
+    for (const d of daemons.splice(0)) await d.dispose().catch(() => undefined);
+  });
+
   it("with the HSM as a second root, every HSM signature is timed", async () => {
     const hsm = await startSoftHsm();
     await hsm.generateKey("execgate-root", "ec");
