@@ -101,7 +101,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const useTpm = roots !== "hsm";
   const checkpointSigner = config.hsm.checkpoints ?? (roots === "hsm" ? "hsm" : "tpm");
   let hsmKey: HsmKey | undefined;
-  if (roots !== "tpm" || checkpointSigner === "hsm" || config.hsm.tokenSigner === "hsm") {
+  if (roots !== "tpm" || checkpointSigner !== "tpm" || config.hsm.tokenSigner === "hsm") {
     try {
       const pin = await readPin({
         ...(config.hsm.pinFile !== undefined ? { pinFile: config.hsm.pinFile } : {}),
@@ -154,6 +154,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         checkpointSigner === "hsm" && hsmKey
           ? hsmNoteSigner(hsmKey, `execgate-${hostId}`)
           : tpmNoteSigner(runner, config.tpm.signingKeyHandle, signingPublic!, `execgate-${hostId}`),
+      // checkpoints = "both": the TPM key is the log key, the HSM key co-signs every checkpoint.
+      ...(checkpointSigner === "both" && hsmKey
+        ? { cosigners: [hsmNoteSigner(hsmKey, `execgate-${hostId}-hsm`)] }
+        : {}),
       now: Date.now,
       checkpointMs: config.lineage.checkpointMs,
       segmentBytes: config.lineage.segmentBytes,

@@ -209,8 +209,12 @@ function crossCheck(d: ResolvedDocument, source: string): void {
     throw bad(source, "metrics.socket", "must differ from daemon.socket");
   if (d.metrics.socket !== undefined && d.metrics.port !== undefined)
     throw bad(source, "metrics.port", "set metrics.socket or metrics.port, not both");
-  if (d.hsm.require === "hsm" && d.hsm.checkpoints === "tpm")
-    throw bad(source, "hsm.checkpoints", 'cannot be "tpm" when hsm.require is "hsm" (no TPM)');
+  if (d.hsm.require === "hsm" && (d.hsm.checkpoints === "tpm" || d.hsm.checkpoints === "both"))
+    throw bad(
+      source,
+      "hsm.checkpoints",
+      `cannot be "${d.hsm.checkpoints}" when hsm.require is "hsm" (no TPM)`,
+    );
   if (d.hsm.pin_file !== undefined && d.hsm.pin_credential !== undefined)
     throw bad(source, "hsm.pin_credential", "set hsm.pin_file or hsm.pin_credential, not both");
 }

@@ -10,7 +10,7 @@ export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const ROOT_MODES = ["tpm", "hsm", "tpm+hsm"] as const;
 export type RootMode = (typeof ROOT_MODES)[number];
-export const CHECKPOINT_SIGNERS = ["tpm", "hsm"] as const;
+export const CHECKPOINT_SIGNERS = ["tpm", "hsm", "both"] as const;
 export type CheckpointSigner = (typeof CHECKPOINT_SIGNERS)[number];
 export const TOKEN_ISSUERS = ["memory", "hsm"] as const;
 export type TokenIssuer = (typeof TOKEN_ISSUERS)[number];
@@ -224,7 +224,7 @@ export const SCHEMA: Schema = {
     },
     checkpoints: {
       kind: { type: "enum", values: CHECKPOINT_SIGNERS },
-      doc: "which hardware key signs lineage checkpoints",
+      doc: "which hardware key signs lineage checkpoints (both: the TPM key, co-signed by the HSM key)",
       absent: '`hsm` when require is "hsm", else `tpm`',
     },
     token_signer: {

@@ -38,6 +38,8 @@ export interface CheckpointerOptions {
   readonly journal: Journal;
   readonly origin: string;
   readonly signer: NoteSigner;
+  /** Further keys that sign every checkpoint too (e.g. the HSM beside the TPM); the log key stays `signer`. */
+  readonly cosigners?: readonly NoteSigner[];
   readonly now: () => number;
   readonly checkpointMs?: number;
   /** Further keys whose older checkpoints are accepted at open (key rotation). */
@@ -71,11 +73,13 @@ export class Checkpointer {
   private poisoned: ExecgateError | undefined;
   private timer: NodeJS.Timeout | undefined;
   readonly verifier: NoteVerifier;
+  readonly coVerifiers: readonly NoteVerifier[];
   readonly checkpointMs: number;
   readonly logPath: string;
 
   private constructor(private readonly opts: CheckpointerOptions) {
     this.verifier = verifierFromSigner(opts.signer);
+    this.coVerifiers = (opts.cosigners ?? []).map(verifierFromSigner);
     this.checkpointMs = opts.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
     this.logPath = join(opts.journal.dir, LOG_NAME);
     // Entries recovered at open were hashed from the bytes on disk already.
@@ -238,9 +242,16 @@ export class Checkpointer {
       this.lastIntent = { size, root };
     }
     const checkpoint: Checkpoint = { origin: this.opts.origin, size, rootHash: root, extensions: [] };
-    const note = await signCheckpoint(checkpoint, [this.opts.signer]);
+    const cosigners = this.opts.cosigners ?? [];
+    const note = await signCheckpoint(checkpoint, [this.opts.signer, ...cosigners]);
     // A signer (TPM, HSM) that returns a bad signature must not leave an unverifiable checkpoint.
-    openCheckpoint(note, this.opts.origin, this.verifier);
+    const opened = openCheckpoint(note, this.opts.origin, this.verifier, this.coVerifiers);
+    if (opened.note.verified.length !== 1 + cosigners.length) {
+      throw new ExecgateError(
+        "hardware_error",
+        "a checkpoint cosigner returned a signature that does not verify",
+      );
+    }
     await this.appendRecord(
       new Map<string, CborValue>([
         ["kind", "checkpoint"],

@@ -8,6 +8,8 @@ export interface LineageOptions {
   /** Checkpoint origin line, e.g. "execgate/<host id>". */
   readonly origin: string;
   readonly signer: NoteSigner;
+  /** Further keys that co-sign every checkpoint (the log key stays `signer`). */
+  readonly cosigners?: readonly NoteSigner[];
   /** Injected clock, milliseconds (cadence decisions only). */
   readonly now: () => number;
   readonly checkpointMs?: number;
@@ -39,6 +41,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
       journal,
       origin: opts.origin,
       signer: opts.signer,
+      ...(opts.cosigners !== undefined ? { cosigners: opts.cosigners } : {}),
       now: opts.now,
       ...(opts.checkpointMs !== undefined ? { checkpointMs: opts.checkpointMs } : {}),
       ...(opts.previousVerifiers !== undefined ? { previousVerifiers: opts.previousVerifiers } : {}),

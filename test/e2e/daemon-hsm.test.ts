@@ -356,6 +356,44 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
       });
     });
 
+    describe('checkpoints = "both": the TPM key signs, the HSM key co-signs every checkpoint', () => {
+      let d: TestDaemon;
+      let root: Awaited<ReturnType<typeof hsmRoot>>;
+      beforeAll(async () => {
+        root = await hsmRoot("ed25519");
+        d = await startTestDaemon({
+          config: { hsm: root.lines("tpm+hsm", ['checkpoints = "both"']) },
+          daemonEnv: root.hsm.env,
+        });
+      });
+      afterAll(async () => {
+        await d?.dispose();
+      });
+
+      it("every checkpoint verifies with the HSM key as well as the TPM log key, and the log audits", async () => {
+        const c = await d.client();
+        try {
+          await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
+        } finally {
+          await c.close();
+        }
+        const ok = await exportAndVerify(d, root, true);
+        expect(ok.report.failures).toEqual([]);
+        expect(ok.code).toBe(0);
+        await d.stop();
+        const notes = await checkpointNotes(d.lineageDir);
+        expect(notes.length).toBeGreaterThan(0);
+        for (const n of notes) {
+          const sigs = parseNote(n).signatures;
+          expect(sigs.length).toBe(2);
+          const name = sigs.map((x) => x.name).find((x) => x.endsWith("-hsm"))!;
+          const hsmVerifier = parseVerifierKey(verifierKeyString(name, "ed25519", root.publicKey));
+          const { openNote } = await import("../../src/lineage/note.js");
+          expect(openNote(n, [hsmVerifier]).verified.length).toBe(1);
+        }
+      });
+    });
+
     describe('tokens signed by the HSM key directly (token_signer = "hsm")', () => {
       let d: TestDaemon;
       let root: Awaited<ReturnType<typeof hsmRoot>>;
