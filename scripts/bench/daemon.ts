@@ -234,11 +234,12 @@ export const suite: BenchSuite = {
       const rssBefore = await rssKiB(daemon.pid!);
       const workers = await Promise.all(Array.from({ length: 8 }, () => ExecgateClient.connect(socket)));
       let issued = 0;
+      // 8 connections × 32 requests in flight, as in the pipelined measurement above.
       await Promise.all(
-        workers.map(async (w) => {
+        Array.from({ length: 8 * 32 }, async (_, i) => {
           while (issued < many) {
             issued++;
-            await w.requestToken({ scope: "dev", argv });
+            await workers[i % 8]!.requestToken({ scope: "dev", argv });
           }
         }),
       );
