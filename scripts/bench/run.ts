@@ -80,6 +80,7 @@ async function main(): Promise<void> {
   const names = wanted.length > 0 ? wanted : Object.keys(SUITES);
   const quick = process.env.BENCH_QUICK === "1";
   const results: Record<string, BenchRow[]> = {};
+  let failed = false;
   for (const name of names) {
     const load = SUITES[name];
     if (!load) throw new Error(`unknown suite ${name}; known: ${Object.keys(SUITES).join(", ")}`);
@@ -88,6 +89,15 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${name}\n`);
     try {
       results[name] = await suite.run({ dir, quick, log: (m) => process.stderr.write(`  ${name}: ${m}\n`) });
+    } catch (e) {
+      // One suite failing must not lose the others' numbers: it is reported as failed.
+      failed = true;
+      process.stderr.write(
+        `bench: ${name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      );
+      results[name] = [
+        { name: "suite failed", values: {}, note: e instanceof Error ? e.message : String(e) },
+      ];
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -104,6 +114,7 @@ async function main(): Promise<void> {
   await writeFile(join("bench/results", `${stamp}.md`), md);
   await writeFile(join("bench/results", "latest.md"), md);
   process.stdout.write(md);
+  if (failed) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {
