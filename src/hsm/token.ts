@@ -1,8 +1,7 @@
 import type { KeyObject } from "node:crypto";
-import { CborTag, type CborValue, decode, encode } from "../cbor/index.js";
-import { asExecgateError } from "../core/errors.js";
-import { claimsFromCbor, claimsToCbor, type TokenClaims } from "../token/claims.js";
-import { COSE_ALG, COSE_SIGN1_TAG, decodeSign1, HEADER, sigStructure, verifySign1 } from "../token/cose.js";
+import { CborTag, type CborValue, encode } from "../cbor/index.js";
+import { claimsToCbor, type TokenClaims } from "../token/claims.js";
+import { COSE_ALG, COSE_SIGN1_TAG, HEADER, sigStructure } from "../token/cose.js";
 import { type TokenVerification, type VerifyTokenOptions, verifyToken } from "../token/token.js";
 import type { HsmKey } from "./hsm.js";
 
@@ -35,44 +34,7 @@ export async function signTokenWith(claims: TokenClaims, signer: TokenSigner): P
   return encode(new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), payload, signature]));
 }
 
-/**
- * verifyToken for a signer's tokens: EdDSA is verifyToken itself; ES256 checks, in the same
- * order, structure (alg must be the signer's), signature, then audience, not-before, expiry.
- * (The claim checks mirror src/token/token.ts verifyToken, which accepts EdDSA only.)
- */
+/** verifyToken for a signer's tokens: the same checks in the same order, with the signer's algorithm. */
 export function verifyTokenWith(bytes: Uint8Array, alg: number, opts: VerifyTokenOptions): TokenVerification {
-  if (alg === COSE_ALG.EdDSA) return verifyToken(bytes, opts);
-  if (bytes.length === 0) return { ok: false, reason: "no_token", detail: "empty token" };
-  let msg: ReturnType<typeof decodeSign1>;
-  try {
-    msg = decodeSign1(bytes, { requireTag: true });
-  } catch (e) {
-    return { ok: false, reason: "token_malformed", detail: asExecgateError(e).message };
-  }
-  if (msg.alg !== alg)
-    return { ok: false, reason: "token_malformed", detail: `alg ${msg.alg} is not ${alg}` };
-  if (!verifySign1(msg, opts.issuerPublicKey)) {
-    return {
-      ok: false,
-      reason: "token_signature_invalid",
-      detail: "signature does not verify with the HSM key",
-    };
-  }
-  let claims: TokenClaims;
-  try {
-    claims = claimsFromCbor(decode(msg.payload, { maxDepth: 4, maxItems: 128, maxLength: 4096 }));
-  } catch (e) {
-    return { ok: false, reason: "token_malformed", detail: asExecgateError(e).message };
-  }
-  const skew = opts.skew ?? 0;
-  if (claims.aud !== opts.audience) {
-    return { ok: false, reason: "token_wrong_audience", detail: `aud ${claims.aud} != ${opts.audience}` };
-  }
-  if (opts.now + skew < claims.nbf) {
-    return { ok: false, reason: "token_not_yet_valid", detail: `nbf ${claims.nbf} > now ${opts.now}` };
-  }
-  if (opts.now - skew >= claims.exp) {
-    return { ok: false, reason: "token_expired", detail: `exp ${claims.exp} <= now ${opts.now}` };
-  }
-  return { ok: true, claims };
+  return verifyToken(bytes, { ...opts, alg });
 }

@@ -17,6 +17,8 @@ export interface VerifyTokenOptions {
   readonly now: number;
   /** Tolerated clock difference for nbf/exp, seconds (default 0: issuer and verifier share a host). */
   readonly skew?: number;
+  /** The one COSE algorithm accepted (default EdDSA, the in-memory issuer key; ES256 for an HSM P-256 key). */
+  readonly alg?: number;
 }
 
 export type TokenVerification =
@@ -24,7 +26,7 @@ export type TokenVerification =
   | { readonly ok: false; readonly reason: DenialReason; readonly detail: string };
 
 /**
- * Verifies in a fixed order: structure (COSE_Sign1, alg EdDSA only), signature, then claims —
+ * Verifies in a fixed order: structure (COSE_Sign1, exactly the expected alg), signature, then claims —
  * audience, not-before, expiry. Never throws: every failure is a denial reason.
  */
 export function verifyToken(bytes: Uint8Array, opts: VerifyTokenOptions): TokenVerification {
@@ -35,8 +37,9 @@ export function verifyToken(bytes: Uint8Array, opts: VerifyTokenOptions): TokenV
   } catch (e) {
     return { ok: false, reason: "token_malformed", detail: asExecgateError(e).message };
   }
-  if (msg.alg !== COSE_ALG.EdDSA)
-    return { ok: false, reason: "token_malformed", detail: `alg ${msg.alg} is not EdDSA` };
+  const alg = opts.alg ?? COSE_ALG.EdDSA;
+  if (msg.alg !== alg)
+    return { ok: false, reason: "token_malformed", detail: `alg ${msg.alg} is not ${alg}` };
   if (!verifySign1(msg, opts.issuerPublicKey)) {
     return {
       ok: false,
