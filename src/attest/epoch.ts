@@ -84,6 +84,25 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   // stays what TPM verifiers decode.
   const hsmSignature = input.hsm && !("failure" in input.hsm) ? { hsmSignature: input.hsm.signature } : {};
 
+  /** An epoch that proves nothing: denied with `reason`, recorded with whatever quote there was. */
+  const failed = (
+    reason: DenialReason,
+    detail: string,
+    quoteFields: Record<string, Uint8Array> = {},
+  ): EpochResult => ({
+    ...hsmSignature,
+    hash,
+    state: {
+      ...base,
+      resetCount: -1,
+      restartCount: -1,
+      pcrDigest: ZERO32,
+      integrity: { ok: false, reason, detail },
+    },
+    record: record({ ...quoteFields, verified: false, reason }),
+    ima: undefined,
+  });
+
   // The HSM signature first: a root that does not answer, or answers wrongly, fails the epoch.
   let hsmFailure: Failure | undefined;
   if (input.hsm && "failure" in input.hsm) hsmFailure = input.hsm;
@@ -95,18 +114,11 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   if (input.quote === undefined && input.hsm === undefined)
     hsmFailure = { failure: "internal_error", detail: "no root of trust (TPM or HSM) configured" };
   if (hsmFailure) {
-    const integrity = { ok: false as const, reason: hsmFailure.failure, detail: hsmFailure.detail };
     const quoteFields =
       input.quote && !("failure" in input.quote)
         ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
         : {};
-    return {
-      ...hsmSignature,
-      hash,
-      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
-      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
-      ima: undefined,
-    };
+    return failed(hsmFailure.failure, hsmFailure.detail, quoteFields);
   }
 
   if (input.quote === undefined) {
@@ -131,34 +143,14 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     throw new ExecgateError("internal", "a quote needs the AK public key and the PCR selection");
   const akPublic = input.akPublic;
   const selection = input.selection;
-  if ("failure" in input.quote) {
-    const integrity = { ok: false as const, reason: input.quote.failure, detail: input.quote.detail };
-    return {
-      ...hsmSignature,
-      hash,
-      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
-      record: record({ verified: false, reason: integrity.reason }),
-      ima: undefined,
-    };
-  }
+  if ("failure" in input.quote) return failed(input.quote.failure, input.quote.detail);
   const q = input.quote;
   const quoteFields = { attest: q.attest, signature: q.signature, pcrs: q.pcrsFile };
   let values: ReturnType<typeof parsePcrsFile>["values"];
   try {
     values = parsePcrsFile(q.pcrsFile).values;
   } catch {
-    const integrity = {
-      ok: false as const,
-      reason: "quote_invalid" as const,
-      detail: "PCR values unreadable",
-    };
-    return {
-      ...hsmSignature,
-      hash,
-      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
-      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
-      ima: undefined,
-    };
+    return failed("quote_invalid", "PCR values unreadable", quoteFields);
   }
   const v = verifyQuote({
     attest: q.attest,
@@ -168,20 +160,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     expectedSelection: selection,
     pcrValues: values,
   });
-  if (!v.ok) {
-    const integrity = {
-      ok: false as const,
-      reason: "quote_invalid" as const,
-      detail: `${v.check}: ${v.detail}`,
-    };
-    return {
-      ...hsmSignature,
-      hash,
-      state: { ...base, resetCount: -1, restartCount: -1, pcrDigest: ZERO32, integrity },
-      record: record({ ...quoteFields, verified: false, reason: integrity.reason }),
-      ima: undefined,
-    };
-  }
+  if (!v.ok) return failed("quote_invalid", `${v.check}: ${v.detail}`, quoteFields);
   const decision = evaluateIntegrity(input.policy, {
     pcrs: pcrHexFromTpm(values),
     ...(input.eventlog ? { eventlog: input.eventlog } : {}),
