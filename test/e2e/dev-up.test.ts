@@ -1,36 +1,15 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
+import { parseEnv, scratch, until } from "../helpers/dev.js";
 import { describeTpm } from "../helpers/hardware.js";
-
-async function scratch(): Promise<string> {
-  return mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "dev-"));
-}
-
-async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function parseEnv(text: string): Record<string, string> {
-  return Object.fromEntries(
-    text
-      .trim()
-      .split("\n")
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
 
 describeTpm("execgate dev up (the embedded default)", () => {
   it("--check provisions a swtpm, enrolls, quotes and verifies; a second run resumes the same TPM", async () => {
-    const dir = await scratch();
+    const dir = await scratch("dev-");
     const first = await execgate(["dev", "up", "--check", "--dir", dir, "--json"]);
     expect(first.stderr).toBe("");
     expect(first.code).toBe(0);
@@ -47,7 +26,7 @@ describeTpm("execgate dev up (the embedded default)", () => {
   });
 
   it("serves tokens on its socket, writes DIR/env for other shells, and stops cleanly on SIGINT", async () => {
-    const dir = await scratch();
+    const dir = await scratch("dev-");
     const child = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "dev", "up", "--dir", dir], {
       stdio: ["ignore", "ignore", "pipe"],
     });

@@ -1,36 +1,15 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
+import { parseEnv, scratch, until } from "../helpers/dev.js";
 import { describeHsm, describeTpm } from "../helpers/hardware.js";
-
-async function scratch(): Promise<string> {
-  return mkdtemp(join(process.env.EXECGATE_TEST_RUN_DIR ?? tmpdir(), "dev-hsm-"));
-}
-
-async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function parseEnv(text: string): Record<string, string> {
-  return Object.fromEntries(
-    text
-      .trim()
-      .split("\n")
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
 
 /** Runs `dev up --root ROOT`, runs one command through it, and stops it with SIGINT. */
 async function serveOnce(root: string, wantEnv: string[]): Promise<void> {
-  const dir = await scratch();
+  const dir = await scratch("dev-hsm-");
   const child = spawn(
     process.execPath,
     [resolve("dist/daemon/cli.js"), "dev", "up", "--root", root, "--dir", dir],
@@ -61,7 +40,7 @@ async function serveOnce(root: string, wantEnv: string[]): Promise<void> {
 
 describeHsm("execgate dev up --root hsm (SoftHSM2 only, no swtpm)", () => {
   it("--check makes the token and key, signs an epoch and verifies it; a second run resumes", async () => {
-    const dir = await scratch();
+    const dir = await scratch("dev-hsm-");
     const first = await execgate(["dev", "up", "--root", "hsm", "--check", "--dir", dir, "--json"]);
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({
@@ -82,7 +61,9 @@ describeHsm("execgate dev up --root hsm (SoftHSM2 only, no swtpm)", () => {
   });
 
   it("rejects an unknown root (exit 2)", async () => {
-    expect((await execgate(["dev", "up", "--root", "nope", "--dir", await scratch()])).code).toBe(2);
+    expect((await execgate(["dev", "up", "--root", "nope", "--dir", await scratch("dev-hsm-")])).code).toBe(
+      2,
+    );
   });
 });
 
