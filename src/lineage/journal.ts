@@ -1,3 +1,4 @@
+import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -212,7 +213,7 @@ export class Journal {
       this.segments.push({ first, path, end: pos });
     }
     if (this.segments.length === 0) await this.createSegment(0);
-    else this.fh = await openRw(this.segments[this.segments.length - 1]!.path);
+    else this.fh = await openRw(this.segments[this.segments.length - 1]!.path, constants.O_DSYNC);
     this.recovery = { truncatedBytes, removedSegments, size: this.tree.size };
   }
 
@@ -241,7 +242,13 @@ export class Journal {
     // so the new name survives; only then do records go into it.
     let fh: FileHandle;
     try {
-      fh = await open(path, "wx+", 0o640);
+      // O_DSYNC: every later write of a batch returns only once its data (and the size needed to
+      // read it back) is on stable storage — fdatasync in the same system call.
+      fh = await open(
+        path,
+        constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
+        0o640,
+      );
       await writeAll(fh, header, 0);
       await fh.sync();
       await fsyncDir(this.segDir);
@@ -355,10 +362,11 @@ export class Journal {
       starts.push(seg.end + at);
       at = frameRecord(p.bytes, buf, at);
     }
-    // Durability: one positional write of the whole batch, then fdatasync (file data and the size
-    // needed to read it back). Nothing is acknowledged before the sync returns.
+    // Durability: one positional write of the whole batch on a descriptor opened O_DSYNC, so the
+    // write returns only when the data and the size needed to read it back are on stable storage
+    // (fdatasync semantics, one system call and one thread-pool hop instead of two). Nothing is
+    // acknowledged before it returns.
     await writeAll(this.fh!, buf, seg.end);
-    await this.fh!.datasync();
     seg.end += bytes;
     this.stats.batches += 1;
     this.stats.entries += batch.length;
@@ -465,9 +473,9 @@ export class Journal {
   }
 }
 
-async function openRw(path: string): Promise<FileHandle> {
+async function openRw(path: string, extraFlags = 0): Promise<FileHandle> {
   try {
-    return await open(path, "r+");
+    return await open(path, constants.O_RDWR | extraFlags);
   } catch (e) {
     throw ioError(`open ${path}`, e);
   }
