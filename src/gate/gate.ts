@@ -234,7 +234,7 @@ export class Gate {
     if (this.o.tokenSigner)
       return this.issueSigned(this.o.tokenSigner, peer, request, requestRef, evidence, cti, claimsFor, nowS);
     try {
-      const results = await this.o.lineage.journal.appendLinked((first) => {
+      await this.o.lineage.journal.appendLinked((first) => {
         // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
         // same bytes go to the journal.
         const requestBytes = requestRef ? undefined : encodeEntry(request);
@@ -252,13 +252,11 @@ export class Gate {
         ]);
         return requestBytes ? [requestBytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
       });
-      const d = results[requestRef ? 0 : 1]!;
       this.issued.add(cti, {
         uid: peer.uid,
         exp: claims!.exp,
         resetCount: evidence.resetCount,
         restartCount: evidence.restartCount,
-        decision: { index: d.index, leafHash: d.leafHash },
         spent: false,
         reported: false,
       });
@@ -327,7 +325,6 @@ export class Gate {
       exp: claims.exp,
       resetCount: evidence.resetCount,
       restartCount: evidence.restartCount,
-      decision: decisionRef,
       spent: false,
       reported: false,
     });

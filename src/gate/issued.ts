@@ -8,8 +8,7 @@ export interface IssuedToken {
   readonly exp: number;
   readonly resetCount: number;
   readonly restartCount: number;
-  /** The lineage decision that allowed it, and (once redeemed) the redeemed entry. */
-  readonly decision: { readonly index: number; readonly leafHash: Uint8Array };
+  /** The token_redeemed entry, once redeemed (an execution report refers to it). */
   redeemed?: { readonly index: number; readonly leafHash: Uint8Array };
   spent: boolean;
   reported: boolean;
