@@ -4,6 +4,7 @@ import type { DenialReason } from "../core/denial.js";
 import { ExecgateError } from "../core/errors.js";
 import { verifyHsmBindingSignature } from "../hsm/epoch.js";
 import type { EventLog } from "../measure/eventlog-parse.js";
+import type { PcrHexValues } from "../measure/hash.js";
 import { pcrHexFromTpm } from "../measure/pcrs-input.js";
 import {
   evaluateIntegrity,
@@ -123,14 +124,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
 
   if (input.quote === undefined) {
     // HSM-only: the signature binds issuer key, checkpoint, boot id and nonce; no PCRs are attested.
-    const decision = evaluateIntegrity(input.policy, {
-      pcrs: {},
-      ...(input.eventlog ? { eventlog: input.eventlog } : {}),
-      ...(input.ima ? { ima: input.ima } : {}),
-    });
-    const integrity = decision.ok
-      ? ({ ok: true } as const)
-      : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
+    const { decision, integrity } = integrityOf(input, {});
     return {
       ...hsmSignature,
       hash,
@@ -161,14 +155,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     pcrValues: values,
   });
   if (!v.ok) return failed("quote_invalid", `${v.check}: ${v.detail}`, quoteFields);
-  const decision = evaluateIntegrity(input.policy, {
-    pcrs: pcrHexFromTpm(values),
-    ...(input.eventlog ? { eventlog: input.eventlog } : {}),
-    ...(input.ima ? { ima: input.ima } : {}),
-  });
-  const integrity = decision.ok
-    ? ({ ok: true } as const)
-    : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
+  const { decision, integrity } = integrityOf(input, pcrHexFromTpm(values));
   return {
     ...hsmSignature,
     hash,
@@ -188,4 +175,17 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     ima: decision.ima,
     tpmClock: v.quote.clock,
   };
+}
+
+/** The integrity policy on what this epoch proved (PCR values; none in HSM-only mode) and the logs read with it. */
+function integrityOf(input: EpochInput, pcrs: PcrHexValues) {
+  const decision = evaluateIntegrity(input.policy, {
+    pcrs,
+    ...(input.eventlog ? { eventlog: input.eventlog } : {}),
+    ...(input.ima ? { ima: input.ima } : {}),
+  });
+  const integrity = decision.ok
+    ? ({ ok: true } as const)
+    : ({ ok: false, reason: decision.deny, detail: `${decision.rule}: ${decision.detail}` } as const);
+  return { decision, integrity };
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { isAbsolute, join, resolve } from "node:path";
-import { parse, TomlError } from "smol-toml";
 import { ExecgateError, isExecgateError } from "../core/errors.js";
+import { parseTomlDocument } from "../core/toml.js";
 import { handleHex, parsePersistentHandle } from "../tpm/ops/handles.js";
 import {
   type PcrSelection,
@@ -271,19 +271,7 @@ export function resolvedDocument(config: Config): ResolvedDocument {
 
 /** Parses the config file text (pure). Invalid TOML and schema violations are config_invalid. */
 export function parseConfig(text: string, baseDir: string, source = "config"): Config {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parse(text) as Record<string, unknown>;
-  } catch (e) {
-    const msg = e instanceof TomlError ? (e.message.split("\n")[0] ?? "") : String(e);
-    const at = e instanceof TomlError ? ` (line ${e.line}, column ${e.column})` : "";
-    throw new ExecgateError(
-      "config_invalid",
-      `${source}: not valid TOML${at}: ${msg}`,
-      { file: source },
-      { cause: e },
-    );
-  }
+  const doc = parseTomlDocument(text, source);
   return configFromToml(doc, baseDir, source);
 }
 

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parse, TomlError } from "smol-toml";
 import { ExecgateError, isExecgateError } from "../core/errors.js";
+import { parseTomlDocument } from "../core/toml.js";
 import { type AccessPolicy, accessPolicyFromToml } from "./access-schema.js";
 import type { IntegrityPolicy } from "./integrity.js";
 import { loadIntegrityFromConfig } from "./integrity-load.js";
@@ -38,19 +38,7 @@ const TOP_LEVEL = ["executors", "scopes", "integrity"];
 export function parsePolicy(text: string, baseDir: string, source = "policy"): Policy {
   if (!isAbsolute(baseDir))
     throw new ExecgateError("internal", `policy base directory ${baseDir} is not absolute`);
-  let doc: Record<string, unknown>;
-  try {
-    doc = parse(text) as Record<string, unknown>;
-  } catch (e) {
-    const msg = e instanceof TomlError ? (e.message.split("\n")[0] ?? "") : String(e);
-    const at = e instanceof TomlError ? ` (line ${e.line}, column ${e.column})` : "";
-    throw new ExecgateError(
-      "config_invalid",
-      `${source}: not valid TOML${at}: ${msg}`,
-      { file: source },
-      { cause: e },
-    );
-  }
+  const doc = parseTomlDocument(text, source);
   for (const k of Object.keys(doc)) {
     if (!TOP_LEVEL.includes(k))
       throw new ExecgateError("config_invalid", `${source}: ${k}: unknown key`, { file: source, key: k });
