@@ -316,3 +316,63 @@ export function encode(value: CborValue): Uint8Array {
     if (scratch.buf.length > SCRATCH_KEEP_BYTES) scratch.reset(4096);
   }
 }
+
+/**
+ * A streaming writer for encoders that know their layout (the lineage entry schema): the caller
+ * writes heads and items in order and is responsible for the deterministic key order of its maps
+ * (RFC 8949 §4.2.1). Items are encoded exactly as encode() encodes them, so a caller that writes
+ * keys in sorted order produces encode()'s bytes without building an object tree.
+ */
+export class CborWriter {
+  private readonly sink = new Sink(512);
+
+  mapHead(n: number): void {
+    this.sink.head(MAJOR_MAP, n);
+  }
+
+  arrayHead(n: number): void {
+    this.sink.head(MAJOR_ARRAY, n);
+  }
+
+  int(v: number | bigint): void {
+    if (typeof v === "bigint") writeBigInt(this.sink, v);
+    else writeInt(this.sink, v);
+  }
+
+  text(v: string): void {
+    this.sink.text(v);
+  }
+
+  byteString(v: Uint8Array): void {
+    this.sink.head(MAJOR_BYTES, v.length);
+    this.sink.bytes(v);
+  }
+
+  bool(v: boolean): void {
+    this.sink.ensure(1);
+    this.sink.buf[this.sink.pos++] = v ? SIMPLE_TRUE : SIMPLE_FALSE;
+  }
+
+  /** Bytes that already are a complete encoded item (a pre-encoded map key). */
+  raw(encoded: Uint8Array): void {
+    this.sink.bytes(encoded);
+  }
+
+  /** The bytes written since the last finish(); the writer is empty again afterwards. */
+  finish(): Uint8Array {
+    const out = this.sink.buf.slice(0, this.sink.pos);
+    if (this.sink.buf.length > SCRATCH_KEEP_BYTES) this.sink.reset(512);
+    else this.sink.pos = 0;
+    return out;
+  }
+
+  /** Drops whatever was written (after a failed encode). */
+  clear(): void {
+    this.sink.pos = 0;
+  }
+}
+
+/** The deterministic encoding of a text map key (cached for short keys). */
+export function encodeMapKey(key: string): Uint8Array {
+  return encodeTextKey(key);
+}

@@ -1,5 +1,5 @@
 export { decode } from "./decode.js";
-export { compareBytes, encode } from "./encode.js";
+export { CborWriter, compareBytes, encode, encodeMapKey } from "./encode.js";
 export {
   type CborKey,
   type CborObject,

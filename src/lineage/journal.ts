@@ -27,8 +27,10 @@ import {
  * records back to back. Segments rotate when the next batch would pass `segmentBytes`.
  *
  * Group commit: append() queues the encoded entry; one flush at a time takes everything queued
- * (up to maxBatchBytes), writes it with one positional write, fdatasync()s, and only then adds
- * the leaf hashes to the Merkle tree and resolves each append with {index, leafHash}. While a
+ * (up to maxBatchBytes) and writes it with one positional write on an O_DSYNC descriptor. While
+ * that write is with the disk, the batch's leaf hashes are computed and added to the Merkle tree
+ * (CPU work overlapping the I/O wait); the tree runs ahead of `size` until the write returns, and
+ * only then do `size` and every append resolve with {index, leafHash}. While a
  * flush is in flight, new appends wait for the next batch. A failed write or sync poisons the
  * journal: every pending and later append rejects ("io_error") — the bytes on disk are unknown
  * until recovery runs at the next open, and the daemon must deny (lineage_unavailable).
@@ -65,7 +67,6 @@ export interface RecoveryReport {
 
 interface Pending {
   readonly bytes: Uint8Array;
-  readonly leaf: Uint8Array;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -88,8 +89,13 @@ function corrupt(message: string, detail: Record<string, unknown> = {}): Execgat
 }
 
 export class Journal {
-  /** Merkle tree of the durable entries only. */
+  /**
+   * Merkle tree of the entries: the durable ones, and — only while a write is in flight — that
+   * batch's. Read it at `size` (rootAt(size), proofs up to size), never at tree.size.
+   */
   readonly tree = new MerkleTree();
+  /** Durable entry count. */
+  private durable = 0;
   private readonly segments: Segment[] = [];
   /** Offset of each entry's record within its segment. */
   private offsets = new Float64Array(1024);
@@ -122,9 +128,9 @@ export class Journal {
     return this.failed;
   }
 
-  /** Durable entry count (the tree size). */
+  /** Durable entry count. */
   get size(): number {
-    return this.tree.size;
+    return this.durable;
   }
 
   static async open(opts: JournalOptions): Promise<Journal> {
@@ -214,7 +220,8 @@ export class Journal {
     }
     if (this.segments.length === 0) await this.createSegment(0);
     else this.fh = await openRw(this.segments[this.segments.length - 1]!.path, constants.O_DSYNC);
-    this.recovery = { truncatedBytes, removedSegments, size: this.tree.size };
+    this.durable = this.tree.size;
+    this.recovery = { truncatedBytes, removedSegments, size: this.durable };
   }
 
   private headerValid(data: Uint8Array, first: number): boolean {
@@ -277,7 +284,7 @@ export class Journal {
    * Resolves when all of them are durable, in one group commit when they fit one batch.
    */
   appendLinked(build: (firstIndex: number) => readonly (Entry | Uint8Array)[]): Promise<AppendResult[]> {
-    const first = this.tree.size + this.inFlight + this.pending.length;
+    const first = this.durable + this.inFlight + this.pending.length;
     let encoded: Uint8Array[];
     try {
       // Uint8Array items are entries the caller already encoded with encodeEntry (to hash them).
@@ -299,9 +306,8 @@ export class Journal {
     if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES) {
       return Promise.reject(new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`));
     }
-    const leaf = leafHash(bytes);
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ bytes, leaf, resolve, reject });
+      this.pending.push({ bytes, resolve, reject });
       if (!this.active && !this.scheduled) {
         this.scheduled = true;
         // setImmediate, not a microtask: appenders resuming in this turn join the same batch.
@@ -352,34 +358,48 @@ export class Journal {
   private async writeBatch(batch: readonly Pending[], bytes: number): Promise<void> {
     let seg = this.segments[this.segments.length - 1]!;
     if (seg.end + bytes > this.segmentBytes && seg.end > SEGMENT_HEADER_BYTES) {
-      await this.createSegment(this.tree.size);
+      await this.createSegment(this.durable);
       seg = this.segments[this.segments.length - 1]!;
     }
     const buf = new Uint8Array(bytes);
-    const starts: number[] = [];
+    const first = this.durable;
     let at = 0;
-    for (const p of batch) {
-      starts.push(seg.end + at);
-      at = frameRecord(p.bytes, buf, at);
+    for (let i = 0; i < batch.length; i++) {
+      this.pushOffset(first + i, seg.end + at);
+      at = frameRecord(batch[i]!.bytes, buf, at);
     }
     // Durability: one positional write of the whole batch on a descriptor opened O_DSYNC, so the
     // write returns only when the data and the size needed to read it back are on stable storage
     // (fdatasync semantics, one system call and one thread-pool hop instead of two). Nothing is
-    // acknowledged before it returns.
-    await writeAll(this.fh!, buf, seg.end);
+    // acknowledged before it returns. The write is issued now; the hashing below runs meanwhile.
+    const written = writeAll(this.fh!, buf, seg.end);
+    let leaves: Uint8Array[];
+    try {
+      leaves = this.hashIntoTree(batch);
+      await written;
+    } catch (e) {
+      await written.catch(() => undefined); // never leave the write unobserved
+      this.tree.truncate(first);
+      throw e;
+    }
     seg.end += bytes;
+    this.durable = first + batch.length;
     this.stats.batches += 1;
     this.stats.entries += batch.length;
-    for (let i = 0; i < batch.length; i++) {
-      const p = batch[i]!;
-      const index = this.tree.size;
-      this.pushOffset(index, starts[i]!);
-      this.tree.append(p.leaf);
-      p.resolve({ index, leafHash: p.leaf });
-    }
-    // The batch is in the tree now. Cleared here, synchronously, because the appenders resumed by
-    // the resolves above run before run() continues, and appendLinked counts tree + inFlight.
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ index: first + i, leafHash: leaves[i]! });
+    // The batch is durable now. Cleared here, synchronously, because the appenders resumed by the
+    // resolves above run before run() continues, and appendLinked counts durable + inFlight.
     this.inFlight = 0;
+  }
+
+  private hashIntoTree(batch: readonly Pending[]): Uint8Array[] {
+    const leaves: Uint8Array[] = [];
+    for (const p of batch) {
+      const leaf = leafHash(p.bytes);
+      leaves.push(leaf);
+      this.tree.append(leaf);
+    }
+    return leaves;
   }
 
   /** Waits until everything appended so far has been flushed (or failed). */
