@@ -2,14 +2,15 @@ import { ExecgateError, isExecgateError } from "../core/errors.js";
 import { concatBytes, fromHex } from "../core/hex.js";
 import type { HashAlg } from "./hash.js";
 import {
+  Decoded,
   decodeFields,
   enc,
   type ImaChunk,
   type ImaEntry,
   type ImaParseOptions,
-  isZero,
   MAX_ASCII_LINE,
   MAX_IMA_ENTRIES,
+  makeEntry,
   templateDataFor,
   templateHashAlgBySize,
   utf8,
@@ -88,6 +89,7 @@ export function parseImaAsciiChunk(
   const base = opts.base ?? 0;
   let seq = opts.firstSeq ?? 0;
   const entries: ImaEntry[] = [];
+  const d = new Decoded();
   let alg: HashAlg | undefined;
   let pos = 0;
   while (pos < bytes.length) {
@@ -118,17 +120,16 @@ export function parseImaAsciiChunk(
       alg = a;
       const fields = templateFields(template);
       const values = asciiFieldValues(template, fields, tokens.slice(3));
-      const d = decodeFields(template, fields, values);
-      entry = {
+      decodeFields(d, template, fields, values);
+      entry = makeEntry(
         seq,
-        end: base + pos,
-        pcr: Number(pcrS),
+        base + pos,
+        Number(pcrS),
         template,
         templateHash,
-        templateData: templateDataFor(template, values),
-        violation: isZero(templateHash),
-        ...d,
-      };
+        templateDataFor(template, values),
+        d,
+      );
     } catch (e) {
       if (isExecgateError(e))
         throw new ExecgateError(e.code, e.message, { ...e.detail, offset: lineStart, seq });

@@ -1,13 +1,17 @@
 import { Cursor } from "../core/cursor.js";
 import { ExecgateError, isExecgateError } from "../core/errors.js";
 import {
+  checkDecoded,
+  Decoded,
+  decodeField,
   decodeFields,
   type ImaChunk,
   type ImaEntry,
   type ImaParseOptions,
-  isZero,
+  listBytes,
   MAX_IMA_ENTRIES,
   MAX_TEMPLATE_DATA,
+  makeEntry,
   templateDataFor,
   templateHashAlgBySize,
   templateName,
@@ -47,8 +51,9 @@ export function detectTemplateHashSize(bytes: Uint8Array): number {
  * A trailing partial record is left unconsumed (the list may be growing).
  */
 export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {}): ImaChunk {
-  // A plain Uint8Array view: subarrays of a Buffer are Buffers, several times slower to make.
-  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  // A plain Uint8Array view: subarrays of a Buffer are Buffers, slower to make.
+  const src = listBytes(input);
+  const bytes = src.u8;
   const base = opts.base ?? 0;
   let seq = opts.firstSeq ?? 0;
   if (bytes.length === 0) return { entries: [], consumed: 0, templateHashAlg: undefined };
@@ -64,6 +69,8 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
   const alg = templateHashAlgBySize(size);
   const c = new Cursor(bytes);
   const entries: ImaEntry[] = [];
+  const d = new Decoded();
+  const spans: number[] = []; // start of each field's value in the current record
   let consumed = 0;
   while (c.remaining > 0) {
     const start = c.offset;
@@ -73,15 +80,16 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
       const templateHash = c.bytesView(size, "ima.template_hash");
       const nameLen = c.count(c.u32le("ima.template_name_len"), MAX_TEMPLATE_NAME, "template name length");
       if (nameLen === 0) throw new ExecgateError("malformed", "empty template name");
-      const template = templateName(c.bytesView(nameLen, "ima.template_name"));
+      c.skip(nameLen, "ima.template_name");
+      const template = templateName(src, c.offset - nameLen, c.offset);
       const fields = templateFields(template);
-      const values: Uint8Array[] = [];
-      // The binary template data is already the hashed form (fields with u32 lengths): a view.
-      let raw: Uint8Array | undefined;
+      let templateData: Uint8Array;
       if (template === "ima") {
-        values.push(c.bytesView(20, "ima.d"));
+        const values = [c.bytesView(20, "ima.d")];
         const n = c.count(c.u32le("ima.n.len"), IMA_EVENT_NAME_LEN_MAX, "ima name length");
         values.push(c.bytesView(n, "ima.n"));
+        decodeFields(d, template, fields, values);
+        templateData = templateDataFor(template, values);
       } else {
         const dataLen = c.count(c.u32le("ima.template_data_len"), MAX_TEMPLATE_DATA, "template data length");
         // Running off the input here means a partial record (truncated); running off the
@@ -89,14 +97,17 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
         c.need(dataLen, "ima.template_data");
         const dataStart = c.offset;
         const dataEnd = dataStart + dataLen;
-        raw = bytes.subarray(dataStart, dataEnd);
-        for (const id of fields) {
+        // The binary template data is already the hashed form (fields with u32 lengths): a view.
+        templateData = bytes.subarray(dataStart, dataEnd);
+        for (let i = 0; i < fields.length; i++) {
+          const id = fields[i]!;
           if (dataEnd - c.offset < 4)
             throw new ExecgateError("malformed", `field ${id}: template data too short`);
           const n = c.u32le("ima.field.len");
           if (n > dataEnd - c.offset)
             throw new ExecgateError("malformed", `field ${id}: length ${n} overruns the template data`);
-          values.push(c.bytesView(n, "ima.field"));
+          spans[i] = c.offset;
+          c.skip(n, "ima.field");
         }
         if (c.offset !== dataEnd) {
           throw new ExecgateError(
@@ -104,18 +115,16 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
             `${dataEnd - c.offset} bytes after the last template field`,
           );
         }
+        // Decoded once the structure is known good, so a record broken in several ways
+        // reports its framing error first.
+        d.reset();
+        for (let i = 0; i < fields.length; i++) {
+          const end = i + 1 < fields.length ? spans[i + 1]! - 4 : dataEnd;
+          decodeField(d, fields[i]!, src, spans[i]!, end);
+        }
+        checkDecoded(template, d);
       }
-      const d = decodeFields(template, fields, values);
-      entry = {
-        seq,
-        end: base + c.offset,
-        pcr,
-        template,
-        templateHash,
-        templateData: raw ?? templateDataFor(template, values),
-        violation: isZero(templateHash),
-        ...d,
-      };
+      entry = makeEntry(seq, base + c.offset, pcr, template, templateHash, templateData, d);
     } catch (e) {
       if (isExecgateError(e, "truncated")) break; // partial trailing record
       if (isExecgateError(e)) {

@@ -4,9 +4,10 @@ import {
   algByName,
   type BankName,
   digest,
-  extend,
+  digestLatin1,
   type HashAlg,
   type PcrHexValues,
+  putLatin1,
   requireAlg,
 } from "./hash.js";
 import { type ImaEntry, type ImaFormat, parseImaAsciiChunk, parseImaBinaryChunk } from "./ima-parse.js";
@@ -46,15 +47,54 @@ export function initialImaState(format: ImaFormat, banks: readonly BankName[] = 
   return { format, templateHashSize: undefined, offset: 0, entries: 0, pcr10 };
 }
 
+/**
+ * Writes the value IMA extends for `e` into `buf` at `at` (imaExtendValue, without allocating):
+ * the hot loop of a replay.
+ */
+function putExtendValue(e: ImaEntry, alg: HashAlg, buf: Uint8Array, at: number): void {
+  if (e.violation) buf.fill(0xff, at, at + alg.size);
+  else if (e.templateHash.length === alg.size && alg.name !== "sm3_256" && alg.name !== "sha256") {
+    buf.set(e.templateHash, at);
+  } else putLatin1(digestLatin1(alg, e.templateData), buf, at);
+}
+
+/**
+ * One bank's PCR 10 extend chain over one buffer holding PCR ‖ value: each extend is one
+ * hash and no allocation.
+ */
+class Pcr10Chain {
+  private readonly buf: Uint8Array;
+  constructor(
+    private readonly alg: HashAlg,
+    start: Uint8Array,
+  ) {
+    this.buf = new Uint8Array(2 * alg.size);
+    this.buf.set(start);
+  }
+  /** Extends with `e` if it is a PCR 10 entry; true if it was. */
+  extend(e: ImaEntry): boolean {
+    if (e.pcr !== IMA_PCR) return false;
+    const n = this.alg.size;
+    putExtendValue(e, this.alg, this.buf, n);
+    putLatin1(digestLatin1(this.alg, this.buf), this.buf, 0);
+    return true;
+  }
+  equals(quoted: Uint8Array): boolean {
+    return bytesEqual(this.buf.subarray(0, this.alg.size), quoted);
+  }
+  value(): Uint8Array {
+    return this.buf.slice(0, this.alg.size);
+  }
+}
+
 /** Extends the state with entries (PCR 10 entries only; other PCRs are not IMA's aggregate). */
 export function applyEntries(state: ImaState, entries: readonly ImaEntry[]): ImaState {
   if (entries.length === 0) return state;
   const pcr10 = new Map<BankName, Uint8Array>();
   for (const [b, v] of state.pcr10) {
-    const alg = requireAlg(b);
-    let cur = v;
-    for (const e of entries) if (e.pcr === IMA_PCR) cur = extend(alg, cur, imaExtendValue(e, alg));
-    pcr10.set(b, cur);
+    const chain = new Pcr10Chain(requireAlg(b), v);
+    for (let i = 0; i < entries.length; i++) chain.extend(entries[i]!);
+    pcr10.set(b, chain.value());
   }
   const last = entries[entries.length - 1]!;
   return {
@@ -99,15 +139,12 @@ export function replayUntilQuote(
   bank: BankName,
   quoted: Uint8Array,
 ): QuoteMatch {
-  const alg = requireAlg(bank);
-  let cur = state.pcr10.get(bank);
-  if (!cur) throw new ExecgateError("usage", `IMA state does not track bank ${bank}`);
-  if (bytesEqual(cur, quoted)) return { matched: true, state, pending: entries };
+  const start = state.pcr10.get(bank);
+  if (!start) throw new ExecgateError("usage", `IMA state does not track bank ${bank}`);
+  if (bytesEqual(start, quoted)) return { matched: true, state, pending: entries };
+  const chain = new Pcr10Chain(requireAlg(bank), start);
   for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
-    if (e.pcr !== IMA_PCR) continue;
-    cur = extend(alg, cur, imaExtendValue(e, alg));
-    if (bytesEqual(cur, quoted)) {
+    if (chain.extend(entries[i]!) && chain.equals(quoted)) {
       return {
         matched: true,
         state: applyEntries(state, entries.slice(0, i + 1)),
