@@ -82,13 +82,18 @@ const EMPTY = new Uint8Array(0);
  */
 export class Decoded {
   digestAlg = "";
-  fileDigest: Uint8Array = EMPTY;
+  /** The file digest is digestSrc[digestAt, digestAt + digestLen). */
+  digestSrc: Uint8Array = EMPTY;
+  digestAt = 0;
+  digestLen = 0;
   name = "";
   sig: Uint8Array | undefined = undefined;
   buf: Uint8Array | undefined = undefined;
   reset(): void {
     this.digestAlg = "";
-    this.fileDigest = EMPTY;
+    this.digestSrc = EMPTY;
+    this.digestAt = 0;
+    this.digestLen = 0;
     this.name = "";
     this.sig = undefined;
     this.buf = undefined;
@@ -104,7 +109,9 @@ export function decodeField(d: Decoded, id: string, src: ListBytes, start: numbe
   switch (id) {
     case "d":
       d.digestAlg = end - start === 16 ? "md5" : "sha1";
-      d.fileDigest = u8.subarray(start, end);
+      d.digestSrc = u8;
+      d.digestAt = start;
+      d.digestLen = end - start;
       break;
     case "d-ng":
     case "d-ngv2": {
@@ -114,7 +121,9 @@ export function decodeField(d: Decoded, id: string, src: ListBytes, start: numbe
         throw new ExecgateError("malformed", "d-ng field without 'alg:\\0'");
       const prefix = algPrefix(src, start, nul - 1);
       d.digestAlg = id === "d-ngv2" ? prefix.slice(prefix.indexOf(":") + 1) : prefix;
-      d.fileDigest = u8.subarray(nul + 1, end);
+      d.digestSrc = u8;
+      d.digestAt = nul + 1;
+      d.digestLen = end - nul - 1;
       break;
     }
     case "n":
@@ -156,7 +165,59 @@ export function decodeFields(
   checkDecoded(template, d);
 }
 
-/** The entry object, built in one place so every entry has the same shape. */
+/**
+ * An entry as offsets into the bytes it was parsed from (for a binary list, the list itself).
+ * templateHash, templateData and fileDigest are views made on access: a 100k-entry list that
+ * retained three typed-array views per entry spent more time in the garbage collector than in
+ * parsing (measured: ~1 µs per entry against ~0.35 µs for numbers and short-lived views).
+ */
+export class ImaRecord implements ImaEntry {
+  readonly violation: boolean;
+  readonly digestAlg: string;
+  readonly name: string;
+  readonly sig: Uint8Array | undefined;
+  readonly buf: Uint8Array | undefined;
+  private readonly digestSrc: Uint8Array;
+  private readonly digestAt: number;
+  private readonly digestLen: number;
+
+  constructor(
+    readonly seq: number,
+    readonly end: number,
+    readonly pcr: number,
+    readonly template: string,
+    private readonly hashSrc: Uint8Array,
+    private readonly hashAt: number,
+    private readonly hashLen: number,
+    private readonly dataSrc: Uint8Array,
+    private readonly dataAt: number,
+    private readonly dataLen: number,
+    d: Decoded,
+  ) {
+    this.violation = isZero(hashSrc, hashAt, hashAt + hashLen);
+    this.digestAlg = d.digestAlg;
+    this.name = d.name;
+    this.sig = d.sig;
+    this.buf = d.buf;
+    this.digestSrc = d.digestSrc;
+    this.digestAt = d.digestAt;
+    this.digestLen = d.digestLen;
+  }
+
+  get templateHash(): Uint8Array {
+    return this.hashSrc.subarray(this.hashAt, this.hashAt + this.hashLen);
+  }
+
+  get templateData(): Uint8Array {
+    return this.dataSrc.subarray(this.dataAt, this.dataAt + this.dataLen);
+  }
+
+  get fileDigest(): Uint8Array {
+    return this.digestSrc.subarray(this.digestAt, this.digestAt + this.digestLen);
+  }
+}
+
+/** An entry whose template hash and data are arrays of their own (ASCII lists, the `ima` template). */
 export function makeEntry(
   seq: number,
   end: number,
@@ -166,20 +227,19 @@ export function makeEntry(
   templateData: Uint8Array,
   d: Decoded,
 ): ImaEntry {
-  return {
+  return new ImaRecord(
     seq,
     end,
     pcr,
     template,
     templateHash,
+    0,
+    templateHash.length,
     templateData,
-    violation: isZero(templateHash),
-    digestAlg: d.digestAlg,
-    fileDigest: d.fileDigest,
-    name: d.name,
-    sig: d.sig,
-    buf: d.buf,
-  };
+    0,
+    templateData.length,
+    d,
+  );
 }
 
 /** Template names and digest algorithm names repeat on every record: decode once per change. */
@@ -223,8 +283,8 @@ export function templateDataFor(template: string, values: readonly Uint8Array[])
   return concatBytes(...parts);
 }
 
-export function isZero(b: Uint8Array): boolean {
-  for (const x of b) if (x !== 0) return false;
+export function isZero(b: Uint8Array, start = 0, end = b.length): boolean {
+  for (let i = start; i < end; i++) if (b[i] !== 0) return false;
   return true;
 }
 
@@ -233,9 +293,11 @@ const SM3 = algByName("sm3_256")!;
 /** Checks the listed template hash against the template data (violations excepted). */
 export function verifyTemplateHash(e: ImaEntry, alg: HashAlg, at: number): void {
   if (e.violation) return;
-  if (latin1Equals(digestLatin1(alg, e.templateData), e.templateHash)) return;
+  const data = e.templateData;
+  const listed = e.templateHash;
+  if (latin1Equals(digestLatin1(alg, data), listed)) return;
   // A 32-byte template hash may be SM3 (ascii_runtime_measurements_sm3).
-  if (alg.size === 32 && latin1Equals(digestLatin1(SM3, e.templateData), e.templateHash)) return;
+  if (alg.size === 32 && latin1Equals(digestLatin1(SM3, data), listed)) return;
   throw new ExecgateError(
     "verification_failed",
     `IMA entry ${e.seq}: template hash does not match its data`,

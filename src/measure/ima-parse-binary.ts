@@ -8,6 +8,7 @@ import {
   type ImaChunk,
   type ImaEntry,
   type ImaParseOptions,
+  ImaRecord,
   listBytes,
   MAX_IMA_ENTRIES,
   MAX_TEMPLATE_DATA,
@@ -77,19 +78,28 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
     let entry: ImaEntry;
     try {
       const pcr = c.u32le("ima.pcr");
-      const templateHash = c.bytesView(size, "ima.template_hash");
+      const hashAt = c.offset;
+      c.skip(size, "ima.template_hash");
       const nameLen = c.count(c.u32le("ima.template_name_len"), MAX_TEMPLATE_NAME, "template name length");
       if (nameLen === 0) throw new ExecgateError("malformed", "empty template name");
       c.skip(nameLen, "ima.template_name");
       const template = templateName(src, c.offset - nameLen, c.offset);
       const fields = templateFields(template);
-      let templateData: Uint8Array;
       if (template === "ima") {
         const values = [c.bytesView(20, "ima.d")];
         const n = c.count(c.u32le("ima.n.len"), IMA_EVENT_NAME_LEN_MAX, "ima name length");
         values.push(c.bytesView(n, "ima.n"));
         decodeFields(d, template, fields, values);
-        templateData = templateDataFor(template, values);
+        const templateHash = bytes.subarray(hashAt, hashAt + size);
+        entry = makeEntry(
+          seq,
+          base + c.offset,
+          pcr,
+          template,
+          templateHash,
+          templateDataFor(template, values),
+          d,
+        );
       } else {
         const dataLen = c.count(c.u32le("ima.template_data_len"), MAX_TEMPLATE_DATA, "template data length");
         // Running off the input here means a partial record (truncated); running off the
@@ -97,8 +107,6 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
         c.need(dataLen, "ima.template_data");
         const dataStart = c.offset;
         const dataEnd = dataStart + dataLen;
-        // The binary template data is already the hashed form (fields with u32 lengths): a view.
-        templateData = bytes.subarray(dataStart, dataEnd);
         for (let i = 0; i < fields.length; i++) {
           const id = fields[i]!;
           if (dataEnd - c.offset < 4)
@@ -123,8 +131,21 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
           decodeField(d, fields[i]!, src, spans[i]!, end);
         }
         checkDecoded(template, d);
+        // The binary template data is already the hashed form (fields with u32 lengths).
+        entry = new ImaRecord(
+          seq,
+          base + c.offset,
+          pcr,
+          template,
+          bytes,
+          hashAt,
+          size,
+          bytes,
+          dataStart,
+          dataLen,
+          d,
+        );
       }
-      entry = makeEntry(seq, base + c.offset, pcr, template, templateHash, templateData, d);
     } catch (e) {
       if (isExecgateError(e, "truncated")) break; // partial trailing record
       if (isExecgateError(e)) {

@@ -52,10 +52,18 @@ export function initialImaState(format: ImaFormat, banks: readonly BankName[] = 
  * the hot loop of a replay.
  */
 function putExtendValue(e: ImaEntry, alg: HashAlg, buf: Uint8Array, at: number): void {
-  if (e.violation) buf.fill(0xff, at, at + alg.size);
-  else if (e.templateHash.length === alg.size && alg.name !== "sm3_256" && alg.name !== "sha256") {
-    buf.set(e.templateHash, at);
-  } else putLatin1(digestLatin1(alg, e.templateData), buf, at);
+  if (e.violation) {
+    buf.fill(0xff, at, at + alg.size);
+    return;
+  }
+  if (alg.name !== "sm3_256" && alg.name !== "sha256") {
+    const th = e.templateHash;
+    if (th.length === alg.size) {
+      buf.set(th, at); // already verified equal to digest(alg, templateData)
+      return;
+    }
+  }
+  putLatin1(digestLatin1(alg, e.templateData), buf, at);
 }
 
 /**
