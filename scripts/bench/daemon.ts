@@ -106,6 +106,15 @@ async function waitFor(f: () => Promise<boolean>, ms: number): Promise<void> {
   }
 }
 
+/** CPU time (user + system) the process has used so far, in milliseconds. */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start after the last ")".
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
 async function rssKiB(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : Number.NaN;
@@ -134,9 +143,16 @@ export const suite: BenchSuite = {
         `${devConfigToml({ socket, stateDir: join(ctx.dir, "state"), tcti: tpm.tcti, policy })}\n[limits]\nrequests_per_second_per_uid = 1000000\nburst_per_uid = 1000000\nmax_connections = 1024\n`,
       );
       let err = "";
-      daemon = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "daemon", "--config", config], {
-        stdio: ["ignore", "ignore", "pipe"],
-      });
+      // BENCH_DAEMON_PROFILE=DIR: the daemon writes a V8 CPU profile there when it stops.
+      const profile = process.env.BENCH_DAEMON_PROFILE;
+      const nodeArgs = profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profile)}`] : [];
+      daemon = spawn(
+        process.execPath,
+        [...nodeArgs, resolve("dist/daemon/cli.js"), "daemon", "--config", config],
+        {
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
       daemon.stderr!.on("data", (b: Buffer) => {
         err += b.toString();
       });
@@ -166,14 +182,16 @@ export const suite: BenchSuite = {
       const argv = ["/usr/bin/python3", "train.py", "--epochs", "3"];
       for (const c of [1, 8]) {
         const clients = await Promise.all(Array.from({ length: c }, () => ExecgateClient.connect(socket)));
+        const cpu0 = await cpuMs(daemon.pid!);
         const r = await closedLoop(c, seconds * 1000, (i) =>
           clients[i]!.requestToken({ scope: "dev", argv }),
         );
+        const daemonCpuUs = ((await cpuMs(daemon.pid!)) - cpu0) * (1000 / r.n);
         for (const x of clients) await x.close();
         const ratio = r.ops_per_s / echoRows[c]!;
         rows.push({
           name: `token.request → token (durable), ${c} client${c > 1 ? "s" : ""}`,
-          values: { ...r, ratio_to_echo: ratio },
+          values: { ...r, ratio_to_echo: ratio, daemon_cpu_us_per_token: daemonCpuUs },
           baseline: `echo over the same framing, ${c} client${c > 1 ? "s" : ""}`,
           ...(c === 8
             ? { target: "≥ 10k tokens/s and ≥ 0.25× echo", met: r.ops_per_s >= 10_000 && ratio >= 0.25 }
@@ -186,13 +204,15 @@ export const suite: BenchSuite = {
       {
         const depth = 32;
         const clients = await Promise.all(Array.from({ length: 8 }, () => ExecgateClient.connect(socket)));
+        const cpu0 = await cpuMs(daemon.pid!);
         const r = await closedLoop(8 * depth, seconds * 1000, (i) =>
           clients[i % 8]!.requestToken({ scope: "dev", argv }),
         );
+        const daemonCpuUs = ((await cpuMs(daemon.pid!)) - cpu0) * (1000 / r.n);
         for (const x of clients) await x.close();
         rows.push({
           name: `token.request → token (durable), 8 clients × ${depth} pipelined`,
-          values: { ...r, ratio_to_echo: r.ops_per_s / echoRows[8]! },
+          values: { ...r, ratio_to_echo: r.ops_per_s / echoRows[8]!, daemon_cpu_us_per_token: daemonCpuUs },
           baseline: "echo over the same framing, 8 clients",
           target: "≥ 10k tokens/s and ≥ 0.25× echo",
           met: r.ops_per_s >= 10_000 && r.ops_per_s / echoRows[8]! >= 0.25,

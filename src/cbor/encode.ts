@@ -137,10 +137,19 @@ function utf8Encode(s: string): Uint8Array {
   return textEncoder.encode(s);
 }
 
+/** Encoded small integer keys (COSE and CWT maps use -24..255). */
+const INT_KEYS: Uint8Array[] = [];
+const INT_KEY_MIN = -24;
+const INT_KEY_MAX = 255;
+
 function encodeKey(key: CborKey): Uint8Array {
+  const small = typeof key === "number" && Number.isInteger(key) && key >= INT_KEY_MIN && key <= INT_KEY_MAX;
+  if (small && INT_KEYS[key - INT_KEY_MIN] !== undefined) return INT_KEYS[key - INT_KEY_MIN]!;
   const s = new Sink(16);
   writeValue(s, key, 0);
-  return s.buf.slice(0, s.pos);
+  const enc = s.buf.slice(0, s.pos);
+  if (small) INT_KEYS[key - INT_KEY_MIN] = enc;
+  return enc;
 }
 
 function encodeTextKey(key: string): Uint8Array {

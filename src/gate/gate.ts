@@ -1,9 +1,10 @@
-import { createHash, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
+import { digest } from "../core/digest.js";
 import { asExecgateError } from "../core/errors.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
@@ -68,7 +69,16 @@ export interface IssuedReply {
   readonly expires: number;
 }
 
-const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
+/** The executable digest of a connection's peer as bytes, decoded once per connection. */
+const exeDigests = new WeakMap<PeerIdentity, Uint8Array>();
+function exeDigestOf(peer: PeerIdentity): Uint8Array {
+  let d = exeDigests.get(peer);
+  if (d === undefined) {
+    d = new Uint8Array(Buffer.from(peer.exeSha256, "hex"));
+    exeDigests.set(peer, d);
+  }
+  return d;
+}
 
 export class Gate {
   private readonly issued = new IssuedTokens();
@@ -95,7 +105,7 @@ export class Gate {
   }
 
   private peerBody(peer: PeerIdentity) {
-    return { uid: peer.uid, gid: peer.gid, pid: peer.pid, exeDigest: Buffer.from(peer.exeSha256, "hex") };
+    return { uid: peer.uid, gid: peer.gid, pid: peer.pid, exeDigest: exeDigestOf(peer) };
   }
 
   private requestId(): string {
@@ -222,7 +232,7 @@ export class Gate {
         uid: peer.uid,
         gid: peer.gid,
         pid: peer.pid,
-        exe: Buffer.from(peer.exeSha256, "hex"),
+        exe: exeDigestOf(peer),
         ...(peer.unit ? { unit: peer.unit } : {}),
       },
       epoch: evidence.epochHash,
@@ -247,7 +257,7 @@ export class Gate {
         const decisionLeaf = leafHash(decisionBytes);
         claims = claimsFor(decisionIndex, decisionLeaf);
         token = issueToken(claims, this.o.issuerPrivateKey);
-        const issuedEntry = makeEntry("token_issued", this.time(), { digest: sha256(token) }, [
+        const issuedEntry = makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [
           { index: decisionIndex, leafHash: decisionLeaf },
         ]);
         return requestBytes ? [requestBytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
@@ -315,7 +325,7 @@ export class Gate {
     }
     try {
       await this.o.lineage.journal.append(
-        makeEntry("token_issued", this.time(), { digest: sha256(token) }, [decisionRef]),
+        makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]),
       );
     } catch (e) {
       return this.lineageDown(peer, e);

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { type CborValue, decode, encode } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
+import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 
 /*
@@ -54,11 +54,7 @@ export type ReplyError =
 
 /** The action digest of an argv: SHA-256 over its deterministic CBOR array. */
 export function actionDigest(argv: readonly string[]): Uint8Array {
-  return new Uint8Array(
-    createHash("sha256")
-      .update(encode([...argv]))
-      .digest(),
-  );
+  return digest("sha256", encode(argv));
 }
 
 function bad(msg: string): ExecgateError {

@@ -1,8 +1,8 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
+import { type ExecOutcome, execOnThread } from "./exec-thread.js";
 
 /**
  * Runs tpm2-tools as untrusted child processes (STYLE.md §6): absolute tool path, fixed argv,
@@ -81,26 +81,16 @@ export class TpmRunner {
     }
   }
 
-  private exec(tool: string, argv: readonly string[], cwd: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        join(this.toolsDir, tool),
-        [...argv],
-        {
-          cwd,
-          env: { TPM2TOOLS_TCTI: this.tcti },
-          timeout: this.timeoutMs,
-          killSignal: "SIGKILL",
-          maxBuffer: MAX_OUTPUT_BYTES,
-          encoding: "utf8",
-          shell: false,
-        },
-        (error, stdout, stderr) => {
-          if (!error) return resolve(stdout);
-          reject(classifyFailure(tool, error, stderr));
-        },
-      );
+  private async exec(tool: string, argv: readonly string[], cwd: string): Promise<string> {
+    // On a worker thread: spawning blocks its thread for milliseconds (exec-thread.ts).
+    const r = await execOnThread(join(this.toolsDir, tool), argv, {
+      cwd,
+      env: { TPM2TOOLS_TCTI: this.tcti },
+      timeoutMs: this.timeoutMs,
+      maxBuffer: MAX_OUTPUT_BYTES,
     });
+    if (r.error) throw classifyFailure(tool, r.error, r.stderr);
+    return r.stdout;
   }
 }
 
@@ -108,11 +98,7 @@ function checkFileName(name: string): void {
   if (!FILE_NAME.test(name)) throw new ExecgateError("internal", `bad file name for a TPM call: ${name}`);
 }
 
-interface ExecFailure extends Error {
-  code?: number | string | null;
-  killed?: boolean;
-  signal?: NodeJS.Signals | null;
-}
+type ExecFailure = NonNullable<ExecOutcome["error"]>;
 
 /** TPM response codes that mean something specific to us (TPM 2.0 Part 2 §6.6). */
 const TPM_RC_LOCKOUT = 0x921;
