@@ -94,9 +94,18 @@ class Sink {
   }
 
   bytes(b: Uint8Array): void {
-    this.ensure(b.length);
+    const n = b.length;
+    this.ensure(n);
+    if (n <= 64) {
+      // TypedArray.prototype.set has a fixed cost that dominates for digests and keys.
+      const buf = this.buf;
+      let p = this.pos;
+      for (let i = 0; i < n; i++) buf[p++] = b[i]!;
+      this.pos = p;
+      return;
+    }
     this.buf.set(b, this.pos);
-    this.pos += b.length;
+    this.pos += n;
   }
 
   text(s: string): void {
@@ -326,6 +335,10 @@ export function encode(value: CborValue): Uint8Array {
   }
 }
 
+const SLAB_BYTES = 64 * 1024;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
 /**
  * A streaming writer for encoders that know their layout (the lineage entry schema): the caller
  * writes heads and items in order and is responsible for the deterministic key order of its maps
@@ -367,9 +380,25 @@ export class CborWriter {
     this.sink.bytes(encoded);
   }
 
-  /** The bytes written since the last finish(); the writer is empty again afterwards. */
+  /**
+   * The bytes written since the last finish(), as a view into a shared 64 KiB slab (a fresh
+   * ArrayBuffer per result costs more than encoding a small entry); the writer is empty again
+   * afterwards. Callers must use byteOffset/byteLength, as with any view.
+   */
   finish(): Uint8Array {
-    const out = this.sink.buf.slice(0, this.sink.pos);
+    const n = this.sink.pos;
+    let out: Uint8Array;
+    if (n > SLAB_BYTES / 4) {
+      out = this.sink.buf.slice(0, n);
+    } else {
+      if (slabUsed + n > SLAB_BYTES) {
+        slab = new ArrayBuffer(SLAB_BYTES);
+        slabUsed = 0;
+      }
+      out = new Uint8Array(slab, slabUsed, n);
+      out.set(this.sink.buf.subarray(0, n));
+      slabUsed += (n + 7) & ~7;
+    }
     if (this.sink.buf.length > SCRATCH_KEEP_BYTES) this.sink.reset(512);
     else this.sink.pos = 0;
     return out;

@@ -16,11 +16,38 @@ export const RECORD_HEADER_BYTES = 8;
 export const SEGMENT_MAGIC = new TextEncoder().encode("EXGLSEG1");
 export const SEGMENT_HEADER_BYTES = 16;
 
+/** CRC-32 table (reflected 0xEDB88320), for the 4 length bytes: one native call per record, not two. */
+const CRC_TABLE = new Uint32Array(256);
+for (let n = 0; n < 256; n++) {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  CRC_TABLE[n] = c >>> 0;
+}
+
+/** The record CRC: CRC-32 of the length as u32be followed by the payload. */
+function recordCrc(len: number, payload: Uint8Array): number {
+  let c = 0xffffffff;
+  c = CRC_TABLE[(c ^ (len >>> 24)) & 0xff]! ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ (len >>> 16)) & 0xff]! ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ (len >>> 8)) & 0xff]! ^ (c >>> 8);
+  c = CRC_TABLE[(c ^ len) & 0xff]! ^ (c >>> 8);
+  return crc32(payload, (c ^ 0xffffffff) >>> 0);
+}
+
+function putU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = v >>> 16;
+  out[at + 2] = v >>> 8;
+  out[at + 3] = v;
+}
+
+function getU32(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
+}
+
 export function frameRecord(payload: Uint8Array, out: Uint8Array, at: number): number {
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(at, payload.length);
-  const crc = crc32(payload, crc32(out.subarray(at, at + 4)));
-  view.setUint32(at + 4, crc);
+  putU32(out, at, payload.length);
+  putU32(out, at + 4, recordCrc(payload.length, payload));
   out.set(payload, at + RECORD_HEADER_BYTES);
   return at + RECORD_HEADER_BYTES + payload.length;
 }
@@ -31,13 +58,9 @@ export function frameRecord(payload: Uint8Array, out: Uint8Array, at: number): n
  */
 export function checkRecord(buf: Uint8Array, at: number, maxPayload: number): number {
   if (buf.length - at < RECORD_HEADER_BYTES) return -1;
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const len = view.getUint32(at);
+  const len = getU32(buf, at);
   if (len === 0 || len > maxPayload || buf.length - at - RECORD_HEADER_BYTES < len) return -1;
-  const want = view.getUint32(at + 4);
-  const got = crc32(
-    buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + len),
-    crc32(buf.subarray(at, at + 4)),
-  );
+  const want = getU32(buf, at + 4);
+  const got = recordCrc(len, buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + len));
   return got === want ? len : -1;
 }
