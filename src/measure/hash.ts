@@ -58,10 +58,10 @@ export function putLatin1(s: string, out: Uint8Array, at: number): void {
   for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
 }
 
-/** True if the latin1 digest string equals the bytes. */
-export function latin1Equals(s: string, b: Uint8Array): boolean {
-  if (s.length !== b.length) return false;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== b[i]) return false;
+/** True if the latin1 digest string equals b[at, at + s.length). */
+export function latin1Equals(s: string, b: Uint8Array, at = 0): boolean {
+  if (b.length - at < s.length) return false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== b[at + i]) return false;
   return true;
 }
 

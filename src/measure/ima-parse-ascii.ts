@@ -14,7 +14,6 @@ import {
   templateDataFor,
   templateHashAlgBySize,
   utf8,
-  verifyTemplateHash,
 } from "./ima-entry.js";
 import { templateFields } from "./ima-template.js";
 
@@ -121,21 +120,13 @@ export function parseImaAsciiChunk(
       const fields = templateFields(template);
       const values = asciiFieldValues(template, fields, tokens.slice(3));
       decodeFields(d, template, fields, values);
-      entry = makeEntry(
-        seq,
-        base + pos,
-        Number(pcrS),
-        template,
-        templateHash,
-        templateDataFor(template, values),
-        d,
-      );
+      const data = templateDataFor(template, values);
+      entry = makeEntry(seq, base + pos, Number(pcrS), template, templateHash, data, d, a, lineStart);
     } catch (e) {
       if (isExecgateError(e))
         throw new ExecgateError(e.code, e.message, { ...e.detail, offset: lineStart, seq });
       throw e;
     }
-    verifyTemplateHash(entry, alg, lineStart);
     entries.push(entry);
     if (++seq > MAX_IMA_ENTRIES)
       throw new ExecgateError("limit_exceeded", "too many IMA entries", { offset: base });

@@ -2,6 +2,7 @@ import { Cursor } from "../core/cursor.js";
 import { ExecgateError, isExecgateError } from "../core/errors.js";
 import {
   checkDecoded,
+  checkTemplateHash,
   Decoded,
   decodeField,
   decodeFields,
@@ -16,7 +17,6 @@ import {
   templateDataFor,
   templateHashAlgBySize,
   templateName,
-  verifyTemplateHash,
 } from "./ima-entry.js";
 import { IMA_EVENT_NAME_LEN_MAX, MAX_TEMPLATE_NAME, templateFields } from "./ima-template.js";
 
@@ -91,15 +91,8 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
         values.push(c.bytesView(n, "ima.n"));
         decodeFields(d, template, fields, values);
         const templateHash = bytes.subarray(hashAt, hashAt + size);
-        entry = makeEntry(
-          seq,
-          base + c.offset,
-          pcr,
-          template,
-          templateHash,
-          templateDataFor(template, values),
-          d,
-        );
+        const data = templateDataFor(template, values);
+        entry = makeEntry(seq, base + c.offset, pcr, template, templateHash, data, d, alg, base + start);
       } else {
         const dataLen = c.count(c.u32le("ima.template_data_len"), MAX_TEMPLATE_DATA, "template data length");
         // Running off the input here means a partial record (truncated); running off the
@@ -132,6 +125,8 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
         }
         checkDecoded(template, d);
         // The binary template data is already the hashed form (fields with u32 lengths).
+        const data = bytes.subarray(dataStart, dataEnd);
+        const hashedWith = checkTemplateHash(alg, data, bytes, hashAt, seq, base + start);
         entry = new ImaRecord(
           seq,
           base + c.offset,
@@ -144,6 +139,7 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
           dataStart,
           dataLen,
           d,
+          hashedWith,
         );
       }
     } catch (e) {
@@ -153,7 +149,6 @@ export function parseImaBinaryChunk(input: Uint8Array, opts: ImaParseOptions = {
       }
       throw e;
     }
-    verifyTemplateHash(entry, alg, base + start);
     entries.push(entry);
     consumed = c.offset;
     if (++seq > MAX_IMA_ENTRIES)

@@ -23,9 +23,7 @@ export const DEFAULT_IMA_BANKS: readonly BankName[] = ["sha1", "sha256"];
  */
 export function imaExtendValue(e: ImaEntry, alg: HashAlg): Uint8Array {
   if (e.violation) return new Uint8Array(alg.size).fill(0xff);
-  if (e.templateHash.length === alg.size && alg.name !== "sm3_256" && alg.name !== "sha256") {
-    return e.templateHash; // already verified equal to digest(alg, templateData)
-  }
+  if (e.templateHashAlg.name === alg.name) return e.templateHash; // checked equal to digest(alg, templateData)
   return digest(alg, e.templateData);
 }
 
@@ -56,14 +54,10 @@ function putExtendValue(e: ImaEntry, alg: HashAlg, buf: Uint8Array, at: number):
     buf.fill(0xff, at, at + alg.size);
     return;
   }
-  if (alg.name !== "sm3_256" && alg.name !== "sha256") {
-    const th = e.templateHash;
-    if (th.length === alg.size) {
-      buf.set(th, at); // already verified equal to digest(alg, templateData)
-      return;
-    }
-  }
-  putLatin1(digestLatin1(alg, e.templateData), buf, at);
+  // The template hash was checked equal to H(template data) with templateHashAlg: reused
+  // for that bank (sha1 for binary_runtime_measurements, sha256 for its _sha256 sibling).
+  if (e.templateHashAlg.name === alg.name) buf.set(e.templateHash, at);
+  else putLatin1(digestLatin1(alg, e.templateData), buf, at);
 }
 
 /**

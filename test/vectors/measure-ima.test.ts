@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -171,6 +172,28 @@ describe("IMA corpus: keylime allowlist cases (cases.json, those without signatu
       expect(checkAllowlist(list.entries, p).map((v) => v.kind)).toContain("not_in_allowlist");
     },
   );
+});
+
+describe("IMA: the algorithm that reproduced each template hash", () => {
+  it.each([
+    ["ibmtss/sha1.log", "sha1", "sha1"],
+    ["ibmtss/sha256.log", "sha256", "sha256"],
+    ["keylime/create-runtime-policy/ima-log-sm3_256", "sm3_256", "sm3"],
+  ] as const)("%s: %s; PCR 10 of that bank equals recomputing every template digest", (f, alg, node) => {
+    const entries = parseImaList(read(f)).entries;
+    const checked = entries.filter((e) => !e.violation).map((e) => e.templateHashAlg.name);
+    expect(new Set(checked)).toEqual(new Set([alg]));
+    // That bank reuses the listed hashes; an independent fold with node:crypto must agree.
+    let pcr: Buffer = Buffer.alloc(createHash(node).digest().length);
+    for (const e of entries) {
+      if (e.pcr !== 10) continue;
+      const v = e.violation
+        ? Buffer.alloc(pcr.length, 0xff)
+        : createHash(node).update(e.templateData).digest();
+      pcr = createHash(node).update(pcr).update(v).digest();
+    }
+    expect(replayIma(entries, [alg])[alg]?.["10"]).toBe(pcr.toString("hex"));
+  });
 });
 
 describe("IMA corpus: every list", () => {
