@@ -5,6 +5,7 @@ import { type CborValue, decode, encode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
 import { bytesEqual } from "../core/hex.js";
 import { type Checkpoint, openCheckpoint, parseCheckpoint, signCheckpoint } from "./checkpoint.js";
+import { frontierRoot } from "./frontier.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
 import { HASH_SIZE, leafHash } from "./hash.js";
 import type { Journal } from "./journal.js";
@@ -164,7 +165,7 @@ export class Checkpointer {
       if (size > journal.size) {
         throw refuse(`an intent covers ${size} entries but the journal has only ${journal.size}`, { size });
       }
-      if (!bytesEqual(journal.tree.rootAt(size), root)) {
+      if (!bytesEqual(journal.rootAt(size), root)) {
         throw refuse(`the journal's root at size ${size} differs from the recorded intent`, { size });
       }
     }
@@ -227,10 +228,12 @@ export class Checkpointer {
   private async sign(): Promise<SignedCheckpoint | undefined> {
     if (this.poisoned) throw this.poisoned;
     const journal = this.opts.journal;
-    const size = journal.size;
+    // The size and the tree's frontier at it, taken together: appends go on while this signs.
+    const snap = journal.snapshot();
+    const size = snap.size;
     if (size === 0 || size <= (this.last?.checkpoint.size ?? 0)) return this.last;
     await this.recheckLeaves(size);
-    const root = journal.tree.rootAt(size);
+    const root = frontierRoot(snap.frontier);
     if (this.lastIntent === undefined || this.lastIntent.size !== size) {
       await this.appendRecord(
         new Map<string, CborValue>([
@@ -259,6 +262,8 @@ export class Checkpointer {
       ]),
     );
     this.last = { checkpoint, note };
+    // Signed and durable: the journal no longer needs to hold what this checkpoint covers.
+    journal.prune(snap);
     return this.last;
   }
 
@@ -268,7 +273,7 @@ export class Checkpointer {
     const entries = await journal.readRange(this.verifiedUpTo, size);
     for (let i = 0; i < entries.length; i++) {
       const index = this.verifiedUpTo + i;
-      if (!bytesEqual(leafHash(entries[i]!), journal.tree.leafHash(index))) {
+      if (!bytesEqual(leafHash(entries[i]!), journal.leafHash(index))) {
         this.poisoned = new ExecgateError(
           "verification_failed",
           `lineage: entry ${index} on disk no longer matches its leaf hash; not signing`,
@@ -313,6 +318,32 @@ function parseIntent(rec: CborValue): Intent {
  * Reads checkpoints.log record by record with a bounded buffer (the log grows by about one
  * intent and one checkpoint per second of activity, so it is not read into memory whole).
  */
+/**
+ * The size of the last intent in a lineage directory's checkpoint log (0 if none), read without
+ * checking anything: the journal opens with it as its first `keepFrom`, so that Checkpointer.open
+ * can check that intent's root. A damaged log reads as far as it is intact; load() judges it.
+ */
+export async function lastIntentSize(dir: string): Promise<number> {
+  const reader = await LogReader.open(join(dir, LOG_NAME));
+  let size = 0;
+  try {
+    for (let pos = 0; ; ) {
+      const payload = await reader.recordAt(pos);
+      if (payload === undefined) break;
+      try {
+        const rec = decode(payload);
+        if (rec instanceof Map && rec.get("kind") === "intent") size = parseIntent(rec).size;
+      } catch {
+        break;
+      }
+      pos += RECORD_HEADER_BYTES + payload.length;
+    }
+  } finally {
+    await reader.close();
+  }
+  return size;
+}
+
 class LogReader {
   private buf = new Uint8Array(0);
   private bufStart = 0;

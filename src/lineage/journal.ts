@@ -4,10 +4,10 @@ import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { type Entry, encodeEntry, MAX_ENTRY_BYTES } from "./entry.js";
+import { extendFrontier, type Frontier, frontierRoot, pushLeaf } from "./frontier.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
-import { leafHash } from "./hash.js";
+import { HASH_SIZE, leafHash } from "./hash.js";
 import { LockFile } from "./lock.js";
-import { MerkleTree } from "./merkle.js";
 import {
   checkRecord,
   frameRecord,
@@ -28,12 +28,18 @@ import {
  *
  * Group commit: append() queues the encoded entry; one flush at a time takes everything queued
  * (up to maxBatchBytes) and writes it with one positional write on an O_DSYNC descriptor. While
- * that write is with the disk, the batch's leaf hashes are computed and added to the Merkle tree
- * (CPU work overlapping the I/O wait); the tree runs ahead of `size` until the write returns, and
- * only then do `size` and every append resolve with {index, leafHash}. While a
+ * that write is with the disk, the batch's leaf hashes and the tree's next frontier are computed
+ * (CPU work overlapping the I/O wait); only when the write returns do `size`, the root and every
+ * append's {index, leafHash} take effect. While a
  * flush is in flight, new appends wait for the next batch. A failed write or sync poisons the
  * journal: every pending and later append rejects ("io_error") — the bytes on disk are unknown
  * until recovery runs at the next open, and the daemon must deny (lineage_unavailable).
+ *
+ * Memory is bounded by what has not been checkpointed yet, not by the length of the log: the tree
+ * is kept as its frontier (frontier.ts, O(log n) hashes), plus the leaf hashes and record offsets
+ * of the entries from `base` on. The checkpointer moves `base` forward (prune) once a checkpoint
+ * covers them; `keepFrom` at open sets the first base (the last recorded intent's size, whose root
+ * the checkpointer checks). Roots, leaf hashes and reads are available from `base` on.
  *
  * Recovery (open): segments must be contiguous and every header valid. In the last segment the
  * first bad record (short, bad length, CRC mismatch) starts a torn tail, which is truncated —
@@ -47,6 +53,8 @@ export const DEFAULT_MAX_BATCH_BYTES = 4 << 20;
 
 export interface JournalOptions {
   readonly dir: string;
+  /** Keep leaf hashes and offsets from this index on (default 0: everything); see prune(). */
+  readonly keepFrom?: number;
   readonly segmentBytes?: number;
   readonly maxBatchBytes?: number;
 }
@@ -89,15 +97,18 @@ function corrupt(message: string, detail: Record<string, unknown> = {}): Execgat
 }
 
 export class Journal {
-  /**
-   * Merkle tree of the entries: the durable ones, and — only while a write is in flight — that
-   * batch's. Read it at `size` (rootAt(size), proofs up to size), never at tree.size.
-   */
-  readonly tree = new MerkleTree();
   /** Durable entry count. */
   private durable = 0;
+  /** The tree's frontier at `durable`. Frontier arrays are never mutated once assigned here. */
+  private frontier: Frontier = [];
+  /** First index whose leaf hash and offset are kept, and the frontier at that size. */
+  private base = 0;
+  private baseFrontier: Frontier = [];
+  /** Leaf hashes of entries base.. (32 bytes each; runs ahead of `durable` during a write). */
+  private leaves = new Uint8Array(HASH_SIZE * 1024);
+  private leafCount = 0;
   private readonly segments: Segment[] = [];
-  /** Offset of each entry's record within its segment. */
+  /** Offset of each entry's record within its segment, for entries base.. (at index - base). */
   private offsets = new Float64Array(1024);
   private fh: FileHandle | undefined;
   private pending: Pending[] = [];
@@ -119,6 +130,7 @@ export class Journal {
     private readonly segmentBytes: number,
     readonly maxBatchBytes: number,
     public recovery: RecoveryReport,
+    private readonly keepFrom: number,
   ) {
     this.segDir = join(dir, "segments");
   }
@@ -145,11 +157,17 @@ export class Journal {
       throw ioError(`lineage directory ${opts.dir}`, e);
     }
     const lock = await LockFile.acquire(opts.dir);
-    const j = new Journal(opts.dir, lock, segmentBytes, maxBatchBytes, {
-      truncatedBytes: 0,
-      removedSegments: [],
-      size: 0,
-    });
+    const keepFrom = opts.keepFrom ?? 0;
+    if (!Number.isSafeInteger(keepFrom) || keepFrom < 0)
+      throw new ExecgateError("config_invalid", "lineage journal: keepFrom must be a non-negative integer");
+    const j = new Journal(
+      opts.dir,
+      lock,
+      segmentBytes,
+      maxBatchBytes,
+      { truncatedBytes: 0, removedSegments: [], size: 0 },
+      keepFrom,
+    );
     try {
       await j.recover();
     } catch (e) {
@@ -161,6 +179,8 @@ export class Journal {
   }
 
   private async recover(): Promise<void> {
+    // Built in place during replay, then frozen into this.frontier.
+    const frontier: Uint8Array[] = [];
     let names: string[];
     try {
       names = (await readdir(this.segDir)).filter((n) => SEGMENT_NAME.test(n)).sort();
@@ -174,8 +194,8 @@ export class Journal {
       const path = join(this.segDir, name);
       const isLast = k === names.length - 1;
       const first = Number(SEGMENT_NAME.exec(name)![1]);
-      if (first !== this.tree.size) {
-        throw corrupt(`segment ${name} starts at ${first}, expected ${this.tree.size}`, { segment: path });
+      if (first !== this.durable) {
+        throw corrupt(`segment ${name} starts at ${first}, expected ${this.durable}`, { segment: path });
       }
       let data: Uint8Array;
       try {
@@ -212,15 +232,22 @@ export class Journal {
           truncatedBytes = tail;
           break;
         }
-        this.pushOffset(this.tree.size, pos);
-        this.tree.append(leafHash(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len)));
+        this.recoverEntry(
+          frontier,
+          pos,
+          data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len),
+        );
         pos += RECORD_HEADER_BYTES + len;
       }
       this.segments.push({ first, path, end: pos });
     }
     if (this.segments.length === 0) await this.createSegment(0);
     else this.fh = await openRw(this.segments[this.segments.length - 1]!.path, constants.O_DSYNC);
-    this.durable = this.tree.size;
+    this.frontier = frontier;
+    if (this.keepFrom >= this.durable) {
+      this.base = this.durable;
+      this.baseFrontier = frontier.slice();
+    }
     this.recovery = { truncatedBytes, removedSegments, size: this.durable };
   }
 
@@ -231,13 +258,96 @@ export class Journal {
     return view.getBigUint64(8) === BigInt(first);
   }
 
+  /** One entry replayed at open: into the frontier; kept (leaf, offset) from keepFrom on. */
+  private recoverEntry(frontier: Uint8Array[], offset: number, payload: Uint8Array): void {
+    const index = this.durable;
+    if (index === this.keepFrom) {
+      this.base = index;
+      this.baseFrontier = frontier.slice();
+    }
+    const leaf = leafHash(payload);
+    pushLeaf(frontier, index, leaf);
+    if (index >= this.keepFrom) {
+      this.pushOffset(index, offset);
+      this.pushLeafHash(leaf);
+    }
+    this.durable = index + 1;
+  }
+
   private pushOffset(index: number, offset: number): void {
-    if (index >= this.offsets.length) {
+    const k = index - this.base;
+    if (k >= this.offsets.length) {
       const next = new Float64Array(this.offsets.length * 2);
       next.set(this.offsets);
       this.offsets = next;
     }
-    this.offsets[index] = offset;
+    this.offsets[k] = offset;
+  }
+
+  private pushLeafHash(leaf: Uint8Array): void {
+    if ((this.leafCount + 1) * HASH_SIZE > this.leaves.length) {
+      const next = new Uint8Array(this.leaves.length * 2);
+      next.set(this.leaves);
+      this.leaves = next;
+    }
+    this.leaves.set(leaf, this.leafCount * HASH_SIZE);
+    this.leafCount += 1;
+  }
+
+  private checkKept(index: number, end: number, what: string): void {
+    if (!Number.isSafeInteger(index) || index < this.base || index > end) {
+      throw new ExecgateError(
+        "malformed",
+        `lineage journal: ${what} ${index} outside ${this.base}..${end} (entries before ${this.base} are checkpointed and no longer held in memory)`,
+      );
+    }
+  }
+
+  /** The leaf hash of a durable entry at or after `base`. */
+  leafHash(index: number): Uint8Array {
+    this.checkKept(index, this.durable - 1, "leaf index");
+    const k = index - this.base;
+    return this.leaves.slice(k * HASH_SIZE, (k + 1) * HASH_SIZE);
+  }
+
+  /** The RFC 9162 root of the durable entries. */
+  root(): Uint8Array {
+    return frontierRoot(this.frontier);
+  }
+
+  /** The root at `size` for base ≤ size ≤ the durable size (older sizes cost size - base hashes). */
+  rootAt(size: number): Uint8Array {
+    this.checkKept(size, this.durable, "tree size");
+    if (size === this.durable) return this.root();
+    const leaves: Uint8Array[] = [];
+    for (let i = this.base; i < size; i++) leaves.push(this.leafHash(i));
+    return frontierRoot(extendFrontier(this.baseFrontier, this.base, leaves));
+  }
+
+  /** The durable size and its frontier, taken together (for a later prune). */
+  snapshot(): { readonly size: number; readonly frontier: Frontier } {
+    return { size: this.durable, frontier: this.frontier };
+  }
+
+  /**
+   * Forgets leaf hashes and offsets below `snap.size` (a snapshot() taken earlier): called once a
+   * checkpoint covering them is durable. Roots, leaf hashes and reads then start at snap.size.
+   */
+  prune(snap: { readonly size: number; readonly frontier: Frontier }): void {
+    if (snap.size <= this.base) return;
+    this.checkKept(snap.size, this.durable, "prune size");
+    const drop = snap.size - this.base;
+    // Offsets exist for the durable entries and the batch in flight; leaf hashes as far as hashed.
+    const offsetCount = this.durable + this.inFlight - this.base;
+    this.leaves.copyWithin(0, drop * HASH_SIZE, this.leafCount * HASH_SIZE);
+    this.offsets.copyWithin(0, drop, offsetCount);
+    this.leafCount -= drop;
+    this.base = snap.size;
+    this.baseFrontier = snap.frontier;
+    // Give memory back after a burst (keeping room to grow without reallocating at once).
+    const room = 2 * Math.max(1024, offsetCount - drop);
+    if (this.leaves.length > 2 * HASH_SIZE * room) this.leaves = this.leaves.slice(0, HASH_SIZE * room);
+    if (this.offsets.length > 2 * room) this.offsets = this.offsets.slice(0, room);
   }
 
   private async createSegment(first: number): Promise<void> {
@@ -374,15 +484,19 @@ export class Journal {
     // acknowledged before it returns. The write is issued now; the hashing below runs meanwhile.
     const written = writeAll(this.fh!, buf, seg.end);
     let leaves: Uint8Array[];
+    let frontier: Frontier;
     try {
-      leaves = this.hashIntoTree(batch);
+      leaves = batch.map((p) => leafHash(p.bytes));
+      frontier = extendFrontier(this.frontier, first, leaves);
+      for (const leaf of leaves) this.pushLeafHash(leaf);
       await written;
     } catch (e) {
       await written.catch(() => undefined); // never leave the write unobserved
-      this.tree.truncate(first);
+      this.leafCount = first - this.base;
       throw e;
     }
     seg.end += bytes;
+    this.frontier = frontier;
     this.durable = first + batch.length;
     this.stats.batches += 1;
     this.stats.entries += batch.length;
@@ -390,16 +504,6 @@ export class Journal {
     // The batch is durable now. Cleared here, synchronously, because the appenders resumed by the
     // resolves above run before run() continues, and appendLinked counts durable + inFlight.
     this.inFlight = 0;
-  }
-
-  private hashIntoTree(batch: readonly Pending[]): Uint8Array[] {
-    const leaves: Uint8Array[] = [];
-    for (const p of batch) {
-      const leaf = leafHash(p.bytes);
-      leaves.push(leaf);
-      this.tree.append(leaf);
-    }
-    return leaves;
   }
 
   /** Waits until everything appended so far has been flushed (or failed). */
@@ -414,8 +518,17 @@ export class Journal {
 
   /** Reads entries [from, to) back from disk, checking each record's CRC. */
   async readRange(from: number, to: number): Promise<Uint8Array[]> {
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 0 || to > this.size || from > to) {
-      throw new ExecgateError("malformed", `lineage journal: range ${from}..${to} outside 0..${this.size}`);
+    if (
+      !Number.isSafeInteger(from) ||
+      !Number.isSafeInteger(to) ||
+      from < this.base ||
+      to > this.size ||
+      from > to
+    ) {
+      throw new ExecgateError(
+        "malformed",
+        `lineage journal: range ${from}..${to} outside ${this.base}..${this.size}${from < this.base ? ` (entries before ${this.base} are checkpointed: read them from the segments)` : ""}`,
+      );
     }
     const out: Uint8Array[] = [];
     let i = from;
@@ -424,8 +537,8 @@ export class Journal {
       const seg = this.segments[k]!;
       const segEndIndex = this.segments[k + 1]?.first ?? this.size;
       const segLast = Math.min(to, segEndIndex);
-      const start = this.offsets[i]!;
-      const end = segLast < segEndIndex ? this.offsets[segLast]! : seg.end;
+      const start = this.offsets[i - this.base]!;
+      const end = segLast < segEndIndex ? this.offsets[segLast - this.base]! : seg.end;
       const buf = await readAt(seg.path, start, end - start);
       let pos = 0;
       for (; i < segLast; i++) {
@@ -469,15 +582,19 @@ export class Journal {
    * consistent with a checkpoint of size n while appends continue.
    */
   extentsFor(n: number): { readonly name: string; readonly path: string; readonly length: number }[] {
-    if (!Number.isSafeInteger(n) || n < 0 || n > this.size) {
-      throw new ExecgateError("malformed", `lineage journal: size ${n} outside 0..${this.size}`);
+    if (!Number.isSafeInteger(n) || n < this.base || n > this.size) {
+      throw new ExecgateError(
+        "malformed",
+        `lineage journal: size ${n} outside ${this.base}..${this.size} (sizes below ${this.base} are checkpointed)`,
+      );
     }
     const out: { name: string; path: string; length: number }[] = [];
     for (let k = 0; k < this.segments.length; k++) {
       const seg = this.segments[k]!;
       if (seg.first > n || (seg.first === n && k > 0)) break;
       const next = this.segments[k + 1]?.first ?? this.size;
-      const length = n < next ? (n === seg.first ? SEGMENT_HEADER_BYTES : this.offsets[n]!) : seg.end;
+      const length =
+        n < next ? (n === seg.first ? SEGMENT_HEADER_BYTES : this.offsets[n - this.base]!) : seg.end;
       out.push({ name: segmentName(seg.first), path: seg.path, length });
     }
     return out;

@@ -1,4 +1,4 @@
-import { Checkpointer, type SignedCheckpoint } from "./checkpointer.js";
+import { Checkpointer, lastIntentSize, type SignedCheckpoint } from "./checkpointer.js";
 import { Journal } from "./journal.js";
 import type { NoteVerifier } from "./note.js";
 import type { NoteSigner } from "./signer.js";
@@ -32,6 +32,9 @@ export interface Lineage {
 export async function openLineage(opts: LineageOptions): Promise<Lineage> {
   const journal = await Journal.open({
     dir: opts.dir,
+    // Held in memory from the last intent on (its root is checked below); older entries are
+    // covered by checkpoints and stay on disk only.
+    keepFrom: await lastIntentSize(opts.dir),
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
     ...(opts.maxBatchBytes !== undefined ? { maxBatchBytes: opts.maxBatchBytes } : {}),
   });

@@ -49,7 +49,7 @@ describe("checkpointer", () => {
     expect(await lin.checkpointer.tick()).toBeUndefined(); // tree did not grow
     const v = verifierFromSigner(signer);
     const opened = openCheckpoint(second!.note, ORIGIN, v);
-    expect(opened.checkpoint.rootHash).toEqual(lin.journal.tree.rootAt(2));
+    expect(opened.checkpoint.rootHash).toEqual(lin.journal.rootAt(2));
     await lin.close();
   });
 
@@ -204,7 +204,7 @@ describe("checkpointer", () => {
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(6));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
     await lin.journal.append(entry(0));
-    const root = lin.journal.tree.root();
+    const root = lin.journal.root();
     await lin.close(); // intent + checkpoint for size 1
     // 30k more identical intents (same size, same root: allowed) push the log past 1 MiB.
     const payload = encode(
