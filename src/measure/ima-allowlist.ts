@@ -1,5 +1,13 @@
 import { ExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
+import {
+  AllowlistPathIndex,
+  globLiteralPrefix,
+  hashAscii,
+  NOT_ASCII,
+  startsWithAny,
+} from "./ima-allowlist-index.js";
+import { ImaRecord } from "./ima-entry.js";
 import type { ImaEntry } from "./ima-parse.js";
 
 /** Bounds on operator-supplied lists (a 20 MiB allowlist is ~200k lines). */
@@ -17,6 +25,18 @@ export interface Allowlist {
   /** Exclusions: our globs and Keylime's regexes, compiled into one anchored RegExp (or none). */
   readonly exclude: RegExp | undefined;
   readonly excludeSources: readonly string[];
+  /**
+   * Built by buildAllowlist: `digests` indexed by path bytes, and the exclusion globs' literal
+   * starts (undefined when a Keylime regex is among the exclusions). checkAllowlist uses it for
+   * a binary list's entries while `digests` and `exclude` are the ones it was built with.
+   */
+  readonly fast?: AllowlistFast;
+}
+
+export interface AllowlistFast {
+  readonly index: AllowlistPathIndex;
+  readonly exclude: RegExp | undefined;
+  readonly excludePrefixes: readonly string[] | undefined;
 }
 
 function add(m: Map<string, string | string[]>, path: string, hex: string): void {
@@ -162,13 +182,21 @@ export function buildAllowlist(src: AllowlistSources): Allowlist {
       sources.push(`regex:${r}`);
     }
   }
+  const onlyGlobs = regexes.length === 0;
+  const prefixes: string[] = [];
   for (const g of src.excludeGlobs ?? []) {
     regexes.push(`(?:${globToRegexSource(g)})`);
     sources.push(`glob:${g}`);
+    prefixes.push(globLiteralPrefix(g));
   }
   if (regexes.length > MAX_EXCLUDES) throw new ExecgateError("limit_exceeded", "too many excludes");
   const exclude = regexes.length > 0 ? new RegExp(`^(?:${regexes.join("|")})`) : undefined;
-  return { digests, keyrings, exclude, excludeSources: sources };
+  const fast = {
+    index: new AllowlistPathIndex(digests),
+    exclude,
+    excludePrefixes: onlyGlobs ? prefixes : undefined,
+  };
+  return { digests, keyrings, exclude, excludeSources: sources, fast };
 }
 
 export type ImaViolationKind =
@@ -192,49 +220,59 @@ export interface ImaViolation {
  */
 export function checkAllowlist(entries: readonly ImaEntry[], list: Allowlist): ImaViolation[] {
   const out: ImaViolation[] = [];
-  for (const e of entries) {
-    if (e.name === "boot_aggregate" && e.seq === 0) continue;
+  const exclude = list.exclude;
+  const digests = list.digests;
+  const fast = list.fast?.index.source === digests && list.fast.exclude === exclude ? list.fast : undefined;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    // A binary list's file entry, its name ASCII: looked up by its bytes in place (see
+    // AllowlistPathIndex for why that is the same answer as the Map's).
+    if (fast !== undefined && e instanceof ImaRecord && e.seq !== 0 && !e.violation && e.buf === undefined) {
+      const u8 = e.src.u8;
+      const h = hashAscii(u8, e.nameAt, e.nameEnd);
+      if (h !== NOT_ASCII) {
+        if (
+          exclude !== undefined &&
+          (fast.excludePrefixes === undefined ||
+            startsWithAny(u8, e.nameAt, e.nameEnd, fast.excludePrefixes)) &&
+          exclude.test(e.name)
+        )
+          continue;
+        const slot = fast.index.find(u8, e.nameAt, e.nameEnd, h);
+        if (slot === -1) {
+          out.push({ seq: e.seq, kind: "not_in_allowlist", path: e.name, digest: toHex(e.fileDigest) });
+        } else if (!fast.index.digestAllowed(slot, u8, e.digestAt, e.digestLen)) {
+          out.push({ seq: e.seq, kind: "digest_mismatch", path: e.name, digest: toHex(e.fileDigest) });
+        }
+        continue;
+      }
+    }
+    const name = e.name; // decoded on each read: read once
+    if (e.seq === 0 && name === "boot_aggregate") continue;
     if (e.violation) {
-      out.push({ seq: e.seq, kind: "invalidated", path: e.name, digest: "" });
+      out.push({ seq: e.seq, kind: "invalidated", path: name, digest: "" });
       continue;
     }
     if (e.buf !== undefined) {
-      const allowed = list.keyrings.get(e.name);
-      if (allowed && !anyHexEquals(allowed, e.fileDigest)) {
-        out.push({ seq: e.seq, kind: "keyring_digest_mismatch", path: e.name, digest: toHex(e.fileDigest) });
+      const allowed = list.keyrings.get(name);
+      if (allowed && !anyHexEquals(allowed, e)) {
+        out.push({ seq: e.seq, kind: "keyring_digest_mismatch", path: name, digest: toHex(e.fileDigest) });
       }
       continue;
     }
-    if (list.exclude?.test(e.name)) continue;
-    const allowed = list.digests.get(e.name);
+    if (exclude?.test(name)) continue;
+    const allowed = digests.get(name);
     if (allowed === undefined) {
-      out.push({ seq: e.seq, kind: "not_in_allowlist", path: e.name, digest: toHex(e.fileDigest) });
-    } else if (
-      typeof allowed === "string" ? !hexEquals(allowed, e.fileDigest) : !anyHexEquals(allowed, e.fileDigest)
-    ) {
-      out.push({ seq: e.seq, kind: "digest_mismatch", path: e.name, digest: toHex(e.fileDigest) });
+      out.push({ seq: e.seq, kind: "not_in_allowlist", path: name, digest: toHex(e.fileDigest) });
+    } else if (typeof allowed === "string" ? !e.fileDigestHexEquals(allowed) : !anyHexEquals(allowed, e)) {
+      out.push({ seq: e.seq, kind: "digest_mismatch", path: name, digest: toHex(e.fileDigest) });
     }
   }
   return out;
 }
 
-/**
- * Lowercase hex (as the allowlist stores it) equals the bytes — compared in place, so a
- * matching entry (all of them, normally) costs no hex string.
- */
-function hexEquals(hex: string, b: Uint8Array): boolean {
-  if (hex.length !== 2 * b.length) return false;
-  for (let i = 0; i < b.length; i++) {
-    const x = b[i]!;
-    if (hex.charCodeAt(2 * i) !== HEX_CHAR[x >> 4] || hex.charCodeAt(2 * i + 1) !== HEX_CHAR[x & 15])
-      return false;
-  }
-  return true;
-}
-
-function anyHexEquals(hexes: readonly string[], b: Uint8Array): boolean {
-  for (const h of hexes) if (hexEquals(h, b)) return true;
+/** The entry's file digest equals one of the lowercase hex digests (as the allowlist stores them). */
+function anyHexEquals(hexes: readonly string[], e: ImaEntry): boolean {
+  for (const h of hexes) if (e.fileDigestHexEquals(h)) return true;
   return false;
 }
-
-const HEX_CHAR = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));

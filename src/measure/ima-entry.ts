@@ -36,6 +36,10 @@ export interface ImaEntry {
   readonly name: string;
   readonly sig: Uint8Array | undefined;
   readonly buf: Uint8Array | undefined;
+  /** Writes the template hash into `out` at `at` (no view made: the replay's hot path). */
+  copyTemplateHash(out: Uint8Array, at: number): void;
+  /** True if the file digest, as lowercase hex, is `hex` (compared in place, no view or string made). */
+  fileDigestHexEquals(hex: string): boolean;
 }
 
 export const utf8 = new TextDecoder("utf-8");
@@ -81,10 +85,12 @@ export function templateHashAlgBySize(size: number): HashAlg {
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_LIST = listBytes(EMPTY);
 
 /**
  * The decoded fields of one entry. The parsers fill one of these per list (reset per entry)
- * and copy it into the entry, so decoding allocates nothing but the views and the name.
+ * and copy it into the entry, so decoding allocates nothing but the views. The name is kept
+ * as a byte range (nameSrc[nameAt, nameEnd)) and decoded by whoever needs the string.
  */
 export class Decoded {
   digestAlg = "";
@@ -92,7 +98,9 @@ export class Decoded {
   digestSrc: Uint8Array = EMPTY;
   digestAt = 0;
   digestLen = 0;
-  name = "";
+  nameSrc: ListBytes = EMPTY_LIST;
+  nameAt = 0;
+  nameEnd = 0;
   sig: Uint8Array | undefined = undefined;
   buf: Uint8Array | undefined = undefined;
   reset(): void {
@@ -100,9 +108,15 @@ export class Decoded {
     this.digestSrc = EMPTY;
     this.digestAt = 0;
     this.digestLen = 0;
-    this.name = "";
+    this.nameSrc = EMPTY_LIST;
+    this.nameAt = 0;
+    this.nameEnd = 0;
     this.sig = undefined;
     this.buf = undefined;
+  }
+  /** The name (n / n-ng) as a string. */
+  name(): string {
+    return text(this.nameSrc, this.nameAt, this.nameEnd);
   }
 }
 
@@ -133,10 +147,14 @@ export function decodeField(d: Decoded, id: string, src: ListBytes, start: numbe
       break;
     }
     case "n":
-      d.name = text(src, start, end);
+      d.nameSrc = src;
+      d.nameAt = start;
+      d.nameEnd = end;
       break;
     case "n-ng":
-      d.name = text(src, start, end > start && u8[end - 1] === 0 ? end - 1 : end);
+      d.nameSrc = src;
+      d.nameAt = start;
+      d.nameEnd = end > start && u8[end - 1] === 0 ? end - 1 : end;
       break;
     case "sig":
       d.sig = u8.subarray(start, end);
@@ -151,7 +169,7 @@ export function decodeField(d: Decoded, id: string, src: ListBytes, start: numbe
 
 /** The checks on a whole entry's fields once decoded. */
 export function checkDecoded(template: string, d: Decoded): void {
-  if (template === "ima" && d.name.length > IMA_EVENT_NAME_LEN_MAX) {
+  if (template === "ima" && d.name().length > IMA_EVENT_NAME_LEN_MAX) {
     throw new ExecgateError("malformed", "ima template name longer than IMA_EVENT_NAME_LEN_MAX");
   }
 }
@@ -172,56 +190,110 @@ export function decodeFields(
 }
 
 /**
- * A verified entry (see checkTemplateHash), as offsets into the bytes it was parsed from (for
- * a binary list, the list itself).
- * templateHash, templateData and fileDigest are views made on access: a 100k-entry list that
+ * A verified entry of a binary list (see checkTemplateHash), as offsets into the list bytes.
+ * templateHash, templateData, fileDigest and name are made on access: a 100k-entry list that
  * retained three typed-array views per entry spent more time in the garbage collector than in
- * parsing (measured: ~1 µs per entry against ~0.35 µs for numbers and short-lived views).
+ * parsing (measured: ~1 µs per entry against ~0.35 µs for numbers and short-lived views), and
+ * a retained name string per entry was another ~0.15 µs of collector time. The hot paths
+ * (replay, allowlist) use copyTemplateHash and fileDigestHexEquals, which make nothing; a
+ * consumer reads `name` once per use (each read decodes it).
  */
 export class ImaRecord implements ImaEntry {
   readonly violation: boolean;
   readonly digestAlg: string;
+  readonly sig: Uint8Array | undefined;
+  readonly buf: Uint8Array | undefined;
+  /** The file digest is src.u8[digestAt, digestAt + digestLen); the name's bytes src.u8[nameAt, nameEnd). */
+  readonly digestAt: number;
+  readonly digestLen: number;
+  readonly nameAt: number;
+  readonly nameEnd: number;
+
+  /** `d` must have been decoded from `src` (its digest and name are offsets into it). */
+  constructor(
+    readonly seq: number,
+    readonly end: number,
+    readonly pcr: number,
+    readonly template: string,
+    readonly src: ListBytes,
+    private readonly hashAt: number,
+    private readonly dataAt: number,
+    private readonly dataLen: number,
+    d: Decoded,
+    readonly templateHashAlg: HashAlg,
+  ) {
+    this.violation = isZero(src.u8, hashAt, hashAt + templateHashAlg.size);
+    this.digestAlg = d.digestAlg;
+    this.sig = d.sig;
+    this.buf = d.buf;
+    this.digestAt = d.digestAt;
+    this.digestLen = d.digestLen;
+    this.nameAt = d.nameAt;
+    this.nameEnd = d.nameEnd;
+  }
+
+  // The template hash is templateHashAlg.size bytes: the list's size, which SM3 shares.
+  get templateHash(): Uint8Array {
+    return this.src.u8.subarray(this.hashAt, this.hashAt + this.templateHashAlg.size);
+  }
+
+  get templateData(): Uint8Array {
+    return this.src.u8.subarray(this.dataAt, this.dataAt + this.dataLen);
+  }
+
+  get fileDigest(): Uint8Array {
+    return this.src.u8.subarray(this.digestAt, this.digestAt + this.digestLen);
+  }
+
+  get name(): string {
+    return text(this.src, this.nameAt, this.nameEnd);
+  }
+
+  copyTemplateHash(out: Uint8Array, at: number): void {
+    const u8 = this.src.u8;
+    const from = this.hashAt;
+    const n = this.templateHashAlg.size;
+    for (let i = 0; i < n; i++) out[at + i] = u8[from + i]!;
+  }
+
+  fileDigestHexEquals(hex: string): boolean {
+    return hexEquals(hex, this.src.u8, this.digestAt, this.digestLen);
+  }
+}
+
+/** An entry whose template hash and data are arrays of its own (ASCII lists, the `ima` template). */
+class ImaOwnedEntry implements ImaEntry {
+  readonly violation: boolean;
+  readonly digestAlg: string;
+  readonly fileDigest: Uint8Array;
   readonly name: string;
   readonly sig: Uint8Array | undefined;
   readonly buf: Uint8Array | undefined;
-  private readonly digestSrc: Uint8Array;
-  private readonly digestAt: number;
-  private readonly digestLen: number;
 
   constructor(
     readonly seq: number,
     readonly end: number,
     readonly pcr: number,
     readonly template: string,
-    private readonly hashSrc: Uint8Array,
-    private readonly hashAt: number,
-    private readonly hashLen: number,
-    private readonly dataSrc: Uint8Array,
-    private readonly dataAt: number,
-    private readonly dataLen: number,
+    readonly templateHash: Uint8Array,
+    readonly templateData: Uint8Array,
     d: Decoded,
     readonly templateHashAlg: HashAlg,
   ) {
-    this.violation = isZero(hashSrc, hashAt, hashAt + hashLen);
+    this.violation = isZero(templateHash);
     this.digestAlg = d.digestAlg;
-    this.name = d.name;
+    this.fileDigest = d.digestSrc.subarray(d.digestAt, d.digestAt + d.digestLen);
+    this.name = d.name();
     this.sig = d.sig;
     this.buf = d.buf;
-    this.digestSrc = d.digestSrc;
-    this.digestAt = d.digestAt;
-    this.digestLen = d.digestLen;
   }
 
-  get templateHash(): Uint8Array {
-    return this.hashSrc.subarray(this.hashAt, this.hashAt + this.hashLen);
+  copyTemplateHash(out: Uint8Array, at: number): void {
+    out.set(this.templateHash, at);
   }
 
-  get templateData(): Uint8Array {
-    return this.dataSrc.subarray(this.dataAt, this.dataAt + this.dataLen);
-  }
-
-  get fileDigest(): Uint8Array {
-    return this.digestSrc.subarray(this.digestAt, this.digestAt + this.digestLen);
+  fileDigestHexEquals(hex: string): boolean {
+    return hexEquals(hex, this.fileDigest, 0, this.fileDigest.length);
   }
 }
 
@@ -241,20 +313,20 @@ export function makeEntry(
   at: number,
 ): ImaEntry {
   const hashedWith = checkTemplateHash(alg, templateData, templateHash, 0, seq, at);
-  return new ImaRecord(
-    seq,
-    end,
-    pcr,
-    template,
-    templateHash,
-    0,
-    templateHash.length,
-    templateData,
-    0,
-    templateData.length,
-    d,
-    hashedWith,
-  );
+  return new ImaOwnedEntry(seq, end, pcr, template, templateHash, templateData, d, hashedWith);
+}
+
+const HEX_CHAR = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
+
+/** Lowercase hex equals b[at, at + len), compared in place. */
+export function hexEquals(hex: string, b: Uint8Array, at: number, len: number): boolean {
+  if (hex.length !== 2 * len) return false;
+  for (let i = 0; i < len; i++) {
+    const x = b[at + i]!;
+    if (hex.charCodeAt(2 * i) !== HEX_CHAR[x >> 4] || hex.charCodeAt(2 * i + 1) !== HEX_CHAR[x & 15])
+      return false;
+  }
+  return true;
 }
 
 /** Template names and digest algorithm names repeat on every record: decode once per change. */

@@ -46,58 +46,86 @@ export function initialImaState(format: ImaFormat, banks: readonly BankName[] = 
 }
 
 /**
- * Writes the value IMA extends for `e` into `buf` at `at` (imaExtendValue, without allocating):
- * the hot loop of a replay.
- */
-function putExtendValue(e: ImaEntry, alg: HashAlg, buf: Uint8Array, at: number): void {
-  if (e.violation) {
-    buf.fill(0xff, at, at + alg.size);
-    return;
-  }
-  // The template hash was checked equal to H(template data) with templateHashAlg: reused
-  // for that bank (sha1 for binary_runtime_measurements, sha256 for its _sha256 sibling).
-  if (e.templateHashAlg.name === alg.name) buf.set(e.templateHash, at);
-  else putLatin1(digestLatin1(alg, e.templateData), buf, at);
-}
-
-/**
  * One bank's PCR 10 extend chain over one buffer holding PCR ‖ value: each extend is one
  * hash and no allocation.
  */
 class Pcr10Chain {
   private readonly buf: Uint8Array;
+  private readonly size: number;
   constructor(
-    private readonly alg: HashAlg,
+    readonly alg: HashAlg,
     start: Uint8Array,
   ) {
+    this.size = alg.size;
     this.buf = new Uint8Array(2 * alg.size);
     this.buf.set(start);
+  }
+  /**
+   * Extends with the value IMA extends for non-violation entry `e` (imaExtendValue, without
+   * allocating); `data` is e.templateData when this bank hashes it. The template hash was
+   * checked equal to H(template data) with templateHashAlg: that bank reuses it (sha1 for
+   * binary_runtime_measurements, sha256 for its _sha256 sibling).
+   */
+  extendWith(e: ImaEntry, data: Uint8Array | undefined): void {
+    const buf = this.buf;
+    const n = this.size;
+    if (data === undefined) e.copyTemplateHash(buf, n);
+    else putLatin1(digestLatin1(this.alg, data), buf, n);
+    putLatin1(digestLatin1(this.alg, buf), buf, 0);
+  }
+  /** Extends for a violation entry: all 0xFF. */
+  extendViolation(): void {
+    this.buf.fill(0xff, this.size);
+    putLatin1(digestLatin1(this.alg, this.buf), this.buf, 0);
+  }
+  /** True if this bank reuses `e`'s template hash instead of hashing its template data. */
+  reuses(e: ImaEntry): boolean {
+    return e.templateHashAlg.name === this.alg.name;
   }
   /** Extends with `e` if it is a PCR 10 entry; true if it was. */
   extend(e: ImaEntry): boolean {
     if (e.pcr !== IMA_PCR) return false;
-    const n = this.alg.size;
-    putExtendValue(e, this.alg, this.buf, n);
-    putLatin1(digestLatin1(this.alg, this.buf), this.buf, 0);
+    if (e.violation) this.extendViolation();
+    else this.extendWith(e, this.reuses(e) ? undefined : e.templateData);
     return true;
   }
   equals(quoted: Uint8Array): boolean {
-    return bytesEqual(this.buf.subarray(0, this.alg.size), quoted);
+    return bytesEqual(this.buf.subarray(0, this.size), quoted);
   }
   value(): Uint8Array {
-    return this.buf.slice(0, this.alg.size);
+    return this.buf.slice(0, this.size);
   }
 }
 
-/** Extends the state with entries (PCR 10 entries only; other PCRs are not IMA's aggregate). */
+/**
+ * Extends the state with entries (PCR 10 entries only; other PCRs are not IMA's aggregate).
+ * All banks in one pass over the entries; an entry's template data view is made once for the
+ * banks that hash it.
+ */
 export function applyEntries(state: ImaState, entries: readonly ImaEntry[]): ImaState {
   if (entries.length === 0) return state;
-  const pcr10 = new Map<BankName, Uint8Array>();
-  for (const [b, v] of state.pcr10) {
-    const chain = new Pcr10Chain(requireAlg(b), v);
-    for (let i = 0; i < entries.length; i++) chain.extend(entries[i]!);
-    pcr10.set(b, chain.value());
+  const chains: Pcr10Chain[] = [];
+  for (const [b, v] of state.pcr10) chains.push(new Pcr10Chain(requireAlg(b), v));
+  const nb = chains.length;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.pcr !== IMA_PCR) continue;
+    if (e.violation) {
+      for (let k = 0; k < nb; k++) chains[k]!.extendViolation();
+      continue;
+    }
+    let data: Uint8Array | undefined;
+    for (let k = 0; k < nb; k++) {
+      const c = chains[k]!;
+      if (c.reuses(e)) c.extendWith(e, undefined);
+      else {
+        if (data === undefined) data = e.templateData;
+        c.extendWith(e, data);
+      }
+    }
   }
+  const pcr10 = new Map<BankName, Uint8Array>();
+  for (const c of chains) pcr10.set(c.alg.name, c.value());
   const last = entries[entries.length - 1]!;
   return {
     ...state,
