@@ -24,6 +24,7 @@ import { loadNative, sdNotify } from "../src/native/index.js";
 import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
+import { SigningThread } from "../src/token/sign-thread.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
@@ -225,7 +226,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     policy: () => current,
     issuerPrivateKey: issuer.privateKey,
     issuerPublicKey: issuer.publicKey,
-    ...(config.hsm.tokenSigner === "hsm" && hsmKey ? { tokenSigner: hsmTokenSigner(hsmKey) } : {}),
+    ...(config.hsm.tokenSigner === "hsm" && hsmKey
+      ? { tokenSigner: hsmTokenSigner(hsmKey) }
+      : { signingThread: new SigningThread(issuer.privateKey) }),
     audience: config.token.audience,
     issuer: config.token.issuer,
     skewS: config.token.skewS,
@@ -397,6 +400,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         .close()
         .catch((e: unknown) => log.error({ err: asExecgateError(e).message }, "lineage_close_failed"));
       await hsmKey?.close().catch(() => undefined);
+      await gate.close();
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onTerm);
       process.off("SIGHUP", onHup);

@@ -15,6 +15,8 @@ import { decide, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
 import type { LoadedPolicy } from "../policy/load.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
 import type { TokenClaims } from "../token/claims.js";
+import { COSE_ALG } from "../token/cose.js";
+import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
 import { IssuedTokens } from "./issued.js";
 
@@ -40,6 +42,11 @@ export interface GateOptions {
   readonly issuerPublicKey: KeyObject;
   /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
   readonly tokenSigner?: TokenSigner;
+  /**
+   * The in-memory issuer key's signatures made on this worker thread (the daemon's default); without
+   * it they are made on the event loop (tests, tools).
+   */
+  readonly signingThread?: SigningThread;
   readonly audience: string;
   readonly issuer: string;
   readonly skewS: number;
@@ -243,6 +250,17 @@ export class Gate {
     });
     if (this.o.tokenSigner)
       return this.issueSigned(this.o.tokenSigner, peer, request, requestRef, evidence, cti, claimsFor, nowS);
+    if (this.o.signingThread)
+      return this.issueThreaded(
+        this.o.signingThread,
+        peer,
+        request,
+        requestRef,
+        evidence,
+        cti,
+        claimsFor,
+        nowS,
+      );
     try {
       await this.o.lineage.journal.appendLinked((first) => {
         // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
@@ -276,6 +294,89 @@ export class Gate {
     this.counters.allowed++;
     this.issued.sweep(nowS);
     return { ok: true, value: { token: token!, tokenId: cti, expires: claims!.exp } };
+  }
+
+  /**
+   * In-memory issuer key, signing on the worker thread, in one group commit: the request, decision
+   * and token_issued slots are reserved together (the token names the decision's index and leaf
+   * hash), request and decision are filled at once, token_issued when the signature is back, and
+   * the token is released only when all of them are durable. Every slot is filled on every path:
+   * if no token can be made, the last slot records a denial naming the allow (internal_error).
+   */
+  private async issueThreaded(
+    thread: SigningThread,
+    peer: PeerIdentity,
+    request: Entry,
+    requestRef: BackRef | undefined,
+    evidence: EvidenceState,
+    cti: Uint8Array,
+    claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims,
+    nowS: number,
+  ): Promise<GateResult<IssuedReply>> {
+    const journal = this.o.lineage.journal;
+    if (journal.failure) return this.lineageDown(peer, journal.failure);
+    const slots = journal.reserve(requestRef ? 2 : 3);
+    const last = requestRef ? 1 : 2;
+    const first = slots.first;
+    const decisionIndex = requestRef ? first : first + 1;
+    let decisionRef: BackRef | undefined;
+    let claims: TokenClaims | undefined;
+    let token: Uint8Array | undefined;
+    let filled = 0;
+    try {
+      let reqRef = requestRef;
+      if (!reqRef) {
+        const requestBytes = encodeEntry(request);
+        reqRef = { index: first, leafHash: leafHash(requestBytes) };
+        slots.fill(filled++, requestBytes);
+      }
+      const decisionBytes = encodeEntry(
+        makeEntry("decision", this.time(), { allow: true }, [reqRef, ...epochRef(evidence)]),
+      );
+      decisionRef = { index: decisionIndex, leafHash: leafHash(decisionBytes) };
+      slots.fill(filled++, decisionBytes);
+      claims = claimsFor(decisionIndex, decisionRef.leafHash);
+      token = await signTokenWith(claims, {
+        alg: COSE_ALG.EdDSA,
+        publicKey: this.o.issuerPublicKey,
+        sign: (tbs) => thread.sign(tbs),
+      });
+      slots.fill(
+        filled++,
+        encodeEntry(
+          makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]),
+        ),
+      );
+    } catch (e) {
+      // No token: fill what is left with denials (the journal must not stall on an empty slot).
+      this.o.log.error({ uid: peer.uid, err: asExecgateError(e).message }, "token_not_issued");
+      for (; filled <= last; filled++) {
+        const refs = decisionRef ? [decisionRef] : [];
+        slots.fill(
+          filled,
+          encodeEntry(makeEntry("decision", this.time(), { allow: false, reason: "internal_error" }, refs)),
+        );
+      }
+      this.countDenial("internal_error");
+      await slots.done.catch(() => undefined);
+      return { ok: false, reason: "internal_error" };
+    }
+    try {
+      await slots.done;
+    } catch (e) {
+      return this.lineageDown(peer, e);
+    }
+    this.issued.add(cti, {
+      uid: peer.uid,
+      exp: claims.exp,
+      resetCount: evidence.resetCount,
+      restartCount: evidence.restartCount,
+      spent: false,
+      reported: false,
+    });
+    this.counters.allowed++;
+    this.issued.sweep(nowS);
+    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
   }
 
   /**
@@ -341,6 +442,11 @@ export class Gate {
     this.counters.allowed++;
     this.issued.sweep(nowS);
     return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
+  }
+
+  /** Stops the signing thread (at daemon stop, after the server closed). */
+  async close(): Promise<void> {
+    await this.o.signingThread?.close();
   }
 
   private async lineageDown(peer: PeerIdentity, e: unknown): Promise<GateResult<never>> {

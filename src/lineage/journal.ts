@@ -74,9 +74,19 @@ export interface RecoveryReport {
 }
 
 interface Pending {
-  readonly bytes: Uint8Array;
+  /** Undefined while the slot is reserved and not filled yet (see reserve()). */
+  bytes: Uint8Array | undefined;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: unknown) => void;
+}
+
+/** Indices taken in order for entries that are not ready yet (see Journal.reserve). */
+export interface Reservation {
+  readonly first: number;
+  /** Fills slot i (0-based) with bytes from encodeEntry; every slot must be filled exactly once. */
+  fill(i: number, bytes: Uint8Array): void;
+  /** Resolves when every slot is durable; rejects if the journal fails first. */
+  readonly done: Promise<AppendResult[]>;
 }
 
 interface Segment {
@@ -418,15 +428,64 @@ export class Journal {
     }
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ bytes, resolve, reject });
-      if (!this.active && !this.scheduled) {
-        this.scheduled = true;
-        // setImmediate, not a microtask: appenders resuming in this turn join the same batch.
-        setImmediate(() => {
-          this.scheduled = false;
-          void this.run();
-        });
-      }
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (!this.active && !this.scheduled) {
+      this.scheduled = true;
+      // setImmediate, not a microtask: appenders resuming in this turn join the same batch.
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.run();
+      });
+    }
+  }
+
+  /**
+   * Reserves the next `n` indices for entries that are not ready yet — a token being signed on
+   * another thread, whose claims name the decision entry before it. The slots are queued now, in
+   * order; nothing queued after them is written before they are filled. The caller must fill
+   * every slot (a failure path fills it with an entry that says so), or the journal stalls.
+   */
+  reserve(n: number): Reservation {
+    if (!Number.isSafeInteger(n) || n < 1) throw new ExecgateError("internal", "reserve: n must be ≥ 1");
+    const first = this.durable + this.inFlight + this.pending.length;
+    if (this.closed || this.failed) {
+      const why = this.failed ?? new ExecgateError("io_error", "lineage journal is closed");
+      const done = Promise.reject(why);
+      done.catch(() => undefined);
+      return { first, fill: () => undefined, done };
+    }
+    const slots: Pending[] = [];
+    const promises: Promise<AppendResult>[] = [];
+    for (let i = 0; i < n; i++) {
+      promises.push(
+        new Promise<AppendResult>((resolve, reject) => {
+          const p: Pending = { bytes: undefined, resolve, reject };
+          slots.push(p);
+          this.pending.push(p);
+        }),
+      );
+    }
+    const done = Promise.all(promises);
+    // The caller awaits `done` only after its slots are filled (a signature may come back later):
+    // a journal failure in between must not be an unhandled rejection, which ends the process.
+    done.catch(() => undefined);
+    return {
+      first,
+      fill: (i, bytes) => {
+        const slot = slots[i];
+        if (slot === undefined || slot.bytes !== undefined)
+          throw new ExecgateError("internal", `reserve: slot ${i} does not exist or is filled`);
+        if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES)
+          throw new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`);
+        slot.bytes = bytes;
+        if (this.failed === undefined) this.schedule();
+      },
+      done,
+    };
   }
 
   /**
@@ -437,11 +496,13 @@ export class Journal {
     if (this.active) return;
     this.active = true;
     try {
-      while (this.pending.length > 0 && this.failed === undefined) {
+      // A reserved slot not filled yet stops the batch there: nothing after it may be written
+      // first. fill() starts the loop again.
+      while (this.pending.length > 0 && this.pending[0]!.bytes !== undefined && this.failed === undefined) {
         let bytes = 0;
         let n = 0;
-        while (n < this.pending.length) {
-          const sz = RECORD_HEADER_BYTES + this.pending[n]!.bytes.length;
+        while (n < this.pending.length && this.pending[n]!.bytes !== undefined) {
+          const sz = RECORD_HEADER_BYTES + this.pending[n]!.bytes!.length;
           if (n > 0 && bytes + sz > this.maxBatchBytes) break;
           bytes += sz;
           n += 1;
@@ -476,7 +537,7 @@ export class Journal {
     let at = 0;
     for (let i = 0; i < batch.length; i++) {
       this.pushOffset(first + i, seg.end + at);
-      at = frameRecord(batch[i]!.bytes, buf, at);
+      at = frameRecord(batch[i]!.bytes!, buf, at);
     }
     // Durability: one positional write of the whole batch on a descriptor opened O_DSYNC, so the
     // write returns only when the data and the size needed to read it back are on stable storage
@@ -486,7 +547,7 @@ export class Journal {
     let leaves: Uint8Array[];
     let frontier: Frontier;
     try {
-      leaves = batch.map((p) => leafHash(p.bytes));
+      leaves = batch.map((p) => leafHash(p.bytes!));
       frontier = extendFrontier(this.frontier, first, leaves);
       for (const leaf of leaves) this.pushLeafHash(leaf);
       await written;

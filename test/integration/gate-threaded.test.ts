@@ -1,0 +1,140 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterAll, describe, expect, it } from "vitest";
+import type { AttestationLoop } from "../../src/attest/loop.js";
+import { Gate } from "../../src/gate/gate.js";
+import { decodeEntry } from "../../src/lineage/entry.js";
+import { openLineage } from "../../src/lineage/lineage.js";
+import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+import type { PeerIdentity } from "../../src/peer/index.js";
+import type { EvidenceState } from "../../src/policy/decide.js";
+import { type LoadedPolicy, parsePolicy } from "../../src/policy/load.js";
+import { actionDigest } from "../../src/server/protocol.js";
+import { SigningThread } from "../../src/token/sign-thread.js";
+import { verifyToken } from "../../src/token/token.js";
+
+// The gate with the daemon's default signer (a worker thread): one group commit for request,
+// decision and token_issued, the token released only when they are durable — and, when no
+// signature comes back, every reserved slot still filled (with denials), nothing stalled.
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const EXE = "a".repeat(64);
+const peer: PeerIdentity = {
+  pid: 4242,
+  uid: 1000,
+  gid: 1000,
+  startTime: 1,
+  exe: "/usr/bin/python3",
+  exeSha256: EXE,
+  pidfdChecked: true,
+};
+
+async function setup() {
+  const dir = await mkdtemp(join(tmpdir(), "execgate-gate-"));
+  dirs.push(dir);
+  const lineage = await openLineage({
+    dir,
+    origin: "execgate.test/gate",
+    signer: softwareEd25519Signer("execgate.test/gate"),
+    now: Date.now,
+  });
+  const policy = parsePolicy(
+    `[[executors]]\nname = "t"\nuids = [1000]\nscopes = ["dev"]\n[scopes.dev]\nttl_s = 60\n`,
+    dir,
+  );
+  const loaded = {
+    policy,
+    digest: new Uint8Array(32),
+    path: join(dir, "policy.toml"),
+  } as unknown as LoadedPolicy;
+  const evidence: EvidenceState = {
+    epochSeq: 1,
+    epochHash: new Uint8Array(32).fill(7),
+    startedAtMs: Date.now(),
+    verifiedAtMs: Date.now(),
+    bootId: "b0",
+    resetCount: 0,
+    restartCount: 0,
+    pcrDigest: new Uint8Array(32).fill(9),
+    integrity: { ok: true },
+  };
+  // The attestation loop's part the gate reads: a verified epoch that stays fresh.
+  const loop = {
+    current: () => ({ ...evidence, startedAtMs: Date.now(), verifiedAtMs: Date.now() }),
+    touch: () => undefined,
+    waitForEpochAfter: async () => undefined,
+  } as unknown as AttestationLoop;
+  const issuer = generateKeyPairSync("ed25519");
+  const thread = new SigningThread(issuer.privateKey);
+  const gate = new Gate({
+    lineage,
+    loop,
+    policy: () => loaded,
+    issuerPrivateKey: issuer.privateKey,
+    issuerPublicKey: issuer.publicKey,
+    signingThread: thread,
+    audience: "execgate",
+    issuer: "execgate-test",
+    skewS: 0,
+    maxEvidenceAgeMs: 60_000,
+    freshWaitMs: 100,
+    expected: () => ({ bootId: "b0", resetCount: 0, restartCount: 0 }),
+    ueid: new Uint8Array(33),
+    now: Date.now,
+    monoUs: () => Math.floor(performance.now() * 1000),
+    log: pino({ level: "silent" }),
+  });
+  return { lineage, gate, thread, issuer };
+}
+
+const args = { scope: "dev", action: actionDigest(["/bin/true"]) };
+
+describe("gate with the signing thread", () => {
+  it("issues verifiable tokens, each after request, decision and token_issued are durable", async () => {
+    const { lineage, gate, issuer } = await setup();
+    const results = await Promise.all(Array.from({ length: 40 }, () => gate.requestToken(peer, args)));
+    for (const r of results) {
+      expect(r.ok).toBe(true);
+      if (!r.ok) continue;
+      const v = verifyToken(r.value.token, {
+        issuerPublicKey: issuer.publicKey,
+        audience: "execgate",
+        now: Math.floor(Date.now() / 1000),
+      });
+      expect(v.ok).toBe(true);
+      if (!v.ok) continue;
+      // The token names its decision: an allow at that index, followed by its token_issued.
+      const [index] = v.claims.lineage;
+      const [decision, issued] = (await lineage.journal.readRange(index, index + 2)).map(decodeEntry);
+      expect(decision).toMatchObject({ type: "decision", body: { allow: true } });
+      expect(issued).toMatchObject({ type: "token_issued", refs: [{ index }] });
+    }
+    expect(lineage.journal.size).toBe(120);
+    await gate.close();
+    await lineage.close();
+  });
+
+  it("without a signature: internal_error, the reserved slots filled with denials, the log goes on", async () => {
+    const { lineage, gate, thread } = await setup();
+    await thread.close(); // every signature now fails
+    const r = await gate.requestToken(peer, args);
+    expect(r).toEqual({ ok: false, reason: "internal_error" });
+    const entries = (await lineage.journal.readRange(0, lineage.journal.size)).map(decodeEntry);
+    expect(entries.map((e) => [e.type, (e.body as { allow?: boolean }).allow])).toEqual([
+      ["request", undefined],
+      ["decision", true],
+      ["decision", false],
+    ]);
+    expect(entries[2]).toMatchObject({ body: { reason: "internal_error" }, refs: [{ index: 1 }] });
+    // Nothing stalled behind the slots.
+    expect((await lineage.journal.append(entries[0]!)).index).toBe(3);
+    await lineage.close();
+  });
+});
