@@ -50,11 +50,32 @@ export class TpmRunner {
   /** Runs `tool argv…` with cwd = a fresh private directory; serialised with every other call. */
   run(tool: string, argv: readonly string[], call: TpmCall = {}): Promise<TpmResult> {
     const next = this.tail.then(
-      () => this.runNow(tool, argv, call),
-      () => this.runNow(tool, argv, call),
+      () => this.runRecovering(tool, argv, call),
+      () => this.runRecovering(tool, argv, call),
     );
     this.tail = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * A TPM out of object or session memory between our calls holds contexts nobody will flush: a
+   * client killed mid-command on a TPM without a resource manager (swtpm, /dev/tpm0) leaves them
+   * loaded. Calls are serialised and the daemon is the TPM's one user, so whatever is loaded now
+   * is such a leak: flush transient objects and sessions, then try the call once more. Through
+   * /dev/tpmrm0 the kernel flushes a dead client's contexts itself and this never triggers.
+   */
+  private async runRecovering(tool: string, argv: readonly string[], call: TpmCall): Promise<TpmResult> {
+    try {
+      return await this.runNow(tool, argv, call);
+    } catch (e) {
+      const rc = e instanceof ExecgateError ? e.detail?.rc : undefined;
+      if (tool === "tpm2_flushcontext" || typeof rc !== "number" || !CONTEXT_EXHAUSTED.includes(rc & 0xfff))
+        throw e;
+      for (const what of ["--transient-object", "--loaded-session", "--saved-session"]) {
+        await this.runNow("tpm2_flushcontext", [what], {}).catch(() => undefined);
+      }
+      return this.runNow(tool, argv, call);
+    }
   }
 
   private async runNow(tool: string, argv: readonly string[], call: TpmCall): Promise<TpmResult> {
@@ -105,6 +126,8 @@ const TPM_RC_LOCKOUT = 0x921;
 const TPM_RC_RETRY = 0x922;
 const TPM_RC_YIELDED = 0x908;
 const TPM_RC_CANCELED = 0x909;
+/** TPM_RC_OBJECT_MEMORY, _SESSION_MEMORY, _SESSION_HANDLES, _OBJECT_HANDLES (Part 2 §6.6.3). */
+const CONTEXT_EXHAUSTED = [0x902, 0x903, 0x905, 0x906];
 
 /** Maps a failed tool run to the closed error set, keeping the TPM response code when there is one. */
 export function classifyFailure(tool: string, error: ExecFailure, stderr: string): ExecgateError {

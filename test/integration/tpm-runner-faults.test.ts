@@ -1,9 +1,16 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExecgateError } from "../../src/core/errors.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { getRandom } from "../../src/tpm/ops/random.js";
 import { TpmRunner } from "../../src/tpm/runner.js";
 import { describeTpm, startSwtpm } from "../helpers/hardware.js";
+
+const execFileAsync = promisify(execFile);
 
 async function failure(p: Promise<unknown>): Promise<ExecgateError> {
   try {
@@ -60,6 +67,31 @@ describeTpm("TPM runner faults: every failure is typed, none hangs", () => {
     const e = await failure(getRandom(runner, 8));
     expect(e.code).toBe("hardware_unavailable");
     expect(e.message).toMatch(/tpm2-tools/);
+  });
+
+  it("contexts leaked by clients that died mid-command are flushed, and the call that hit them succeeds", async () => {
+    // Fill swtpm's session table the way killed tools leave it (no resource manager flushes them).
+    const env = { TPM2TOOLS_TCTI: tpm.tcti };
+    const dir = await mkdtemp(join(tmpdir(), "execgate-leak-"));
+    try {
+      let leaked = 0;
+      for (; leaked < 100; leaked++) {
+        try {
+          await execFileAsync("/usr/bin/tpm2_startauthsession", ["-S", join(dir, `s${leaked}.ctx`)], { env });
+        } catch {
+          break;
+        }
+      }
+      expect(leaked).toBeGreaterThan(0);
+      expect(leaked).toBeLessThan(100); // the table is full now
+      const r = await tpm.runner.run("tpm2_startauthsession", ["-S", "fresh.ctx"], {
+        outputs: ["fresh.ctx"],
+      });
+      expect(r.files["fresh.ctx"]!.length).toBeGreaterThan(0);
+      await tpm.runner.run("tpm2_flushcontext", ["--saved-session"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("a TPM error that is not a transport failure is hardware_error with the response code", async () => {
