@@ -16,9 +16,10 @@ import { actionDigest } from "../../src/server/protocol.js";
 import { SigningThread } from "../../src/token/sign-thread.js";
 import { verifyToken } from "../../src/token/token.js";
 
-// The gate with the daemon's default signer (a worker thread): one group commit for request,
-// decision and token_issued, the token released only when they are durable — and, when no
-// signature comes back, every reserved slot still filled (with denials), nothing stalled.
+// The gate with the daemon's signing thread, used when many requests are in flight (few sign on
+// the event loop): one group commit for request, decision and token_issued either way, the token
+// released only when they are durable — and, when no signature comes back, every reserved slot
+// still filled (with denials), nothing stalled.
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -123,18 +124,25 @@ describe("gate with the signing thread", () => {
 
   it("without a signature: internal_error, the reserved slots filled with denials, the log goes on", async () => {
     const { lineage, gate, thread } = await setup();
-    await thread.close(); // every signature now fails
-    const r = await gate.requestToken(peer, args);
-    expect(r).toEqual({ ok: false, reason: "internal_error" });
+    await thread.close(); // every signature made on the thread now fails
+    // Enough at once that requests above the threshold go to the thread (the first few sign inline).
+    const rs = await Promise.all(Array.from({ length: 40 }, () => gate.requestToken(peer, args)));
+    const failed = rs.filter((r) => !r.ok);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(new Set(failed.map((r) => (r.ok ? "" : r.reason)))).toEqual(new Set(["internal_error"]));
     const entries = (await lineage.journal.readRange(0, lineage.journal.size)).map(decodeEntry);
-    expect(entries.map((e) => [e.type, (e.body as { allow?: boolean }).allow])).toEqual([
-      ["request", undefined],
-      ["decision", true],
-      ["decision", false],
-    ]);
-    expect(entries[2]).toMatchObject({ body: { reason: "internal_error" }, refs: [{ index: 1 }] });
+    expect(entries.length).toBe(3 * 40);
+    const withdrawn = entries.filter((e) => e.type === "decision" && e.body.allow === false);
+    expect(withdrawn.length).toBe(failed.length);
+    for (const d of withdrawn) {
+      // Each names the allow it withdraws, which is the entry just before it.
+      expect(d.body).toMatchObject({ reason: "internal_error" });
+      const allow = entries[d.refs[0]!.index]!;
+      expect(allow).toMatchObject({ type: "decision", body: { allow: true } });
+      expect(entries[d.refs[0]!.index + 1]).toBe(d);
+    }
     // Nothing stalled behind the slots.
-    expect((await lineage.journal.append(entries[0]!)).index).toBe(3);
+    expect((await lineage.journal.append(entries[0]!)).index).toBe(120);
     await lineage.close();
   });
 });
