@@ -14,7 +14,7 @@ import type { BenchContext, BenchRow, BenchSuite } from "./types.js";
  */
 
 const CONCURRENCY = [1, 8, 64] as const;
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
