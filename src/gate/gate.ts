@@ -302,20 +302,32 @@ export class Gate {
         ]);
         return requestBytes ? [requestBytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
       });
-      this.issued.add(cti, {
-        uid: peer.uid,
-        exp: claims!.exp,
-        resetCount: evidence.resetCount,
-        restartCount: evidence.restartCount,
-        spent: false,
-        reported: false,
-      });
     } catch (e) {
       return this.lineageDown(peer, e);
     }
+    return this.released(peer, evidence, cti, claims!, token!, nowS);
+  }
+
+  /** A token whose entries are durable: registered for single use, counted, handed out. */
+  private released(
+    peer: PeerIdentity,
+    evidence: EvidenceState,
+    cti: Uint8Array,
+    claims: TokenClaims,
+    token: Uint8Array,
+    nowS: number,
+  ): GateResult<IssuedReply> {
+    this.issued.add(cti, {
+      uid: peer.uid,
+      exp: claims.exp,
+      resetCount: evidence.resetCount,
+      restartCount: evidence.restartCount,
+      spent: false,
+      reported: false,
+    });
     this.counters.allowed++;
     this.issued.sweep(nowS);
-    return { ok: true, value: { token: token!, tokenId: cti, expires: claims!.exp } };
+    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
   }
 
   /**
@@ -388,17 +400,7 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    this.issued.add(cti, {
-      uid: peer.uid,
-      exp: claims.exp,
-      resetCount: evidence.resetCount,
-      restartCount: evidence.restartCount,
-      spent: false,
-      reported: false,
-    });
-    this.counters.allowed++;
-    this.issued.sweep(nowS);
-    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
+    return this.released(peer, evidence, cti, claims, token, nowS);
   }
 
   /**
@@ -453,17 +455,7 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    this.issued.add(cti, {
-      uid: peer.uid,
-      exp: claims.exp,
-      resetCount: evidence.resetCount,
-      restartCount: evidence.restartCount,
-      spent: false,
-      reported: false,
-    });
-    this.counters.allowed++;
-    this.issued.sweep(nowS);
-    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
+    return this.released(peer, evidence, cti, claims, token, nowS);
   }
 
   /** Stops the signing thread (at daemon stop, after the server closed). */
