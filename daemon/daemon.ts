@@ -9,6 +9,7 @@ import { type Config, configDigest, loadConfig } from "../src/config/index.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
 import { Gate } from "../src/gate/gate.js";
 import { HsmKey } from "../src/hsm/hsm.js";
+import { spkiDer } from "../src/hsm/keys.js";
 import { hsmNoteSigner } from "../src/hsm/note-signer.js";
 import { readPin } from "../src/hsm/pin.js";
 import { hsmTokenSigner } from "../src/hsm/token.js";
@@ -245,6 +246,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   });
 
   /** The current epoch's evidence, or a recent epoch's by hash (what a token names). */
+  // The HSM key never changes while the daemon runs: its DER SPKI is made once.
+  const hsmPublicDer = hsmKey ? spkiDer(hsmKey.publicKey) : undefined;
   const evidence = (epoch: Uint8Array | undefined): Record<string, CborValue> | undefined => {
     const record = epoch ? loop.recordOf(epoch) : loop.currentRecord();
     if (!record) return undefined;
@@ -260,7 +263,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         ? {
             hsm_signature:
               loop.hsmSignatureOf(epoch ?? loop.current()?.epochHash ?? new Uint8Array()) ?? null,
-            hsm_public: new Uint8Array(hsmKey.publicKey.export({ format: "der", type: "spki" })),
+            hsm_public: hsmPublicDer ?? null,
           }
         : {}),
     };

@@ -53,7 +53,13 @@ export function gateHandler(
         }
         case "evidence": {
           const ev = evidence(req.args.epoch);
-          return ev ? okReply(req.id, ev) : errorReply(req.id, "denied", "attestation_missing");
+          if (ev) return okReply(req.id, ev);
+          await gate.recordDenial(
+            peer,
+            "attestation_missing",
+            "evidence asked for an epoch this run does not have",
+          );
+          return errorReply(req.id, "denied", "attestation_missing");
         }
       }
     },

@@ -15,10 +15,3 @@ export function digest(name: DigestName, data: Uint8Array): Uint8Array {
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
 }
-
-/** Writes the digest of `data` into `out` at `at`; returns the digest length. */
-export function digestInto(name: DigestName, data: Uint8Array, out: Uint8Array, at = 0): number {
-  const s = hash(name, data, "binary");
-  for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
-  return s.length;
-}

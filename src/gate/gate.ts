@@ -5,7 +5,7 @@ import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
-import { asExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
@@ -93,6 +93,16 @@ function exeDigestOf(peer: PeerIdentity): Uint8Array {
  * 3.2k vs 2.4k tokens/s), 8 clients × 32 pipelined faster on the worker (8.6k vs 6.6k).
  */
 const THREAD_SIGNING_ABOVE = 16;
+/** How long reserved lineage slots wait for a signature before the request is denied. */
+const SIGNATURE_TIMEOUT_MS = 5_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ExecgateError("internal", why)), ms);
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
 
 export class Gate {
   private readonly issued = new IssuedTokens();
@@ -220,13 +230,16 @@ export class Gate {
             makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]),
           );
         } else {
-          await this.o.lineage.journal.appendLinked((first) => [
-            request,
-            makeEntry("decision", this.time(), { allow: false, reason }, [
-              { index: first, leafHash: leafOf(request) },
-              ...epochRef(evidence),
-            ]),
-          ]);
+          await this.o.lineage.journal.appendLinked((first) => {
+            const requestBytes = encodeEntry(request);
+            return [
+              requestBytes,
+              makeEntry("decision", this.time(), { allow: false, reason }, [
+                { index: first, leafHash: leafHash(requestBytes) },
+                ...epochRef(evidence),
+              ]),
+            ];
+          });
         }
       } catch (e) {
         this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
@@ -362,25 +375,33 @@ export class Gate {
       if (!reqRef) {
         const requestBytes = encodeEntry(request);
         reqRef = { index: first, leafHash: leafHash(requestBytes) };
-        slots.fill(filled++, requestBytes);
+        slots.fill(filled, requestBytes);
+        filled++;
       }
       const decisionBytes = encodeEntry(
         makeEntry("decision", this.time(), { allow: true }, [reqRef, ...epochRef(evidence)]),
       );
       decisionRef = { index: decisionIndex, leafHash: leafHash(decisionBytes) };
-      slots.fill(filled++, decisionBytes);
+      slots.fill(filled, decisionBytes);
+      filled++;
       claims = claimsFor(decisionIndex, decisionRef.leafHash);
-      token = await signTokenWith(claims, {
-        alg: COSE_ALG.EdDSA,
-        publicKey: this.o.issuerPublicKey,
-        sign: (tbs) => thread.sign(tbs),
-      });
+      // Bounded: the slots hold back every later lineage entry until the signature is in.
+      token = await withTimeout(
+        signTokenWith(claims, {
+          alg: COSE_ALG.EdDSA,
+          publicKey: this.o.issuerPublicKey,
+          sign: (tbs) => thread.sign(tbs),
+        }),
+        SIGNATURE_TIMEOUT_MS,
+        "the signing thread did not answer",
+      );
       slots.fill(
-        filled++,
+        filled,
         encodeEntry(
           makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]),
         ),
       );
+      filled++;
     } catch (e) {
       // No token: fill what is left with denials (the journal must not stall on an empty slot).
       this.o.log.error({ uid: peer.uid, err: asExecgateError(e).message }, "token_not_issued");
@@ -423,12 +444,13 @@ export class Gate {
     let decisionRef: BackRef;
     try {
       const results = await this.o.lineage.journal.appendLinked((first) => {
-        const reqRef = requestRef ?? { index: first, leafHash: leafOf(request) };
+        const requestBytes = requestRef ? undefined : encodeEntry(request);
+        const reqRef = requestRef ?? { index: first, leafHash: leafHash(requestBytes!) };
         const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [
           reqRef,
           ...epochRef(evidence),
         ]);
-        return requestRef ? [decisionEntry] : [request, decisionEntry];
+        return requestBytes ? [requestBytes, decisionEntry] : [decisionEntry];
       });
       const d = results[results.length - 1]!;
       decisionRef = { index: d.index, leafHash: d.leafHash };
@@ -608,8 +630,4 @@ export class Gate {
 
 function epochRef(ev: EvidenceState | undefined): BackRef[] {
   return ev?.entry ? [{ index: ev.entry.index, leafHash: ev.entry.leafHash }] : [];
-}
-
-function leafOf(e: Entry): Uint8Array {
-  return leafHash(encodeEntry(e));
 }

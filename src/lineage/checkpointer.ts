@@ -325,10 +325,6 @@ function parseIntent(rec: CborValue): Intent {
 }
 
 /**
- * Reads checkpoints.log record by record with a bounded buffer (the log grows by about one
- * intent and one checkpoint per second of activity, so it is not read into memory whole).
- */
-/**
  * The size of the last intent in a lineage directory's checkpoint log (0 if none), read without
  * checking anything: the journal opens with it as its first `keepFrom`, so that Checkpointer.open
  * can check that intent's root. A damaged log reads as far as it is intact; load() judges it.
@@ -354,6 +350,10 @@ export async function lastIntentSize(dir: string): Promise<number> {
   return size;
 }
 
+/**
+ * Reads checkpoints.log record by record with a bounded buffer (the log grows by about one
+ * intent and one checkpoint per second of activity, so it is not read into memory whole).
+ */
 class LogReader {
   private buf = new Uint8Array(0);
   private bufStart = 0;

@@ -1,6 +1,6 @@
 import { ExecgateError } from "../core/errors.js";
 import { concatBytes } from "../core/hex.js";
-import { nodeHash } from "./hash.js";
+import { rootOfLeaves } from "./merkle.js";
 
 /*
  * C2SP tlog-tiles layout (c2sp.org/tlog-tiles) of a tree, so transparency-log tools can read an
@@ -44,20 +44,10 @@ export function hashTiles(leafHashes: readonly Uint8Array[]): TileFile[] {
     // The next level holds the roots of complete 256-wide subtrees of this one.
     const next: Uint8Array[] = [];
     for (let n = 0; (n + 1) * TILE_WIDTH <= level.length; n++)
-      next.push(subtreeRoot(level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH)));
+      next.push(rootOfLeaves(level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH)));
     level = next;
   }
   return out;
-}
-
-function subtreeRoot(hashes: readonly Uint8Array[]): Uint8Array {
-  let row = [...hashes];
-  while (row.length > 1) {
-    const up: Uint8Array[] = [];
-    for (let i = 0; i < row.length; i += 2) up.push(nodeHash(row[i]!, row[i + 1]!));
-    row = up;
-  }
-  return row[0]!;
 }
 
 /** Entry bundles (uint16 length-prefixed entries, 256 per bundle). */

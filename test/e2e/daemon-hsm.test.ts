@@ -4,7 +4,6 @@ import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseCheckpointLog } from "../../src/audit/bundle.js";
 import { decode } from "../../src/cbor/index.js";
-import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import { verifyTokenBoundHsm } from "../../src/hsm/verify-bound.js";
@@ -16,6 +15,7 @@ import { execgate } from "../helpers/cli.js";
 import {
   eventually,
   lineageEntries,
+  tokenOutcome as outcome,
   recordedDenials,
   startTestDaemon,
   type TestDaemon,
@@ -23,16 +23,6 @@ import {
 import { describeHsm, describeTpm, startSoftHsm } from "../helpers/hardware.js";
 
 const KEY = "execgate-root";
-
-async function outcome(c: ExecgateClient): Promise<string> {
-  try {
-    await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
-    return "allow";
-  } catch (e) {
-    if (e instanceof ExecgateDenied) return e.reason;
-    throw e;
-  }
-}
 
 /** A SoftHSM2 token with the root key, and the daemon config lines that use it. */
 async function hsmRoot(type: "ec" | "ed25519" = "ec") {

@@ -2,31 +2,25 @@ import { createHash } from "node:crypto";
 import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { type ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
-import type { DenialReason } from "../../src/core/denial.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { requireAlg } from "../../src/measure/hash.js";
 import { parseImaList } from "../../src/measure/ima-parse.js";
 import { imaExtendValue } from "../../src/measure/ima-replay.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
-import { eventually, recordedDenials, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import {
+  eventually,
+  tokenOutcome as outcome,
+  recordedDenials,
+  startTestDaemon,
+  type TestDaemon,
+} from "../helpers/daemon.js";
 import { describeTpm } from "../helpers/hardware.js";
 
 // A real crypto-agile event log (go-tpm-tools, Apache-2.0; ../shared/corpus/eventlog/MANIFEST.md).
 const EVENTLOG = "../shared/corpus/eventlog/go-tpm-tools/ubuntu-2104-no-dbx.bin";
 const EV_NO_ACTION = 0x3;
 const BANKS: Record<number, "sha1" | "sha256"> = { 4: "sha1", 11: "sha256" };
-
-async function outcome(c: ExecgateClient): Promise<"allow" | DenialReason> {
-  try {
-    await c.requestToken({ scope: "dev", argv: ["/bin/true"] });
-    return "allow";
-  } catch (e) {
-    if (e instanceof ExecgateDenied) return e.reason;
-    throw e;
-  }
-}
 
 /** Extends every measured event's sha1 and sha256 digests into the swtpm, as firmware would. */
 async function replayIntoTpm(tpm: Swtpm, log: Uint8Array): Promise<void> {

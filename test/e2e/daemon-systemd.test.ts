@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { type DatagramListener, listenDatagram } from "../fixtures/peer/unix-peer.js";
-import { eventually, lineageEntries, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import {
+  eventually,
+  lineageEntries,
+  startTestDaemon,
+  type TestDaemon,
+  tokenOutcome,
+} from "../helpers/daemon.js";
 import { describeTpm, startSoftHsm } from "../helpers/hardware.js";
 import { syscallFilterOfUnit, UNIT_DIR } from "../helpers/systemd.js";
 
@@ -151,15 +157,7 @@ describeTpm("the daemon under systemd's protocols", () => {
     const d = await startTestDaemon();
     daemons.push(d);
     const c = await d.client();
-    const outcome = async (scope: string) => {
-      try {
-        await c.requestToken({ scope, argv: ["/bin/true"] });
-        return "allow";
-      } catch (e) {
-        if (e instanceof ExecgateDenied) return e.reason;
-        throw e;
-      }
-    };
+    const outcome = (scope: string) => tokenOutcome(c, scope);
     const original = await readFile(d.policy, "utf8");
     try {
       expect(await outcome("dev")).toBe("allow");

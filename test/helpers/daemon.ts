@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { ExecgateClient } from "../../src/client/index.js";
+import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
+import type { DenialReason } from "../../src/core/denial.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
@@ -213,4 +214,15 @@ export async function signedCheckpointRoots(dir: string): Promise<Map<number, Ui
     out.set(cp.size, cp.rootHash);
   }
   return out;
+}
+
+/** The outcome of one token request for `scope`: "allow" or the denial reason. */
+export async function tokenOutcome(c: ExecgateClient, scope = "dev"): Promise<"allow" | DenialReason> {
+  try {
+    await c.requestToken({ scope, argv: ["/bin/true"] });
+    return "allow";
+  } catch (e) {
+    if (e instanceof ExecgateDenied) return e.reason;
+    throw e;
+  }
 }

@@ -24,30 +24,7 @@ describeHsm("HSM-signed checkpoints verify with standard note verifiers", () => 
   const keys: HsmKey[] = [];
   /** The public key as pkcs11-tool exports it (independent of src/hsm), as PEM. */
   const exported = async (label: string): Promise<string> => {
-    const der = join(work, `${label}.der`);
-    await execFileP(
-      "pkcs11-tool",
-      [
-        "--module",
-        hsm.module,
-        "--token-label",
-        hsm.label,
-        "--read-object",
-        "--type",
-        "pubkey",
-        "--label",
-        label,
-        "-o",
-        der,
-      ],
-      { env: { ...process.env, ...hsm.env } },
-    );
-    const bytes = await readFile(der);
-    // opensc 0.23 writes EC keys as DER SPKI and Ed25519 keys as PEM.
-    const key =
-      bytes.subarray(0, 5).toString() === "-----"
-        ? createPublicKey(bytes)
-        : createPublicKey({ key: bytes, format: "der", type: "spki" });
+    const key = await hsm.exportPublicKey(label);
     const pem = join(work, `${label}.pem`);
     await writeFile(pem, key.export({ format: "pem", type: "spki" }));
     return pem;
