@@ -269,18 +269,24 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     };
   };
 
+  // One export at a time: each replaces the previous one in exportsDir, so concurrent requests
+  // share the one in progress instead of removing each other's output.
+  let exporting: Promise<{ path: string; size: number }> | undefined;
+  const exportOnce = () =>
+    (exporting ??= writeAuditBundle({
+      lineage,
+      blobsDir: join(config.lineage.dir, "blobs"),
+      exportsDir: join(config.daemon.stateDir, "exports"),
+      ...(useTpm
+        ? { tpm: { runner, akHandle: config.tpm.akHandle, signingKeyHandle: config.tpm.signingKeyHandle } }
+        : {}),
+      ...(hsmKey ? { hsmPublicKey: hsmKey.publicKey } : {}),
+    }).finally(() => {
+      exporting = undefined;
+    }));
+
   const server = new GateServer(
-    gateHandler(gate, evidence, () =>
-      writeAuditBundle({
-        lineage,
-        blobsDir: join(config.lineage.dir, "blobs"),
-        exportsDir: join(config.daemon.stateDir, "exports"),
-        ...(useTpm
-          ? { tpm: { runner, akHandle: config.tpm.akHandle, signingKeyHandle: config.tpm.signingKeyHandle } }
-          : {}),
-        ...(hsmKey ? { hsmPublicKey: hsmKey.publicKey } : {}),
-      }),
-    ),
+    gateHandler(gate, evidence, exportOnce),
     {
       maxFrameBytes: config.limits.maxFrameBytes,
       maxConnections: config.limits.maxConnections,

@@ -13,6 +13,7 @@ import type { Lineage } from "../lineage/lineage.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { decide, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
 import type { LoadedPolicy } from "../policy/load.js";
+import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
 import type { TokenClaims } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
@@ -619,7 +620,7 @@ export class Gate {
       // The roots of trust (TPM and/or HSM, hsm.require) answered the latest epoch: an epoch
       // that fails the policy still had healthy hardware; hardware_unavailable did not.
       hardware: {
-        healthy: ev !== undefined && (ev.integrity.ok || ev.integrity.reason !== "hardware_unavailable"),
+        healthy: ev !== undefined && epochKeepsWatchdog(ev),
         epochs: stats.epochs,
         failed_epochs: stats.failed,
         last_epoch_ms: stats.lastDurationMs,

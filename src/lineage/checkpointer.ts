@@ -47,6 +47,18 @@ export interface CheckpointerOptions {
   readonly checkpointMs?: number;
   /** Further keys whose older checkpoints are accepted at open (key rotation). */
   readonly previousVerifiers?: readonly NoteVerifier[];
+  /** checkpoints.log as readCheckpointLog() found it (read here when absent). */
+  readonly log?: CheckpointLogScan;
+}
+
+/** What checkpoints.log holds, read and checked record by record (nothing written). */
+export interface CheckpointLogScan {
+  readonly lastIntent: Intent | undefined;
+  readonly lastNote: string | undefined;
+  /** End of the last intact record. */
+  readonly end: number;
+  /** File size (greater than `end` when the last record is torn). */
+  readonly size: number;
 }
 
 export interface SignedCheckpoint {
@@ -108,53 +120,12 @@ export class Checkpointer {
   private async load(): Promise<void> {
     const journal = this.opts.journal;
     const verifiers = [this.verifier, ...(this.opts.previousVerifiers ?? [])];
-    const reader = await LogReader.open(this.logPath);
-    let pos = 0;
-    let lastNote: string | undefined;
-    try {
-      for (;;) {
-        const payload = await reader.recordAt(pos);
-        if (payload === undefined) break; // end, or a torn tail: at most the record being written
-        const len = payload.length;
-        let rec: CborValue;
-        try {
-          rec = decode(payload);
-        } catch (e) {
-          throw refuse(`undecodable record at offset ${pos}: ${(e as Error).message}`);
-        }
-        const kind = rec instanceof Map ? rec.get("kind") : undefined;
-        if (kind === "intent") {
-          const intent = parseIntent(rec);
-          if (this.lastIntent !== undefined) {
-            if (intent.size < this.lastIntent.size) throw refuse(`intent size went back to ${intent.size}`);
-            if (intent.size === this.lastIntent.size && !bytesEqual(intent.root, this.lastIntent.root)) {
-              throw refuse(`two roots recorded for size ${intent.size}`);
-            }
-          }
-          this.lastIntent = intent;
-        } else if (kind === "checkpoint") {
-          const note = rec instanceof Map ? rec.get("note") : undefined;
-          if (typeof note !== "string") throw refuse("checkpoint record without a note");
-          const cp = parseCheckpoint(parseNote(note).text);
-          if (
-            this.lastIntent === undefined ||
-            cp.size !== this.lastIntent.size ||
-            !bytesEqual(cp.rootHash, this.lastIntent.root)
-          ) {
-            throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
-          }
-          lastNote = note;
-        } else {
-          throw refuse(`unknown record at offset ${pos}`);
-        }
-        pos += RECORD_HEADER_BYTES + len;
-      }
-    } finally {
-      await reader.close();
-    }
-    if (pos < reader.size) {
-      if (reader.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
-        throw refuse(`bad record at offset ${pos} followed by ${reader.size - pos} bytes`);
+    const log = this.opts.log ?? (await readCheckpointLog(journal.dir));
+    const { lastIntent, lastNote, end: pos } = log;
+    this.lastIntent = lastIntent;
+    if (pos < log.size) {
+      if (log.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
+        throw refuse(`bad record at offset ${pos} followed by ${log.size - pos} bytes`);
       }
       await this.openLog();
       // Durability: truncate the torn record and fsync before anything else is appended.
@@ -325,29 +296,58 @@ function parseIntent(rec: CborValue): Intent {
 }
 
 /**
- * The size of the last intent in a lineage directory's checkpoint log (0 if none), read without
- * checking anything: the journal opens with it as its first `keepFrom`, so that Checkpointer.open
- * can check that intent's root. A damaged log reads as far as it is intact; load() judges it.
+ * Reads a lineage directory's checkpoints.log record by record and checks its sequence: intent
+ * sizes never go back, one size never has two roots, every checkpoint equals the intent before it.
+ * Nothing is written (a torn tail is reported in `end` < `size`), so it may run before the journal
+ * lock is taken: openLineage reads it once, opens the journal holding entries from the last
+ * intent on, and hands the result to Checkpointer.open.
  */
-export async function lastIntentSize(dir: string): Promise<number> {
+export async function readCheckpointLog(dir: string): Promise<CheckpointLogScan> {
   const reader = await LogReader.open(join(dir, LOG_NAME));
-  let size = 0;
+  let pos = 0;
+  let lastIntent: Intent | undefined;
+  let lastNote: string | undefined;
   try {
-    for (let pos = 0; ; ) {
+    for (;;) {
       const payload = await reader.recordAt(pos);
-      if (payload === undefined) break;
+      if (payload === undefined) break; // end, or a torn tail: at most the record being written
+      let rec: CborValue;
       try {
-        const rec = decode(payload);
-        if (rec instanceof Map && rec.get("kind") === "intent") size = parseIntent(rec).size;
-      } catch {
-        break;
+        rec = decode(payload);
+      } catch (e) {
+        throw refuse(`undecodable record at offset ${pos}: ${(e as Error).message}`);
+      }
+      const kind = rec instanceof Map ? rec.get("kind") : undefined;
+      if (kind === "intent") {
+        const intent = parseIntent(rec);
+        if (lastIntent !== undefined) {
+          if (intent.size < lastIntent.size) throw refuse(`intent size went back to ${intent.size}`);
+          if (intent.size === lastIntent.size && !bytesEqual(intent.root, lastIntent.root)) {
+            throw refuse(`two roots recorded for size ${intent.size}`);
+          }
+        }
+        lastIntent = intent;
+      } else if (kind === "checkpoint") {
+        const note = rec instanceof Map ? rec.get("note") : undefined;
+        if (typeof note !== "string") throw refuse("checkpoint record without a note");
+        const cp = parseCheckpoint(parseNote(note).text);
+        if (
+          lastIntent === undefined ||
+          cp.size !== lastIntent.size ||
+          !bytesEqual(cp.rootHash, lastIntent.root)
+        ) {
+          throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
+        }
+        lastNote = note;
+      } else {
+        throw refuse(`unknown record at offset ${pos}`);
       }
       pos += RECORD_HEADER_BYTES + payload.length;
     }
   } finally {
     await reader.close();
   }
-  return size;
+  return { lastIntent, lastNote, end: pos, size: reader.size };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Checkpointer, lastIntentSize, type SignedCheckpoint } from "./checkpointer.js";
+import { Checkpointer, readCheckpointLog, type SignedCheckpoint } from "./checkpointer.js";
 import { Journal } from "./journal.js";
 import type { NoteVerifier } from "./note.js";
 import type { NoteSigner } from "./signer.js";
@@ -30,11 +30,12 @@ export interface Lineage {
  * them; any inconsistency throws ExecgateError("config_invalid") and the daemon must not run.
  */
 export async function openLineage(opts: LineageOptions): Promise<Lineage> {
+  // checkpoints.log is read once: the journal keeps entries from its last intent on, whose root
+  // the checkpointer then checks.
+  const log = await readCheckpointLog(opts.dir);
   const journal = await Journal.open({
     dir: opts.dir,
-    // Held in memory from the last intent on (its root is checked below); older entries are
-    // covered by checkpoints and stay on disk only.
-    keepFrom: await lastIntentSize(opts.dir),
+    keepFrom: log.lastIntent?.size ?? 0,
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
     ...(opts.maxBatchBytes !== undefined ? { maxBatchBytes: opts.maxBatchBytes } : {}),
   });
@@ -42,6 +43,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
   try {
     checkpointer = await Checkpointer.open({
       journal,
+      log,
       origin: opts.origin,
       signer: opts.signer,
       ...(opts.cosigners !== undefined ? { cosigners: opts.cosigners } : {}),

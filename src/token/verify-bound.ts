@@ -1,6 +1,7 @@
-import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import type { DenialReason } from "../core/denial.js";
+import { digest } from "../core/digest.js";
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual } from "../core/hex.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
@@ -45,7 +46,7 @@ export function verifyTokenBound(input: BoundTokenInput): BoundTokenVerification
   if (!record.verified || !record.attest || !record.signature || !record.pcrs) {
     return { ok: false, reason: "quote_invalid", detail: "the epoch was not verified by the daemon" };
   }
-  const epochHash = new Uint8Array(createHash("sha256").update(record.bindingBytes).digest());
+  const epochHash = digest("sha256", record.bindingBytes);
   let q: ReturnType<typeof verifyQuote>;
   try {
     const pcrs = parsePcrsFile(record.pcrs);
