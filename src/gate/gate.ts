@@ -134,11 +134,6 @@ export class Gate {
     return { uid: peer.uid, gid: peer.gid, pid: peer.pid, exeDigest: exeDigestOf(peer) };
   }
 
-  private requestId(): string {
-    this.counter += 1n;
-    return this.counter.toString();
-  }
-
   /**
    * Records a denial that has no request entry of its own (malformed frame, rate limit, peer
    * not identifiable, redeem/report refusals). Fails quietly to the operator log when even the
@@ -176,8 +171,12 @@ export class Gate {
     this.o.loop.touch();
     const requestedAt = this.o.now();
     const { policy, digest: policyDigest } = this.o.policy();
+    // This request's number, taken now: the token id uses it after awaits, where other requests
+    // have taken theirs.
+    this.counter += 1n;
+    const requestSeq = this.counter;
     const request = makeEntry("request", this.time(), {
-      requestId: this.requestId(),
+      requestId: String(requestSeq),
       scope: args.scope,
       actionDigest: args.action,
       peer: this.peerBody(peer),
@@ -254,7 +253,7 @@ export class Gate {
     const cti = new Uint8Array(16);
     const view = new DataView(cti.buffer);
     view.setBigUint64(0, BigInt(evidence.epochSeq));
-    view.setBigUint64(8, this.counter);
+    view.setBigUint64(8, requestSeq);
     let token: Uint8Array | undefined;
     let claims: TokenClaims | undefined;
     const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
