@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -379,7 +379,8 @@ describe("execgate token verify (offline)", () => {
     ]);
     expect(sig.code).toBe(1);
     expect(sig.stderr).toMatch(/token_signature_invalid/);
-    const junk = Buffer.from(randomBytes(40)).toString("base64url");
+    // Fixed bytes: random base64url may begin with "-" and be read as a flag (a usage error, exit 2).
+    const junk = Buffer.from("forty bytes of anything but a COSE_Sign1").toString("base64url");
     const mal = await execgate([
       "token",
       "verify",
