@@ -18,8 +18,11 @@ import { HASH_SIZE } from "./hash.js";
  */
 
 export const ENTRY_VERSION = 1;
-/** DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. */
-export const MAX_ENTRY_BYTES = 64 * 1024;
+/**
+ * DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. One byte
+ * short of 64 KiB so that every entry fits a tlog-tiles entry bundle's uint16 length prefix.
+ */
+export const MAX_ENTRY_BYTES = 0xffff;
 export const MAX_BACK_REFS = 64;
 
 export const ENTRY_TYPES = [

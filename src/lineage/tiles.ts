@@ -1,5 +1,6 @@
 import { ExecgateError } from "../core/errors.js";
 import { concatBytes } from "../core/hex.js";
+import { MAX_ENTRY_BYTES } from "./entry.js";
 import { rootOfLeaves } from "./merkle.js";
 
 /*
@@ -12,7 +13,6 @@ import { rootOfLeaves } from "./merkle.js";
  * Only the tiles for the final tree size are produced (full tiles plus one partial per level).
  */
 export const TILE_WIDTH = 256;
-const MAX_BUNDLED_ENTRY = 0xffff;
 
 export interface TileFile {
   readonly path: string;
@@ -57,7 +57,8 @@ export function entryBundles(entries: readonly Uint8Array[]): TileFile[] {
     const chunk = entries.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
     const parts: Uint8Array[] = [];
     for (const e of chunk) {
-      if (e.length > MAX_BUNDLED_ENTRY)
+      // Unreachable for journal entries (MAX_ENTRY_BYTES is the uint16 maximum); kept for callers.
+      if (e.length > MAX_ENTRY_BYTES)
         throw new ExecgateError("limit_exceeded", `entry of ${e.length} bytes does not fit a tile bundle`);
       parts.push(Uint8Array.of(e.length >> 8, e.length & 0xff), e);
     }

@@ -100,7 +100,7 @@ describe("lineage entries", () => {
     );
   });
 
-  it("enforces the 64 KiB limit on encode and decode", () => {
+  it("enforces the limit (65,535 bytes, within 64 KiB) on encode and decode", () => {
     const big = makeEntry("token_redeemed", time, { token: new Uint8Array(MAX_ENTRY_BYTES) });
     expect(() => encodeEntry(big)).toThrow(expect.objectContaining({ code: "limit_exceeded" }));
     expect(() => decodeEntry(new Uint8Array(MAX_ENTRY_BYTES + 1))).toThrow(

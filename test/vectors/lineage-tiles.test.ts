@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { MAX_ENTRY_BYTES } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { entryBundles, hashTiles, tileIndexPath } from "../../src/lineage/tiles.js";
 
@@ -35,5 +36,12 @@ describe("C2SP tlog-tiles layout", () => {
     const leaves = Array.from({ length: 300 }, (_, i) => leafHash(Uint8Array.of(i & 0xff, i >> 8)));
     const paths = hashTiles(leaves).map((t) => t.path);
     expect(paths).toEqual(["tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1"]);
+  });
+
+  it("bundles the largest entry the journal takes (uint16 length ffff)", () => {
+    const [bundle] = entryBundles([new Uint8Array(MAX_ENTRY_BYTES).fill(7)]);
+    expect(bundle!.bytes.length).toBe(2 + MAX_ENTRY_BYTES);
+    expect([bundle!.bytes[0], bundle!.bytes[1], bundle!.bytes[2]]).toEqual([0xff, 0xff, 7]);
+    expect(() => entryBundles([new Uint8Array(MAX_ENTRY_BYTES + 1)])).toThrow(/does not fit/);
   });
 });
