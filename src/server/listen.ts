@@ -24,12 +24,21 @@ export async function listenUnix(
     await unlink(path);
   }
   const server = createServer({ pauseOnConnect: true, allowHalfOpen: false }, opts.onConnection);
-  await new Promise<void>((resolve, reject) => {
+  // bind(2) creates the path with 0777 & ~umask: under a umask of 0177 it is at most 0600 (owner
+  // only) until the chmod below, never wider than asked for while a client could connect. bind
+  // runs synchronously inside listen(), so the umask is restored in the same turn.
+  const umask = process.umask(0o177);
+  const listening = new Promise<void>((resolve, reject) => {
     server.once("error", (e) =>
       reject(new ExecgateError("io_error", `cannot listen on ${path}: ${e.message}`)),
     );
-    server.listen(path, () => resolve());
+    try {
+      server.listen(path, () => resolve());
+    } finally {
+      process.umask(umask);
+    }
   });
+  await listening;
   try {
     await chmod(path, opts.mode);
     // Changing the group needs membership of it or CAP_CHOWN (the unit has neither, and its
