@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { type CborValue, decode, encode } from "../cbor/index.js";
+import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 
 /*
@@ -50,7 +50,7 @@ export function encodeEpochBinding(b: EpochBinding): Uint8Array {
 
 /** The epoch id and the quote's qualifyingData. */
 export function epochHash(b: EpochBinding): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(encodeEpochBinding(b)).digest());
+  return digest("sha256", encodeEpochBinding(b));
 }
 
 /** Strict inverse of encodeEpochBinding (the auditor's view); throws ExecgateError("malformed"). */

@@ -1,12 +1,13 @@
-import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import { decode } from "../cbor/index.js";
+import { digest } from "../core/digest.js";
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
 import { verifyHsmEpoch } from "../hsm/epoch.js";
 import type { Entry } from "../lineage/entry.js";
 import { claimsFromCbor, type TokenClaims } from "../token/claims.js";
-import { COSE_ALG, decodeSign1, verifySign1 } from "../token/cose.js";
+import { COSE_ALG, decodeSign1, ed25519PublicKey, verifySign1 } from "../token/cose.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
@@ -50,7 +51,7 @@ export interface AttestationSummary {
   readonly failures: readonly AuditFailure[];
 }
 
-const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
+const sha256 = (b: Uint8Array): Uint8Array => digest("sha256", b);
 const ZERO32 = new Uint8Array(32);
 
 /** Tokens are signed by the epoch's in-memory issuer key (EdDSA) or, with token_signer = "hsm", by the HSM key. */
@@ -59,15 +60,8 @@ function tokenSignatureOk(
   issuer: Uint8Array,
   hsm: KeyObject | undefined,
 ): boolean {
-  if (msg.alg === COSE_ALG.EdDSA && verifySign1(msg, ed25519(issuer))) return true;
+  if (msg.alg === COSE_ALG.EdDSA && verifySign1(msg, ed25519PublicKey(issuer))) return true;
   return hsm !== undefined && verifySign1(msg, hsm);
-}
-
-function ed25519(raw: Uint8Array): KeyObject {
-  return createPublicKey({
-    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") },
-    format: "jwk",
-  });
 }
 
 interface EpochInfo {

@@ -1,4 +1,5 @@
-import { createHash, type KeyObject, randomBytes } from "node:crypto";
+import { type KeyObject, randomBytes } from "node:crypto";
+import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 import { mapPkcs11Error, pkcs11Code } from "./errors.js";
 import {
@@ -218,7 +219,7 @@ export class HsmKey {
 
   /** SHA-256 of the DER SubjectPublicKeyInfo: the key's id in records and logs. */
   get keyId(): Uint8Array {
-    return new Uint8Array(createHash("sha256").update(spkiDer(this.publicKey)).digest());
+    return digest("sha256", spkiDer(this.publicKey));
   }
 
   /**
@@ -229,7 +230,7 @@ export class HsmKey {
     const P = pkcs11js();
     const input =
       this.algorithm === "ecdsa-p256"
-        ? createHash("sha256").update(message).digest()
+        ? Buffer.from(digest("sha256", message).buffer)
         : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     const mechanism = this.algorithm === "ecdsa-p256" ? P.CKM_ECDSA : CKM_EDDSA;
     return this.withSession(async (session) => {

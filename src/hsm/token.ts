@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
-import { CborTag, type CborValue, encode } from "../cbor/index.js";
+import { encode } from "../cbor/index.js";
 import { claimsToCbor, type TokenClaims } from "../token/claims.js";
-import { COSE_ALG, COSE_SIGN1_TAG, HEADER, sigStructure } from "../token/cose.js";
+import { COSE_ALG, sign1, toBeSigned1 } from "../token/cose.js";
 import { type TokenVerification, type VerifyTokenOptions, verifyToken } from "../token/token.js";
 import type { HsmKey } from "./hsm.js";
 
@@ -29,9 +29,8 @@ export function hsmTokenSigner(key: HsmKey): TokenSigner {
 
 export async function signTokenWith(claims: TokenClaims, signer: TokenSigner): Promise<Uint8Array> {
   const payload = encode(claimsToCbor(claims));
-  const protectedBytes = encode(new Map<number, CborValue>([[HEADER.alg, signer.alg]]));
-  const signature = await signer.sign(sigStructure(protectedBytes, payload, new Uint8Array()));
-  return encode(new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), payload, signature]));
+  const { protectedBytes, tbs } = toBeSigned1(payload, signer.alg);
+  return sign1(protectedBytes, payload, await signer.sign(tbs));
 }
 
 /** verifyToken for a signer's tokens: the same checks in the same order, with the signer's algorithm. */

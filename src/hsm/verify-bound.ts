@@ -1,9 +1,9 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import type { EpochRecord } from "../attest/record.js";
 import type { DenialReason } from "../core/denial.js";
 import { bytesEqual } from "../core/hex.js";
 import type { TokenClaims } from "../token/claims.js";
-import { COSE_ALG } from "../token/cose.js";
+import { COSE_ALG, ed25519PublicKey } from "../token/cose.js";
 import { verifyHsmEpoch } from "./epoch.js";
 import { algorithmOf } from "./keys.js";
 import { verifyTokenWith } from "./token.js";
@@ -46,10 +46,7 @@ export function verifyTokenBoundHsm(input: HsmBoundTokenInput): HsmBoundTokenVer
   };
   // Which key signed it follows from the protected alg: ES256 can only be the (P-256) HSM key.
   const hsmAlg = algorithmOf(input.hsmPublicKey) === "ed25519" ? COSE_ALG.EdDSA : COSE_ALG.ES256;
-  const issuer = createPublicKey({
-    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(e.binding.issuer).toString("base64url") },
-    format: "jwk",
-  });
+  const issuer = ed25519PublicKey(e.binding.issuer);
   let signer: "issuer" | "hsm" = "issuer";
   let t = verifyTokenWith(input.token, COSE_ALG.EdDSA, { ...opts, issuerPublicKey: issuer });
   if (

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { digest } from "../core/digest.js";
 import { ExecgateError, isExecgateError } from "../core/errors.js";
 import { parseTomlDocument } from "../core/toml.js";
 import { type AccessPolicy, accessPolicyFromToml } from "./access-schema.js";
@@ -62,7 +62,7 @@ export function parsePolicy(text: string, baseDir: string, source = "policy"): P
 
 /** SHA-256 of the policy file's bytes. */
 export function policyDigest(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(bytes).digest());
+  return digest("sha256", bytes);
 }
 
 /**

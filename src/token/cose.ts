@@ -1,4 +1,4 @@
-import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from "node:crypto";
+import { createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from "node:crypto";
 import { CborTag, type CborValue, decode, encode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
 
@@ -133,18 +133,47 @@ export function verifySign1(
   }
 }
 
+export interface Sign1Options {
+  readonly kid?: Uint8Array;
+  readonly externalAad?: Uint8Array;
+}
+
+/**
+ * What a COSE_Sign1 signer signs: the protected header (`alg`, optional kid) and the
+ * Sig_structure over it and the payload. `sign1` then assembles the message around the signature.
+ */
+export function toBeSigned1(
+  payload: Uint8Array,
+  alg: number,
+  opts: Sign1Options = {},
+): { readonly protectedBytes: Uint8Array; readonly tbs: Uint8Array } {
+  const header = new Map<number, CborValue>([[HEADER.alg, alg]]);
+  if (opts.kid) header.set(HEADER.kid, opts.kid);
+  const protectedBytes = encode(header);
+  return { protectedBytes, tbs: sigStructure(protectedBytes, payload, opts.externalAad ?? new Uint8Array()) };
+}
+
+/** The tagged COSE_Sign1 of a signature made over toBeSigned1's Sig_structure. */
+export function sign1(protectedBytes: Uint8Array, payload: Uint8Array, signature: Uint8Array): Uint8Array {
+  return encode(new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), payload, signature]));
+}
+
 /** Builds a tagged COSE_Sign1 with `alg` (and optional kid) in the protected header. */
 export function signSign1(
   payload: Uint8Array,
   key: KeyObject,
   alg: number,
-  opts: { kid?: Uint8Array; externalAad?: Uint8Array } = {},
+  opts: Sign1Options = {},
 ): Uint8Array {
-  const header = new Map<number, CborValue>([[HEADER.alg, alg]]);
-  if (opts.kid) header.set(HEADER.kid, opts.kid);
-  const protectedBytes = encode(header);
-  const tbs = sigStructure(protectedBytes, payload, opts.externalAad ?? new Uint8Array());
+  const { protectedBytes, tbs } = toBeSigned1(payload, alg, opts);
   const { hash, options } = nodeParams(alg);
-  const signature = new Uint8Array(cryptoSign(hash, tbs, { key, ...options }));
-  return encode(new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), payload, signature]));
+  return sign1(protectedBytes, payload, new Uint8Array(cryptoSign(hash, tbs, { key, ...options })));
+}
+
+/** An Ed25519 public key from its 32 raw bytes (as epoch bindings carry the issuer key). */
+export function ed25519PublicKey(raw: Uint8Array): KeyObject {
+  return createPublicKey({
+    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") },
+    format: "jwk",
+  });
 }

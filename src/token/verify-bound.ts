@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
@@ -8,6 +8,7 @@ import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { type VerifiedQuote, verifyQuote } from "../tpm/verify-quote.js";
 import type { TokenClaims } from "./claims.js";
+import { ed25519PublicKey } from "./cose.js";
 import { verifyToken } from "./token.js";
 
 /**
@@ -62,10 +63,7 @@ export function verifyTokenBound(input: BoundTokenInput): BoundTokenVerification
     return { ok: false, reason: "quote_invalid", detail: asExecgateError(e).message };
   }
   if (!q.ok) return { ok: false, reason: "quote_invalid", detail: `${q.check}: ${q.detail}` };
-  const issuer = createPublicKey({
-    key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(record.binding.issuer).toString("base64url") },
-    format: "jwk",
-  });
+  const issuer = ed25519PublicKey(record.binding.issuer);
   const t = verifyToken(input.token, {
     issuerPublicKey: issuer,
     audience: input.audience,

@@ -1,4 +1,5 @@
-import { createHash, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+import { digest as sha256Of } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 import type { NoteSigner } from "../lineage/signer.js";
 import { TPM_ALG } from "./constants.js";
@@ -25,7 +26,7 @@ export function tpmNoteSigner(
     algorithm: "ecdsa-p256",
     publicKey,
     async sign(message) {
-      const digest = new Uint8Array(createHash("sha256").update(message).digest());
+      const digest = sha256Of("sha256", message);
       const sig = parseSignature(await signDigest(runner, handle, digest));
       if (sig.sigAlg !== TPM_ALG.ECDSA) {
         throw new ExecgateError("hardware_error", "the TPM did not return an ECDSA signature");
