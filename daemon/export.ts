@@ -1,11 +1,12 @@
 import type { KeyObject } from "node:crypto";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseSegment } from "../src/audit/bundle.js";
-import { exportBundle, readBundle } from "../src/lineage/export.js";
+import { ExecgateError } from "../src/core/errors.js";
+import { exportBundle } from "../src/lineage/export.js";
 import { leafHash } from "../src/lineage/hash.js";
 import type { Lineage } from "../src/lineage/lineage.js";
-import { entryBundles, hashTiles } from "../src/lineage/tiles.js";
+import { EntryBundleStream, HashTileStream, type TileFile } from "../src/lineage/tiles.js";
 import { certify } from "../src/tpm/ops/attest.js";
 import { readEkCertificates } from "../src/tpm/ops/ek-certs.js";
 import { HANDLES, handleHex } from "../src/tpm/ops/handles.js";
@@ -43,12 +44,7 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
   const r = await exportBundle({ lineage: o.lineage, out, blobsDir: o.blobsDir });
   await writeFile(join(out, "checkpoint"), r.checkpoint.note);
 
-  const files = await readBundle(out);
-  const entries = files.segments.flatMap((s) => [...parseSegment(s).entries]);
-  for (const t of [...hashTiles(entries.map((e) => leafHash(e))), ...entryBundles(entries)]) {
-    await mkdir(dirname(join(out, t.path)), { recursive: true });
-    await writeFile(join(out, t.path), t.bytes);
-  }
+  await writeTiles(out);
 
   const e = join(out, "enrollment");
   await mkdir(e);
@@ -80,4 +76,38 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
       await writeFile(join(e, `ek-cert-${handleHex(cert.nvIndex)}.der`), cert.der);
   }
   return { path: out, size: r.size };
+}
+
+/**
+ * The tlog-tiles view of the bundle's segments, written as it is built: one segment in memory at
+ * a time, one tile's hashes per level, and a write (a turn of the event loop, where token requests
+ * go on being served) after every tile — never the whole log in memory or in one turn.
+ */
+async function writeTiles(out: string): Promise<void> {
+  const hashes = new HashTileStream();
+  const bundles = new EntryBundleStream();
+  const dirs = new Set<string>();
+  const write = async (t: TileFile) => {
+    const path = join(out, t.path);
+    const dir = dirname(path);
+    if (!dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      dirs.add(dir);
+    }
+    await writeFile(path, t.bytes);
+  };
+  const segDir = join(out, "segments");
+  for (const name of (await readdir(segDir)).filter((n) => n.endsWith(".seg")).sort()) {
+    const seg = parseSegment({ name, bytes: new Uint8Array(await readFile(join(segDir, name))) });
+    if (seg.badOffset !== undefined)
+      throw new ExecgateError("internal", `audit export: segment ${name} does not parse at ${seg.badOffset}`);
+    for (const entry of seg.entries) {
+      for (const t of hashes.push(leafHash(entry))) await write(t);
+      const bundle = bundles.push(entry);
+      if (bundle) await write(bundle);
+    }
+  }
+  for (const t of hashes.finish()) await write(t);
+  const last = bundles.finish();
+  if (last) await write(last);
 }

@@ -32,37 +32,83 @@ function tilePath(prefix: string, n: number, width: number): string {
   return `${prefix}/${tileIndexPath(n)}${width < TILE_WIDTH ? `.p/${width}` : ""}`;
 }
 
-/** Hash tiles for a tree with these leaf hashes (RFC 9162 leaf hashes, in order). */
-export function hashTiles(leafHashes: readonly Uint8Array[]): TileFile[] {
-  const out: TileFile[] = [];
-  let level: readonly Uint8Array[] = leafHashes;
-  for (let L = 0; level.length > 0; L++) {
-    for (let n = 0; n * TILE_WIDTH < level.length; n++) {
-      const chunk = level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
-      out.push({ path: tilePath(`tile/${L}`, n, chunk.length), bytes: concatBytes(...chunk) });
+/**
+ * Hash tiles of a growing tree, leaf hash by leaf hash, holding at most one tile's hashes per
+ * level: push() returns the full tiles a leaf completes, finish() the partial tile of each level.
+ */
+export class HashTileStream {
+  /** Per level: the hashes of the tile being filled, and how many full tiles came before it. */
+  private readonly pending: Uint8Array[][] = [];
+  private readonly full: number[] = [];
+
+  push(leafHash: Uint8Array): TileFile[] {
+    const out: TileFile[] = [];
+    let hash = leafHash;
+    for (let L = 0; ; L++) {
+      if (this.pending.length === L) {
+        this.pending.push([]);
+        this.full.push(0);
+      }
+      const tile = this.pending[L]!;
+      tile.push(hash);
+      if (tile.length < TILE_WIDTH) return out;
+      // A complete tile: written, and its root is the next level's next hash.
+      out.push({ path: tilePath(`tile/${L}`, this.full[L]!, TILE_WIDTH), bytes: concatBytes(...tile) });
+      this.full[L]! += 1;
+      hash = rootOfLeaves(tile);
+      this.pending[L] = [];
     }
-    // The next level holds the roots of complete 256-wide subtrees of this one.
-    const next: Uint8Array[] = [];
-    for (let n = 0; (n + 1) * TILE_WIDTH <= level.length; n++)
-      next.push(rootOfLeaves(level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH)));
-    level = next;
   }
-  return out;
+
+  finish(): TileFile[] {
+    const out: TileFile[] = [];
+    this.pending.forEach((tile, L) => {
+      if (tile.length > 0)
+        out.push({ path: tilePath(`tile/${L}`, this.full[L]!, tile.length), bytes: concatBytes(...tile) });
+    });
+    return out;
+  }
 }
 
-/** Entry bundles (uint16 length-prefixed entries, 256 per bundle). */
-export function entryBundles(entries: readonly Uint8Array[]): TileFile[] {
-  const out: TileFile[] = [];
-  for (let n = 0; n * TILE_WIDTH < entries.length; n++) {
-    const chunk = entries.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
-    const parts: Uint8Array[] = [];
-    for (const e of chunk) {
-      // Unreachable for journal entries (MAX_ENTRY_BYTES is the uint16 maximum); kept for callers.
-      if (e.length > MAX_ENTRY_BYTES)
-        throw new ExecgateError("limit_exceeded", `entry of ${e.length} bytes does not fit a tile bundle`);
-      parts.push(Uint8Array.of(e.length >> 8, e.length & 0xff), e);
-    }
-    out.push({ path: tilePath("tile/entries", n, chunk.length), bytes: concatBytes(...parts) });
+/** Entry bundles (uint16 length-prefixed entries, 256 per bundle), entry by entry. */
+export class EntryBundleStream {
+  private parts: Uint8Array[] = [];
+  private full = 0;
+
+  push(entry: Uint8Array): TileFile | undefined {
+    // Unreachable for journal entries (MAX_ENTRY_BYTES is the uint16 maximum); kept for callers.
+    if (entry.length > MAX_ENTRY_BYTES)
+      throw new ExecgateError("limit_exceeded", `entry of ${entry.length} bytes does not fit a tile bundle`);
+    this.parts.push(Uint8Array.of(entry.length >> 8, entry.length & 0xff), entry);
+    if (this.parts.length < 2 * TILE_WIDTH) return undefined;
+    const bundle = {
+      path: tilePath("tile/entries", this.full, TILE_WIDTH),
+      bytes: concatBytes(...this.parts),
+    };
+    this.full += 1;
+    this.parts = [];
+    return bundle;
   }
-  return out;
+
+  finish(): TileFile | undefined {
+    if (this.parts.length === 0) return undefined;
+    return {
+      path: tilePath("tile/entries", this.full, this.parts.length / 2),
+      bytes: concatBytes(...this.parts),
+    };
+  }
+}
+
+/** Hash tiles for a tree with these leaf hashes (RFC 9162 leaf hashes, in order). */
+export function hashTiles(leafHashes: readonly Uint8Array[]): TileFile[] {
+  const s = new HashTileStream();
+  return [...leafHashes.flatMap((h) => s.push(h)), ...s.finish()];
+}
+
+/** Entry bundles for these entries. */
+export function entryBundles(entries: readonly Uint8Array[]): TileFile[] {
+  const s = new EntryBundleStream();
+  const out = entries.flatMap((e) => s.push(e) ?? []);
+  const last = s.finish();
+  return last ? [...out, last] : out;
 }

@@ -2,7 +2,9 @@ import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parseSegment } from "../../src/audit/bundle.js";
+import { leafHash } from "../../src/lineage/hash.js";
 import { frameRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../src/lineage/record.js";
+import { entryBundles, hashTiles } from "../../src/lineage/tiles.js";
 import { ensureAk } from "../../src/tpm/ops/keys.js";
 import { execgate } from "../helpers/cli.js";
 import { startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
@@ -89,6 +91,16 @@ describeTpm("export → offline audit of a real daemon's lineage, and tampered b
       "enrollment",
     ])
       expect(files).toContain(f);
+    // the tiles the daemon streamed are those of the bundle's entries
+    const entries: Uint8Array[] = [];
+    for (const name of (await readdir(join(bundle, "segments"))).sort())
+      entries.push(
+        ...parseSegment({ name, bytes: new Uint8Array(await readFile(join(bundle, "segments", name))) })
+          .entries,
+      );
+    expect(entries.length).toBeGreaterThan(0);
+    for (const t of [...hashTiles(entries.map((e) => leafHash(e))), ...entryBundles(entries)])
+      expect(Buffer.from(await readFile(join(bundle, t.path))).equals(Buffer.from(t.bytes))).toBe(true);
     // the policy is in the bundle under its digest
     const policy = await readFile(d.policy);
     const { createHash } = await import("node:crypto");

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MAX_ENTRY_BYTES } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
-import { entryBundles, hashTiles, tileIndexPath } from "../../src/lineage/tiles.js";
+import { rootOfLeaves } from "../../src/lineage/merkle.js";
+import { entryBundles, hashTiles, TILE_WIDTH, tileIndexPath } from "../../src/lineage/tiles.js";
 
 // transparency-dev/tessera testdata log (Apache-2.0), read in place: ../shared/corpus/checkpoint/MANIFEST.md
 const LOG = "../shared/corpus/checkpoint/tessera-testdata-log";
@@ -43,5 +44,34 @@ describe("C2SP tlog-tiles layout", () => {
     expect(bundle!.bytes.length).toBe(2 + MAX_ENTRY_BYTES);
     expect([bundle!.bytes[0], bundle!.bytes[1], bundle!.bytes[2]]).toEqual([0xff, 0xff, 7]);
     expect(() => entryBundles([new Uint8Array(MAX_ENTRY_BYTES + 1)])).toThrow(/does not fit/);
+  });
+
+  it("streams the same tiles as building every level at once, across level-2 sizes", () => {
+    // The tiles by definition: each level whole, the next level the roots of its full tiles.
+    const reference = (leaves: Uint8Array[]) => {
+      const out: { path: string; hex: string }[] = [];
+      let level = leaves;
+      for (let L = 0; level.length > 0; L++) {
+        const next: Uint8Array[] = [];
+        for (let n = 0; n * TILE_WIDTH < level.length; n++) {
+          const chunk = level.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
+          const w = chunk.length < TILE_WIDTH ? `.p/${chunk.length}` : "";
+          out.push({ path: `tile/${L}/${tileIndexPath(n)}${w}`, hex: Buffer.concat(chunk).toString("hex") });
+          if (chunk.length === TILE_WIDTH) next.push(rootOfLeaves(chunk));
+        }
+        level = next;
+      }
+      return out.sort((a, b) => a.path.localeCompare(b.path));
+    };
+    const all = Array.from({ length: 65_536 + 257 }, (_, i) =>
+      leafHash(Uint8Array.of(i & 0xff, i >> 8, i >> 16)),
+    );
+    for (const size of [1, 255, 256, 257, 65_535, 65_536, 65_536 + 257]) {
+      const leaves = all.slice(0, size);
+      const streamed = hashTiles(leaves)
+        .map((t) => ({ path: t.path, hex: Buffer.from(t.bytes).toString("hex") }))
+        .sort((a, b) => a.path.localeCompare(b.path));
+      expect(streamed).toEqual(reference(leaves));
+    }
   });
 });
