@@ -388,6 +388,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       tokenSigner: config.hsm.tokenSigner,
       ...(useTpm ? { tcti: config.tpm.tcti } : {}),
       lineage: config.lineage.dir,
+      // Entries at start, and how many of them came from the resume point instead of a replay.
+      lineageSize: lineage.journal.recovery.size,
+      lineageResumedAt: lineage.journal.recovery.resumedAt,
     },
     "daemon_started",
   );

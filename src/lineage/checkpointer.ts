@@ -11,6 +11,7 @@ import { HASH_SIZE, leafHash } from "./hash.js";
 import type { Journal } from "./journal.js";
 import { type NoteVerifier, parseNote, verifierFromSigner } from "./note.js";
 import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
+import { type ResumePoint, writeResume } from "./resume.js";
 import type { NoteSigner } from "./signer.js";
 
 /**
@@ -28,6 +29,10 @@ import type { NoteSigner } from "./signer.js";
  * signature, at most one signature in flight. Before signing, the entries added since the last
  * check are read back from disk and their leaf hashes recomputed and compared with the tree.
  * The clock is injected (`now`, milliseconds).
+ *
+ * Resume point (resume.ts): after a checkpoint, once `resumeEvery` entries have been signed since
+ * the last one saved, and at close, the checkpoint's tree state is saved so that the next open
+ * replays only what came after it.
  */
 
 export const DEFAULT_CHECKPOINT_MS = 1000;
@@ -36,6 +41,8 @@ const LOG_NAME = "checkpoints.log";
 /** Entries re-read and re-hashed per step before signing (about a millisecond of work). */
 const RECHECK_SLICE = 256;
 const READ_CHUNK = 1 << 20;
+/** Entries signed between saved resume points: at most about a second of replay at the next open. */
+export const DEFAULT_RESUME_EVERY = 65_536;
 
 export interface CheckpointerOptions {
   readonly journal: Journal;
@@ -49,6 +56,8 @@ export interface CheckpointerOptions {
   readonly previousVerifiers?: readonly NoteVerifier[];
   /** checkpoints.log as readCheckpointLog() found it (read here when absent). */
   readonly log?: CheckpointLogScan;
+  /** Entries signed between saved resume points (default DEFAULT_RESUME_EVERY). */
+  readonly resumeEvery?: number;
 }
 
 /** What checkpoints.log holds, read and checked record by record (nothing written). */
@@ -57,6 +66,8 @@ export interface CheckpointLogScan {
   readonly lastNote: string | undefined;
   /** End of the last intact record. */
   readonly end: number;
+  /** The scan started at the resume point it was given (not at the beginning of the log). */
+  readonly resumed: boolean;
   /** File size (greater than `end` when the last record is torn). */
   readonly size: number;
 }
@@ -87,6 +98,10 @@ export class Checkpointer {
   private verifiedUpTo: number;
   private poisoned: ExecgateError | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private reportError: ((e: unknown) => void) | undefined;
+  /** The latest checkpoint as a resume point, and the size of the one saved last. */
+  private resumeCandidate: ResumePoint | undefined;
+  private resumeSaved: number;
   readonly verifier: NoteVerifier;
   readonly coVerifiers: readonly NoteVerifier[];
   readonly checkpointMs: number;
@@ -99,6 +114,7 @@ export class Checkpointer {
     this.logPath = join(opts.journal.dir, LOG_NAME);
     // Entries recovered at open were hashed from the bytes on disk already.
     this.verifiedUpTo = opts.journal.recovery.size;
+    this.resumeSaved = opts.journal.recovery.resumedAt;
   }
 
   /** Loads checkpoints.log, truncates a torn tail, and cross-checks it against the journal. */
@@ -237,7 +253,27 @@ export class Checkpointer {
     this.last = { checkpoint, note };
     // Signed and durable: the journal no longer needs to hold what this checkpoint covers.
     journal.prune(snap);
+    this.resumeCandidate = {
+      size,
+      root,
+      note,
+      frontier: snap.frontier,
+      ...journal.resumePosition(size),
+      logOffset: this.logEnd,
+    };
+    if (size - this.resumeSaved >= (this.opts.resumeEvery ?? DEFAULT_RESUME_EVERY)) {
+      // The checkpoint stands whether or not this is saved; a failure only costs a longer replay.
+      await this.saveResume().catch((e) => this.reportError?.(e));
+    }
     return this.last;
+  }
+
+  /** Saves the latest checkpoint as the resume point, unless it is already the one saved. */
+  private async saveResume(): Promise<void> {
+    const r = this.resumeCandidate;
+    if (r === undefined || r.size <= this.resumeSaved) return;
+    await writeResume(this.opts.journal.dir, r);
+    this.resumeSaved = r.size;
   }
 
   /**
@@ -268,6 +304,7 @@ export class Checkpointer {
 
   /** Starts a timer calling tick(); errors are reported to onError (the daemon logs them). */
   start(onError: (e: unknown) => void): void {
+    this.reportError = onError;
     if (this.timer !== undefined) return;
     const period = Math.max(10, Math.floor(this.checkpointMs / 4));
     this.timer = setInterval(() => {
@@ -280,8 +317,12 @@ export class Checkpointer {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     if (this.inFlight !== undefined) await this.inFlight.catch(() => undefined);
-    await this.fh?.close();
-    this.fh = undefined;
+    try {
+      await this.saveResume();
+    } finally {
+      await this.fh?.close();
+      this.fh = undefined;
+    }
   }
 }
 
@@ -302,12 +343,25 @@ function parseIntent(rec: CborValue): Intent {
  * lock is taken: openLineage reads it once, opens the journal holding entries from the last
  * intent on, and hands the result to Checkpointer.open.
  */
-export async function readCheckpointLog(dir: string): Promise<CheckpointLogScan> {
+export async function readCheckpointLog(dir: string, resume?: ResumePoint): Promise<CheckpointLogScan> {
   const reader = await LogReader.open(join(dir, LOG_NAME));
   let pos = 0;
   let lastIntent: Intent | undefined;
   let lastNote: string | undefined;
+  let resumed = false;
   try {
+    // From a resume point: its checkpoint is the last one before its offset, which must be the
+    // end of the log or the start of an intact record (never taken for a torn tail).
+    if (
+      resume !== undefined &&
+      resume.logOffset <= reader.size &&
+      (resume.logOffset === reader.size || (await reader.recordAt(resume.logOffset)) !== undefined)
+    ) {
+      pos = resume.logOffset;
+      lastIntent = { size: resume.size, root: resume.root };
+      lastNote = resume.note;
+      resumed = true;
+    }
     for (;;) {
       const payload = await reader.recordAt(pos);
       if (payload === undefined) break; // end, or a torn tail: at most the record being written
@@ -347,7 +401,7 @@ export async function readCheckpointLog(dir: string): Promise<CheckpointLogScan>
   } finally {
     await reader.close();
   }
-  return { lastIntent, lastNote, end: pos, size: reader.size };
+  return { lastIntent, lastNote, end: pos, size: reader.size, resumed };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { type Entry, encodeEntry, MAX_ENTRY_BYTES } from "./entry.js";
@@ -15,6 +15,7 @@ import {
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
 } from "./record.js";
+import type { ResumePoint } from "./resume.js";
 
 /**
  * The lineage journal: append-only segment files of framed entries (record.ts), with group
@@ -55,6 +56,12 @@ export interface JournalOptions {
   readonly dir: string;
   /** Keep leaf hashes and offsets from this index on (default 0: everything); see prune(). */
   readonly keepFrom?: number;
+  /**
+   * Replay only from this signed checkpoint on (resume.ts), when it fits the files: at most
+   * keepFrom, its segment present and long enough, a valid record where it says entry `size`
+   * starts. Otherwise, or without it, every segment is replayed.
+   */
+  readonly resume?: ResumePoint;
   readonly segmentBytes?: number;
   readonly maxBatchBytes?: number;
 }
@@ -71,6 +78,8 @@ export interface RecoveryReport {
   readonly removedSegments: readonly string[];
   /** Entries present after recovery. */
   readonly size: number;
+  /** Entries taken from the resume point instead of replayed (0: a full replay). */
+  readonly resumedAt: number;
 }
 
 interface Pending {
@@ -175,11 +184,11 @@ export class Journal {
       lock,
       segmentBytes,
       maxBatchBytes,
-      { truncatedBytes: 0, removedSegments: [], size: 0 },
+      { truncatedBytes: 0, removedSegments: [], size: 0, resumedAt: 0 },
       keepFrom,
     );
     try {
-      await j.recover();
+      await j.recover(opts.resume);
     } catch (e) {
       await j.fh?.close().catch(() => undefined);
       await lock.release();
@@ -188,9 +197,9 @@ export class Journal {
     return j;
   }
 
-  private async recover(): Promise<void> {
+  private async recover(resume: ResumePoint | undefined): Promise<void> {
     // Built in place during replay, then frozen into this.frontier.
-    const frontier: Uint8Array[] = [];
+    let frontier: Uint8Array[] = [];
     let names: string[];
     try {
       names = (await readdir(this.segDir)).filter((n) => SEGMENT_NAME.test(n)).sort();
@@ -199,17 +208,28 @@ export class Journal {
     }
     let truncatedBytes = 0;
     const removedSegments: string[] = [];
-    for (let k = 0; k < names.length; k++) {
+    // From a resume point: the segments before its own are taken as they are (complete: only the
+    // last segment can have a torn tail), and replay starts where entry `resume.size` starts.
+    const from = await this.resumeStart(names, resume);
+    let startOffset = SEGMENT_HEADER_BYTES;
+    if (from !== undefined) {
+      this.segments.push(...from.earlier);
+      this.durable = resume!.size;
+      frontier = resume!.frontier.slice();
+      startOffset = resume!.offset;
+    }
+    for (let k = from?.k ?? 0; k < names.length; k++) {
       const name = names[k]!;
       const path = join(this.segDir, name);
       const isLast = k === names.length - 1;
       const first = Number(SEGMENT_NAME.exec(name)![1]);
-      if (first !== this.durable) {
+      const resuming = from !== undefined && k === from.k;
+      if (first !== this.durable && !resuming) {
         throw corrupt(`segment ${name} starts at ${first}, expected ${this.durable}`, { segment: path });
       }
       let data: Uint8Array;
       try {
-        data = new Uint8Array(await readFile(path));
+        data = resuming ? from.data : new Uint8Array(await readFile(path));
       } catch (e) {
         throw ioError(`read ${path}`, e);
       }
@@ -222,7 +242,7 @@ export class Journal {
       }
       if (!this.headerValid(data, first))
         throw corrupt(`segment ${name} has an invalid header`, { segment: path });
-      let pos = SEGMENT_HEADER_BYTES;
+      let pos = resuming ? startOffset : SEGMENT_HEADER_BYTES;
       while (pos < data.length) {
         const len = checkRecord(data, pos, MAX_ENTRY_BYTES);
         if (len < 0) {
@@ -258,7 +278,56 @@ export class Journal {
       this.base = this.durable;
       this.baseFrontier = frontier.slice();
     }
-    this.recovery = { truncatedBytes, removedSegments, size: this.durable };
+    this.recovery = {
+      truncatedBytes,
+      removedSegments,
+      size: this.durable,
+      resumedAt: from ? resume!.size : 0,
+    };
+  }
+
+  /**
+   * Whether replay can start at `resume`, checked without changing anything: its size within
+   * keepFrom, its segment present with a valid header, its offset inside it, and at that offset
+   * either the segment's end or an intact record (so a bad offset can never be taken for a torn
+   * tail and truncated). Returns the segment's position in `names` and the segments before it.
+   */
+  private async resumeStart(
+    names: readonly string[],
+    resume: ResumePoint | undefined,
+  ): Promise<{ readonly k: number; readonly data: Uint8Array; readonly earlier: Segment[] } | undefined> {
+    if (resume === undefined || resume.size > this.keepFrom) return undefined;
+    const k = names.indexOf(segmentName(resume.segment));
+    if (k < 0 || resume.offset < SEGMENT_HEADER_BYTES) return undefined;
+    const path = join(this.segDir, names[k]!);
+    let data: Uint8Array;
+    try {
+      data = new Uint8Array(await readFile(path));
+    } catch {
+      return undefined;
+    }
+    if (!this.headerValid(data, resume.segment) || resume.offset > data.length) return undefined;
+    if (resume.offset < data.length && checkRecord(data, resume.offset, MAX_ENTRY_BYTES) < 0)
+      return undefined;
+    const earlier: Segment[] = [];
+    for (const name of names.slice(0, k)) {
+      const p = join(this.segDir, name);
+      try {
+        earlier.push({ first: Number(SEGMENT_NAME.exec(name)![1]), path: p, end: (await stat(p)).size });
+      } catch {
+        return undefined;
+      }
+    }
+    return { k, data, earlier };
+  }
+
+  /**
+   * Where a restart could resume at `size` (a checkpointed size at or after `base`): the segment
+   * in which entry `size` starts and the offset there (resume.ts).
+   */
+  resumePosition(size: number): { readonly segment: number; readonly offset: number } {
+    const last = this.extentsFor(size).at(-1)!;
+    return { segment: Number(SEGMENT_NAME.exec(last.name)![1]), offset: last.length };
   }
 
   private headerValid(data: Uint8Array, first: number): boolean {

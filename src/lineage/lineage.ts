@@ -1,6 +1,10 @@
+import { bytesEqual } from "../core/hex.js";
+import { parseCheckpoint } from "./checkpoint.js";
 import { Checkpointer, readCheckpointLog, type SignedCheckpoint } from "./checkpointer.js";
+import { frontierRoot } from "./frontier.js";
 import { Journal } from "./journal.js";
-import type { NoteVerifier } from "./note.js";
+import { type NoteVerifier, parseNote } from "./note.js";
+import { type ResumePoint, readResume } from "./resume.js";
 import type { NoteSigner } from "./signer.js";
 
 export interface LineageOptions {
@@ -16,6 +20,8 @@ export interface LineageOptions {
   readonly segmentBytes?: number;
   readonly maxBatchBytes?: number;
   readonly previousVerifiers?: readonly NoteVerifier[];
+  /** Entries signed between saved resume points (resume.ts; default 65,536). */
+  readonly resumeEvery?: number;
 }
 
 export interface Lineage {
@@ -30,12 +36,15 @@ export interface Lineage {
  * them; any inconsistency throws ExecgateError("config_invalid") and the daemon must not run.
  */
 export async function openLineage(opts: LineageOptions): Promise<Lineage> {
-  // checkpoints.log is read once: the journal keeps entries from its last intent on, whose root
-  // the checkpointer then checks.
-  const log = await readCheckpointLog(opts.dir);
+  // checkpoints.log is read once (from the resume point, when there is one): the journal keeps
+  // entries from its last intent on, whose root the checkpointer then checks, and verifies the
+  // last note's signature — the resume point's own, when nothing was signed after it.
+  const resume = selfConsistent(await readResume(opts.dir));
+  const log = await readCheckpointLog(opts.dir, resume);
   const journal = await Journal.open({
     dir: opts.dir,
     keepFrom: log.lastIntent?.size ?? 0,
+    ...(log.resumed && resume ? { resume } : {}),
     ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
     ...(opts.maxBatchBytes !== undefined ? { maxBatchBytes: opts.maxBatchBytes } : {}),
   });
@@ -50,6 +59,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
       now: opts.now,
       ...(opts.checkpointMs !== undefined ? { checkpointMs: opts.checkpointMs } : {}),
       ...(opts.previousVerifiers !== undefined ? { previousVerifiers: opts.previousVerifiers } : {}),
+      ...(opts.resumeEvery !== undefined ? { resumeEvery: opts.resumeEvery } : {}),
     });
   } catch (e) {
     await journal.close();
@@ -70,4 +80,17 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
       return last;
     },
   };
+}
+
+/** A resume point whose note is a checkpoint of its size and root, and whose frontier folds to that root. */
+function selfConsistent(r: ResumePoint | undefined): ResumePoint | undefined {
+  if (r === undefined) return undefined;
+  try {
+    const cp = parseCheckpoint(parseNote(r.note).text);
+    const ok =
+      cp.size === r.size && bytesEqual(cp.rootHash, r.root) && bytesEqual(frontierRoot(r.frontier), r.root);
+    return ok ? r : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -45,7 +45,7 @@ describe("journal", () => {
     const again = await Journal.open({ dir });
     expect(again.size).toBe(200);
     expect(again.root()).toEqual(root);
-    expect(again.recovery).toEqual({ truncatedBytes: 0, removedSegments: [], size: 200 });
+    expect(again.recovery).toEqual({ truncatedBytes: 0, removedSegments: [], size: 200, resumedAt: 0 });
     const r = await again.append(entry(200));
     expect(r.index).toBe(200);
     await again.close();

@@ -1,0 +1,124 @@
+import { open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { type CborValue, decode, encode } from "../cbor/index.js";
+import type { Frontier } from "./frontier.js";
+import { fsyncDir, ioError, writeAll } from "./fsutil.js";
+import { HASH_SIZE } from "./hash.js";
+import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
+
+/*
+ * The resume point: where a restart picks the log up without replaying all of it. Written after
+ * a checkpoint is signed and durable, it holds that checkpoint (size N, root, signed note), the
+ * tree's frontier at N, where entry N starts in the segments, and where checkpoints.log continues
+ * after the checkpoint's record. At open the journal replays only from there and the checkpoint
+ * log is read only from there: start-up costs the entries and records since the resume point,
+ * not the whole history.
+ *
+ * It is a hint, never an authority: the note's signature is verified at open and the frontier
+ * must fold to the note's root, so a bad or stale file cannot make the daemon extend anything
+ * but the signed tree. Any mismatch (unreadable, torn, pointing past the files) means a full
+ * replay, as without the file. Entries before N are not re-hashed at start: the signed root
+ * covers them, and `execgate audit verify` checks them against it.
+ *
+ * File `resume` in the lineage directory: one record (record.ts framing: length, CRC) holding a
+ * deterministic-CBOR map {size, root, note, frontier: [bstr], segment, offset, log_offset}.
+ * Written to `resume.tmp`, fsynced, renamed over `resume`, directory fsynced.
+ */
+export interface ResumePoint {
+  /** Size of the signed checkpoint. */
+  readonly size: number;
+  readonly root: Uint8Array;
+  /** The checkpoint's signed note (verified again at open). */
+  readonly note: string;
+  /** The tree's frontier at `size` (src/lineage/frontier.ts). */
+  readonly frontier: Frontier;
+  /** First index of the segment in which entry `size` starts (or the last entry before it ends). */
+  readonly segment: number;
+  /** Byte offset in that segment where entry `size` starts. */
+  readonly offset: number;
+  /** Bytes of checkpoints.log up to and including the checkpoint's record. */
+  readonly logOffset: number;
+}
+
+export const RESUME_NAME = "resume";
+const MAX_RESUME_BYTES = 64 * 1024;
+
+export function encodeResume(r: ResumePoint): Uint8Array {
+  const payload = encode(
+    new Map<string, CborValue>([
+      ["size", r.size],
+      ["root", r.root],
+      ["note", r.note],
+      ["frontier", [...r.frontier]],
+      ["segment", r.segment],
+      ["offset", r.offset],
+      ["log_offset", r.logOffset],
+    ]),
+  );
+  const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length);
+  frameRecord(payload, out, 0);
+  return out;
+}
+
+const count = (v: CborValue | undefined): v is number =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const hash = (v: CborValue | undefined): v is Uint8Array => v instanceof Uint8Array && v.length === HASH_SIZE;
+
+/** The resume point in `bytes`, or undefined for anything but one intact, well-formed record. */
+export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
+  const len = checkRecord(bytes, 0, MAX_RESUME_BYTES);
+  if (len < 0 || RECORD_HEADER_BYTES + len !== bytes.length) return undefined;
+  let m: CborValue;
+  try {
+    m = decode(bytes.subarray(RECORD_HEADER_BYTES));
+  } catch {
+    return undefined;
+  }
+  if (!(m instanceof Map) || m.size !== 7) return undefined;
+  const [size, root, note, frontier, segment, offset, logOffset] = [
+    "size",
+    "root",
+    "note",
+    "frontier",
+    "segment",
+    "offset",
+    "log_offset",
+  ].map((k) => m.get(k));
+  if (!count(size) || !hash(root) || typeof note !== "string" || !Array.isArray(frontier)) return undefined;
+  if (!count(segment) || !count(offset) || !count(logOffset) || segment > size) return undefined;
+  // One frontier hash per set bit of the size.
+  if (!frontier.every(hash) || frontier.length !== size.toString(2).replaceAll("0", "").length)
+    return undefined;
+  return { size, root, note, frontier, segment, offset, logOffset };
+}
+
+/** The lineage directory's resume point, or undefined when there is none or it is unusable. */
+export async function readResume(dir: string): Promise<ResumePoint | undefined> {
+  try {
+    const bytes = await readFile(join(dir, RESUME_NAME));
+    return bytes.length > RECORD_HEADER_BYTES + MAX_RESUME_BYTES
+      ? undefined
+      : decodeResume(new Uint8Array(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Replaces the resume point atomically (write, fsync, rename, fsync the directory). */
+export async function writeResume(dir: string, r: ResumePoint): Promise<void> {
+  const tmp = join(dir, `${RESUME_NAME}.tmp`);
+  try {
+    await rm(tmp, { force: true });
+    const fh = await open(tmp, "wx", 0o640);
+    try {
+      await writeAll(fh, encodeResume(r), 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(dir, RESUME_NAME));
+    await fsyncDir(dir);
+  } catch (e) {
+    throw ioError(`lineage: write ${join(dir, RESUME_NAME)}`, e);
+  }
+}

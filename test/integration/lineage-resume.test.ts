@@ -1,0 +1,181 @@
+import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
+import { leafHash } from "../../src/lineage/hash.js";
+import { openLineage } from "../../src/lineage/lineage.js";
+import { rootOfLeaves } from "../../src/lineage/merkle.js";
+import { decodeResume, encodeResume, RESUME_NAME, readResume } from "../../src/lineage/resume.js";
+import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+
+// A restart replays only what came after the saved resume point, and ends with the same tree as a
+// full replay; a resume point that does not fit the files is ignored, never trusted.
+
+const ORIGIN = "execgate.test/resume";
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), "execgate-resume-"));
+  dirs.push(d);
+  return d;
+}
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const entry = (i: number): Entry =>
+  makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `entry number ${i}` });
+const rootOf = (n: number) =>
+  rootOfLeaves(Array.from({ length: n }, (_, i) => leafHash(encodeEntry(entry(i)))));
+const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(9));
+/** Small segments, so a log of a few hundred entries spans several. */
+const open = (dir: string, resumeEvery?: number) =>
+  openLineage({
+    dir,
+    origin: ORIGIN,
+    signer,
+    now: () => 0,
+    checkpointMs: 1000,
+    segmentBytes: 4096,
+    ...(resumeEvery !== undefined ? { resumeEvery } : {}),
+  });
+async function appendRange(lin: Awaited<ReturnType<typeof open>>, from: number, to: number) {
+  for (let i = from; i < to; i += 50)
+    await Promise.all(
+      Array.from({ length: Math.min(50, to - i) }, (_, k) => lin.journal.append(entry(i + k))),
+    );
+}
+/** A copy of the directory as a crash would leave it (the copy's LOCK would name this live process). */
+async function crashCopy(dir: string): Promise<string> {
+  const to = await tempDir();
+  await cp(dir, to, { recursive: true });
+  await rm(join(to, "LOCK"), { force: true });
+  return to;
+}
+
+describe("resume point", () => {
+  it("encodes and decodes; anything but one intact, well-formed record is unusable", () => {
+    const r = {
+      size: 5,
+      root: new Uint8Array(32).fill(1),
+      note: "n",
+      frontier: [new Uint8Array(32).fill(2), new Uint8Array(32).fill(3)],
+      segment: 0,
+      offset: 100,
+      logOffset: 200,
+    };
+    const bytes = encodeResume(r);
+    expect(decodeResume(bytes)).toEqual(r);
+    expect(decodeResume(bytes.subarray(0, bytes.length - 1))).toBeUndefined();
+    const flipped = bytes.slice();
+    flipped[bytes.length - 3]! ^= 1;
+    expect(decodeResume(flipped)).toBeUndefined();
+    // size 5 = 0b101 needs two frontier hashes, not one
+    expect(decodeResume(encodeResume({ ...r, frontier: r.frontier.slice(1) }))).toBeUndefined();
+    expect(decodeResume(encodeResume({ ...r, segment: 6 }))).toBeUndefined();
+  });
+
+  it("saved at close; the next open replays nothing before it and reaches the same tree", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir);
+    await appendRange(lin, 0, 300);
+    await lin.close();
+    const saved = await readResume(dir);
+    expect(saved?.size).toBe(300);
+    expect((await readdir(join(dir, "segments"))).length).toBeGreaterThan(3);
+
+    const again = await open(dir);
+    expect(again.journal.recovery).toMatchObject({ size: 300, resumedAt: 300 });
+    expect(again.journal.root()).toEqual(rootOf(300));
+    expect(again.checkpointer.latest()?.checkpoint.size).toBe(300);
+    await appendRange(again, 300, 420);
+    expect(again.journal.root()).toEqual(rootOf(420));
+    // An export still copies every segment, the ones before the resume point included.
+    const extents = again.journal.extentsFor(420);
+    expect(extents.map((x) => x.name)).toEqual((await readdir(join(dir, "segments"))).sort());
+    for (const x of extents.slice(0, -1)) expect(x.length).toBe((await stat(x.path)).size);
+    await again.close();
+
+    // Without the file: a full replay, to the same tree.
+    await rm(join(dir, RESUME_NAME));
+    const full = await open(dir);
+    expect(full.journal.recovery).toMatchObject({ size: 420, resumedAt: 0 });
+    expect(full.journal.root()).toEqual(rootOf(420));
+    await full.close();
+  });
+
+  it("saved every resumeEvery entries; after a crash, replay starts there and a torn tail after it is cut", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir, 100);
+    await appendRange(lin, 0, 150);
+    expect((await lin.checkpointer.signNow())?.checkpoint.size).toBe(150);
+    expect((await readResume(dir))?.size).toBe(150);
+    await appendRange(lin, 150, 180);
+    expect((await lin.checkpointer.signNow())?.checkpoint.size).toBe(180);
+    expect((await readResume(dir))?.size).toBe(150); // 30 more: not yet
+    await appendRange(lin, 180, 200);
+    const crashed = await crashCopy(dir);
+    await lin.close();
+
+    const names = (await readdir(join(crashed, "segments"))).sort();
+    const last = join(crashed, "segments", names.at(-1)!);
+    await truncate(last, (await stat(last)).size - 3); // the last record torn
+    const back = await open(crashed);
+    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 150 });
+    expect(back.journal.recovery.truncatedBytes).toBeGreaterThan(0);
+    expect(back.journal.root()).toEqual(rootOf(199));
+    expect(back.checkpointer.latest()?.checkpoint.size).toBe(180);
+    await back.close();
+  });
+
+  it("ignores a resume point that does not fit: an offset inside a record truncates nothing", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir);
+    await appendRange(lin, 0, 120);
+    await lin.close();
+    const good = (await readResume(dir))!;
+    const bytes = await readFile(join(dir, RESUME_NAME));
+
+    await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, offset: good.offset - 5 }));
+    const shifted = await open(dir);
+    expect(shifted.journal.recovery).toMatchObject({ size: 120, resumedAt: 0, truncatedBytes: 0 });
+    expect(shifted.journal.root()).toEqual(rootOf(120));
+    await shifted.close();
+
+    // A frontier that does not fold to the root, or a root that is not the note's: ignored.
+    await writeFile(
+      join(dir, RESUME_NAME),
+      encodeResume({ ...good, frontier: good.frontier.map((h) => h.map((b) => b ^ 1)) }),
+    );
+    const badFrontier = await open(dir);
+    expect(badFrontier.journal.recovery).toMatchObject({ size: 120, resumedAt: 0 });
+    await badFrontier.close();
+
+    await writeFile(join(dir, RESUME_NAME), bytes.subarray(0, 20));
+    const torn = await open(dir);
+    expect(torn.journal.recovery).toMatchObject({ size: 120, resumedAt: 0 });
+    await torn.close();
+  });
+
+  it("a resume point whose checkpoint is not signed by the log key refuses to open", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir);
+    await appendRange(lin, 0, 64);
+    await lin.close();
+    // The same tree signed by another key: consistent in itself, but not this log's signature.
+    const other = await tempDir();
+    const forged = await openLineage({
+      dir: other,
+      origin: ORIGIN,
+      signer: softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(8)),
+      now: () => 0,
+      segmentBytes: 4096,
+    });
+    await appendRange(forged, 0, 64);
+    await forged.close();
+    const good = (await readResume(dir))!;
+    const note = (await readResume(other))!.note;
+    await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, note }));
+    await expect(open(dir)).rejects.toMatchObject({ code: "verification_failed" });
+  });
+});
