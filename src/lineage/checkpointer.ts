@@ -64,6 +64,8 @@ export interface CheckpointerOptions {
 export interface CheckpointLogScan {
   readonly lastIntent: Intent | undefined;
   readonly lastNote: string | undefined;
+  /** End of the last checkpoint's record (0 when there is none). */
+  readonly lastNoteEnd: number;
   /** End of the last intact record. */
   readonly end: number;
   /** The scan started at the resume point it was given (not at the beginning of the log). */
@@ -76,6 +78,8 @@ export interface SignedCheckpoint {
   readonly checkpoint: Checkpoint;
   /** The complete signed note text. */
   readonly note: string;
+  /** Bytes of checkpoints.log up to and including this checkpoint's record (what an export copies). */
+  readonly logEnd: number;
 }
 
 interface Intent {
@@ -137,7 +141,7 @@ export class Checkpointer {
     const journal = this.opts.journal;
     const verifiers = [this.verifier, ...(this.opts.previousVerifiers ?? [])];
     const log = this.opts.log ?? (await readCheckpointLog(journal.dir));
-    const { lastIntent, lastNote, end: pos } = log;
+    const { lastIntent, lastNote, lastNoteEnd, end: pos } = log;
     this.lastIntent = lastIntent;
     if (pos < log.size) {
       if (log.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
@@ -160,7 +164,7 @@ export class Checkpointer {
     }
     if (lastNote !== undefined) {
       const { checkpoint } = openCheckpoint(lastNote, this.opts.origin, verifiers[0]!, verifiers.slice(1));
-      this.last = { checkpoint, note: lastNote };
+      this.last = { checkpoint, note: lastNote, logEnd: lastNoteEnd };
     }
   }
 
@@ -250,7 +254,7 @@ export class Checkpointer {
         ["note", note],
       ]),
     );
-    this.last = { checkpoint, note };
+    this.last = { checkpoint, note, logEnd: this.logEnd };
     // Signed and durable: the journal no longer needs to hold what this checkpoint covers.
     journal.prune(snap);
     this.resumeCandidate = {
@@ -348,6 +352,7 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
   let pos = 0;
   let lastIntent: Intent | undefined;
   let lastNote: string | undefined;
+  let lastNoteEnd = 0;
   let resumed = false;
   try {
     // From a resume point: its checkpoint is the last one before its offset, which must be the
@@ -360,6 +365,7 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
       pos = resume.logOffset;
       lastIntent = { size: resume.size, root: resume.root };
       lastNote = resume.note;
+      lastNoteEnd = resume.logOffset;
       resumed = true;
     }
     for (;;) {
@@ -393,6 +399,7 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
           throw refuse(`checkpoint for size ${cp.size} does not match the intent before it`);
         }
         lastNote = note;
+        lastNoteEnd = pos + RECORD_HEADER_BYTES + payload.length;
       } else {
         throw refuse(`unknown record at offset ${pos}`);
       }
@@ -401,7 +408,7 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
   } finally {
     await reader.close();
   }
-  return { lastIntent, lastNote, end: pos, size: reader.size, resumed };
+  return { lastIntent, lastNote, lastNoteEnd, end: pos, size: reader.size, resumed };
 }
 
 /**

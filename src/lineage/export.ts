@@ -1,12 +1,10 @@
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { decode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
 import type { SignedCheckpoint } from "./checkpointer.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
 import type { Lineage } from "./lineage.js";
-import { checkRecord, RECORD_HEADER_BYTES } from "./record.js";
 
 /**
  * Bundle export: a self-contained directory an auditor verifies offline (src/audit):
@@ -48,9 +46,6 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     throw new ExecgateError("io_error", "lineage export: the log is empty, nothing is signed yet");
   const size = cp.checkpoint.size;
   const extents = journal.extentsFor(size);
-  const logLength = checkpointer.logLength;
-  const log = await readPrefix(checkpointer.logPath, logLength);
-  const logCut = cutAfterNote(log, cp.note);
 
   try {
     await mkdir(opts.out, { mode: 0o750 });
@@ -61,7 +56,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   // Durability: every file is written and fsynced, then each directory is fsynced, so a bundle
   // that exists after a crash is complete or visibly missing files (never silently short).
   for (const x of extents) await copyPrefix(x.path, join(opts.out, "segments", x.name), x.length);
-  await writeFileSynced(join(opts.out, "checkpoints.log"), logCut);
+  // The log up to this checkpoint's record, copied in chunks (it grows with every checkpoint).
+  await copyPrefix(checkpointer.logPath, join(opts.out, "checkpoints.log"), cp.logEnd);
   await writeFileSynced(
     join(opts.out, "log.vkey"),
     new TextEncoder().encode(`${checkpointer.verifier.vkey}\n`),
@@ -80,29 +76,6 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   await fsyncDir(join(opts.out, "segments"));
   await fsyncDir(opts.out);
   return { size, checkpoint: cp, segments: extents.length, blobs };
-}
-
-/** Keeps the checkpoint-log records up to and including the one carrying `note`. */
-function cutAfterNote(log: Uint8Array, note: string): Uint8Array {
-  let pos = 0;
-  while (pos < log.length) {
-    const len = checkRecord(log, pos, 64 * 1024);
-    if (len < 0) break;
-    const rec = decode(log.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
-    pos += RECORD_HEADER_BYTES + len;
-    if (rec instanceof Map && rec.get("kind") === "checkpoint" && rec.get("note") === note)
-      return log.subarray(0, pos);
-  }
-  throw new ExecgateError("internal", "lineage export: the signed checkpoint is not in checkpoints.log");
-}
-
-async function readPrefix(path: string, length: number): Promise<Uint8Array> {
-  try {
-    const all = new Uint8Array(await readFile(path));
-    return all.subarray(0, Math.min(length, all.length));
-  } catch (e) {
-    throw ioError(`lineage export: read ${path}`, e);
-  }
 }
 
 async function copyPrefix(from: string, to: string, length: number): Promise<void> {

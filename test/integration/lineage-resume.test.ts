@@ -2,10 +2,13 @@ import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { verifyBundle } from "../../src/audit/verify.js";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
+import { exportBundle, readBundle } from "../../src/lineage/export.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { openLineage } from "../../src/lineage/lineage.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
+import { parseVerifierKey } from "../../src/lineage/note.js";
 import { decodeResume, encodeResume, RESUME_NAME, readResume } from "../../src/lineage/resume.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
 
@@ -94,7 +97,28 @@ describe("resume point", () => {
     const extents = again.journal.extentsFor(420);
     expect(extents.map((x) => x.name)).toEqual((await readdir(join(dir, "segments"))).sort());
     for (const x of extents.slice(0, -1)) expect(x.length).toBe((await stat(x.path)).size);
+    // The resumed checkpoint is where an export's checkpoints.log ends when nothing was signed since.
+    const bundle = join(await tempDir(), "bundle");
+    expect((await exportBundle({ lineage: again, out: bundle })).size).toBe(420);
+    const files = await readBundle(bundle);
+    const report = verifyBundle({
+      origin: files.origin,
+      logVerifier: parseVerifierKey(files.vkeys[0]!),
+      segments: files.segments,
+      checkpointLog: files.checkpointLog,
+    });
+    expect(report.failures).toEqual([]);
+    expect(report.entries).toBe(420);
     await again.close();
+    const reopened = await open(dir);
+    const bundle2 = join(await tempDir(), "bundle");
+    await exportBundle({ lineage: reopened, out: bundle2 }); // nothing new: the resume point's checkpoint
+    expect(
+      (await readFile(join(bundle2, "checkpoints.log"))).equals(
+        await readFile(join(bundle, "checkpoints.log")),
+      ),
+    ).toBe(true);
+    await reopened.close();
 
     // Without the file: a full replay, to the same tree.
     await rm(join(dir, RESUME_NAME));
