@@ -320,9 +320,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   loop.onEpoch(notifier.onEpoch);
 
   // The first epoch before the socket opens: nothing is served without an attempt at evidence.
+  // The periodic epochs and checkpoints start once the socket is bound: binding changes the
+  // process umask for an instant (src/server/listen.ts), and no file is being created then.
   await loop.runEpoch();
-  loop.start();
-  lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
 
   // The socket systemd passed (execgate.socket), else the configured path bound here.
   let listener: Server;
@@ -337,6 +337,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     });
     listener = opened.server;
     activated = opened.activated;
+    loop.start();
+    lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
     if (activated && opened.address !== config.daemon.socket)
       log.warn({ activated: opened.address, configured: config.daemon.socket }, "activated_socket_differs");
   } catch (e) {

@@ -1,6 +1,6 @@
 import { type CborValue, decode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
-import { MAX_ENTRY_BYTES } from "../lineage/entry.js";
+import { MAX_ENTRY_READ_BYTES } from "../lineage/entry.js";
 import { checkRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from "../lineage/record.js";
 
 /**
@@ -34,7 +34,7 @@ export function parseSegment(file: SegmentFile): ParsedSegment {
   const entries: Uint8Array[] = [];
   let pos = SEGMENT_HEADER_BYTES;
   while (pos < b.length) {
-    const len = checkRecord(b, pos, MAX_ENTRY_BYTES);
+    const len = checkRecord(b, pos, MAX_ENTRY_READ_BYTES);
     if (len < 0) return { name: file.name, first: Number(first), entries, badOffset: pos };
     entries.push(b.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
     pos += RECORD_HEADER_BYTES + len;

@@ -321,12 +321,10 @@ export class Checkpointer {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     if (this.inFlight !== undefined) await this.inFlight.catch(() => undefined);
-    try {
-      await this.saveResume();
-    } finally {
-      await this.fh?.close();
-      this.fh = undefined;
-    }
+    // Like in sign(): a resume point not saved only costs a longer replay at the next open.
+    await this.saveResume().catch((e) => this.reportError?.(e));
+    await this.fh?.close();
+    this.fh = undefined;
   }
 }
 

@@ -19,10 +19,13 @@ import { HASH_SIZE } from "./hash.js";
 
 export const ENTRY_VERSION = 1;
 /**
- * DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. One byte
- * short of 64 KiB so that every entry fits a tlog-tiles entry bundle's uint16 length prefix.
+ * DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. New
+ * entries are one byte short of it, so that every entry fits a tlog-tiles entry bundle's uint16
+ * length; reading accepts the full 64 KiB that earlier versions wrote (an export of a log holding
+ * such an entry fails, with a message that says so, rather than the log becoming unreadable).
  */
 export const MAX_ENTRY_BYTES = 0xffff;
+export const MAX_ENTRY_READ_BYTES = 64 * 1024;
 export const MAX_BACK_REFS = 64;
 
 export const ENTRY_TYPES = [
@@ -386,8 +389,11 @@ export function encodeEntry(e: Entry): Uint8Array {
 const ENTRY_KEYS = new Set(["v", "type", "time", "refs", "body"]);
 
 export function decodeEntry(bytes: Uint8Array): Entry {
-  if (bytes.length > MAX_ENTRY_BYTES) {
-    throw new ExecgateError("limit_exceeded", `lineage entry: ${bytes.length} bytes > ${MAX_ENTRY_BYTES}`);
+  if (bytes.length > MAX_ENTRY_READ_BYTES) {
+    throw new ExecgateError(
+      "limit_exceeded",
+      `lineage entry: ${bytes.length} bytes > ${MAX_ENTRY_READ_BYTES}`,
+    );
   }
   const top = decode(bytes, { maxDepth: 8, maxItems: 8192 });
   if (!(top instanceof Map)) throw bad("not a map");

@@ -3,7 +3,7 @@ import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
-import { type Entry, encodeEntry, MAX_ENTRY_BYTES } from "./entry.js";
+import { type Entry, encodeEntry, MAX_ENTRY_BYTES, MAX_ENTRY_READ_BYTES } from "./entry.js";
 import { extendFrontier, type Frontier, frontierRoot, pushLeaf } from "./frontier.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
 import { HASH_SIZE, leafHash } from "./hash.js";
@@ -111,6 +111,18 @@ function segmentName(first: number): string {
   return `${String(first).padStart(20, "0")}.seg`;
 }
 
+/** A resume point that does not fit what replay finds: start over from the beginning. */
+class ResumeMisfit extends Error {}
+
+interface ResumeStart {
+  /** Position of the resume point's segment in the sorted segment names. */
+  readonly k: number;
+  /** That segment's bytes (read to check the offset). */
+  readonly data: Uint8Array;
+  /** The segments before it, taken without replay. */
+  readonly earlier: Segment[];
+}
+
 function corrupt(message: string, detail: Record<string, unknown> = {}): ExecgateError {
   return new ExecgateError("config_invalid", `lineage journal: ${message}; refusing to open`, detail);
 }
@@ -167,7 +179,7 @@ export class Journal {
   static async open(opts: JournalOptions): Promise<Journal> {
     const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     const maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
-    if (maxBatchBytes < MAX_ENTRY_BYTES + RECORD_HEADER_BYTES) {
+    if (maxBatchBytes < MAX_ENTRY_READ_BYTES + RECORD_HEADER_BYTES) {
       throw new ExecgateError("config_invalid", "lineage journal: maxBatchBytes must hold one maximal entry");
     }
     try {
@@ -197,27 +209,58 @@ export class Journal {
     return j;
   }
 
+  /**
+   * Replays the segments: from the resume point when it fits the files, else (or when anything
+   * after it does not fit) from the beginning. Only a full replay changes files (a torn tail cut,
+   * a headerless last segment removed) or refuses to open: from a resume point, anything unusual
+   * is a reason to start over, never to truncate.
+   */
   private async recover(resume: ResumePoint | undefined): Promise<void> {
-    // Built in place during replay, then frozen into this.frontier.
-    let frontier: Uint8Array[] = [];
     let names: string[];
     try {
       names = (await readdir(this.segDir)).filter((n) => SEGMENT_NAME.test(n)).sort();
     } catch (e) {
       throw ioError(`lineage segments ${this.segDir}`, e);
     }
+    const from = await this.resumeStart(names, resume);
+    if (from !== undefined) {
+      try {
+        await this.replay(names, { ...from, point: resume! });
+        return;
+      } catch (e) {
+        if (!(e instanceof ResumeMisfit)) throw e;
+        this.resetReplay();
+      }
+    }
+    await this.replay(names, undefined);
+  }
+
+  private resetReplay(): void {
+    this.segments.length = 0;
+    this.durable = 0;
+    this.base = 0;
+    this.baseFrontier = [];
+    this.leafCount = 0;
+  }
+
+  private async replay(
+    names: readonly string[],
+    from: (ResumeStart & { readonly point: ResumePoint }) | undefined,
+  ): Promise<void> {
+    // Built in place during replay, then frozen into this.frontier.
+    let frontier: Uint8Array[] = [];
     let truncatedBytes = 0;
     const removedSegments: string[] = [];
-    // From a resume point: the segments before its own are taken as they are (complete: only the
-    // last segment can have a torn tail), and replay starts where entry `resume.size` starts.
-    const from = await this.resumeStart(names, resume);
-    let startOffset = SEGMENT_HEADER_BYTES;
     if (from !== undefined) {
+      // The segments before the resume point's own are taken as they are (only the last segment
+      // can have a torn tail), and replay starts where entry `point.size` starts.
       this.segments.push(...from.earlier);
-      this.durable = resume!.size;
-      frontier = resume!.frontier.slice();
-      startOffset = resume!.offset;
+      this.durable = from.point.size;
+      frontier = from.point.frontier.slice();
     }
+    const misfit = (why: string) => {
+      if (from !== undefined) throw new ResumeMisfit(why);
+    };
     for (let k = from?.k ?? 0; k < names.length; k++) {
       const name = names[k]!;
       const path = join(this.segDir, name);
@@ -225,6 +268,7 @@ export class Journal {
       const first = Number(SEGMENT_NAME.exec(name)![1]);
       const resuming = from !== undefined && k === from.k;
       if (first !== this.durable && !resuming) {
+        misfit("segment start");
         throw corrupt(`segment ${name} starts at ${first}, expected ${this.durable}`, { segment: path });
       }
       let data: Uint8Array;
@@ -234,18 +278,22 @@ export class Journal {
         throw ioError(`read ${path}`, e);
       }
       if (data.length < SEGMENT_HEADER_BYTES && isLast) {
+        misfit("headerless segment");
         // A crash while rotating: the new segment never got its header. No entry can be in it.
         await rm(path);
         await fsyncDir(this.segDir);
         removedSegments.push(name);
         continue;
       }
-      if (!this.headerValid(data, first))
+      if (!this.headerValid(data, first)) {
+        misfit("segment header");
         throw corrupt(`segment ${name} has an invalid header`, { segment: path });
-      let pos = resuming ? startOffset : SEGMENT_HEADER_BYTES;
+      }
+      let pos = resuming ? from.point.offset : SEGMENT_HEADER_BYTES;
       while (pos < data.length) {
-        const len = checkRecord(data, pos, MAX_ENTRY_BYTES);
+        const len = checkRecord(data, pos, MAX_ENTRY_READ_BYTES);
         if (len < 0) {
+          misfit("bad record");
           const tail = data.length - pos;
           if (!isLast)
             throw corrupt(`bad record in ${name} at offset ${pos}`, { segment: path, offset: pos });
@@ -282,42 +330,56 @@ export class Journal {
       truncatedBytes,
       removedSegments,
       size: this.durable,
-      resumedAt: from ? resume!.size : 0,
+      resumedAt: from ? from.point.size : 0,
     };
   }
 
   /**
    * Whether replay can start at `resume`, checked without changing anything: its size within
-   * keepFrom, its segment present with a valid header, its offset inside it, and at that offset
-   * either the segment's end or an intact record (so a bad offset can never be taken for a torn
-   * tail and truncated). Returns the segment's position in `names` and the segments before it.
+   * keepFrom; the segments before its own as many and as long as it recorded; its segment present
+   * with a valid header, its offset the end of the segment's first size - segment records, and
+   * there either the segment's end or an intact record. Returns the segment's position in `names`, its bytes and the segments before it.
    */
   private async resumeStart(
     names: readonly string[],
     resume: ResumePoint | undefined,
-  ): Promise<{ readonly k: number; readonly data: Uint8Array; readonly earlier: Segment[] } | undefined> {
+  ): Promise<ResumeStart | undefined> {
     if (resume === undefined || resume.size > this.keepFrom) return undefined;
     const k = names.indexOf(segmentName(resume.segment));
-    if (k < 0 || resume.offset < SEGMENT_HEADER_BYTES) return undefined;
-    const path = join(this.segDir, names[k]!);
-    let data: Uint8Array;
-    try {
-      data = new Uint8Array(await readFile(path));
-    } catch {
-      return undefined;
-    }
-    if (!this.headerValid(data, resume.segment) || resume.offset > data.length) return undefined;
-    if (resume.offset < data.length && checkRecord(data, resume.offset, MAX_ENTRY_BYTES) < 0)
-      return undefined;
+    if (k < 0 || k !== resume.earlierSegments || resume.offset < SEGMENT_HEADER_BYTES) return undefined;
     const earlier: Segment[] = [];
+    let earlierBytes = 0;
     for (const name of names.slice(0, k)) {
       const p = join(this.segDir, name);
       try {
-        earlier.push({ first: Number(SEGMENT_NAME.exec(name)![1]), path: p, end: (await stat(p)).size });
+        const end = (await stat(p)).size;
+        earlier.push({ first: Number(SEGMENT_NAME.exec(name)![1]), path: p, end });
+        earlierBytes += end;
       } catch {
         return undefined;
       }
     }
+    if (earlierBytes !== resume.earlierBytes || (k > 0 && earlier[0]!.first !== 0)) return undefined;
+    let data: Uint8Array;
+    try {
+      data = new Uint8Array(await readFile(join(this.segDir, names[k]!)));
+    } catch {
+      return undefined;
+    }
+    if (!this.headerValid(data, resume.segment) || resume.offset > data.length) return undefined;
+    // The offset must be where exactly size - segment intact records from the header end (CRCs
+    // only, no hashing): not a boundary found elsewhere, which would replay entries twice or skip some.
+    let pos = SEGMENT_HEADER_BYTES;
+    let records = 0;
+    while (pos < resume.offset) {
+      const len = checkRecord(data, pos, MAX_ENTRY_READ_BYTES);
+      if (len < 0) return undefined;
+      pos += RECORD_HEADER_BYTES + len;
+      records += 1;
+    }
+    if (pos !== resume.offset || records !== resume.size - resume.segment) return undefined;
+    if (resume.offset < data.length && checkRecord(data, resume.offset, MAX_ENTRY_READ_BYTES) < 0)
+      return undefined;
     return { k, data, earlier };
   }
 
@@ -325,9 +387,15 @@ export class Journal {
    * Where a restart could resume at `size` (a checkpointed size at or after `base`): the segment
    * in which entry `size` starts and the offset there (resume.ts).
    */
-  resumePosition(size: number): { readonly segment: number; readonly offset: number } {
-    const last = this.extentsFor(size).at(-1)!;
-    return { segment: Number(SEGMENT_NAME.exec(last.name)![1]), offset: last.length };
+  resumePosition(size: number): Pick<ResumePoint, "segment" | "offset" | "earlierSegments" | "earlierBytes"> {
+    const extents = this.extentsFor(size);
+    const last = extents.at(-1)!;
+    return {
+      segment: Number(SEGMENT_NAME.exec(last.name)![1]),
+      offset: last.length,
+      earlierSegments: extents.length - 1,
+      earlierBytes: extents.slice(0, -1).reduce((n, x) => n + x.length, 0),
+    };
   }
 
   private headerValid(data: Uint8Array, first: number): boolean {
@@ -672,7 +740,7 @@ export class Journal {
       const buf = await readAt(seg.path, start, end - start);
       let pos = 0;
       for (; i < segLast; i++) {
-        const len = checkRecord(buf, pos, MAX_ENTRY_BYTES);
+        const len = checkRecord(buf, pos, MAX_ENTRY_READ_BYTES);
         if (len < 0) {
           throw new ExecgateError(
             "io_error",

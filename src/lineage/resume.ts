@@ -21,7 +21,8 @@ import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
  * covers them, and `execgate audit verify` checks them against it.
  *
  * File `resume` in the lineage directory: one record (record.ts framing: length, CRC) holding a
- * deterministic-CBOR map {size, root, note, frontier: [bstr], segment, offset, log_offset}.
+ * deterministic-CBOR map {size, root, note, frontier: [bstr], segment, offset, earlier_segments,
+ * earlier_bytes, log_offset}.
  * Written to `resume.tmp`, fsynced, renamed over `resume`, directory fsynced.
  */
 export interface ResumePoint {
@@ -36,6 +37,9 @@ export interface ResumePoint {
   readonly segment: number;
   /** Byte offset in that segment where entry `size` starts. */
   readonly offset: number;
+  /** How many segments come before that one, and their bytes in all (checked at open). */
+  readonly earlierSegments: number;
+  readonly earlierBytes: number;
   /** Bytes of checkpoints.log up to and including the checkpoint's record. */
   readonly logOffset: number;
 }
@@ -52,6 +56,8 @@ export function encodeResume(r: ResumePoint): Uint8Array {
       ["frontier", [...r.frontier]],
       ["segment", r.segment],
       ["offset", r.offset],
+      ["earlier_segments", r.earlierSegments],
+      ["earlier_bytes", r.earlierBytes],
       ["log_offset", r.logOffset],
     ]),
   );
@@ -74,22 +80,25 @@ export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
   } catch {
     return undefined;
   }
-  if (!(m instanceof Map) || m.size !== 7) return undefined;
-  const [size, root, note, frontier, segment, offset, logOffset] = [
+  if (!(m instanceof Map) || m.size !== 9) return undefined;
+  const [size, root, note, frontier, segment, offset, earlierSegments, earlierBytes, logOffset] = [
     "size",
     "root",
     "note",
     "frontier",
     "segment",
     "offset",
+    "earlier_segments",
+    "earlier_bytes",
     "log_offset",
   ].map((k) => m.get(k));
   if (!count(size) || !hash(root) || typeof note !== "string" || !Array.isArray(frontier)) return undefined;
   if (!count(segment) || !count(offset) || !count(logOffset) || segment > size) return undefined;
+  if (!count(earlierSegments) || !count(earlierBytes)) return undefined;
   // One frontier hash per set bit of the size.
   if (!frontier.every(hash) || frontier.length !== size.toString(2).replaceAll("0", "").length)
     return undefined;
-  return { size, root, note, frontier, segment, offset, logOffset };
+  return { size, root, note, frontier, segment, offset, earlierSegments, earlierBytes, logOffset };
 }
 
 /** The lineage directory's resume point, or undefined when there is none or it is unusable. */

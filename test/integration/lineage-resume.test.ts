@@ -65,6 +65,8 @@ describe("resume point", () => {
       frontier: [new Uint8Array(32).fill(2), new Uint8Array(32).fill(3)],
       segment: 0,
       offset: 100,
+      earlierSegments: 0,
+      earlierBytes: 0,
       logOffset: 200,
     };
     const bytes = encodeResume(r);
@@ -128,7 +130,7 @@ describe("resume point", () => {
     await full.close();
   });
 
-  it("saved every resumeEvery entries; after a crash, replay starts there and a torn tail after it is cut", async () => {
+  it("saved every resumeEvery entries; after a crash replay starts there, and a torn tail means a full replay that cuts it", async () => {
     const dir = await tempDir();
     const lin = await open(dir, 100);
     await appendRange(lin, 0, 150);
@@ -141,11 +143,19 @@ describe("resume point", () => {
     const crashed = await crashCopy(dir);
     await lin.close();
 
+    const intact = await crashCopy(crashed);
+    const resumed = await open(intact);
+    expect(resumed.journal.recovery).toMatchObject({ size: 200, resumedAt: 150, truncatedBytes: 0 });
+    expect(resumed.journal.root()).toEqual(rootOf(200));
+    expect(resumed.checkpointer.latest()?.checkpoint.size).toBe(180);
+    await resumed.close();
+
+    // Only a full replay cuts a torn tail (from a resume point, a bad record is a reason to start over).
     const names = (await readdir(join(crashed, "segments"))).sort();
     const last = join(crashed, "segments", names.at(-1)!);
     await truncate(last, (await stat(last)).size - 3); // the last record torn
     const back = await open(crashed);
-    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 150 });
+    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 0 });
     expect(back.journal.recovery.truncatedBytes).toBeGreaterThan(0);
     expect(back.journal.root()).toEqual(rootOf(199));
     expect(back.checkpointer.latest()?.checkpoint.size).toBe(180);
@@ -201,5 +211,37 @@ describe("resume point", () => {
     const note = (await readResume(other))!.note;
     await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, note }));
     await expect(open(dir)).rejects.toMatchObject({ code: "verification_failed" });
+  });
+
+  it("a resume offset at another record boundary is set aside: the full replay reaches the signed root", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir);
+    await appendRange(lin, 0, 100);
+    const [entry99] = await lin.journal.readRange(99, 100);
+    await lin.close();
+    const good = (await readResume(dir))!;
+    // One record back: an intact record there, but replaying from it counts entry 99 twice.
+    await writeFile(
+      join(dir, RESUME_NAME),
+      encodeResume({ ...good, offset: good.offset - 8 - entry99!.length }),
+    );
+    const back = await open(dir);
+    expect(back.journal.recovery).toMatchObject({ size: 100, resumedAt: 0 });
+    expect(back.journal.root()).toEqual(rootOf(100));
+    await back.close();
+  });
+
+  it("a missing or shortened earlier segment is not taken on trust: the full replay refuses", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir);
+    await appendRange(lin, 0, 300);
+    await lin.close();
+    const names = (await readdir(join(dir, "segments"))).sort();
+    expect((await readResume(dir))!.earlierSegments).toBe(names.length - 1);
+    const second = join(dir, "segments", names[1]!);
+    await truncate(second, (await stat(second)).size - 10);
+    await expect(open(dir)).rejects.toMatchObject({ code: "config_invalid" });
+    await rm(second);
+    await expect(open(dir)).rejects.toMatchObject({ code: "config_invalid" });
   });
 });

@@ -3,7 +3,14 @@ import { describe, expect, it } from "vitest";
 import { decode, encode } from "../../src/cbor/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { toHex } from "../../src/core/hex.js";
-import { decodeEntry, type Entry, encodeEntry, MAX_ENTRY_BYTES, makeEntry } from "../../src/lineage/entry.js";
+import {
+  decodeEntry,
+  type Entry,
+  encodeEntry,
+  MAX_ENTRY_BYTES,
+  MAX_ENTRY_READ_BYTES,
+  makeEntry,
+} from "../../src/lineage/entry.js";
 
 const d32 = (b: number): Uint8Array => new Uint8Array(32).fill(b);
 const time = { wallMs: 1_764_000_000_000, monoUs: 123_456 };
@@ -100,10 +107,10 @@ describe("lineage entries", () => {
     );
   });
 
-  it("enforces the limit (65,535 bytes, within 64 KiB) on encode and decode", () => {
+  it("enforces the limits: 65,535 bytes for new entries, 64 KiB when reading", () => {
     const big = makeEntry("token_redeemed", time, { token: new Uint8Array(MAX_ENTRY_BYTES) });
     expect(() => encodeEntry(big)).toThrow(expect.objectContaining({ code: "limit_exceeded" }));
-    expect(() => decodeEntry(new Uint8Array(MAX_ENTRY_BYTES + 1))).toThrow(
+    expect(() => decodeEntry(new Uint8Array(MAX_ENTRY_READ_BYTES + 1))).toThrow(
       expect.objectContaining({ code: "limit_exceeded" }),
     );
   });
