@@ -318,26 +318,18 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(peer, evidence, cti, claims!, token!, nowS);
+    return this.released(evidence, cti, claims!, token!, nowS);
   }
 
-  /** A token whose entries are durable: registered for single use, counted, handed out. */
+  /** A token whose entries are durable: its epoch remembered for the redeem, counted, handed out. */
   private released(
-    peer: PeerIdentity,
     evidence: EvidenceState,
     cti: Uint8Array,
     claims: TokenClaims,
     token: Uint8Array,
     nowS: number,
   ): GateResult<IssuedReply> {
-    this.issued.add(cti, {
-      uid: peer.uid,
-      exp: claims.exp,
-      resetCount: evidence.resetCount,
-      restartCount: evidence.restartCount,
-      spent: false,
-      reported: false,
-    });
+    this.issued.issued(evidence.epochHash, evidence, claims.exp);
     this.counters.allowed++;
     this.issued.sweep(nowS);
     return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
@@ -421,7 +413,7 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(peer, evidence, cti, claims, token, nowS);
+    return this.released(evidence, cti, claims, token, nowS);
   }
 
   /**
@@ -477,7 +469,7 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(peer, evidence, cti, claims, token, nowS);
+    return this.released(evidence, cti, claims, token, nowS);
   }
 
   /** Stops the signing thread (at daemon stop, after the server closed). */
@@ -511,30 +503,34 @@ export class Gate {
       return { ok: false, reason: v.reason };
     }
     const c = v.claims;
-    const t = this.issued.get(c.cti);
+    // Issued by this run: it names an epoch this run issued tokens on (the signature alone does
+    // not say so for an HSM key that outlives the process).
+    const issuedOn = this.issued.epoch(c.epoch);
     const refs = [{ index: c.lineage[0], leafHash: c.lineage[1] }];
     const deny = async (reason: DenialReason, detail: string): Promise<GateResult<never>> => {
-      await this.recordDenial(peer, reason, detail, t ? refs : []);
+      await this.recordDenial(peer, reason, detail, issuedOn ? refs : []);
       return { ok: false, reason };
     };
-    if (!t) return deny("token_signature_invalid", "token id unknown to this daemon run");
-    if (t.spent) return deny("token_replayed", "token already redeemed");
-    if (t.uid !== peer.uid)
-      return deny("peer_unknown", `token issued to uid ${t.uid}, redeemed by uid ${peer.uid}`);
+    if (!issuedOn) return deny("token_signature_invalid", "token not issued by this daemon run");
+    if (this.issued.get(c.cti)) return deny("token_replayed", "token already redeemed");
+    if (c.peer.uid !== peer.uid)
+      return deny("peer_unknown", `token issued to uid ${c.peer.uid}, redeemed by uid ${peer.uid}`);
     const ev = this.o.loop.current();
     const expected = this.o.expected();
     if (!ev) return deny("attestation_missing", "no epoch");
     if (!ev.integrity.ok) return deny(ev.integrity.reason, ev.integrity.detail);
     if (
-      ev.resetCount !== t.resetCount ||
-      ev.restartCount !== t.restartCount ||
+      ev.resetCount !== issuedOn.resetCount ||
+      ev.restartCount !== issuedOn.restartCount ||
       ev.bootId !== expected.bootId
     ) {
       return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
     }
     if (nowMs - ev.verifiedAtMs > this.o.maxEvidenceAgeMs)
       return deny("attestation_stale", "evidence too old at redeem");
-    t.spent = true; // before the await: a concurrent replay of the same token now loses
+    // Spent before the await: a concurrent replay of the same token now loses.
+    const t = this.issued.spend(c.cti, peer.uid, c.exp);
+    if (!t) return deny("token_replayed", "token already redeemed");
     try {
       const r = await this.o.lineage.journal.append(
         makeEntry("token_redeemed", this.time(), { token }, refs),

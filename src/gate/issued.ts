@@ -1,53 +1,116 @@
 /**
- * Tokens this daemon run has issued and redeemed, by token id (cti). In memory only: the issuer
- * key dies with the process, so no earlier token can verify after a restart. Entries are kept
- * until their token expires (an expired token is refused on its claims anyway).
+ * What this daemon run remembers of the tokens it issued, in memory only (the in-memory issuer key
+ * dies with the process; an HSM-signed token names an epoch of the run that issued it).
+ *
+ * A token carries everything a redeem checks except two things, which are kept here:
+ *   - the epochs tokens were issued on, with the TPM reset/restart counts then: a token naming an
+ *     epoch this run does not know was not issued by it, and a reset since invalidates it;
+ *   - the tokens redeemed (single use), with their token_redeemed entry for the execution report.
+ * So memory grows with epochs (at most one a second) and with redeems, not with every token
+ * issued; each is dropped `graceS` seconds after its last token expires. A count of the tokens
+ * issued and not yet expired is kept per expiry second for `status`.
  */
-export interface IssuedToken {
-  readonly uid: number;
-  readonly exp: number;
+export interface EpochCounts {
   readonly resetCount: number;
   readonly restartCount: number;
-  /** The token_redeemed entry, once redeemed (an execution report refers to it). */
+}
+
+export interface RedeemedToken {
+  readonly uid: number;
+  readonly exp: number;
+  /** The token_redeemed entry, once durable (an execution report refers to it). */
   redeemed?: { readonly index: number; readonly leafHash: Uint8Array };
-  spent: boolean;
   reported: boolean;
 }
 
+interface KnownEpoch extends EpochCounts {
+  /** Latest expiry of a token issued on this epoch. */
+  lastExp: number;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+
 export class IssuedTokens {
-  private readonly byId = new Map<string, IssuedToken>();
+  private readonly epochs = new Map<string, KnownEpoch>();
+  /** The epoch of the latest issue, by identity (tokens come in runs on one epoch). */
+  private lastEpochHash: Uint8Array | undefined;
+  private lastEpoch: KnownEpoch | undefined;
+  private readonly redeemed = new Map<string, RedeemedToken>();
   /**
-   * Token ids by expiry second: a sweep visits the expiry seconds in use (at most the longest TTL
-   * plus the grace, in seconds) and the tokens it drops — not every live token, which at a
-   * thousand tokens a second held the event loop for milliseconds once a second.
+   * Redeemed token ids and live-token counts by expiry second: a sweep visits the expiry seconds
+   * in use (at most the longest TTL plus the grace) and what it drops, never every token.
    */
-  private readonly byExp = new Map<number, string[]>();
+  private readonly redeemedByExp = new Map<number, string[]>();
+  private readonly liveByExp = new Map<number, number>();
+  private liveCount = 0;
   private lastSweepS = 0;
 
+  /** Tokens issued by this run and not yet expired past the grace. */
   get size(): number {
-    return this.byId.size;
+    return this.liveCount;
   }
 
-  add(id: Uint8Array, t: IssuedToken): void {
-    const key = Buffer.from(id).toString("hex");
-    this.byId.set(key, t);
-    const ids = this.byExp.get(t.exp);
+  /** Records a token issued on the epoch `epochHash` (the token's `epoch` claim), expiring at `exp`. */
+  issued(epochHash: Uint8Array, counts: EpochCounts, exp: number): void {
+    let e = this.lastEpochHash === epochHash ? this.lastEpoch : this.epochs.get(hex(epochHash));
+    if (e === undefined) {
+      e = { resetCount: counts.resetCount, restartCount: counts.restartCount, lastExp: exp };
+      this.epochs.set(hex(epochHash), e);
+    }
+    this.lastEpochHash = epochHash;
+    this.lastEpoch = e;
+    if (exp > e.lastExp) e.lastExp = exp;
+    this.liveByExp.set(exp, (this.liveByExp.get(exp) ?? 0) + 1);
+    this.liveCount += 1;
+  }
+
+  /** The epoch a token names, if this run issued tokens on it (and they have not all expired). */
+  epoch(epochHash: Uint8Array): EpochCounts | undefined {
+    return this.epochs.get(hex(epochHash));
+  }
+
+  /** The redeemed token with this id, if it was redeemed in this run. */
+  get(tokenId: Uint8Array): RedeemedToken | undefined {
+    return this.redeemed.get(hex(tokenId));
+  }
+
+  /**
+   * Marks a token spent (call it before any await, so a concurrent replay loses): its record, or
+   * undefined if it was spent already.
+   */
+  spend(tokenId: Uint8Array, uid: number, exp: number): RedeemedToken | undefined {
+    const key = hex(tokenId);
+    if (this.redeemed.has(key)) return undefined;
+    const t: RedeemedToken = { uid, exp, reported: false };
+    this.redeemed.set(key, t);
+    const ids = this.redeemedByExp.get(exp);
     if (ids) ids.push(key);
-    else this.byExp.set(t.exp, [key]);
+    else this.redeemedByExp.set(exp, [key]);
+    return t;
   }
 
-  get(id: Uint8Array): IssuedToken | undefined {
-    return this.byId.get(Buffer.from(id).toString("hex"));
-  }
-
-  /** Drops tokens expired for more than `graceS` seconds (at most once a second). */
+  /** Drops what expired more than `graceS` seconds ago (at most once a second). */
   sweep(nowS: number, graceS = 60): void {
     if (nowS === this.lastSweepS) return;
     this.lastSweepS = nowS;
-    for (const [exp, ids] of this.byExp) {
-      if (exp + graceS >= nowS) continue;
-      for (const id of ids) this.byId.delete(id);
-      this.byExp.delete(exp);
+    const gone = (exp: number) => exp + graceS < nowS;
+    for (const [exp, ids] of this.redeemedByExp) {
+      if (!gone(exp)) continue;
+      for (const id of ids) this.redeemed.delete(id);
+      this.redeemedByExp.delete(exp);
+    }
+    for (const [exp, n] of this.liveByExp) {
+      if (!gone(exp)) continue;
+      this.liveCount -= n;
+      this.liveByExp.delete(exp);
+    }
+    for (const [key, e] of this.epochs) {
+      if (!gone(e.lastExp)) continue;
+      this.epochs.delete(key);
+      if (e === this.lastEpoch) {
+        this.lastEpoch = undefined;
+        this.lastEpochHash = undefined;
+      }
     }
   }
 }

@@ -399,11 +399,13 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         await d?.dispose();
       });
 
-      it("tokens are ES256 COSE_Sign1 by the HSM key, redeem once, and are recorded by digest", async () => {
+      it("tokens are ES256 COSE_Sign1 by the HSM key, redeem once, are recorded by digest, and die with the run", async () => {
         const c = await d.client();
         let token: Uint8Array;
+        let unused: Uint8Array;
         try {
           token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
+          unused = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
           const msg = decodeSign1(token);
           expect(msg.alg).toBe(COSE_ALG.ES256);
           expect(verifySign1(msg, root.publicKey)).toBe(true);
@@ -427,6 +429,14 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
         expect(bound).toHaveLength(1);
         expect(bound[0]).toMatchObject({ signer: "hsm" });
         await d.start();
+        // The HSM key outlives the process, its tokens do not: a new run refuses them.
+        const again = await d.client();
+        try {
+          await expect(again.redeem(unused)).rejects.toMatchObject({ reason: "token_signature_invalid" });
+          await expect(again.redeem(token)).rejects.toMatchObject({ reason: "token_signature_invalid" });
+        } finally {
+          again.close();
+        }
       });
 
       it("HSM-signed tokens audit clean: each verified with the HSM key, redeemed once", async () => {

@@ -1,44 +1,50 @@
 import { describe, expect, it } from "vitest";
-import { type IssuedToken, IssuedTokens } from "../../src/gate/issued.js";
+import { IssuedTokens } from "../../src/gate/issued.js";
 
-const token = (exp: number): IssuedToken => ({
-  uid: 1000,
-  exp,
-  resetCount: 0,
-  restartCount: 0,
-  spent: false,
-  reported: false,
-});
+const epochA = new Uint8Array(32).fill(0xa);
+const epochB = new Uint8Array(32).fill(0xb);
+const counts = { resetCount: 3, restartCount: 1 };
 const id = (n: number) => Uint8Array.of(0, n >> 8, n & 0xff);
 
 describe("issued tokens", () => {
-  it("keeps each token until its expiry plus the grace has passed, whatever the order of expiries", () => {
-    const live = new IssuedTokens();
+  it("knows the epochs it issued on until their last token is past expiry plus grace", () => {
+    const t = new IssuedTokens();
     // Scopes with different TTLs: expiries arrive out of order.
-    const exps = [160, 100, 130, 100, 3700, 101, 160];
-    for (const [i, exp] of exps.entries()) live.add(id(i), token(exp));
-    live.sweep(160); // nothing is 60 s past its expiry yet
-    expect(live.size).toBe(7);
-    live.sweep(161); // exp 100 + 60 < 161
-    expect(live.size).toBe(5);
-    expect(live.get(id(1))).toBeUndefined();
-    expect(live.get(id(3))).toBeUndefined();
-    expect(live.get(id(5))?.exp).toBe(101);
-    live.sweep(221);
-    expect([...Array(7).keys()].filter((i) => live.get(id(i)) !== undefined)).toEqual([4]);
-    live.sweep(3761);
-    expect(live.size).toBe(0);
+    for (const exp of [160, 100, 130]) t.issued(epochA, counts, exp);
+    t.issued(new Uint8Array(epochB), { resetCount: 4, restartCount: 0 }, 3700);
+    expect(t.size).toBe(4);
+    expect(t.epoch(new Uint8Array(epochA))).toMatchObject(counts); // by value, not identity
+    expect(t.epoch(epochB)).toMatchObject({ resetCount: 4 });
+    expect(t.epoch(new Uint8Array(32))).toBeUndefined();
+    t.sweep(161); // exp 100 + 60 < 161
+    expect(t.size).toBe(3);
+    expect(t.epoch(epochA)).toBeDefined(); // still has tokens to 160
+    t.sweep(221);
+    expect(t.size).toBe(1);
+    expect(t.epoch(epochA)).toBeUndefined();
+    t.issued(epochA, counts, 400); // an epoch seen again after its sweep is known again
+    expect(t.epoch(epochA)).toBeDefined();
+    t.sweep(3761);
+    expect(t.size).toBe(0);
+    expect(t.epoch(epochB)).toBeUndefined();
   });
 
-  it("sweeps at most once a second; a token added after a sweep is found by the next", () => {
-    const live = new IssuedTokens();
-    live.add(id(1), token(10));
-    live.sweep(71);
-    expect(live.size).toBe(0);
-    live.add(id(2), token(10)); // an expiry second already swept gets a new bucket
-    live.sweep(71); // same second: skipped
-    expect(live.size).toBe(1);
-    live.sweep(72);
-    expect(live.size).toBe(0);
+  it("spends a token once; keeps the redeemed until expiry plus grace; sweeps once a second", () => {
+    const t = new IssuedTokens();
+    t.issued(epochA, counts, 100);
+    const first = t.spend(id(1), 1000, 100);
+    expect(first).toMatchObject({ uid: 1000, exp: 100, reported: false });
+    expect(t.spend(id(1), 1000, 100)).toBeUndefined();
+    expect(t.get(id(1))).toBe(first);
+    expect(t.get(id(2))).toBeUndefined();
+    t.sweep(160);
+    expect(t.get(id(1))).toBe(first);
+    t.sweep(161);
+    expect(t.get(id(1))).toBeUndefined();
+    t.spend(id(2), 1000, 100); // an expiry second already swept gets a new bucket
+    t.sweep(161); // same second: skipped
+    expect(t.get(id(2))).toBeDefined();
+    t.sweep(162);
+    expect(t.get(id(2))).toBeUndefined();
   });
 });
