@@ -297,6 +297,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     },
     log.child({ component: "server" }),
     Date.now,
+    (op, seconds) => metrics.requestDuration.observe(op, seconds),
   );
 
   // systemd: READY=1 with the first verified epoch, STATUS= every epoch, WATCHDOG=1 only from

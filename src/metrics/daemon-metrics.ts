@@ -1,7 +1,7 @@
 import type { EvidenceState } from "../attest/evidence.js";
 import { DENIAL_REASONS, type DenialReason } from "../core/denial.js";
 import type { MetricFamily } from "./exposition.js";
-import { Histogram, LabelledHistogram } from "./histogram.js";
+import { Histogram, LabelledHistogram, REQUEST_BUCKETS_S } from "./histogram.js";
 
 /** What the daemon's parts report at scrape time (read from their counters, nothing computed). */
 export interface MetricsSnapshot {
@@ -37,6 +37,8 @@ export class DaemonMetrics {
   readonly hsmLatency = new Histogram();
   /** Seconds per epoch: quote, verification, log replay, lineage append. */
   readonly epochDuration = new Histogram();
+  /** Seconds per socket request in the daemon, by operation (fed by GateServer). */
+  readonly requestDuration = new LabelledHistogram("op", REQUEST_BUCKETS_S);
   private lastVerifiedAtMs: number | undefined;
 
   constructor(private readonly startedAtMs: number) {}
@@ -108,6 +110,12 @@ export class DaemonMetrics {
         help: "HSM signature latency (PKCS#11 C_Sign), failures included",
         type: "histogram",
         samples: this.hsmLatency.samples(),
+      },
+      {
+        name: "execgate_request_duration_seconds",
+        help: "socket requests by operation, from the parsed frame to the reply handed to the socket (a token's durable lineage write included)",
+        type: "histogram",
+        samples: this.requestDuration.samples(),
       },
       g("execgate_lineage_size", "entries in the lineage log", s.lineage.size),
       g(

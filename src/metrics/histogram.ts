@@ -3,6 +3,11 @@ import type { Sample } from "./exposition.js";
 /** Upper bounds in seconds for hardware latencies: swtpm answers in ~15 ms, real TPMs in 0.1–0.6 s. */
 export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
+/** Upper bounds in seconds for a request's time in the daemon: a durable write is ~0.3–3 ms. */
+export const REQUEST_BUCKETS_S = [
+  0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+] as const;
+
 /** A cumulative histogram (Prometheus semantics: bucket `le` counts every observation ≤ le). */
 export class Histogram {
   private readonly counts: number[];

@@ -45,6 +45,8 @@ export class GateServer {
     private readonly limits: ServerLimits,
     private readonly log: Logger,
     private readonly now: () => number,
+    /** Told how long each dispatched request took, frame parsed → reply written, in seconds. */
+    private readonly served: (op: string, seconds: number) => void = () => undefined,
   ) {
     this.limiter = new RateLimiter(limits.requestsPerSecondPerUid, limits.burstPerUid);
   }
@@ -131,12 +133,14 @@ export class GateServer {
         }
         inFlight++;
         if (inFlight >= maxInFlight) socket.pause();
+        const started = performance.now();
         void this.dispatch(peer, req).then((reply) => {
           inFlight--;
           if (!socket.destroyed) {
             socket.write(encodeFrame(reply, Math.max(this.limits.maxFrameBytes, reply.length)));
             if (inFlight < maxInFlight && socket.isPaused() && !closing) socket.resume();
           }
+          this.served(req.op, (performance.now() - started) / 1000);
         });
       }
     });

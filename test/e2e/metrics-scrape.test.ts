@@ -84,6 +84,10 @@ describeTpm("operations: metrics and status of a real daemon", () => {
       m.get('execgate_tpm_command_seconds_count{command="tpm2_quote"}'),
     );
     expect(m.get('execgate_epoch_duration_seconds_bucket{le="+Inf"}')).toBeGreaterThanOrEqual(1);
+    // Both token requests timed (the denial too); buckets cumulative up to the count.
+    expect(m.get('execgate_request_duration_seconds_count{op="token.request"}')).toBe(2);
+    expect(m.get('execgate_request_duration_seconds_bucket{op="token.request",le="+Inf"}')).toBe(2);
+    expect(m.get('execgate_request_duration_seconds_sum{op="token.request"}')).toBeGreaterThan(0);
     expect(m.get("execgate_lineage_size")).toBeGreaterThan(0);
     expect(m.get("execgate_lineage_checkpoint_lag")).toBeGreaterThanOrEqual(0);
     expect(m.get("execgate_connections_accepted_total")).toBeGreaterThanOrEqual(1);
