@@ -338,8 +338,6 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     });
     listener = opened.server;
     activated = opened.activated;
-    loop.start();
-    lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
     if (activated && opened.address !== config.daemon.socket)
       log.warn({ activated: opened.address, configured: config.daemon.socket }, "activated_socket_differs");
   } catch (e) {
@@ -347,6 +345,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     await lineage.close().catch(() => undefined);
     throw refuse(`socket ${config.daemon.socket}`, e);
   }
+  loop.start();
+  lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
   const metricsListen =
     config.metrics.socket !== undefined
       ? { socket: config.metrics.socket, mode: config.metrics.socketMode }

@@ -331,7 +331,8 @@ export class Gate {
   ): GateResult<IssuedReply> {
     this.issued.issued(evidence.epochHash, evidence, claims.exp);
     this.counters.allowed++;
-    this.issued.sweep(nowS);
+    // Redeemed tokens are remembered past any expiry verifyToken still accepts (skew).
+    this.issued.sweep(nowS, Math.max(60, this.o.skewS + 1));
     return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
   }
 
@@ -512,6 +513,8 @@ export class Gate {
       return { ok: false, reason };
     };
     if (!issuedOn) return deny("token_signature_invalid", "token not issued by this daemon run");
+    if (this.issued.forgotten(c.exp))
+      return deny("token_expired", "expired longer ago than its single use is remembered");
     if (this.issued.get(c.cti)) return deny("token_replayed", "token already redeemed");
     if (c.peer.uid !== peer.uid)
       return deny("peer_unknown", `token issued to uid ${c.peer.uid}, redeemed by uid ${peer.uid}`);

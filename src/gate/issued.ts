@@ -44,6 +44,8 @@ export class IssuedTokens {
   private readonly liveByExp = new Map<number, number>();
   private liveCount = 0;
   private lastSweepS = 0;
+  /** Tokens expiring at or before this second may have been forgotten: refuse them (monotonic). */
+  private forgottenUpTo = Number.NEGATIVE_INFINITY;
 
   /** Tokens issued by this run and not yet expired past the grace. */
   get size(): number {
@@ -67,6 +69,15 @@ export class IssuedTokens {
   /** The epoch a token names, if this run issued tokens on it (and they have not all expired). */
   epoch(epochHash: Uint8Array): EpochCounts | undefined {
     return this.epochs.get(hex(epochHash));
+  }
+
+  /**
+   * True when a token expiring at `exp` may have been redeemed and swept since: its single use is
+   * no longer remembered, so it must be refused (a clock skew allowance longer than the grace, or
+   * a wall clock stepped back, could otherwise make it redeemable again).
+   */
+  forgotten(exp: number): boolean {
+    return exp <= this.forgottenUpTo;
   }
 
   /** The redeemed token with this id, if it was redeemed in this run. */
@@ -94,6 +105,7 @@ export class IssuedTokens {
     if (nowS === this.lastSweepS) return;
     this.lastSweepS = nowS;
     const gone = (exp: number) => exp + graceS < nowS;
+    this.forgottenUpTo = Math.max(this.forgottenUpTo, nowS - graceS - 1);
     for (const [exp, ids] of this.redeemedByExp) {
       if (!gone(exp)) continue;
       for (const id of ids) this.redeemed.delete(id);

@@ -124,7 +124,12 @@ export class Checkpointer {
   /** Loads checkpoints.log, truncates a torn tail, and cross-checks it against the journal. */
   static async open(opts: CheckpointerOptions): Promise<Checkpointer> {
     const c = new Checkpointer(opts);
-    await c.load();
+    try {
+      await c.load();
+    } catch (e) {
+      await c.fh?.close().catch(() => undefined);
+      throw e;
+    }
     return c;
   }
 

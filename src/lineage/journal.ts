@@ -802,9 +802,12 @@ export class Journal {
     if (this.closed) return;
     await this.drain();
     this.closed = true;
-    await this.fh?.close();
-    this.fh = undefined;
-    await this.lock.release();
+    try {
+      await this.fh?.close();
+    } finally {
+      this.fh = undefined;
+      await this.lock.release();
+    }
   }
 }
 

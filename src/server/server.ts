@@ -45,7 +45,10 @@ export class GateServer {
     private readonly limits: ServerLimits,
     private readonly log: Logger,
     private readonly now: () => number,
-    /** Told how long each dispatched request took, frame parsed → reply written, in seconds. */
+    /**
+     * Told how long each answered request took in seconds: from the request parsed (after the rate
+     * limit) to its reply handed to the socket. Event-loop waits before parsing are not in it.
+     */
     private readonly served: (op: string, seconds: number) => void = () => undefined,
   ) {
     this.limiter = new RateLimiter(limits.requestsPerSecondPerUid, limits.burstPerUid);
@@ -139,8 +142,8 @@ export class GateServer {
           if (!socket.destroyed) {
             socket.write(encodeFrame(reply, Math.max(this.limits.maxFrameBytes, reply.length)));
             if (inFlight < maxInFlight && socket.isPaused() && !closing) socket.resume();
+            this.served(req.op, (performance.now() - started) / 1000);
           }
-          this.served(req.op, (performance.now() - started) / 1000);
         });
       }
     });

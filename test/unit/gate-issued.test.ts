@@ -47,4 +47,19 @@ describe("issued tokens", () => {
     t.sweep(162);
     expect(t.get(id(2))).toBeUndefined();
   });
+
+  it("what the sweep may have forgotten stays refused, even if the clock steps back", () => {
+    const t = new IssuedTokens();
+    t.issued(epochA, counts, 100);
+    t.issued(epochA, counts, 700); // keeps epoch A known
+    t.spend(id(1), 1000, 100);
+    expect(t.forgotten(100)).toBe(false);
+    t.sweep(161); // the redeemed record of exp 100 is dropped here
+    expect(t.get(id(1))).toBeUndefined();
+    expect(t.epoch(epochA)).toBeDefined();
+    expect(t.forgotten(100)).toBe(true); // so a second redeem is refused, not taken as the first
+    expect(t.forgotten(101)).toBe(false);
+    t.sweep(120); // a clock stepped back does not bring it back
+    expect(t.forgotten(100)).toBe(true);
+  });
 });
