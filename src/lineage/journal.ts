@@ -210,10 +210,13 @@ export class Journal {
   }
 
   /**
-   * Replays the segments: from the resume point when it fits the files, else (or when anything
-   * after it does not fit) from the beginning. Only a full replay changes files (a torn tail cut,
-   * a headerless last segment removed) or refuses to open: from a resume point, anything unusual
-   * is a reason to start over, never to truncate.
+   * Replays the segments: from the resume point when it fits the files, else from the beginning.
+   * The resume point's offset is pinned by walking its segment's records from the header, so
+   * records after it have the boundaries a full replay finds: a torn tail in the last segment is
+   * cut (and a headerless last segment removed) exactly as a full replay would. Anything that
+   * would refuse to open (a bad record before the last segment's tail, a longer bad tail, a
+   * segment that does not start where expected) sets the resume point aside instead, and the
+   * full replay decides.
    */
   private async recover(resume: ResumePoint | undefined): Promise<void> {
     let names: string[];
@@ -278,7 +281,6 @@ export class Journal {
         throw ioError(`read ${path}`, e);
       }
       if (data.length < SEGMENT_HEADER_BYTES && isLast) {
-        misfit("headerless segment");
         // A crash while rotating: the new segment never got its header. No entry can be in it.
         await rm(path);
         await fsyncDir(this.segDir);
@@ -293,11 +295,13 @@ export class Journal {
       while (pos < data.length) {
         const len = checkRecord(data, pos, MAX_ENTRY_READ_BYTES);
         if (len < 0) {
-          misfit("bad record");
           const tail = data.length - pos;
-          if (!isLast)
+          if (!isLast) {
+            misfit("bad record");
             throw corrupt(`bad record in ${name} at offset ${pos}`, { segment: path, offset: pos });
+          }
           if (tail > this.maxBatchBytes) {
+            misfit("long bad tail");
             throw corrupt(
               `bad record in ${name} at offset ${pos} with ${tail} bytes after it (more than one batch)`,
               {

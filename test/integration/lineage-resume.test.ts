@@ -130,7 +130,7 @@ describe("resume point", () => {
     await full.close();
   });
 
-  it("saved every resumeEvery entries; after a crash replay starts there, and a torn tail means a full replay that cuts it", async () => {
+  it("saved every resumeEvery entries; after a crash replay starts there and cuts a torn tail as a full replay would", async () => {
     const dir = await tempDir();
     const lin = await open(dir, 100);
     await appendRange(lin, 0, 150);
@@ -150,16 +150,25 @@ describe("resume point", () => {
     expect(resumed.checkpointer.latest()?.checkpoint.size).toBe(180);
     await resumed.close();
 
-    // Only a full replay cuts a torn tail (from a resume point, a bad record is a reason to start over).
     const names = (await readdir(join(crashed, "segments"))).sort();
     const last = join(crashed, "segments", names.at(-1)!);
     await truncate(last, (await stat(last)).size - 3); // the last record torn
+    const full = await crashCopy(crashed);
+    await rm(join(full, RESUME_NAME));
     const back = await open(crashed);
-    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 0 });
+    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 150 });
     expect(back.journal.recovery.truncatedBytes).toBeGreaterThan(0);
     expect(back.journal.root()).toEqual(rootOf(199));
     expect(back.checkpointer.latest()?.checkpoint.size).toBe(180);
     await back.close();
+    // The same cut as a full replay of the same files.
+    const whole = await open(full);
+    expect(whole.journal.recovery).toMatchObject({
+      size: 199,
+      resumedAt: 0,
+      truncatedBytes: back.journal.recovery.truncatedBytes,
+    });
+    await whole.close();
   });
 
   it("ignores a resume point that does not fit: an offset inside a record truncates nothing", async () => {
