@@ -253,6 +253,7 @@ export class Checkpointer {
         "a checkpoint cosigner returned a signature that does not verify",
       );
     }
+    const recordStart = this.logEnd;
     await this.appendRecord(
       new Map<string, CborValue>([
         ["kind", "checkpoint"],
@@ -269,6 +270,7 @@ export class Checkpointer {
       frontier: snap.frontier,
       ...journal.resumePosition(size),
       logOffset: this.logEnd,
+      logRecordBytes: this.logEnd - recordStart,
     };
     if (size - this.resumeSaved >= (this.opts.resumeEvery ?? DEFAULT_RESUME_EVERY)) {
       // The checkpoint stands whether or not this is saved; a failure only costs a longer replay.
@@ -358,13 +360,10 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
   let lastNoteEnd = 0;
   let resumed = false;
   try {
-    // From a resume point: its checkpoint is the last one before its offset, which must be the
-    // end of the log or the start of an intact record (never taken for a torn tail).
-    if (
-      resume !== undefined &&
-      resume.logOffset <= reader.size &&
-      (resume.logOffset === reader.size || (await reader.recordAt(resume.logOffset)) !== undefined)
-    ) {
+    // From a resume point: the scan starts where its checkpoint's record ends — pinned by finding
+    // that record there, whole, carrying its note — so a torn tail after it is cut where a scan
+    // from the beginning would cut it.
+    if (resume !== undefined && (await endsWithCheckpoint(reader, resume))) {
       pos = resume.logOffset;
       lastIntent = { size: resume.size, root: resume.root };
       lastNote = resume.note;
@@ -412,6 +411,20 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
     await reader.close();
   }
   return { lastIntent, lastNote, lastNoteEnd, end: pos, size: reader.size, resumed };
+}
+
+/** True when the record of `r.logRecordBytes` ending at `r.logOffset` is the checkpoint of `r.note`. */
+async function endsWithCheckpoint(reader: LogReader, r: ResumePoint): Promise<boolean> {
+  const start = r.logOffset - r.logRecordBytes;
+  if (start < 0 || r.logOffset > reader.size) return false;
+  const payload = await reader.recordAt(start);
+  if (payload === undefined || RECORD_HEADER_BYTES + payload.length !== r.logRecordBytes) return false;
+  try {
+    const rec = decode(payload);
+    return rec instanceof Map && rec.get("kind") === "checkpoint" && rec.get("note") === r.note;
+  } catch {
+    return false;
+  }
 }
 
 /**

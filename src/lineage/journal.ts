@@ -341,8 +341,7 @@ export class Journal {
   /**
    * Whether replay can start at `resume`, checked without changing anything: its size within
    * keepFrom; the segments before its own as many and as long as it recorded; its segment present
-   * with a valid header, its offset the end of the segment's first size - segment records, and
-   * there either the segment's end or an intact record. Returns the segment's position in `names`, its bytes and the segments before it.
+   * with a valid header, and its offset the end of the segment's first size - segment records. Returns the segment's position in `names`, its bytes and the segments before it.
    */
   private async resumeStart(
     names: readonly string[],
@@ -382,8 +381,6 @@ export class Journal {
       records += 1;
     }
     if (pos !== resume.offset || records !== resume.size - resume.segment) return undefined;
-    if (resume.offset < data.length && checkRecord(data, resume.offset, MAX_ENTRY_READ_BYTES) < 0)
-      return undefined;
     return { k, data, earlier };
   }
 

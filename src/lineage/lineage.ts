@@ -40,9 +40,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
   // entries from its last intent on, whose root the checkpointer then checks, and verifies the
   // last note's signature — the resume point's own, when nothing was signed after it.
   const resume = selfConsistent(await readResume(opts.dir));
-  let log = await readCheckpointLog(opts.dir, resume);
-  // A torn checkpoint-log tail is cut only after a scan from the beginning.
-  if (log.resumed && log.end < log.size) log = await readCheckpointLog(opts.dir);
+  const log = await readCheckpointLog(opts.dir, resume);
   const openJournal = (from: ResumePoint | undefined) =>
     Journal.open({
       dir: opts.dir,

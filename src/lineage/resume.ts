@@ -22,7 +22,7 @@ import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
  *
  * File `resume` in the lineage directory: one record (record.ts framing: length, CRC) holding a
  * deterministic-CBOR map {size, root, note, frontier: [bstr], segment, offset, earlier_segments,
- * earlier_bytes, log_offset}.
+ * earlier_bytes, log_offset, log_record_bytes}.
  * Written to `resume.tmp`, fsynced, renamed over `resume`, directory fsynced.
  */
 export interface ResumePoint {
@@ -42,6 +42,8 @@ export interface ResumePoint {
   readonly earlierBytes: number;
   /** Bytes of checkpoints.log up to and including the checkpoint's record. */
   readonly logOffset: number;
+  /** That record's framed size: at open it must end at logOffset and carry `note`. */
+  readonly logRecordBytes: number;
 }
 
 export const RESUME_NAME = "resume";
@@ -59,6 +61,7 @@ export function encodeResume(r: ResumePoint): Uint8Array {
       ["earlier_segments", r.earlierSegments],
       ["earlier_bytes", r.earlierBytes],
       ["log_offset", r.logOffset],
+      ["log_record_bytes", r.logRecordBytes],
     ]),
   );
   const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length);
@@ -80,8 +83,19 @@ export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
   } catch {
     return undefined;
   }
-  if (!(m instanceof Map) || m.size !== 9) return undefined;
-  const [size, root, note, frontier, segment, offset, earlierSegments, earlierBytes, logOffset] = [
+  if (!(m instanceof Map) || m.size !== 10) return undefined;
+  const [
+    size,
+    root,
+    note,
+    frontier,
+    segment,
+    offset,
+    earlierSegments,
+    earlierBytes,
+    logOffset,
+    logRecordBytes,
+  ] = [
     "size",
     "root",
     "note",
@@ -91,14 +105,27 @@ export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
     "earlier_segments",
     "earlier_bytes",
     "log_offset",
+    "log_record_bytes",
   ].map((k) => m.get(k));
   if (!count(size) || !hash(root) || typeof note !== "string" || !Array.isArray(frontier)) return undefined;
   if (!count(segment) || !count(offset) || !count(logOffset) || segment > size) return undefined;
   if (!count(earlierSegments) || !count(earlierBytes)) return undefined;
+  if (!count(logRecordBytes) || logRecordBytes > logOffset) return undefined;
   // One frontier hash per set bit of the size.
   if (!frontier.every(hash) || frontier.length !== size.toString(2).replaceAll("0", "").length)
     return undefined;
-  return { size, root, note, frontier, segment, offset, earlierSegments, earlierBytes, logOffset };
+  return {
+    size,
+    root,
+    note,
+    frontier,
+    segment,
+    offset,
+    earlierSegments,
+    earlierBytes,
+    logOffset,
+    logRecordBytes,
+  };
 }
 
 /** The lineage directory's resume point, or undefined when there is none or it is unusable. */

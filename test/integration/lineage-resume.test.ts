@@ -68,6 +68,7 @@ describe("resume point", () => {
       earlierSegments: 0,
       earlierBytes: 0,
       logOffset: 200,
+      logRecordBytes: 150,
     };
     const bytes = encodeResume(r);
     expect(decodeResume(bytes)).toEqual(r);
@@ -200,7 +201,7 @@ describe("resume point", () => {
     await torn.close();
   });
 
-  it("a resume point whose checkpoint is not signed by the log key refuses to open", async () => {
+  it("a resume point carrying a note other than the one checkpoints.log holds there is set aside", async () => {
     const dir = await tempDir();
     const lin = await open(dir);
     await appendRange(lin, 0, 64);
@@ -219,7 +220,10 @@ describe("resume point", () => {
     const good = (await readResume(dir))!;
     const note = (await readResume(other))!.note;
     await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, note }));
-    await expect(open(dir)).rejects.toMatchObject({ code: "verification_failed" });
+    const back = await open(dir);
+    expect(back.journal.recovery).toMatchObject({ size: 64, resumedAt: 0 });
+    expect(back.checkpointer.latest()?.note).toBe(good.note);
+    await back.close();
   });
 
   it("a resume offset at another record boundary is set aside: the full replay reaches the signed root", async () => {
@@ -252,5 +256,32 @@ describe("resume point", () => {
     await expect(open(dir)).rejects.toMatchObject({ code: "config_invalid" });
     await rm(second);
     await expect(open(dir)).rejects.toMatchObject({ code: "config_invalid" });
+  });
+
+  it("checkpoints.log is read from the resume point: a torn record after it is cut there; a shifted offset means a full scan", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir, 50);
+    await appendRange(lin, 0, 60);
+    await lin.checkpointer.signNow(); // resume point saved (60 ≥ 50)
+    await appendRange(lin, 60, 70);
+    await lin.checkpointer.signNow(); // one more intent and checkpoint after it
+    const crashed = await crashCopy(dir);
+    await lin.close();
+    const logPath = join(crashed, "checkpoints.log");
+    const intact = (await stat(logPath)).size;
+    await writeFile(logPath, Buffer.concat([await readFile(logPath), Buffer.from([0, 0, 0, 40, 1, 2])]));
+    const shifted = await crashCopy(crashed);
+    const back = await open(crashed);
+    expect(back.journal.recovery).toMatchObject({ size: 70, resumedAt: 60 });
+    expect(back.checkpointer.latest()?.checkpoint.size).toBe(70);
+    expect((await stat(logPath)).size).toBe(intact); // the torn record cut
+    await back.close();
+
+    const good = (await readResume(shifted))!;
+    await writeFile(join(shifted, RESUME_NAME), encodeResume({ ...good, logOffset: good.logOffset + 1 }));
+    const full = await open(shifted);
+    expect(full.journal.recovery).toMatchObject({ size: 70, resumedAt: 0 });
+    expect(full.checkpointer.latest()?.checkpoint.size).toBe(70);
+    await full.close();
   });
 });
