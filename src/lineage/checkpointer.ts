@@ -72,6 +72,12 @@ export interface CheckpointLogScan {
   readonly resumed: boolean;
   /** File size (greater than `end` when the last record is torn). */
   readonly size: number;
+  /**
+   * Whether the bad bytes at `end` can be the last record, torn by a crash: records are written
+   * and fdatasync'd one at a time, so only the last can be torn — a bad record whose declared
+   * length leaves bytes after it is damage, not a tear.
+   */
+  readonly tailTorn: boolean;
 }
 
 export interface SignedCheckpoint {
@@ -149,8 +155,10 @@ export class Checkpointer {
     const { lastIntent, lastNote, lastNoteEnd, end: pos } = log;
     this.lastIntent = lastIntent;
     if (pos < log.size) {
-      if (log.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
-        throw refuse(`bad record at offset ${pos} followed by ${log.size - pos} bytes`);
+      if (!log.tailTorn || log.size - pos > MAX_CHECKPOINT_RECORD + RECORD_HEADER_BYTES) {
+        throw refuse(
+          `bad record at offset ${pos} followed by ${log.size - pos} bytes (not a torn last record)`,
+        );
       }
       await this.openLog();
       // Durability: truncate the torn record and fsync before anything else is appended.
@@ -359,6 +367,7 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
   let lastNote: string | undefined;
   let lastNoteEnd = 0;
   let resumed = false;
+  let tailTorn = true;
   try {
     // From a resume point: the scan starts where its checkpoint's record ends — pinned by finding
     // that record there, whole, carrying its note — so a torn tail after it is cut where a scan
@@ -407,10 +416,13 @@ export async function readCheckpointLog(dir: string, resume?: ResumePoint): Prom
       }
       pos += RECORD_HEADER_BYTES + payload.length;
     }
+    // A torn last record: its header cut short, or its declared length reaching past the end.
+    const declared = await reader.declaredLength(pos);
+    tailTorn = declared === undefined || pos + RECORD_HEADER_BYTES + declared >= reader.size;
   } finally {
     await reader.close();
   }
-  return { lastIntent, lastNote, lastNoteEnd, end: pos, size: reader.size, resumed };
+  return { lastIntent, lastNote, lastNoteEnd, end: pos, size: reader.size, resumed, tailTorn };
 }
 
 /** True when the record of `r.logRecordBytes` ending at `r.logOffset` is the checkpoint of `r.note`. */
@@ -471,6 +483,14 @@ class LogReader {
     return len < 0
       ? undefined
       : this.buf.subarray(local + RECORD_HEADER_BYTES, local + RECORD_HEADER_BYTES + len);
+  }
+
+  /** The length field of the record header at `pos`, or undefined when fewer than 4 bytes remain. */
+  async declaredLength(pos: number): Promise<number | undefined> {
+    if (this.fh === undefined || pos + 4 > this.size) return undefined;
+    const b = new Uint8Array(4);
+    await this.fh.read(b, 0, 4, pos);
+    return new DataView(b.buffer).getUint32(0);
   }
 
   async close(): Promise<void> {

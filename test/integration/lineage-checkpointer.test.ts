@@ -154,6 +154,29 @@ describe("checkpointer", () => {
     await again.close();
   });
 
+  it("refuses, and cuts nothing, when a bad record is not the last (damage, not a torn write)", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
+    const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now, checkpointMs: 1 });
+    for (let i = 0; i < 3; i++) {
+      await lin.journal.append(entry(i));
+      clock.t += 10;
+      await lin.checkpointer.tick();
+    }
+    await lin.close();
+    await rm(join(dir, "resume")); // a scan from the beginning
+    const path = join(dir, "checkpoints.log");
+    const bytes = await readFile(path);
+    bytes[20]! ^= 0x40; // inside the first record; intact signed records follow
+    await writeFile(path, bytes);
+    await expect(openLineage({ dir, origin: ORIGIN, signer, now: clock.now })).rejects.toMatchObject({
+      code: "config_invalid",
+      message: expect.stringMatching(/not a torn last record/),
+    });
+    expect((await readFile(path)).equals(bytes)).toBe(true);
+  });
+
   it("does not sign when an entry on disk no longer matches its leaf hash", async () => {
     const dir = await tempDir();
     const clock = new FakeClock();
