@@ -105,6 +105,32 @@ function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
   return Promise.race([p, expired]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The request entry's bytes, to append first at index `first` (unless it is durable already), and
+ * the reference the decision names. Encoded once: the same bytes are hashed and written.
+ */
+function requestPart(
+  request: Entry,
+  requestRef: BackRef | undefined,
+  first: number,
+): { readonly bytes?: Uint8Array; readonly ref: BackRef } {
+  if (requestRef) return { ref: requestRef };
+  const bytes = encodeEntry(request);
+  return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
+}
+
+/** What the ways of issuing a token share once the policy allowed it. */
+interface Allowed {
+  readonly peer: PeerIdentity;
+  readonly request: Entry;
+  /** The request entry's reference when it is durable already (it waited for a fresh epoch). */
+  readonly requestRef: BackRef | undefined;
+  readonly evidence: EvidenceState;
+  readonly cti: Uint8Array;
+  readonly claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims;
+  readonly nowS: number;
+}
+
 export class Gate {
   private readonly issued = new IssuedTokens();
   private requestsInFlight = 0;
@@ -225,22 +251,14 @@ export class Gate {
       this.countDenial(reason);
       this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
       try {
-        if (requestRef) {
-          await this.o.lineage.journal.append(
-            makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]),
-          );
-        } else {
-          await this.o.lineage.journal.appendLinked((first) => {
-            const requestBytes = encodeEntry(request);
-            return [
-              requestBytes,
-              makeEntry("decision", this.time(), { allow: false, reason }, [
-                { index: first, leafHash: leafHash(requestBytes) },
-                ...epochRef(evidence),
-              ]),
-            ];
-          });
-        }
+        await this.o.lineage.journal.appendLinked((first) => {
+          const req = requestPart(request, requestRef, first);
+          const denial = makeEntry("decision", this.time(), { allow: false, reason }, [
+            req.ref,
+            ...epochRef(evidence),
+          ]);
+          return req.bytes ? [req.bytes, denial] : [denial];
+        });
       } catch (e) {
         this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
       }
@@ -281,54 +299,42 @@ export class Gate {
       bootId: evidence.bootId,
       lineage: [decisionIndex, decisionLeaf],
     });
-    if (this.o.tokenSigner)
-      return this.issueSigned(this.o.tokenSigner, peer, request, requestRef, evidence, cti, claimsFor, nowS);
+    const allowed: Allowed = { peer, request, requestRef, evidence, cti, claimsFor, nowS };
+    if (this.o.tokenSigner) return this.issueSigned(this.o.tokenSigner, allowed);
     // The worker thread pays off only when requests queue up: its round trip (two thread wake-ups)
     // costs more than the signature while few requests wait, and its tokens span more batches.
     if (this.o.signingThread && this.requestsInFlight > THREAD_SIGNING_ABOVE)
-      return this.issueThreaded(
-        this.o.signingThread,
-        peer,
-        request,
-        requestRef,
-        evidence,
-        cti,
-        claimsFor,
-        nowS,
-      );
+      return this.issueThreaded(this.o.signingThread, allowed);
     try {
       await this.o.lineage.journal.appendLinked((first) => {
         // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
         // same bytes go to the journal.
-        const requestBytes = requestRef ? undefined : encodeEntry(request);
-        const reqRef = requestRef ?? { index: first, leafHash: leafHash(requestBytes!) };
-        // The allow names the request and the epoch entry it was decided on (the auditor checks it).
-        const decisionBytes = encodeEntry(
-          makeEntry("decision", this.time(), { allow: true }, [reqRef, ...epochRef(evidence)]),
-        );
-        const decisionIndex = requestRef ? first : first + 1;
-        const decisionLeaf = leafHash(decisionBytes);
-        claims = claimsFor(decisionIndex, decisionLeaf);
+        const req = requestPart(allowed.request, allowed.requestRef, first);
+        const decisionBytes = encodeEntry(this.allowEntry(allowed, req.ref));
+        const decisionRef = { index: req.bytes ? first + 1 : first, leafHash: leafHash(decisionBytes) };
+        claims = claimsFor(decisionRef.index, decisionRef.leafHash);
         token = issueToken(claims, this.o.issuerPrivateKey);
-        const issuedEntry = makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [
-          { index: decisionIndex, leafHash: decisionLeaf },
-        ]);
-        return requestBytes ? [requestBytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
+        const issuedEntry = this.issuedEntry(token, decisionRef);
+        return req.bytes ? [req.bytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
       });
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(evidence, cti, claims!, token!, nowS);
+    return this.released(allowed, claims!, token!);
+  }
+
+  /** The allow names the request and the epoch entry it was decided on (the auditor checks it). */
+  private allowEntry(a: Allowed, requestRef: BackRef): Entry {
+    return makeEntry("decision", this.time(), { allow: true }, [requestRef, ...epochRef(a.evidence)]);
+  }
+
+  private issuedEntry(token: Uint8Array, decisionRef: BackRef): Entry {
+    return makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]);
   }
 
   /** A token whose entries are durable: its epoch remembered for the redeem, counted, handed out. */
-  private released(
-    evidence: EvidenceState,
-    cti: Uint8Array,
-    claims: TokenClaims,
-    token: Uint8Array,
-    nowS: number,
-  ): GateResult<IssuedReply> {
+  private released(a: Allowed, claims: TokenClaims, token: Uint8Array): GateResult<IssuedReply> {
+    const { evidence, cti, nowS } = a;
     this.issued.issued(evidence.epochHash, evidence, claims.exp);
     this.counters.allowed++;
     // Redeemed tokens are remembered past any expiry verifyToken still accepts (skew).
@@ -343,16 +349,8 @@ export class Gate {
    * the token is released only when all of them are durable. Every slot is filled on every path:
    * if no token can be made, the last slot records a denial naming the allow (internal_error).
    */
-  private async issueThreaded(
-    thread: SigningThread,
-    peer: PeerIdentity,
-    request: Entry,
-    requestRef: BackRef | undefined,
-    evidence: EvidenceState,
-    cti: Uint8Array,
-    claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims,
-    nowS: number,
-  ): Promise<GateResult<IssuedReply>> {
+  private async issueThreaded(thread: SigningThread, a: Allowed): Promise<GateResult<IssuedReply>> {
+    const { peer, requestRef } = a;
     const journal = this.o.lineage.journal;
     if (journal.failure) return this.lineageDown(peer, journal.failure);
     const slots = journal.reserve(requestRef ? 2 : 3);
@@ -364,20 +362,16 @@ export class Gate {
     let token: Uint8Array | undefined;
     let filled = 0;
     try {
-      let reqRef = requestRef;
-      if (!reqRef) {
-        const requestBytes = encodeEntry(request);
-        reqRef = { index: first, leafHash: leafHash(requestBytes) };
-        slots.fill(filled, requestBytes);
+      const req = requestPart(a.request, a.requestRef, first);
+      if (req.bytes) {
+        slots.fill(filled, req.bytes);
         filled++;
       }
-      const decisionBytes = encodeEntry(
-        makeEntry("decision", this.time(), { allow: true }, [reqRef, ...epochRef(evidence)]),
-      );
+      const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
       decisionRef = { index: decisionIndex, leafHash: leafHash(decisionBytes) };
       slots.fill(filled, decisionBytes);
       filled++;
-      claims = claimsFor(decisionIndex, decisionRef.leafHash);
+      claims = a.claimsFor(decisionIndex, decisionRef.leafHash);
       // Bounded: the slots hold back every later lineage entry until the signature is in.
       token = await withTimeout(
         signTokenWith(claims, {
@@ -388,12 +382,7 @@ export class Gate {
         SIGNATURE_TIMEOUT_MS,
         "the signing thread did not answer",
       );
-      slots.fill(
-        filled,
-        encodeEntry(
-          makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]),
-        ),
-      );
+      slots.fill(filled, encodeEntry(this.issuedEntry(token, decisionRef)));
       filled++;
     } catch (e) {
       // No token: fill what is left with denials (the journal must not stall on an empty slot).
@@ -414,7 +403,7 @@ export class Gate {
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(evidence, cti, claims, token, nowS);
+    return this.released(a, claims, token);
   }
 
   /**
@@ -424,33 +413,21 @@ export class Gate {
    * is the token released. An HSM that fails in between leaves an allow without a token, then a
    * hardware_unavailable denial naming it.
    */
-  private async issueSigned(
-    signer: TokenSigner,
-    peer: PeerIdentity,
-    request: Entry,
-    requestRef: BackRef | undefined,
-    evidence: EvidenceState,
-    cti: Uint8Array,
-    claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims,
-    nowS: number,
-  ): Promise<GateResult<IssuedReply>> {
+  private async issueSigned(signer: TokenSigner, a: Allowed): Promise<GateResult<IssuedReply>> {
+    const { peer } = a;
     let decisionRef: BackRef;
     try {
       const results = await this.o.lineage.journal.appendLinked((first) => {
-        const requestBytes = requestRef ? undefined : encodeEntry(request);
-        const reqRef = requestRef ?? { index: first, leafHash: leafHash(requestBytes!) };
-        const decisionEntry = makeEntry("decision", this.time(), { allow: true }, [
-          reqRef,
-          ...epochRef(evidence),
-        ]);
-        return requestBytes ? [requestBytes, decisionEntry] : [decisionEntry];
+        const req = requestPart(a.request, a.requestRef, first);
+        const decisionEntry = this.allowEntry(a, req.ref);
+        return req.bytes ? [req.bytes, decisionEntry] : [decisionEntry];
       });
       const d = results[results.length - 1]!;
       decisionRef = { index: d.index, leafHash: d.leafHash };
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    const claims = claimsFor(decisionRef.index, decisionRef.leafHash);
+    const claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
     let token: Uint8Array;
     try {
       token = await signTokenWith(claims, signer);
@@ -464,13 +441,11 @@ export class Gate {
       return { ok: false, reason: "hardware_unavailable" };
     }
     try {
-      await this.o.lineage.journal.append(
-        makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]),
-      );
+      await this.o.lineage.journal.append(this.issuedEntry(token, decisionRef));
     } catch (e) {
       return this.lineageDown(peer, e);
     }
-    return this.released(evidence, cti, claims, token, nowS);
+    return this.released(a, claims, token);
   }
 
   /** Stops the signing thread (at daemon stop, after the server closed). */

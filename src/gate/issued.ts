@@ -32,9 +32,6 @@ const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
 export class IssuedTokens {
   private readonly epochs = new Map<string, KnownEpoch>();
-  /** The epoch of the latest issue, by identity (tokens come in runs on one epoch). */
-  private lastEpochHash: Uint8Array | undefined;
-  private lastEpoch: KnownEpoch | undefined;
   private readonly redeemed = new Map<string, RedeemedToken>();
   /**
    * Redeemed token ids and live-token counts by expiry second: a sweep visits the expiry seconds
@@ -54,14 +51,15 @@ export class IssuedTokens {
 
   /** Records a token issued on the epoch `epochHash` (the token's `epoch` claim), expiring at `exp`. */
   issued(epochHash: Uint8Array, counts: EpochCounts, exp: number): void {
-    let e = this.lastEpochHash === epochHash ? this.lastEpoch : this.epochs.get(hex(epochHash));
-    if (e === undefined) {
-      e = { resetCount: counts.resetCount, restartCount: counts.restartCount, lastExp: exp };
-      this.epochs.set(hex(epochHash), e);
-    }
-    this.lastEpochHash = epochHash;
-    this.lastEpoch = e;
-    if (exp > e.lastExp) e.lastExp = exp;
+    const key = hex(epochHash);
+    const e = this.epochs.get(key);
+    if (e === undefined)
+      this.epochs.set(key, {
+        resetCount: counts.resetCount,
+        restartCount: counts.restartCount,
+        lastExp: exp,
+      });
+    else if (exp > e.lastExp) e.lastExp = exp;
     this.liveByExp.set(exp, (this.liveByExp.get(exp) ?? 0) + 1);
     this.liveCount += 1;
   }
@@ -116,13 +114,6 @@ export class IssuedTokens {
       this.liveCount -= n;
       this.liveByExp.delete(exp);
     }
-    for (const [key, e] of this.epochs) {
-      if (!gone(e.lastExp)) continue;
-      this.epochs.delete(key);
-      if (e === this.lastEpoch) {
-        this.lastEpoch = undefined;
-        this.lastEpochHash = undefined;
-      }
-    }
+    for (const [key, e] of this.epochs) if (gone(e.lastExp)) this.epochs.delete(key);
   }
 }

@@ -6,7 +6,8 @@ import { ExecgateError } from "../core/errors.js";
 import { type Entry, encodeEntry, MAX_ENTRY_BYTES, MAX_ENTRY_READ_BYTES } from "./entry.js";
 import { extendFrontier, type Frontier, frontierRoot, pushLeaf } from "./frontier.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
-import { HASH_SIZE, leafHash } from "./hash.js";
+import { leafHash } from "./hash.js";
+import { HashColumn } from "./hash-column.js";
 import { LockFile } from "./lock.js";
 import {
   checkRecord,
@@ -136,8 +137,7 @@ export class Journal {
   private base = 0;
   private baseFrontier: Frontier = [];
   /** Leaf hashes of entries base.. (32 bytes each; runs ahead of `durable` during a write). */
-  private leaves = new Uint8Array(HASH_SIZE * 1024);
-  private leafCount = 0;
+  private readonly leaves = new HashColumn(1024);
   private readonly segments: Segment[] = [];
   /** Offset of each entry's record within its segment, for entries base.. (at index - base). */
   private offsets = new Float64Array(1024);
@@ -243,7 +243,7 @@ export class Journal {
     this.durable = 0;
     this.base = 0;
     this.baseFrontier = [];
-    this.leafCount = 0;
+    this.leaves.truncate(0);
   }
 
   private async replay(
@@ -323,13 +323,13 @@ export class Journal {
       }
       this.segments.push({ first, path, end: pos });
     }
-    if (this.segments.length === 0) await this.createSegment(0);
-    else this.fh = await openRw(this.segments[this.segments.length - 1]!.path, constants.O_DSYNC);
-    this.frontier = frontier;
     if (this.keepFrom >= this.durable) {
       this.base = this.durable;
       this.baseFrontier = frontier.slice();
     }
+    if (this.segments.length === 0) await this.createSegment(0);
+    else this.fh = await openRw(this.segments[this.segments.length - 1]!.path, constants.O_DSYNC);
+    this.frontier = frontier;
     this.recovery = {
       truncatedBytes,
       removedSegments,
@@ -417,7 +417,7 @@ export class Journal {
     pushLeaf(frontier, index, leaf);
     if (index >= this.keepFrom) {
       this.pushOffset(index, offset);
-      this.pushLeafHash(leaf);
+      this.leaves.push(leaf);
     }
     this.durable = index + 1;
   }
@@ -430,16 +430,6 @@ export class Journal {
       this.offsets = next;
     }
     this.offsets[k] = offset;
-  }
-
-  private pushLeafHash(leaf: Uint8Array): void {
-    if ((this.leafCount + 1) * HASH_SIZE > this.leaves.length) {
-      const next = new Uint8Array(this.leaves.length * 2);
-      next.set(this.leaves);
-      this.leaves = next;
-    }
-    this.leaves.set(leaf, this.leafCount * HASH_SIZE);
-    this.leafCount += 1;
   }
 
   private checkKept(index: number, end: number, what: string): void {
@@ -455,7 +445,7 @@ export class Journal {
   leafHash(index: number): Uint8Array {
     this.checkKept(index, this.durable - 1, "leaf index");
     const k = index - this.base;
-    return this.leaves.slice(k * HASH_SIZE, (k + 1) * HASH_SIZE);
+    return this.leaves.get(k).slice();
   }
 
   /** The RFC 9162 root of the durable entries. */
@@ -487,14 +477,13 @@ export class Journal {
     const drop = snap.size - this.base;
     // Offsets exist for the durable entries and the batch in flight; leaf hashes as far as hashed.
     const offsetCount = this.durable + this.inFlight - this.base;
-    this.leaves.copyWithin(0, drop * HASH_SIZE, this.leafCount * HASH_SIZE);
+    this.leaves.dropFront(drop);
     this.offsets.copyWithin(0, drop, offsetCount);
-    this.leafCount -= drop;
     this.base = snap.size;
     this.baseFrontier = snap.frontier;
     // Give memory back after a burst (keeping room to grow without reallocating at once).
     const room = 2 * Math.max(1024, offsetCount - drop);
-    if (this.leaves.length > 2 * HASH_SIZE * room) this.leaves = this.leaves.slice(0, HASH_SIZE * room);
+    this.leaves.fit(room);
     if (this.offsets.length > 2 * room) this.offsets = this.offsets.slice(0, room);
   }
 
@@ -687,11 +676,11 @@ export class Journal {
     try {
       leaves = batch.map((p) => leafHash(p.bytes!));
       frontier = extendFrontier(this.frontier, first, leaves);
-      for (const leaf of leaves) this.pushLeafHash(leaf);
+      for (const leaf of leaves) this.leaves.push(leaf);
       await written;
     } catch (e) {
       await written.catch(() => undefined); // never leave the write unobserved
-      this.leafCount = first - this.base;
+      this.leaves.truncate(first - this.base);
       throw e;
     }
     seg.end += bytes;

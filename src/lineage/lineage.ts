@@ -41,22 +41,13 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
   // last note's signature — the resume point's own, when nothing was signed after it.
   const resume = selfConsistent(await readResume(opts.dir));
   const log = await readCheckpointLog(opts.dir, resume);
-  const openJournal = (from: ResumePoint | undefined) =>
-    Journal.open({
-      dir: opts.dir,
-      keepFrom: log.lastIntent?.size ?? 0,
-      ...(from ? { resume: from } : {}),
-      ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
-      ...(opts.maxBatchBytes !== undefined ? { maxBatchBytes: opts.maxBatchBytes } : {}),
-    });
-  let journal = await openJournal(log.resumed ? resume : undefined);
-  // Replayed from the resume point, the tree must reach the last intent's root; if it does not,
-  // the resume point is set aside and the log replayed whole (which then decides: open or refuse).
-  const intent = log.lastIntent;
-  if (journal.recovery.resumedAt > 0 && intent && !reaches(journal, intent)) {
-    await journal.close();
-    journal = await openJournal(undefined);
-  }
+  const journal = await Journal.open({
+    dir: opts.dir,
+    keepFrom: log.lastIntent?.size ?? 0,
+    ...(log.resumed && resume ? { resume } : {}),
+    ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
+    ...(opts.maxBatchBytes !== undefined ? { maxBatchBytes: opts.maxBatchBytes } : {}),
+  });
   let checkpointer: Checkpointer;
   try {
     checkpointer = await Checkpointer.open({
@@ -105,8 +96,4 @@ function selfConsistent(r: ResumePoint | undefined): ResumePoint | undefined {
   } catch {
     return undefined;
   }
-}
-
-function reaches(journal: Journal, intent: { readonly size: number; readonly root: Uint8Array }): boolean {
-  return intent.size <= journal.size && bytesEqual(journal.rootAt(intent.size), intent.root);
 }

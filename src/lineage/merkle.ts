@@ -1,6 +1,7 @@
 import { ExecgateError } from "../core/errors.js";
 import { bytesEqual } from "../core/hex.js";
 import { EMPTY_ROOT, HASH_SIZE, nodeHash } from "./hash.js";
+import { HashColumn } from "./hash-column.js";
 
 /**
  * RFC 9162 §2.1 Merkle tree over leaf hashes (pure: no I/O, no clock).
@@ -14,29 +15,6 @@ import { EMPTY_ROOT, HASH_SIZE, nodeHash } from "./hash.js";
 
 /** Sizes and indices are JS safe integers; 2^53 leaves is far beyond any log we keep. */
 const MAX_TREE_SIZE = Number.MAX_SAFE_INTEGER;
-
-class HashColumn {
-  private buf = new Uint8Array(HASH_SIZE * 64);
-  count = 0;
-
-  push(h: Uint8Array): void {
-    if ((this.count + 1) * HASH_SIZE > this.buf.length) {
-      const next = new Uint8Array(this.buf.length * 2);
-      next.set(this.buf);
-      this.buf = next;
-    }
-    this.buf.set(h, this.count * HASH_SIZE);
-    this.count += 1;
-  }
-
-  get(i: number): Uint8Array {
-    return this.buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
-  }
-
-  truncate(n: number): void {
-    this.count = Math.min(this.count, n);
-  }
-}
 
 /** Largest power of two strictly less than n (n ≥ 2), RFC 9162 §2.1.1 "k". */
 function splitPoint(n: number): number {

@@ -49,29 +49,33 @@ export interface ResumePoint {
 export const RESUME_NAME = "resume";
 const MAX_RESUME_BYTES = 64 * 1024;
 
+const count = (v: CborValue | undefined): boolean =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const hash = (v: CborValue | undefined): boolean => v instanceof Uint8Array && v.length === HASH_SIZE;
+
+/** Each field's key in the file's map, and the check its value must pass. */
+const FIELDS: {
+  readonly [F in keyof ResumePoint]: readonly [string, (v: CborValue | undefined) => boolean];
+} = {
+  size: ["size", count],
+  root: ["root", hash],
+  note: ["note", (v) => typeof v === "string"],
+  frontier: ["frontier", (v) => Array.isArray(v) && v.every(hash)],
+  segment: ["segment", count],
+  offset: ["offset", count],
+  earlierSegments: ["earlier_segments", count],
+  earlierBytes: ["earlier_bytes", count],
+  logOffset: ["log_offset", count],
+  logRecordBytes: ["log_record_bytes", count],
+};
+const FIELD_LIST = Object.entries(FIELDS) as [keyof ResumePoint, (typeof FIELDS)[keyof ResumePoint]][];
+
 export function encodeResume(r: ResumePoint): Uint8Array {
-  const payload = encode(
-    new Map<string, CborValue>([
-      ["size", r.size],
-      ["root", r.root],
-      ["note", r.note],
-      ["frontier", [...r.frontier]],
-      ["segment", r.segment],
-      ["offset", r.offset],
-      ["earlier_segments", r.earlierSegments],
-      ["earlier_bytes", r.earlierBytes],
-      ["log_offset", r.logOffset],
-      ["log_record_bytes", r.logRecordBytes],
-    ]),
-  );
+  const payload = encode(new Map(FIELD_LIST.map(([f, [key]]) => [key, r[f] as CborValue])));
   const out = new Uint8Array(RECORD_HEADER_BYTES + payload.length);
   frameRecord(payload, out, 0);
   return out;
 }
-
-const count = (v: CborValue | undefined): v is number =>
-  typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-const hash = (v: CborValue | undefined): v is Uint8Array => v instanceof Uint8Array && v.length === HASH_SIZE;
 
 /** The resume point in `bytes`, or undefined for anything but one intact, well-formed record. */
 export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
@@ -83,49 +87,18 @@ export function decodeResume(bytes: Uint8Array): ResumePoint | undefined {
   } catch {
     return undefined;
   }
-  if (!(m instanceof Map) || m.size !== 10) return undefined;
-  const [
-    size,
-    root,
-    note,
-    frontier,
-    segment,
-    offset,
-    earlierSegments,
-    earlierBytes,
-    logOffset,
-    logRecordBytes,
-  ] = [
-    "size",
-    "root",
-    "note",
-    "frontier",
-    "segment",
-    "offset",
-    "earlier_segments",
-    "earlier_bytes",
-    "log_offset",
-    "log_record_bytes",
-  ].map((k) => m.get(k));
-  if (!count(size) || !hash(root) || typeof note !== "string" || !Array.isArray(frontier)) return undefined;
-  if (!count(segment) || !count(offset) || !count(logOffset) || segment > size) return undefined;
-  if (!count(earlierSegments) || !count(earlierBytes)) return undefined;
-  if (!count(logRecordBytes) || logRecordBytes > logOffset) return undefined;
-  // One frontier hash per set bit of the size.
-  if (!frontier.every(hash) || frontier.length !== size.toString(2).replaceAll("0", "").length)
-    return undefined;
-  return {
-    size,
-    root,
-    note,
-    frontier,
-    segment,
-    offset,
-    earlierSegments,
-    earlierBytes,
-    logOffset,
-    logRecordBytes,
-  };
+  if (!(m instanceof Map) || m.size !== FIELD_LIST.length) return undefined;
+  const fields: Record<string, CborValue | undefined> = {};
+  for (const [f, [key, valid]] of FIELD_LIST) {
+    const v = m.get(key);
+    if (!valid(v)) return undefined;
+    fields[f] = v;
+  }
+  const r = fields as unknown as ResumePoint; // every field checked above
+  // One frontier hash per set bit of the size; offsets within what they point into.
+  if (r.frontier.length !== r.size.toString(2).replaceAll("0", "").length) return undefined;
+  if (r.segment > r.size || r.logRecordBytes > r.logOffset) return undefined;
+  return r;
 }
 
 /** The lineage directory's resume point, or undefined when there is none or it is unusable. */

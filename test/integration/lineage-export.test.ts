@@ -2,13 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { verifyBundle } from "../../src/audit/verify.js";
 import { BlobStore } from "../../src/lineage/blobs.js";
 import { makeEntry } from "../../src/lineage/entry.js";
-import { exportBundle, readBundle } from "../../src/lineage/export.js";
+import { exportBundle } from "../../src/lineage/export.js";
 import { openLineage } from "../../src/lineage/lineage.js";
-import { parseVerifierKey } from "../../src/lineage/note.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+import { verifyExported } from "../helpers/lineage.js";
 
 const ORIGIN = "execgate.test/export";
 const dirs: string[] = [];
@@ -49,15 +48,9 @@ describe("lineage export → audit", () => {
     await expect(exportBundle({ lineage: lin, out })).rejects.toMatchObject({ code: "io_error" });
     await lin.close();
 
-    const files = await readBundle(out);
+    const { files, report } = await verifyExported(out);
     expect(files.origin).toBe(ORIGIN);
     expect(files.blobNames).toHaveLength(1);
-    const report = verifyBundle({
-      origin: files.origin,
-      logVerifier: parseVerifierKey(files.vkeys[0]!),
-      segments: files.segments,
-      checkpointLog: files.checkpointLog,
-    });
     expect(report.failures).toEqual([]);
     expect(report.ok).toBe(true);
     expect(report.entries).toBe(result.size);

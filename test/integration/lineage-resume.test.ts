@@ -2,15 +2,15 @@ import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { verifyBundle } from "../../src/audit/verify.js";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
-import { exportBundle, readBundle } from "../../src/lineage/export.js";
+import { exportBundle } from "../../src/lineage/export.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { openLineage } from "../../src/lineage/lineage.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
-import { parseVerifierKey } from "../../src/lineage/note.js";
+import { frameRecord, RECORD_HEADER_BYTES } from "../../src/lineage/record.js";
 import { decodeResume, encodeResume, RESUME_NAME, readResume } from "../../src/lineage/resume.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+import { verifyExported } from "../helpers/lineage.js";
 
 // A restart replays only what came after the saved resume point, and ends with the same tree as a
 // full replay; a resume point that does not fit the files is ignored, never trusted.
@@ -103,13 +103,7 @@ describe("resume point", () => {
     // The resumed checkpoint is where an export's checkpoints.log ends when nothing was signed since.
     const bundle = join(await tempDir(), "bundle");
     expect((await exportBundle({ lineage: again, out: bundle })).size).toBe(420);
-    const files = await readBundle(bundle);
-    const report = verifyBundle({
-      origin: files.origin,
-      logVerifier: parseVerifierKey(files.vkeys[0]!),
-      segments: files.segments,
-      checkpointLog: files.checkpointLog,
-    });
+    const { report } = await verifyExported(bundle);
     expect(report.failures).toEqual([]);
     expect(report.entries).toBe(420);
     await again.close();
@@ -283,5 +277,31 @@ describe("resume point", () => {
     expect(full.journal.recovery).toMatchObject({ size: 70, resumedAt: 0 });
     expect(full.checkpointer.latest()?.checkpoint.size).toBe(70);
     await full.close();
+  });
+
+  it("an entry after the resume point rewritten with a valid frame: the last intent's root is missed, open refuses", async () => {
+    const dir = await tempDir();
+    const lin = await open(dir, 50);
+    await appendRange(lin, 0, 60);
+    await lin.checkpointer.signNow(); // resume point at 60
+    await appendRange(lin, 60, 70);
+    await lin.checkpointer.signNow(); // intent and checkpoint at 70; the resume point stays at 60
+    const crashed = await crashCopy(dir);
+    await lin.close();
+    expect((await readResume(crashed))?.size).toBe(60);
+    // Entry 65 rewritten with a valid frame and CRC: only its root betrays it.
+    const names = (await readdir(join(crashed, "segments"))).sort();
+    const last = join(crashed, "segments", names.at(-1)!);
+    const data = new Uint8Array(await readFile(last));
+    const original = encodeEntry(entry(65));
+    const forged = encodeEntry(
+      makeEntry("daemon_stop", { wallMs: 65, monoUs: 65 }, { reason: "entry number X5" }),
+    );
+    expect(forged.length).toBe(original.length);
+    const at = Buffer.from(data).indexOf(Buffer.from(original)) - RECORD_HEADER_BYTES;
+    expect(at).toBeGreaterThan(0);
+    frameRecord(forged, data, at);
+    await writeFile(last, data);
+    await expect(open(crashed)).rejects.toMatchObject({ code: "config_invalid" });
   });
 });
