@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
-import { type ExecOutcome, execOnThread } from "./exec-thread.js";
+import { type ExecOutcome, execOutside } from "./spawner.js";
 
 /**
  * Runs tpm2-tools as untrusted child processes (STYLE.md §6): absolute tool path, fixed argv,
@@ -103,8 +103,8 @@ export class TpmRunner {
   }
 
   private async exec(tool: string, argv: readonly string[], cwd: string): Promise<string> {
-    // On a worker thread: spawning blocks its thread for milliseconds (exec-thread.ts).
-    const r = await execOnThread(join(this.toolsDir, tool), argv, {
+    // From a helper process: spawning from this one stalls its event loop (spawner.ts).
+    const r = await execOutside(join(this.toolsDir, tool), argv, {
       cwd,
       env: { TPM2TOOLS_TCTI: this.tcti },
       timeoutMs: this.timeoutMs,
