@@ -34,7 +34,7 @@ fi
 rm -f "$DESTDIR/usr/lib/systemd/system/execgate.service" "$DESTDIR/usr/lib/systemd/system/execgate.socket"
 rm -f "$DESTDIR/usr/lib/sysusers.d/execgate.conf" "$DESTDIR/usr/lib/tmpfiles.d/execgate.conf"
 if [ "$KEEP_CONFIG" = 0 ]; then rm -rf "$DESTDIR/etc/execgate"; fi
-# /run/execgate is systemd's (RuntimeDirectory=); gone at the next boot if not already.
+# /run/execgate (tmpfiles.d, on tmpfs) is gone at the next boot; the socket unit removes its socket.
 
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   systemctl daemon-reload || true
