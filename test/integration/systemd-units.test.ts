@@ -111,6 +111,8 @@ describeSystemd("systemd units", () => {
     );
     expect(one(s, "User")).toBe("execgate");
     expect(one(s, "StateDirectory")).toBe("execgate");
+    // Start-up has no timeout: a host the policy does not approve stays not-ready, not restarted.
+    expect(one(s, "TimeoutStartSec")).toBe("infinity");
     expect(one(s, "LoadCredential")).toMatch(/^hsm-pin:\//);
     expect(one(s, "DeviceAllow")).toBe("/dev/tpmrm0 rw");
     expect(one(s, "RestrictAddressFamilies")).toBe("AF_UNIX");
