@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --destdir) DESTDIR="$2"; shift 2 ;;
     --keep-config) KEEP_CONFIG=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
     *) echo "uninstall: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -102,6 +102,14 @@ describe("scripts/install.sh into a DESTDIR", () => {
     const u = await run("bash", [INSTALL, "--bogus"]).catch((err: { code: number }) => err);
     expect("code" in u && u.code).toBe(2);
   });
+
+  it("--help prints the scripts' header comments and no code", async () => {
+    for (const script of [INSTALL, UNINSTALL]) {
+      const { stdout } = await run("bash", [script, "--help"]);
+      expect(stdout, script).toContain("Usage: scripts/");
+      expect(stdout, script).not.toMatch(/set -euo|^#|DESTDIR=|\$\(/m);
+    }
+  });
 });
 
 describeTpm("the installed tree serves tokens", () => {
