@@ -94,7 +94,7 @@ export const SCHEMA: Schema = {
     timeout_ms: { kind: ms(100, 600_000), doc: "timeout of one tpm2-tools call" },
     ek_ca_bundle: {
       kind: path,
-      doc: "PEM bundle of EK certificate CAs",
+      doc: "PEM bundle of EK certificate CAs; the daemon refuses to start unless the EK's certificate chains to it",
       absent: "the EK certificate chain is not checked",
     },
   },

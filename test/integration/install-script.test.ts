@@ -72,6 +72,8 @@ describe("scripts/install.sh into a DESTDIR", () => {
       "/etc/execgate",
     );
     expect(cfg.daemon.socket).toBe("/run/execgate/execgate.sock");
+    // No file install.sh does not put there (a missing EK CA bundle would stop every start).
+    expect(cfg.tpm.ekCaBundle).toBeUndefined();
     expect(installOut).toContain("nothing started");
     // What ran is the repository's units, byte for byte.
     expect(await readFile(join(root, "usr/lib/systemd/system/execgate.service"), "utf8")).toBe(
