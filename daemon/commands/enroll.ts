@@ -31,8 +31,9 @@ export const command: Command = {
     `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
     "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
-    "  --hsm: make the HSM signing key ([hsm] of --config, else its defaults; PIN from hsm.pin_file,\n" +
-    "         hsm.pin_credential or $EXECGATE_HSM_PIN_FILE) unless it exists; --no-tpm: HSM-only host",
+    "  --hsm: make the HSM signing key ([hsm] of --config, else its defaults) unless it exists; PIN from\n" +
+    "         $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential ($CREDENTIALS_DIRECTORY/<name>,\n" +
+    "         outside systemd /etc/execgate/credentials/<name>); --no-tpm: HSM-only host",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -153,12 +154,16 @@ async function enrollHsm(p: Parsed, out: string) {
   const algorithm = (str(p, "hsm-alg") ?? "p256") === "ed25519" ? "ed25519" : "ecdsa-p256";
   if (!["p256", "ed25519", undefined].includes(str(p, "hsm-alg")))
     throw usageError("--hsm-alg must be p256 or ed25519");
+  // $EXECGATE_HSM_PIN_FILE wins over the config: enroll runs by hand, outside the unit.
   const envPin = process.env.EXECGATE_HSM_PIN_FILE;
-  const pin = await readPin({
-    ...(hsm?.pinFile !== undefined ? { pinFile: hsm.pinFile } : {}),
-    ...(hsm?.pinCredential !== undefined ? { pinCredential: hsm.pinCredential } : {}),
-    ...(hsm?.pinFile === undefined && hsm?.pinCredential === undefined && envPin ? { pinFile: envPin } : {}),
-  });
+  const pin = await readPin(
+    envPin
+      ? { pinFile: envPin }
+      : {
+          ...(hsm?.pinFile !== undefined ? { pinFile: hsm.pinFile } : {}),
+          ...(hsm?.pinCredential !== undefined ? { pinCredential: hsm.pinCredential } : {}),
+        },
+  );
   const k = await generateHsmKey({ module, tokenLabel, keyLabel, pin, algorithm });
   const files: Record<string, string> = {};
   const put = async (name: string, data: string) => {

@@ -219,7 +219,7 @@ export const SCHEMA: Schema = {
         what: "a systemd credential name",
         maxLength: 255,
       },
-      doc: "systemd credential holding the user PIN, read from `$CREDENTIALS_DIRECTORY/<name>`",
+      doc: "systemd credential holding the user PIN, read from `$CREDENTIALS_DIRECTORY/<name>` (outside systemd: `/etc/execgate/credentials/<name>`); execgate.service loads `hsm-pin`",
       absent: "`pin_file`; with neither, HSM modes refuse to start",
     },
     checkpoints: {

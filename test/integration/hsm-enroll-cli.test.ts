@@ -36,6 +36,17 @@ describeHsm("execgate enroll --hsm --no-tpm (SoftHSM2)", () => {
     const again = JSON.parse((await execgate(args, hsm.env)).stdout);
     expect(again.hsm).toMatchObject({ created: false, spkiSha256: rec.hsm.spkiSha256 });
 
+    // pin_credential outside systemd: $EXECGATE_HSM_PIN_FILE wins over the configuration.
+    const credConfig = join(hsm.dir, "execgate-cred.toml");
+    await writeFile(
+      credConfig,
+      (await readFile(config, "utf8")).replace(/^pin_file = .*$/m, 'pin_credential = "hsm-pin"'),
+    );
+    const credArgs = ["enroll", "--hsm", "--no-tpm", "--config", credConfig, "--out", out, "--json"];
+    const cred = await execgate(credArgs, { ...hsm.env, EXECGATE_HSM_PIN_FILE: hsm.pinFile });
+    expect(cred.code, cred.stderr).toBe(0);
+    expect(JSON.parse(cred.stdout).hsm).toMatchObject({ created: false, spkiSha256: rec.hsm.spkiSha256 });
+
     await writeFile(hsm.pinFile, "000000\n");
     const wrong = await execgate(args, hsm.env);
     expect(wrong.code).toBe(2);
