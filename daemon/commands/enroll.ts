@@ -14,7 +14,16 @@ import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
+import {
+  configArg,
+  flag,
+  type Parsed,
+  parseCommandArgs,
+  printJson,
+  requireStr,
+  str,
+  writeOutput,
+} from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
@@ -31,9 +40,10 @@ export const command: Command = {
     `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
     "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
-    "  --hsm: make the HSM signing key ([hsm] of --config, else its defaults) unless it exists; PIN from\n" +
-    "         $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential ($CREDENTIALS_DIRECTORY/<name>,\n" +
-    "         outside systemd /etc/execgate/credentials/<name>); --no-tpm: HSM-only host",
+    "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
+    "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
+    "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
+    "  --no-tpm: HSM-only host",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -146,7 +156,7 @@ export const command: Command = {
  * its public key as PEM and as a C2SP note verifier key, and the record naming them.
  */
 async function enrollHsm(p: Parsed, out: string) {
-  const configPath = str(p, "config");
+  const configPath = configArg(p);
   const hsm = configPath !== undefined ? (await loadConfig(configPath)).hsm : undefined;
   const module = hsm?.module ?? DEFAULT_MODULE;
   const tokenLabel = hsm?.tokenLabel ?? "execgate";
