@@ -48,7 +48,8 @@ export interface RunningDaemon {
   stop(reason: string): Promise<void>;
 }
 
-class StartupError extends Error {
+/** A refusal to start: a message for the operator and the exit code (2 configuration, 3 I/O). */
+export class StartupError extends Error {
   constructor(
     readonly exitCode: number,
     message: string,

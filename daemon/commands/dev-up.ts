@@ -20,7 +20,7 @@ import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.
 import { verifyCertify } from "../../src/tpm/verify-quote.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
-import { startDaemon } from "../daemon.js";
+import { StartupError, startDaemon } from "../daemon.js";
 import { EXIT, usageError } from "../exit.js";
 
 /**
@@ -246,7 +246,15 @@ async function runDev(
     join(dir, "env"),
     [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"),
   );
-  const daemon = await startDaemon(config);
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon(config);
+  } catch (e) {
+    // As `execgate daemon` reports it (runDaemon): one line and its exit code, not "internal".
+    if (!(e instanceof StartupError)) throw e;
+    process.stderr.write(`execgate dev up: ${e.message}\n`);
+    return e.exitCode;
+  }
   process.stderr.write(
     `execgate dev: daemon on ${daemon.socket} (${what}); stop with Ctrl-C\n` +
       `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
@@ -260,11 +268,6 @@ async function serve(tpm: Swtpm, dir: string): Promise<number> {
   const config = join(dir, "execgate.toml");
   const policy = join(dir, "policy.toml");
   const socket = join(dir, "execgate.sock");
-  const exists = (f: string) =>
-    access(f).then(
-      () => true,
-      () => false,
-    );
   if (!(await exists(policy))) {
     const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
     const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
@@ -273,17 +276,7 @@ async function serve(tpm: Swtpm, dir: string): Promise<number> {
   if (!(await exists(config))) {
     await writeFile(config, devConfigToml({ socket, stateDir: join(dir, "state"), tcti: tpm.tcti, policy }));
   }
-  await writeFile(
-    join(dir, "env"),
-    `EXECGATE_CONFIG=${config}\nEXECGATE_SOCKET=${socket}\nTPM2TOOLS_TCTI=${tpm.tcti}\n`,
-  );
-  const daemon = await startDaemon(config);
-  process.stderr.write(
-    `execgate dev: daemon on ${daemon.socket} (swtpm in ${join(dir, "tpm")}); stop with Ctrl-C\n` +
-      `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
-      "                     execgate status; execgate run --scope dev -- echo hello\n",
-  );
-  return daemon.done;
+  return runDev(dir, config, socket, [`TPM2TOOLS_TCTI=${tpm.tcti}`], `swtpm in ${join(dir, "tpm")}`);
 }
 
 async function check(tpm: Swtpm, dir: string, json: boolean, hsmPart?: CheckPart): Promise<number> {

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
@@ -54,5 +54,15 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(await exited).toBe(0);
     expect(stderr).toMatch(/daemon_stopping/);
     expect(stderr).not.toMatch(/lineage_close_failed/);
+  });
+
+  it("a startup refusal (a policy with an unknown key, on resume) is exit 2 with the daemon's message, not internal", async () => {
+    const dir = await scratch("dev-");
+    // A second run keeps DIR/policy.toml as it finds it.
+    await writeFile(join(dir, "policy.toml"), 'bogus_key = 1\n[[executors]]\nname = "x"\nuids = [0]\n');
+    const r = await execgate(["dev", "up", "--root", "tpm", "--dir", dir]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^execgate dev up: refusing to start: policy .*bogus_key/m);
+    expect(r.stderr).not.toMatch(/internal/);
   });
 });
