@@ -42,6 +42,13 @@ export function hexArg(p: Parsed, name: string): Uint8Array {
   return new Uint8Array(Buffer.from(v, "hex"));
 }
 
+/** `--config`, else `$EXECGATE_CONFIG` (the flag wins); undefined when neither is given. */
+export function configArg(p: Parsed, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = str(p, "config") ?? env.EXECGATE_CONFIG;
+  if (v === "") throw usageError("--config is empty");
+  return v;
+}
+
 export function flag(p: Parsed, name: string): boolean {
   return p.values[name] === true;
 }

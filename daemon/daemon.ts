@@ -30,6 +30,7 @@ import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
 import { gateHandler } from "./handler.js";
@@ -47,7 +48,8 @@ export interface RunningDaemon {
   stop(reason: string): Promise<void>;
 }
 
-class StartupError extends Error {
+/** A refusal to start: a message for the operator and the exit code (2 configuration, 3 I/O). */
+export class StartupError extends Error {
   constructor(
     readonly exitCode: number,
     message: string,
@@ -131,6 +133,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       const ek = await readPublic(runner, HANDLES.ekRsa);
       if (!ak || !sk || !ek)
         throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
+      if (config.tpm.ekCaBundle !== undefined)
+        await checkEkChain(runner, config.tpm.ekCaBundle, tpmPublicKey(parseTpm2bPublic(ek)), new Date());
       akPublic = tpmPublicKey(parseTpm2bPublic(ak));
       akPublicBytes = ak;
       signingPublic = tpmPublicKey(parseTpm2bPublic(sk));

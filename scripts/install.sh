@@ -24,14 +24,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --destdir) DESTDIR="$2"; shift 2 ;;
     --node) NODE_BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
     *) echo "install: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 DESTDIR="${DESTDIR%/}"
 NODE_BIN="${NODE_BIN:-$(command -v node || true)}"
 
-fail() { echo "install: $*" >&2; exit "${2:-2}"; }
+fail() { echo "install: $1" >&2; exit "${2:-2}"; }
 [ -n "$NODE_BIN" ] && [ -x "$NODE_BIN" ] || fail "no node executable (use --node PATH)"
 case "$NODE_BIN" in /*) ;; *) fail "--node must be an absolute path: $NODE_BIN" ;; esac
 case "$NODE_BIN" in

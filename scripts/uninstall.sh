@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --destdir) DESTDIR="$2"; shift 2 ;;
     --keep-config) KEEP_CONFIG=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
     *) echo "uninstall: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +34,7 @@ fi
 rm -f "$DESTDIR/usr/lib/systemd/system/execgate.service" "$DESTDIR/usr/lib/systemd/system/execgate.socket"
 rm -f "$DESTDIR/usr/lib/sysusers.d/execgate.conf" "$DESTDIR/usr/lib/tmpfiles.d/execgate.conf"
 if [ "$KEEP_CONFIG" = 0 ]; then rm -rf "$DESTDIR/etc/execgate"; fi
-# /run/execgate is systemd's (RuntimeDirectory=); gone at the next boot if not already.
+# /run/execgate (tmpfiles.d, on tmpfs) is gone at the next boot; the socket unit removes its socket.
 
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   systemctl daemon-reload || true

@@ -1,5 +1,5 @@
 import { type KeyObject, randomBytes } from "node:crypto";
-import { access, mkdir, readFile, writeFile } from "node:fs/promises";
+import { access, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
@@ -20,7 +20,7 @@ import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.
 import { verifyCertify } from "../../src/tpm/verify-quote.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
-import { startDaemon } from "../daemon.js";
+import { StartupError, startDaemon } from "../daemon.js";
 import { EXIT, usageError } from "../exit.js";
 
 /**
@@ -50,6 +50,8 @@ export const command: Command = {
     if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm")
       throw usageError("--root must be tpm, hsm or tpm+hsm");
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    const owner = sudoOwner();
+    if (owner) await chown(dir, owner.uid, owner.gid);
     if (root === "hsm" || (root === "tpm+hsm" && !flag(p, "check"))) {
       return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
     }
@@ -67,6 +69,21 @@ export const command: Command = {
 };
 
 const HSM_KEY = "execgate-root";
+
+/**
+ * Run as root through sudo, the dev policy grants SUDO_UID (the developer), who must reach
+ * DIR/env and the socket (0666) in DIR: DIR (0700) and DIR/env are given to that user. What
+ * the daemon, swtpm and SoftHSM2 keep inside (state, the PIN) stays root's.
+ */
+function sudoOwner(env: NodeJS.ProcessEnv = process.env): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const { SUDO_UID: uid, SUDO_GID: gid } = env;
+  if (!uid || !gid || !/^\d+$/.test(uid) || !/^\d+$/.test(gid) || uid === "0") return undefined;
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** The uid the dev policy grants: the developer behind sudo, else whoever runs dev up. */
+const devUid = (): number => Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
 
 interface CheckPart {
   readonly ok: boolean;
@@ -180,7 +197,7 @@ async function serveHsm(dir: string, hsm: SoftHsm): Promise<number> {
   const config = join(dir, "execgate-hsm.toml");
   const policy = join(dir, "policy-hsm.toml");
   const socket = join(dir, "execgate.sock");
-  const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
+  const uid = devUid();
   // No TPM: no golden PCR values (they would fail closed).
   if (!(await exists(policy))) await writeFile(policy, devPolicyToml({ uid, pcrs: {} }));
   if (!(await exists(config))) {
@@ -210,8 +227,10 @@ async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
     const socket = join(dir, "execgate.sock");
     if (!(await exists(policy))) {
       const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
-      const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
-      await writeFile(policy, devPolicyToml({ uid, pcrs: pcrs as Record<string, Record<string, string>> }));
+      await writeFile(
+        policy,
+        devPolicyToml({ uid: devUid(), pcrs: pcrs as Record<string, Record<string, string>> }),
+      );
     }
     if (!(await exists(config))) {
       const base = devConfigToml({ socket, stateDir: join(dir, "state-tpm+hsm"), tcti: tpm.tcti, policy });
@@ -246,7 +265,17 @@ async function runDev(
     join(dir, "env"),
     [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"),
   );
-  const daemon = await startDaemon(config);
+  const owner = sudoOwner();
+  if (owner) await chown(join(dir, "env"), owner.uid, owner.gid);
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon(config);
+  } catch (e) {
+    // As `execgate daemon` reports it (runDaemon): one line and its exit code, not "internal".
+    if (!(e instanceof StartupError)) throw e;
+    process.stderr.write(`execgate dev up: ${e.message}\n`);
+    return e.exitCode;
+  }
   process.stderr.write(
     `execgate dev: daemon on ${daemon.socket} (${what}); stop with Ctrl-C\n` +
       `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
@@ -260,30 +289,17 @@ async function serve(tpm: Swtpm, dir: string): Promise<number> {
   const config = join(dir, "execgate.toml");
   const policy = join(dir, "policy.toml");
   const socket = join(dir, "execgate.sock");
-  const exists = (f: string) =>
-    access(f).then(
-      () => true,
-      () => false,
-    );
   if (!(await exists(policy))) {
     const pcrs = pcrHexFromTpm(await pcrRead(tpm.runner, DEFAULT_PCR_SELECTION));
-    const uid = Number(process.env.SUDO_UID ?? process.getuid?.() ?? 0);
-    await writeFile(policy, devPolicyToml({ uid, pcrs: pcrs as Record<string, Record<string, string>> }));
+    await writeFile(
+      policy,
+      devPolicyToml({ uid: devUid(), pcrs: pcrs as Record<string, Record<string, string>> }),
+    );
   }
   if (!(await exists(config))) {
     await writeFile(config, devConfigToml({ socket, stateDir: join(dir, "state"), tcti: tpm.tcti, policy }));
   }
-  await writeFile(
-    join(dir, "env"),
-    `EXECGATE_CONFIG=${config}\nEXECGATE_SOCKET=${socket}\nTPM2TOOLS_TCTI=${tpm.tcti}\n`,
-  );
-  const daemon = await startDaemon(config);
-  process.stderr.write(
-    `execgate dev: daemon on ${daemon.socket} (swtpm in ${join(dir, "tpm")}); stop with Ctrl-C\n` +
-      `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
-      "                     execgate status; execgate run --scope dev -- echo hello\n",
-  );
-  return daemon.done;
+  return runDev(dir, config, socket, [`TPM2TOOLS_TCTI=${tpm.tcti}`], `swtpm in ${join(dir, "tpm")}`);
 }
 
 async function check(tpm: Swtpm, dir: string, json: boolean, hsmPart?: CheckPart): Promise<number> {

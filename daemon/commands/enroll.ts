@@ -14,7 +14,16 @@ import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
+import {
+  configArg,
+  flag,
+  type Parsed,
+  parseCommandArgs,
+  printJson,
+  requireStr,
+  str,
+  writeOutput,
+} from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
@@ -31,8 +40,10 @@ export const command: Command = {
     `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
     "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
-    "  --hsm: make the HSM signing key ([hsm] of --config, else its defaults; PIN from hsm.pin_file,\n" +
-    "         hsm.pin_credential or $EXECGATE_HSM_PIN_FILE) unless it exists; --no-tpm: HSM-only host",
+    "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
+    "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
+    "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
+    "  --no-tpm: HSM-only host",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -145,7 +156,7 @@ export const command: Command = {
  * its public key as PEM and as a C2SP note verifier key, and the record naming them.
  */
 async function enrollHsm(p: Parsed, out: string) {
-  const configPath = str(p, "config");
+  const configPath = configArg(p);
   const hsm = configPath !== undefined ? (await loadConfig(configPath)).hsm : undefined;
   const module = hsm?.module ?? DEFAULT_MODULE;
   const tokenLabel = hsm?.tokenLabel ?? "execgate";
@@ -153,12 +164,16 @@ async function enrollHsm(p: Parsed, out: string) {
   const algorithm = (str(p, "hsm-alg") ?? "p256") === "ed25519" ? "ed25519" : "ecdsa-p256";
   if (!["p256", "ed25519", undefined].includes(str(p, "hsm-alg")))
     throw usageError("--hsm-alg must be p256 or ed25519");
+  // $EXECGATE_HSM_PIN_FILE wins over the config: enroll runs by hand, outside the unit.
   const envPin = process.env.EXECGATE_HSM_PIN_FILE;
-  const pin = await readPin({
-    ...(hsm?.pinFile !== undefined ? { pinFile: hsm.pinFile } : {}),
-    ...(hsm?.pinCredential !== undefined ? { pinCredential: hsm.pinCredential } : {}),
-    ...(hsm?.pinFile === undefined && hsm?.pinCredential === undefined && envPin ? { pinFile: envPin } : {}),
-  });
+  const pin = await readPin(
+    envPin
+      ? { pinFile: envPin }
+      : {
+          ...(hsm?.pinFile !== undefined ? { pinFile: hsm.pinFile } : {}),
+          ...(hsm?.pinCredential !== undefined ? { pinCredential: hsm.pinCredential } : {}),
+        },
+  );
   const k = await generateHsmKey({ module, tokenLabel, keyLabel, pin, algorithm });
   const files: Record<string, string> = {};
   const put = async (name: string, data: string) => {

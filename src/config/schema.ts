@@ -94,7 +94,7 @@ export const SCHEMA: Schema = {
     timeout_ms: { kind: ms(100, 600_000), doc: "timeout of one tpm2-tools call" },
     ek_ca_bundle: {
       kind: path,
-      doc: "PEM bundle of EK certificate CAs",
+      doc: "PEM bundle of EK certificate CAs; the daemon refuses to start unless the EK's certificate chains to it",
       absent: "the EK certificate chain is not checked",
     },
   },
@@ -219,7 +219,7 @@ export const SCHEMA: Schema = {
         what: "a systemd credential name",
         maxLength: 255,
       },
-      doc: "systemd credential holding the user PIN, read from `$CREDENTIALS_DIRECTORY/<name>`",
+      doc: "systemd credential holding the user PIN, read from `$CREDENTIALS_DIRECTORY/<name>` (outside systemd: `/etc/execgate/credentials/<name>`); execgate.service loads `hsm-pin`",
       absent: "`pin_file`; with neither, HSM modes refuse to start",
     },
     checkpoints: {

@@ -5,10 +5,16 @@ import { ExecgateError } from "../core/errors.js";
 /** Longest PIN file accepted (PKCS#11 PINs are short; this only bounds the read). */
 const MAX_PIN_BYTES = 256;
 
+/**
+ * Where a credential is read outside systemd (no $CREDENTIALS_DIRECTORY, e.g. `execgate enroll
+ * --hsm` as root): the files execgate.service loads, LoadCredential=hsm-pin:<this dir>/hsm-pin.
+ */
+export const CREDENTIALS_FALLBACK_DIR = "/etc/execgate/credentials";
+
 export interface PinSource {
   /** A file holding the PIN (hsm.pin_file). */
   readonly pinFile?: string;
-  /** A systemd credential name: the PIN is read from $CREDENTIALS_DIRECTORY/<name>. */
+  /** A systemd credential name: $CREDENTIALS_DIRECTORY/<name>, else CREDENTIALS_FALLBACK_DIR/<name>. */
   readonly pinCredential?: string;
 }
 
@@ -21,13 +27,7 @@ export async function readPin(src: PinSource, env: NodeJS.ProcessEnv = process.e
   let path: string;
   if (src.pinFile !== undefined) path = src.pinFile;
   else if (src.pinCredential !== undefined) {
-    const dir = env.CREDENTIALS_DIRECTORY;
-    if (!dir)
-      throw new ExecgateError(
-        "config_invalid",
-        `hsm.pin_credential ${src.pinCredential}: $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)`,
-      );
-    path = join(dir, src.pinCredential);
+    path = join(env.CREDENTIALS_DIRECTORY || CREDENTIALS_FALLBACK_DIR, src.pinCredential);
   } else {
     throw new ExecgateError("config_invalid", "the HSM needs a PIN: set hsm.pin_file or hsm.pin_credential");
   }

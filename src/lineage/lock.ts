@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
 import { link, open, readFile, rm } from "node:fs/promises";
+import { resolve } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { fsyncDir, ioError } from "./fsutil.js";
+
+/** The LOCK paths this process holds (resolved); per thread, and lineage opens on the main one. */
+const held = new Set<string>();
 
 /**
  * One writer per lineage directory: `<dir>/LOCK` holding "<pid> <boot id>\n". Node has no flock(2).
@@ -10,10 +14,13 @@ import { fsyncDir, ioError } from "./fsutil.js";
  *
  * Stale locks: a LOCK whose boot id differs from the running kernel's, or whose pid no longer
  * exists (kill(pid, 0) → ESRCH), is stale and is replaced. A live pid (or EPERM: someone else's
- * live process) means the directory is in use: refuse. PID reuse after a crash can make a stale
- * lock look live; that fails closed (the operator removes LOCK). Two processes taking over the
- * same stale lock at the same instant could both succeed; systemd runs one daemon per directory,
- * so that window is accepted and documented rather than closed with a second protocol.
+ * live process) means the directory is in use: refuse. A LOCK naming our own pid that this
+ * process does not hold (`held`) is stale too: an earlier process with the same pid left it (a
+ * SIGKILLed `dev up` in a container where node is pid 1); a second acquire within this process
+ * is refused by `held`, not by the pid. PID reuse after a crash can make a stale lock look
+ * live; that fails closed (the operator removes LOCK). Two processes taking over the same
+ * stale lock at the same instant could both succeed; systemd runs one daemon per directory, so
+ * that window is accepted and documented rather than closed with a second protocol.
  */
 export class LockFile {
   private constructor(
@@ -23,6 +30,21 @@ export class LockFile {
 
   static async acquire(dir: string): Promise<LockFile> {
     const path = `${dir}/LOCK`;
+    const key = resolve(path);
+    if (held.has(key))
+      throw new ExecgateError("io_error", `lineage directory ${dir} is locked by this process`, {
+        lock: path,
+      });
+    held.add(key); // before any await: a concurrent acquire in this process must see it
+    try {
+      return await LockFile.take(dir, path);
+    } catch (e) {
+      held.delete(key);
+      throw e;
+    }
+  }
+
+  private static async take(dir: string, path: string): Promise<LockFile> {
     const content = `${process.pid} ${bootId()}\n`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const tmp = `${path}.${process.pid}`;
@@ -61,6 +83,7 @@ export class LockFile {
     // Remove only our own lock (a stale-lock takeover may have replaced it).
     const now = await readFile(this.path, "utf8").catch(() => "");
     if (now === this.content) await rm(this.path, { force: true });
+    held.delete(resolve(this.path));
   }
 }
 
@@ -77,7 +100,7 @@ function isStale(holder: string): boolean {
   if (m === null) return true; // not written by us: no live holder can be identified
   if (m[2] !== bootId()) return true;
   const pid = Number(m[1]);
-  if (pid === process.pid) return false;
+  if (pid === process.pid) return true; // not held by this process (acquire checked): a predecessor's
   try {
     process.kill(pid, 0);
     return false;

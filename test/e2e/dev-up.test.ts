@@ -1,7 +1,9 @@
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
 import { parseEnv, scratch, until } from "../helpers/dev.js";
@@ -54,5 +56,54 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(await exited).toBe(0);
     expect(stderr).toMatch(/daemon_stopping/);
     expect(stderr).not.toMatch(/lineage_close_failed/);
+  });
+
+  it("under sudo, the user the dev policy grants can read DIR/env and ask the daemon for a token", async () => {
+    // The run's scratch directory is 0700 root; the developer must be able to reach DIR.
+    const base = await mkdtemp(join(tmpdir(), "execgate-dev-sudo-"));
+    await chmod(base, 0o755);
+    const dir = join(base, "dev");
+    const nobody = { uid: 65534, gid: 65534 };
+    const child = spawn(
+      process.execPath,
+      [resolve("dist/daemon/cli.js"), "dev", "up", "--root", "tpm", "--dir", dir],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, SUDO_UID: String(nobody.uid), SUDO_GID: String(nobody.gid) },
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const asNobody = promisify(execFile);
+    try {
+      await until("the daemon", () => stderr.includes("daemon on") || child.exitCode !== null);
+      expect(stderr).toContain("daemon on");
+      for (const f of [dir, join(dir, "env")]) expect((await stat(f)).uid, f).toBe(nobody.uid);
+      const envText = (await asNobody("/bin/cat", [join(dir, "env")], nobody)).stdout;
+      const env = { PATH: process.env.PATH, ...parseEnv(envText) };
+      const r = await asNobody(
+        process.execPath,
+        [resolve("dist/daemon/cli.js"), "run", "--scope", "dev", "--", "/bin/true"],
+        { ...nobody, env },
+      );
+      expect(r.stderr).toBe("");
+    } finally {
+      child.kill("SIGINT");
+      expect(await exited).toBe(0);
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("a startup refusal (a policy with an unknown key, on resume) is exit 2 with the daemon's message, not internal", async () => {
+    const dir = await scratch("dev-");
+    // A second run keeps DIR/policy.toml as it finds it.
+    await writeFile(join(dir, "policy.toml"), 'bogus_key = 1\n[[executors]]\nname = "x"\nuids = [0]\n');
+    const r = await execgate(["dev", "up", "--root", "tpm", "--dir", dir]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^execgate dev up: refusing to start: policy .*bogus_key/m);
+    expect(r.stderr).not.toMatch(/internal/);
   });
 });

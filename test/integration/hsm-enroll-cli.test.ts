@@ -35,6 +35,24 @@ describeHsm("execgate enroll --hsm --no-tpm (SoftHSM2)", () => {
     expect(vkey.name).toBe(`execgate-${rec.hsm.spkiSha256.slice(0, 16)}`);
     const again = JSON.parse((await execgate(args, hsm.env)).stdout);
     expect(again.hsm).toMatchObject({ created: false, spkiSha256: rec.hsm.spkiSha256 });
+    // Without --config, $EXECGATE_CONFIG names the file; with it, the flag wins.
+    const noFlag = ["enroll", "--hsm", "--no-tpm", "--out", out, "--json"];
+    const byEnv = await execgate(noFlag, { ...hsm.env, EXECGATE_CONFIG: config });
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+    expect(JSON.parse(byEnv.stdout).hsm).toMatchObject({ keyLabel: "root-key", created: false });
+    const flagWins = await execgate(args, { ...hsm.env, EXECGATE_CONFIG: join(hsm.dir, "missing.toml") });
+    expect(flagWins.code, flagWins.stderr).toBe(0);
+
+    // pin_credential outside systemd: $EXECGATE_HSM_PIN_FILE wins over the configuration.
+    const credConfig = join(hsm.dir, "execgate-cred.toml");
+    await writeFile(
+      credConfig,
+      (await readFile(config, "utf8")).replace(/^pin_file = .*$/m, 'pin_credential = "hsm-pin"'),
+    );
+    const credArgs = ["enroll", "--hsm", "--no-tpm", "--config", credConfig, "--out", out, "--json"];
+    const cred = await execgate(credArgs, { ...hsm.env, EXECGATE_HSM_PIN_FILE: hsm.pinFile });
+    expect(cred.code, cred.stderr).toBe(0);
+    expect(JSON.parse(cred.stdout).hsm).toMatchObject({ created: false, spkiSha256: rec.hsm.spkiSha256 });
 
     await writeFile(hsm.pinFile, "000000\n");
     const wrong = await execgate(args, hsm.env);

@@ -72,6 +72,8 @@ describe("scripts/install.sh into a DESTDIR", () => {
       "/etc/execgate",
     );
     expect(cfg.daemon.socket).toBe("/run/execgate/execgate.sock");
+    // No file install.sh does not put there (a missing EK CA bundle would stop every start).
+    expect(cfg.tpm.ekCaBundle).toBeUndefined();
     expect(installOut).toContain("nothing started");
     // What ran is the repository's units, byte for byte.
     expect(await readFile(join(root, "usr/lib/systemd/system/execgate.service"), "utf8")).toBe(
@@ -101,6 +103,14 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect("code" in e && e.code).toBe(2);
     const u = await run("bash", [INSTALL, "--bogus"]).catch((err: { code: number }) => err);
     expect("code" in u && u.code).toBe(2);
+  });
+
+  it("--help prints the scripts' header comments and no code", async () => {
+    for (const script of [INSTALL, UNINSTALL]) {
+      const { stdout } = await run("bash", [script, "--help"]);
+      expect(stdout, script).toContain("Usage: scripts/");
+      expect(stdout, script).not.toMatch(/set -euo|^#|DESTDIR=|\$\(/m);
+    }
   });
 });
 

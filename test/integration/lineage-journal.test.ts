@@ -137,6 +137,14 @@ describe("journal", () => {
     await writeFile(join(dir, "LOCK"), `${process.ppid} another-boot\n`);
     const m = await Journal.open({ dir });
     await m.close();
+    // A LOCK naming this pid that this process does not hold: an earlier process with the same
+    // pid (pid 1 in a container, SIGKILLed) left it — stale. A second open in-process still fails.
+    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId}\n`);
+    const n = await Journal.open({ dir });
+    await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
+    await n.close();
+    const o = await Journal.open({ dir });
+    await o.close();
   });
 
   it("reading back detects a record rewritten with a valid CRC (leaf hash differs)", async () => {

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULTS } from "../../src/config/defaults.js";
@@ -111,7 +111,8 @@ describeSystemd("systemd units", () => {
     );
     expect(one(s, "User")).toBe("execgate");
     expect(one(s, "StateDirectory")).toBe("execgate");
-    expect(one(s, "RuntimeDirectory")).toBe("execgate");
+    // Start-up has no timeout: a host the policy does not approve stays not-ready, not restarted.
+    expect(one(s, "TimeoutStartSec")).toBe("infinity");
     expect(one(s, "LoadCredential")).toMatch(/^hsm-pin:\//);
     expect(one(s, "DeviceAllow")).toBe("/dev/tpmrm0 rw");
     expect(one(s, "RestrictAddressFamilies")).toBe("AF_UNIX");
@@ -136,6 +137,28 @@ describeSystemd("systemd units", () => {
     // The daemon's state and socket live where the config defaults say.
     expect(DEFAULTS.daemon.state_dir).toBe("/var/lib/execgate");
     expect(service).toContain("--config /etc/execgate/execgate.toml");
+  });
+
+  it("no *Directory= of the service covers the socket's directory (systemd would chown the socket)", () => {
+    // On first activation systemd chowns a RuntimeDirectory= (or State…, Cache…) tree that is not
+    // owned by the service user — the socket execgate.socket made inside it included.
+    const base: Record<string, string> = {
+      RuntimeDirectory: "/run",
+      StateDirectory: "/var/lib",
+      CacheDirectory: "/var/cache",
+      LogsDirectory: "/var/log",
+      ConfigurationDirectory: "/etc",
+    };
+    const socketDir = dirname(one(settings(socket), "ListenStream") ?? "");
+    expect(socketDir).toBe("/run/execgate");
+    const dirs = settings(service)
+      .filter(([k]) => k.endsWith("Directory") && k !== "WorkingDirectory")
+      .flatMap(([k, v]) => {
+        expect(base[k], k).toBeDefined();
+        return v.split(/\s+/).map((name) => join(base[k] ?? "", name.split(":")[0] ?? ""));
+      });
+    expect(dirs.length).toBeGreaterThan(0);
+    for (const d of dirs) expect(socketDir === d || socketDir.startsWith(`${d}/`), d).toBe(false);
   });
 
   it("the socket: the daemon's default path, 0660, group execgate-clients", () => {
@@ -183,5 +206,9 @@ describeSystemd("systemd units", () => {
     expect((await stat(join(root, "etc/execgate/credentials/hsm-pin"))).mode & 0o777).toBe(0o600);
     const st = await stat(ima);
     expect([st.mode & 0o777, st.uid, st.gid]).toEqual([0o440, 0, gid]);
+    // The socket's directory, owned by the daemon's user (not by systemd's RuntimeDirectory=).
+    const uid = Number(/^execgate:x:(\d+):/m.exec(await readFile(join(root, "etc", "passwd"), "utf8"))?.[1]);
+    const runDir = await stat(join(root, "run/execgate"));
+    expect([runDir.mode & 0o777, runDir.uid, runDir.gid]).toEqual([0o755, uid, gid]);
   });
 });

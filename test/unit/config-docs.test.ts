@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULTS } from "../../src/config/defaults.js";
 import { DOC_BEGIN, DOC_END, renderConfigReference } from "../../src/config/doc.js";
+import { SECTIONS } from "../../src/config/schema.js";
 
 const DOC = join(import.meta.dirname, "../../docs/config.md");
 const EXAMPLE = join(import.meta.dirname, "../../examples/execgate.toml");
@@ -25,6 +26,24 @@ describe("docs/config.md", () => {
       return;
     }
     expect(current).toBe(rendered);
+  });
+
+  it("the rules name every section and every check across keys", () => {
+    const text = readFileSync(DOC, "utf8");
+    const rules = text.slice(text.indexOf("## Rules"), text.indexOf("## Keys"));
+    const closed = rules.slice(rules.indexOf("**Closed schema.**"), rules.indexOf("An unknown section"));
+    expect(SECTIONS.length).toBe(8); // a new section: say so in the rule, then here
+    expect(closed).toContain("Eight sections");
+    for (const s of SECTIONS) expect(closed).toContain(`\`[${s}]\``);
+    // Every key a cross-key check names (src/config/config.ts, crossCheck) is in that rule.
+    const source = readFileSync(join(import.meta.dirname, "../../src/config/config.ts"), "utf8");
+    const body = source.slice(source.indexOf("function crossCheck"), source.indexOf("function toConfig"));
+    const cross = rules.slice(rules.indexOf("**Checks across keys.**"));
+    const named = [...body.matchAll(/d\.(\w+)\.(\w+)|n\("(\w+)", "(\w+)"\)/g)].map((m) =>
+      m[1] ? `${m[1]}.${m[2]}` : `${m[3]}.${m[4]}`,
+    );
+    expect(named.length).toBeGreaterThan(8);
+    for (const k of new Set(named)) expect(cross, k).toContain(k);
   });
 
   it("names every key with its default", () => {
@@ -51,6 +70,9 @@ describe("docs/config.md", () => {
         const line = body.find((l) => new RegExp(`^#? ?${k} = `).test(l));
         expect(line, `${section}.${k}`).toBeDefined();
         if (line?.startsWith("#") && v !== undefined) expect(line).toContain(`${k} = ${JSON.stringify(v)}`);
+        // A key without a default is shown with an example, and its comment says so.
+        if (line?.startsWith("#") && v === undefined)
+          expect(line, `${section}.${k}`).toMatch(/# (unset:|no default)/);
       }
     }
   });
