@@ -110,7 +110,7 @@ export async function identifyPeerFd(
     throw failed("peer_no_pid", "peer has no pid visible to the daemon", { pid: cred.pid });
   }
   const mode = options.pidfd ?? "prefer";
-  const pidfd = mode === "off" ? null : native.peerPidfd(fd);
+  const pidfd = mode === "off" ? null : peerPidfd(native, fd, cred.pid);
   if (pidfd === null && mode === "require") {
     throw new ExecgateError(
       "unsupported",
@@ -121,6 +121,20 @@ export async function identifyPeerFd(
     return await lookup(cred, pidfd, native, options);
   } finally {
     if (pidfd !== null) native.closeFd(pidfd);
+  }
+}
+
+/**
+ * SO_PEERPIDFD, or null when the kernel lacks it (the addon answers null only for ENOPROTOOPT).
+ * EINVAL and ESRCH mean the kernel has the option but the peer is already gone (reaped).
+ */
+function peerPidfd(native: Native, fd: number, pid: number): number | null {
+  try {
+    return native.peerPidfd(fd);
+  } catch (e) {
+    if (e instanceof ExecgateError && (e.detail.errno === "EINVAL" || e.detail.errno === "ESRCH"))
+      throw failed("peer_exited", `peer ${pid} exited before it was identified`, { pid });
+    throw e;
   }
 }
 

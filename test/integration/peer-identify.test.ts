@@ -143,6 +143,25 @@ describe("identifyPeer: who is calling, from the kernel", () => {
     }
   });
 
+  it.each(["EINVAL", "ESRCH"])(
+    "SO_PEERPIDFD failing with %s (peer already reaped) is peer_exited, not a fall-back to start times",
+    async (errno) => {
+      const { client, conn } = await connectClient();
+      try {
+        const reaped: Native = {
+          ...native,
+          peerPidfd: () => {
+            throw new ExecgateError("io_error", `peerPidfd: ${errno}`, { errno, syscall: "peerPidfd" });
+          },
+        };
+        await expectFailure(identifyPeer(conn, { native: reaped }), "verification_failed", "peer_exited");
+      } finally {
+        conn.destroy();
+        await client.kill();
+      }
+    },
+  );
+
   it("a daemon without CAP_SYS_PTRACE gets io_error naming the capability", async () => {
     const { client, conn } = await connectClient(); // a root client
     try {
