@@ -84,6 +84,8 @@ export interface IdentifyOptions {
    */
   readonly pidfd?: "prefer" | "require" | "off";
   readonly imaExeDigest?: ImaExeDigestHook;
+  /** Stops the executable's hash when it aborts (the lookup then fails with `timeout`). */
+  readonly signal?: AbortSignal;
 }
 
 const sharedExeDigests = new ExeDigestCache();
@@ -168,7 +170,7 @@ async function lookup(
 
   // The image is opened and hashed before its path is read, and re-stat'ed at the end: an
   // exec() to another file anywhere in between shows up as a different dev/ino.
-  const digest = await exeDigests.digest(pid, proc);
+  const digest = await exeDigests.digest(pid, proc, options.signal);
   const exe = await proc.readExeLink(pid);
   const cgroup = parseCgroup(await proc.readCgroup(pid));
   const ima = options.imaExeDigest
