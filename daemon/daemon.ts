@@ -296,7 +296,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       burstPerUid: config.limits.burstPerUid,
     },
     log.child({ component: "server" }),
-    Date.now,
+    () => performance.now(),
     (op, seconds) => metrics.requestDuration.observe(op, seconds),
   );
 

@@ -1,4 +1,7 @@
-/** Token bucket per uid: `rate` requests per second sustained, `burst` at once. Time is passed in. */
+/**
+ * Token bucket per uid: `rate` requests per second sustained, `burst` at once. Time is passed in
+ * and should be monotonic; a clock that steps back adds no tokens and takes none away.
+ */
 export class RateLimiter {
   private readonly buckets = new Map<number, { tokens: number; atMs: number }>();
 
@@ -13,7 +16,8 @@ export class RateLimiter {
       b = { tokens: this.burst, atMs: nowMs };
       this.buckets.set(uid, b);
     }
-    b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.atMs) / 1000) * this.rate);
+    const elapsedMs = Math.max(0, nowMs - b.atMs);
+    b.tokens = Math.min(this.burst, b.tokens + (elapsedMs / 1000) * this.rate);
     b.atMs = nowMs;
     if (b.tokens < 1) return false;
     b.tokens -= 1;

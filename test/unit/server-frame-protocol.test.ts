@@ -4,6 +4,7 @@ import { decode, encode } from "../../src/cbor/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { actionDigest, encodeRequest, errorReply, parseRequest } from "../../src/server/protocol.js";
+import { RateLimiter } from "../../src/server/rate-limit.js";
 
 describe("frame codec", () => {
   it("reassembles frames from arbitrary chunking", () => {
@@ -39,6 +40,16 @@ describe("frame codec", () => {
     expect(() => new FrameDecoder().push(Uint8Array.of(0, 0, 0, 0))).toThrowError(
       expect.objectContaining({ code: "malformed" }),
     );
+  });
+});
+
+describe("per-uid limits", () => {
+  it("a clock stepping back neither locks a uid out nor adds tokens", () => {
+    const r = new RateLimiter(1, 1);
+    const t = 10_000_000;
+    expect(r.take(7, t)).toBe(true);
+    expect(r.take(7, t - 3_600_000)).toBe(false); // an hour back: no token yet, and no debt
+    expect(r.take(7, t - 3_600_000 + 1000)).toBe(true);
   });
 });
 
