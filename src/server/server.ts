@@ -4,7 +4,7 @@ import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { encodeFrame, FrameDecoder } from "./frame.js";
-import { errorReply, parseRequest, peekRequestId, type Request } from "./protocol.js";
+import { errorReply, parseRequest, peekRequestId, type Request, refusalOf } from "./protocol.js";
 import { RateLimiter } from "./rate-limit.js";
 
 export interface ServerLimits {
@@ -121,12 +121,7 @@ export class GateServer {
           req = parseRequest(frame);
         } catch (e) {
           const err = asExecgateError(e);
-          const id = peekRequestId(frame);
-          if (err.code === "unsupported" && err.detail.op === "unknown")
-            return fail(id, "unknown_op", "request_malformed", err.message);
-          if (err.code === "unsupported")
-            return fail(id, "unsupported_version", "request_malformed", err.message);
-          return fail(id, "bad_request", "request_malformed", err.message);
+          return fail(peekRequestId(frame), refusalOf(err), "request_malformed", err.message);
         }
         if (!this.limiter.take(peer.uid, this.now())) {
           this.stats.rateLimited++;

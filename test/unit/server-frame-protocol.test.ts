@@ -3,7 +3,13 @@ import { describe, expect, it } from "vitest";
 import { decode, encode } from "../../src/cbor/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import { actionDigest, encodeRequest, errorReply, parseRequest } from "../../src/server/protocol.js";
+import {
+  actionDigest,
+  encodeRequest,
+  errorReply,
+  parseRequest,
+  refusalOf,
+} from "../../src/server/protocol.js";
 import { RateLimiter } from "../../src/server/rate-limit.js";
 
 describe("frame codec", () => {
@@ -83,6 +89,27 @@ describe("protocol v1 requests", () => {
     expect(() => parseRequest(encodeRequest(1, "shell", {}))).toThrowError(
       expect.objectContaining({ code: "unsupported" }),
     );
+  });
+
+  it("only the version and op checks choose their own reply error; a float is bad_request", () => {
+    const refusal = (frame: Uint8Array) => {
+      try {
+        parseRequest(frame);
+      } catch (e) {
+        return refusalOf(e as ExecgateError);
+      }
+      throw new Error("parsed");
+    };
+    expect(refusal(encode({ v: 2, id: 1, op: "status" }))).toBe("unsupported_version");
+    expect(refusal(encodeRequest(1, "shell", {}))).toBe("unknown_op");
+    // { "v": 1, "id": 1, "op": "status", "args": 1.0 } — the CBOR decoder's own `unsupported`
+    const withFloat = Uint8Array.of(
+      ...[0xa4, 0x61, 0x76, 0x01, 0x62, 0x69, 0x64, 0x01, 0x62, 0x6f, 0x70, 0x66],
+      ...Buffer.from("status"),
+      ...[0x64, ...Buffer.from("args"), 0xf9, 0x3c, 0x00],
+    );
+    expect(refusal(withFloat)).toBe("bad_request");
+    expect(refusal(encodeRequest(1, "status", { x: 1 }))).toBe("bad_request");
   });
 
   it("never throws anything but ExecgateError on arbitrary bytes", () => {
