@@ -1,7 +1,7 @@
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
-import { asExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { encodeFrame, FrameDecoder } from "./frame.js";
 import { errorReply, parseRequest, peekRequestId, type Request, refusalOf } from "./protocol.js";
@@ -10,7 +10,7 @@ import { RateLimiter } from "./rate-limit.js";
 export interface ServerLimits {
   readonly maxFrameBytes: number;
   readonly maxConnections: number;
-  /** A frame that has started must be complete within this time. */
+  /** A frame that has started must be complete within this time; so must a new peer's identification. */
   readonly readTimeoutMs: number;
   /** A connection with no request for this long is closed. */
   readonly idleTimeoutMs: number;
@@ -21,8 +21,11 @@ export interface ServerLimits {
 }
 
 export interface RequestHandler {
-  /** Identifies the peer from the kernel (at accept, before any byte is read). */
-  identify(socket: Socket): Promise<PeerIdentity>;
+  /**
+   * Identifies the peer from the kernel (at accept, before any byte is read). The server denies the
+   * connection when this has not settled by the deadline, and aborts `signal` then to stop the work.
+   */
+  identify(socket: Socket, signal: AbortSignal): Promise<PeerIdentity>;
   /** Answers one well-formed request; must never throw (a failure is a denial reply). */
   handle(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
   /** Records a refusal that never reached `handle`. */
@@ -60,29 +63,21 @@ export class GateServer {
 
   /** The net.Server's connection callback (listenUnix / an activated socket). */
   readonly onConnection = (socket: Socket): void => {
+    socket.on("error", () => socket.destroy());
     if (this.connections.size >= this.limits.maxConnections) {
       this.stats.refused++;
-      socket.end(encodeFrame(errorReply(0, "busy")));
-      socket.destroy();
+      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
       return;
     }
     this.connections.add(socket);
     this.stats.accepted++;
     socket.once("close", () => this.connections.delete(socket));
-    socket.on("error", () => socket.destroy());
     void this.serve(socket);
   };
 
   private async serve(socket: Socket): Promise<void> {
-    let peer: PeerIdentity;
-    try {
-      peer = await this.handler.identify(socket);
-    } catch (e) {
-      const err = asExecgateError(e);
-      this.handler.rejected(undefined, "peer_unknown", `peer not identifiable: ${err.message}`);
-      socket.end(encodeFrame(errorReply(0, "denied", "peer_unknown")));
-      return;
-    }
+    const peer = await this.identify(socket);
+    if (peer === undefined || socket.destroyed) return;
     const decoder = new FrameDecoder(this.limits.maxFrameBytes);
     const maxInFlight = this.limits.maxInFlightPerConnection ?? 64;
     let inFlight = 0;
@@ -148,6 +143,28 @@ export class GateServer {
     socket.resume();
   }
 
+  /**
+   * The peer of a new connection, within read_timeout_ms; otherwise the connection is denied
+   * (id 0, peer_unknown) and closed, which frees its slot even though it was never read.
+   */
+  private async identify(socket: Socket): Promise<PeerIdentity | undefined> {
+    try {
+      return await withDeadline(
+        (signal) => this.handler.identify(socket, signal),
+        this.limits.readTimeoutMs,
+        "peer identification",
+      );
+    } catch (e) {
+      this.handler.rejected(
+        undefined,
+        "peer_unknown",
+        `peer not identifiable: ${asExecgateError(e).message}`,
+      );
+      closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
+      return undefined;
+    }
+  }
+
   private async dispatch(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
     try {
       return await this.handler.handle(peer, req);
@@ -171,5 +188,35 @@ export class GateServer {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.connections) s.destroy();
     await closed;
+  }
+}
+
+/** Sends a last reply and closes: destroyed once it is flushed, or after `graceMs` if it is not. */
+function closeWith(socket: Socket, reply: Uint8Array, graceMs: number): void {
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), graceMs);
+  socket.once("close", () => clearTimeout(timer));
+  socket.end(encodeFrame(reply), () => socket.destroy());
+}
+
+/** `work`'s result, or a `timeout` error after `ms`, when `work`'s signal is aborted too. */
+async function withDeadline<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new ExecgateError("timeout", `${what} took longer than ${ms} ms`);
+      abort.abort(e);
+      reject(e);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work(abort.signal), expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -1,0 +1,206 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { decode } from "../../src/cbor/index.js";
+import type { DenialReason } from "../../src/core/denial.js";
+import { identifyPeer, type PeerIdentity } from "../../src/peer/index.js";
+import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
+import { listenUnix } from "../../src/server/listen.js";
+import { encodeRequest, okReply, type Request } from "../../src/server/protocol.js";
+import { GateServer, type RequestHandler, type ServerLimits } from "../../src/server/server.js";
+
+/*
+ * GateServer on a real Unix socket (listenUnix, pauseOnConnect as in the daemon), real clients,
+ * and by default the real peer identification. Only the gate behind `handle` is a stand-in: these
+ * tests are about connections, limits and deadlines, not decisions.
+ */
+
+const SYSTEM_PYTHON = "/usr/bin/python3.11";
+
+interface Recorded {
+  readonly peer: PeerIdentity | undefined;
+  readonly reason: DenialReason;
+  readonly detail: string;
+}
+
+interface TestServer {
+  readonly path: string;
+  readonly gate: GateServer;
+  readonly recorded: Recorded[];
+  readonly handled: Request[];
+  /** Milliseconds the server reads as now (monotonic in the daemon); tests move it by hand. */
+  nowMs: number;
+}
+
+const LIMITS: ServerLimits = {
+  maxFrameBytes: 64 * 1024,
+  maxConnections: 16,
+  readTimeoutMs: 5000,
+  idleTimeoutMs: 600_000,
+  requestsPerSecondPerUid: 1000,
+  burstPerUid: 1000,
+};
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function startServer(
+  limits: Partial<ServerLimits> = {},
+  handler: Partial<RequestHandler> = {},
+): Promise<TestServer> {
+  const dir = await mkdtemp(join(tmpdir(), "execgate-server-"));
+  const recorded: Recorded[] = [];
+  const handled: Request[] = [];
+  const t: { -readonly [K in keyof TestServer]: TestServer[K] } = {
+    path: join(dir, "s.sock"),
+    recorded,
+    handled,
+    nowMs: 1_000_000,
+    gate: undefined as unknown as GateServer,
+  };
+  t.gate = new GateServer(
+    {
+      identify: (socket, signal) => identifyPeer(socket, { signal }),
+      handle: async (_peer, req) => {
+        handled.push(req);
+        return okReply(req.id, {});
+      },
+      rejected: (peer, reason, detail) => recorded.push({ peer, reason, detail }),
+      ...handler,
+    },
+    { ...LIMITS, ...limits },
+    pino({ level: "silent" }),
+    () => t.nowMs,
+  );
+  const server: Server = await listenUnix(t.path, { mode: 0o600, onConnection: t.gate.onConnection });
+  cleanups.push(async () => {
+    await t.gate.close(server);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return t;
+}
+
+/** A raw client: what it sends is up to the test; replies are collected as decoded maps. */
+interface RawClient {
+  readonly socket: Socket;
+  readonly replies: Map<string, unknown>[];
+  readonly closed: Promise<void>;
+  isClosed(): boolean;
+}
+
+async function rawClient(path: string, read = true): Promise<RawClient> {
+  const socket = connect(path);
+  const replies: Map<string, unknown>[] = [];
+  const decoder = new FrameDecoder(1 << 20);
+  let isClosed = false;
+  socket.on("data", (b: Buffer) => {
+    for (const f of decoder.push(new Uint8Array(b))) replies.push(decode(f) as Map<string, unknown>);
+  });
+  socket.on("error", () => undefined);
+  const closed = once(socket, "close").then(() => {
+    isClosed = true;
+  });
+  if (!read) socket.pause();
+  await once(socket, "connect");
+  cleanups.push(async () => {
+    socket.destroy();
+  });
+  return { socket, replies, closed, isClosed: () => isClosed };
+}
+
+const request = (id: number, op = "status") => encodeFrame(encodeRequest(id, op, {}));
+
+async function until(what: string, f: () => boolean, ms = 20_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!f()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Connects, fork()s, and exits: the connecting process is gone, its child keeps the connection
+ * open without reading. Resolves once the parent has exited, with the child's pid.
+ */
+async function connectForkAndExit(path: string): Promise<number> {
+  const script = `
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+os._exit(0)
+`;
+  const p = spawn(SYSTEM_PYTHON, ["-c", script, path], { stdio: ["ignore", "pipe", "inherit"] });
+  const [line] = (await once(createInterface({ input: p.stdout }), "line")) as [string];
+  if (p.exitCode === null) await once(p, "exit");
+  const child = Number(line);
+  cleanups.push(async () => {
+    try {
+      process.kill(child, "SIGKILL");
+    } catch {
+      // gone already
+    }
+  });
+  return child;
+}
+
+describe("GateServer: peer identification", () => {
+  it("a peer that exited before it was identified is denied and its slot is freed (the connection is closed, not left paused)", async () => {
+    let parentsGone!: () => void;
+    const gone = new Promise<void>((r) => {
+      parentsGone = r;
+    });
+    const t = await startServer(
+      { maxConnections: 2 },
+      {
+        identify: async (socket, signal) => {
+          await gone; // identify only once the connecting processes have exited
+          return identifyPeer(socket, { signal });
+        },
+      },
+    );
+    const children = [await connectForkAndExit(t.path), await connectForkAndExit(t.path)];
+    for (const pid of children) expect(() => process.kill(pid, 0)).not.toThrow(); // connections still open
+    parentsGone();
+    await until("the unidentified connections to be closed", () => t.gate.connectionCount === 0);
+    expect(t.recorded.map((r) => r.reason)).toContain("peer_unknown");
+
+    const c = await rawClient(t.path);
+    c.socket.write(request(1));
+    await until("a reply", () => c.replies.length > 0);
+    expect(Object.fromEntries(c.replies[0]!)).toMatchObject({ id: 1, ok: true });
+  });
+
+  it("identification that does not finish within read_timeout_ms is denied peer_unknown, and its work aborted", async () => {
+    let signalSeen: AbortSignal | undefined;
+    const t = await startServer(
+      { readTimeoutMs: 200 },
+      {
+        identify: (_socket, signal) => {
+          signalSeen = signal;
+          return new Promise<never>(() => undefined); // ignores the signal: the server's deadline must hold
+        },
+      },
+    );
+    const c = await rawClient(t.path);
+    await c.closed;
+    expect(c.replies.map((r) => Object.fromEntries(r))).toEqual([
+      { v: 1, id: 0, ok: false, error: "denied", reason: "peer_unknown" },
+    ]);
+    expect(signalSeen?.aborted).toBe(true);
+    await until("the slot to be freed", () => t.gate.connectionCount === 0);
+    expect(t.recorded).toHaveLength(1);
+  });
+});
