@@ -5,7 +5,7 @@ import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { encodeFrame, FrameDecoder } from "./frame.js";
 import { errorReply, parseRequest, peekRequestId, type Request, refusalOf } from "./protocol.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter, RecordThrottle } from "./rate-limit.js";
 
 export interface ServerLimits {
   readonly maxFrameBytes: number;
@@ -40,7 +40,7 @@ export interface RequestHandler {
 export class GateServer {
   private readonly connections = new Set<Socket>();
   private readonly limiter: RateLimiter;
-  private readonly rateLogged = new Map<number, number>();
+  private readonly recordThrottle = new RecordThrottle();
   readonly stats = { accepted: 0, refused: 0, malformed: 0, rateLimited: 0 };
 
   constructor(
@@ -93,7 +93,7 @@ export class GateServer {
       detail: string,
     ) => {
       this.stats.malformed++;
-      this.handler.rejected(peer, reason, detail);
+      this.refuse(peer, reason, detail);
       closing = true;
       socket.end(encodeFrame(errorReply(id, error, reason)));
     };
@@ -120,7 +120,7 @@ export class GateServer {
         }
         if (!this.limiter.take(peer.uid, this.now())) {
           this.stats.rateLimited++;
-          this.recordRateLimit(peer);
+          this.refuse(peer, "rate_limited", "per-uid request rate exceeded");
           socket.write(encodeFrame(errorReply(req.id, "denied", "rate_limited")));
           continue;
         }
@@ -155,11 +155,7 @@ export class GateServer {
         "peer identification",
       );
     } catch (e) {
-      this.handler.rejected(
-        undefined,
-        "peer_unknown",
-        `peer not identifiable: ${asExecgateError(e).message}`,
-      );
+      this.refuse(undefined, "peer_unknown", `peer not identifiable: ${asExecgateError(e).message}`);
       closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
       return undefined;
     }
@@ -175,12 +171,19 @@ export class GateServer {
     }
   }
 
-  /** At most one rate_limited lineage record per uid per second; every refusal is still counted. */
-  private recordRateLimit(peer: PeerIdentity): void {
-    const s = Math.floor(this.now() / 1000);
-    if (this.rateLogged.get(peer.uid) === s) return;
-    this.rateLogged.set(peer.uid, s);
-    this.handler.rejected(peer, "rate_limited", "per-uid request rate exceeded");
+  /**
+   * Records a refusal that costs the client nothing (rate_limited, malformed, unidentified) at most
+   * once a second per uid and reason, with the count left unrecorded since; every refusal is
+   * still answered and counted in `stats`. Unidentified peers share one key.
+   */
+  private refuse(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
+    const skipped = this.recordThrottle.admit(`${peer?.uid ?? "unidentified"}:${reason}`, this.now());
+    if (skipped === undefined) return;
+    this.handler.rejected(
+      peer,
+      reason,
+      skipped > 0 ? `${detail} (and ${skipped} unrecorded since the last record)` : detail,
+    );
   }
 
   /** Stops accepting, then drops open connections (their in-flight requests finish or fail). */

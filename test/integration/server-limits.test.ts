@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { decode } from "../../src/cbor/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
+import { ExecgateError } from "../../src/core/errors.js";
 import { identifyPeer, type PeerIdentity } from "../../src/peer/index.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { listenUnix } from "../../src/server/listen.js";
@@ -202,5 +203,72 @@ describe("GateServer: peer identification", () => {
     expect(signalSeen?.aborted).toBe(true);
     await until("the slot to be freed", () => t.gate.connectionCount === 0);
     expect(t.recorded).toHaveLength(1);
+  });
+});
+
+describe("GateServer: refusals that cost the client nothing are recorded at most once a second", () => {
+  const garbage = encodeFrame(Uint8Array.of(0xff));
+
+  it("malformed frames: every client is answered, one record per uid per second with the count", async () => {
+    const t = await startServer();
+    const replies: unknown[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await rawClient(t.path);
+      c.socket.write(garbage);
+      await c.closed;
+      replies.push(...c.replies.map((r) => Object.fromEntries(r)));
+    }
+    expect(replies).toEqual(
+      Array(5).fill({ v: 1, id: 0, ok: false, error: "bad_request", reason: "request_malformed" }),
+    );
+    expect(t.recorded.map((r) => r.reason)).toEqual(["request_malformed"]);
+    t.nowMs += 1000;
+    const c = await rawClient(t.path);
+    c.socket.write(garbage);
+    await c.closed;
+    expect(t.recorded).toHaveLength(2);
+    expect(t.recorded[1]!.detail).toContain("4 unrecorded");
+    expect(t.gate.stats.malformed).toBe(6);
+  });
+
+  it("failed identifications: every client is denied, one record per second", async () => {
+    const t = await startServer(
+      {},
+      {
+        identify: async () => {
+          throw new ExecgateError("verification_failed", "peer exited", { check: "peer_exited" });
+        },
+      },
+    );
+    for (let i = 0; i < 3; i++) {
+      const c = await rawClient(t.path);
+      await c.closed;
+      expect(c.replies.map((r) => r.get("reason"))).toEqual(["peer_unknown"]);
+    }
+    expect(t.recorded.map((r) => r.reason)).toEqual(["peer_unknown"]);
+  });
+});
+
+describe("GateServer: malformed requests", () => {
+  it("a float in a request is bad_request (request_malformed), not unsupported_version", async () => {
+    const t = await startServer();
+    const c = await rawClient(t.path);
+    // { "v": 1, "id": 9, "op": "status", "args": 1.0 (half float) } in deterministic key order
+    const payload = Buffer.concat([
+      Buffer.from([0xa4, 0x61, 0x76, 0x01, 0x62, 0x69, 0x64, 0x09, 0x62, 0x6f, 0x70]),
+      Buffer.from([0x66, ...Buffer.from("status")]),
+      Buffer.from([0x64, ...Buffer.from("args"), 0xf9, 0x3c, 0x00]),
+    ]);
+    c.socket.write(encodeFrame(payload));
+    await c.closed;
+    expect(c.replies.map((r) => [r.get("error"), r.get("reason")])).toEqual([
+      ["bad_request", "request_malformed"],
+    ]);
+    const v2 = await rawClient(t.path);
+    v2.socket.write(
+      encodeFrame(Buffer.from([0xa3, 0x61, 0x76, 0x02, 0x62, 0x69, 0x64, 0x01, 0x62, 0x6f, 0x70, 0x60])),
+    );
+    await v2.closed;
+    expect(v2.replies.map((r) => r.get("error"))).toEqual(["unsupported_version"]);
   });
 });
