@@ -3,8 +3,8 @@ import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
-import { encodeFrame, FrameDecoder } from "./frame.js";
-import { errorReply, parseRequest, peekRequestId, type Request, refusalOf } from "./protocol.js";
+import { Connection, closeWith } from "./connection.js";
+import { errorReply, type Request } from "./protocol.js";
 import { RateLimiter, RecordThrottle } from "./rate-limit.js";
 
 export interface ServerLimits {
@@ -12,7 +12,7 @@ export interface ServerLimits {
   readonly maxConnections: number;
   /** A frame that has started must be complete within this time; so must a new peer's identification. */
   readonly readTimeoutMs: number;
-  /** A connection with no request for this long is closed. */
+  /** A connection with no complete request for this long (and none in flight) is closed. */
   readonly idleTimeoutMs: number;
   readonly requestsPerSecondPerUid: number;
   readonly burstPerUid: number;
@@ -32,6 +32,8 @@ export interface RequestHandler {
   rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void;
 }
 
+const DEFAULT_MAX_IN_FLIGHT = 64;
+
 /**
  * The socket server: framing, limits enforced before allocation, deadlines, per-uid rate limits.
  * Malformed input gets a typed error reply and the connection is closed; nothing here can turn
@@ -47,6 +49,7 @@ export class GateServer {
     private readonly handler: RequestHandler,
     private readonly limits: ServerLimits,
     private readonly log: Logger,
+    /** Monotonic milliseconds (performance.now): rate limits must not follow wall-clock steps. */
     private readonly now: () => number,
     /**
      * Told how long each answered request took in seconds: from the request parsed (after the rate
@@ -78,69 +81,26 @@ export class GateServer {
   private async serve(socket: Socket): Promise<void> {
     const peer = await this.identify(socket);
     if (peer === undefined || socket.destroyed) return;
-    const decoder = new FrameDecoder(this.limits.maxFrameBytes);
-    const maxInFlight = this.limits.maxInFlightPerConnection ?? 64;
-    let inFlight = 0;
-    let closing = false;
-    let readTimer: NodeJS.Timeout | undefined;
-    const idle = () => socket.destroy();
-    socket.setTimeout(this.limits.idleTimeoutMs, idle);
-
-    const fail = (
-      id: number,
-      error: "bad_request" | "unsupported_version" | "unknown_op",
-      reason: DenialReason,
-      detail: string,
-    ) => {
-      this.stats.malformed++;
-      this.refuse(peer, reason, detail);
-      closing = true;
-      socket.end(encodeFrame(errorReply(id, error, reason)));
-    };
-
-    socket.on("data", (chunk: Buffer) => {
-      if (closing) return;
-      let frames: Uint8Array[];
-      try {
-        frames = decoder.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      } catch (e) {
-        return fail(0, "bad_request", "request_malformed", asExecgateError(e).message);
-      }
-      if (readTimer) clearTimeout(readTimer);
-      readTimer =
-        decoder.pending > 0 ? setTimeout(() => socket.destroy(), this.limits.readTimeoutMs) : undefined;
-      for (const frame of frames) {
-        if (closing) return;
-        let req: Request;
-        try {
-          req = parseRequest(frame);
-        } catch (e) {
-          const err = asExecgateError(e);
-          return fail(peekRequestId(frame), refusalOf(err), "request_malformed", err.message);
-        }
-        if (!this.limiter.take(peer.uid, this.now())) {
-          this.stats.rateLimited++;
-          this.refuse(peer, "rate_limited", "per-uid request rate exceeded");
-          socket.write(encodeFrame(errorReply(req.id, "denied", "rate_limited")));
-          continue;
-        }
-        inFlight++;
-        if (inFlight >= maxInFlight) socket.pause();
-        const started = performance.now();
-        void this.dispatch(peer, req).then((reply) => {
-          inFlight--;
-          if (!socket.destroyed) {
-            socket.write(encodeFrame(reply, Math.max(this.limits.maxFrameBytes, reply.length)));
-            if (inFlight < maxInFlight && socket.isPaused() && !closing) socket.resume();
-            this.served(req.op, (performance.now() - started) / 1000);
-          }
-        });
-      }
-    });
-    socket.once("close", () => {
-      if (readTimer) clearTimeout(readTimer);
-    });
-    socket.resume();
+    const connection = new Connection(
+      socket,
+      peer,
+      {
+        maxFrameBytes: this.limits.maxFrameBytes,
+        readTimeoutMs: this.limits.readTimeoutMs,
+        idleTimeoutMs: this.limits.idleTimeoutMs,
+        maxInFlight: this.limits.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT,
+      },
+      {
+        admit: (p) => this.admit(p),
+        answer: (p, req) => this.dispatch(p, req),
+        malformed: (p, detail) => {
+          this.stats.malformed++;
+          this.refuse(p, "request_malformed", detail);
+        },
+        served: this.served,
+      },
+    );
+    connection.start();
   }
 
   /**
@@ -159,6 +119,13 @@ export class GateServer {
       closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
       return undefined;
     }
+  }
+
+  private admit(peer: PeerIdentity): boolean {
+    if (this.limiter.take(peer.uid, this.now())) return true;
+    this.stats.rateLimited++;
+    this.refuse(peer, "rate_limited", "per-uid request rate exceeded");
+    return false;
   }
 
   private async dispatch(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
@@ -192,14 +159,6 @@ export class GateServer {
     for (const s of this.connections) s.destroy();
     await closed;
   }
-}
-
-/** Sends a last reply and closes: destroyed once it is flushed, or after `graceMs` if it is not. */
-function closeWith(socket: Socket, reply: Uint8Array, graceMs: number): void {
-  if (socket.destroyed) return;
-  const timer = setTimeout(() => socket.destroy(), graceMs);
-  socket.once("close", () => clearTimeout(timer));
-  socket.end(encodeFrame(reply), () => socket.destroy());
 }
 
 /** `work`'s result, or a `timeout` error after `ms`, when `work`'s signal is aborted too. */

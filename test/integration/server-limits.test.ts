@@ -11,9 +11,10 @@ import { decode } from "../../src/cbor/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { identifyPeer, type PeerIdentity } from "../../src/peer/index.js";
+import { MAX_UNSENT_REPLY_BYTES } from "../../src/server/connection.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { listenUnix } from "../../src/server/listen.js";
-import { encodeRequest, okReply, type Request } from "../../src/server/protocol.js";
+import { encodeRequest, errorReply, okReply, type Request } from "../../src/server/protocol.js";
 import { GateServer, type RequestHandler, type ServerLimits } from "../../src/server/server.js";
 
 /*
@@ -127,6 +128,18 @@ async function until(what: string, f: () => boolean, ms = 20_000): Promise<void>
   }
 }
 
+/** Waits until `f()` has not changed for a few polls: the server has done all it will do. */
+async function settled(f: () => number): Promise<number> {
+  let last = f();
+  for (let quiet = 0; quiet < 5; ) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = f();
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 /**
  * Connects, fork()s, and exits: the connecting process is gone, its child keeps the connection
  * open without reading. Resolves once the parent has exited, with the child's pid.
@@ -204,6 +217,72 @@ describe("GateServer: peer identification", () => {
     await until("the slot to be freed", () => t.gate.connectionCount === 0);
     expect(t.recorded).toHaveLength(1);
   });
+});
+
+describe("GateServer: read deadline", () => {
+  it("a bare frame header starts the read deadline", async () => {
+    const t = await startServer({ readTimeoutMs: 200 });
+    const c = await rawClient(t.path);
+    c.socket.write(Uint8Array.of(0, 0, 0, 50));
+    await c.closed;
+    expect(t.handled).toHaveLength(0);
+  });
+
+  it("a frame trickling in a byte at a time does not extend the deadline (slowloris)", async () => {
+    const t = await startServer({ readTimeoutMs: 300 });
+    const c = await rawClient(t.path);
+    // Complete requests work, then a frame of 1000 bytes sent at one byte per 50 ms: it would take
+    // 50 s, so the connection must close long before the 100 bytes below are sent.
+    c.socket.write(request(1));
+    await until("the first reply", () => c.replies.length === 1);
+    c.socket.write(Uint8Array.of(0, 0, 3, 0xe8));
+    for (let i = 0; i < 100 && !c.isClosed(); i++) {
+      c.socket.write(Uint8Array.of(0xa0));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(c.isClosed()).toBe(true);
+    expect(t.handled).toHaveLength(1);
+  });
+});
+
+describe("GateServer: what a connection may make the daemon hold", () => {
+  it("stops dispatching at 64 requests in flight, even from one chunk, and continues as they complete", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const t = await startServer(
+      {},
+      {
+        handle: async (_peer, req) => {
+          t.handled.push(req);
+          await released;
+          return okReply(req.id, {});
+        },
+      },
+    );
+    const c = await rawClient(t.path);
+    c.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => request(i + 1))));
+    expect(await settled(() => t.handled.length)).toBe(64);
+    release();
+    await until("every reply", () => c.replies.length === 100);
+    expect(new Set(c.replies.map((r) => r.get("id"))).size).toBe(100);
+  });
+
+  it("a client that sends without reading cannot make the daemon buffer more than the bound (rate_limited replies too)", async () => {
+    const t = await startServer({ requestsPerSecondPerUid: 1, burstPerUid: 1 });
+    const n = 100_000;
+    const c = await rawClient(t.path, false);
+    c.socket.write(Buffer.concat(Array.from({ length: n }, (_, i) => request(i + 1))));
+    const answered = await settled(() => t.gate.stats.rateLimited);
+    const replyBytes = encodeFrame(errorReply(n, "denied", "rate_limited")).length;
+    // unsent replies (the bound) + what the kernel holds for the client + one reply
+    expect(answered * replyBytes).toBeLessThan(MAX_UNSENT_REPLY_BYTES + 512 * 1024);
+    expect(answered).toBeLessThan(n - 1);
+    c.socket.resume();
+    await until("every reply", () => c.replies.length === n, 60_000);
+    expect(t.gate.stats.rateLimited).toBe(n - 1);
+  }, 90_000);
 });
 
 describe("GateServer: refusals that cost the client nothing are recorded at most once a second", () => {

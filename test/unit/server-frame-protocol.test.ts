@@ -47,6 +47,17 @@ describe("frame codec", () => {
       expect.objectContaining({ code: "malformed" }),
     );
   });
+
+  it("is mid-frame from the first header byte until the frame is whole (a bare header counts)", () => {
+    const d = new FrameDecoder();
+    expect(d.midFrame).toBe(false);
+    d.push(Uint8Array.of(0, 0));
+    expect(d.midFrame).toBe(true);
+    d.push(Uint8Array.of(0, 2));
+    expect([d.pending, d.midFrame]).toEqual([0, true]);
+    expect(d.push(Uint8Array.of(0xa0, 0xa0))).toHaveLength(1);
+    expect(d.midFrame).toBe(false);
+  });
 });
 
 describe("per-uid limits", () => {
