@@ -290,6 +290,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     {
       maxFrameBytes: config.limits.maxFrameBytes,
       maxConnections: config.limits.maxConnections,
+      maxConnectionsPerUid: config.limits.maxConnectionsPerUid,
       readTimeoutMs: config.limits.readTimeoutMs,
       idleTimeoutMs: config.limits.idleTimeoutMs,
       requestsPerSecondPerUid: config.limits.requestsPerSecondPerUid,

@@ -10,6 +10,8 @@ import { RateLimiter, RecordThrottle } from "./rate-limit.js";
 export interface ServerLimits {
   readonly maxFrameBytes: number;
   readonly maxConnections: number;
+  /** Connections one uid may hold at once (counted once identified); unset: maxConnections. */
+  readonly maxConnectionsPerUid?: number;
   /** A frame that has started must be complete within this time; so must a new peer's identification. */
   readonly readTimeoutMs: number;
   /** A connection with no complete request for this long (and none in flight) is closed. */
@@ -41,6 +43,7 @@ const DEFAULT_MAX_IN_FLIGHT = 64;
  */
 export class GateServer {
   private readonly connections = new Set<Socket>();
+  private readonly connectionsPerUid = new Map<number, number>();
   private readonly limiter: RateLimiter;
   private readonly recordThrottle = new RecordThrottle();
   readonly stats = { accepted: 0, refused: 0, malformed: 0, rateLimited: 0 };
@@ -81,6 +84,11 @@ export class GateServer {
   private async serve(socket: Socket): Promise<void> {
     const peer = await this.identify(socket);
     if (peer === undefined || socket.destroyed) return;
+    if (!this.holdUidSlot(peer.uid, socket)) {
+      this.stats.refused++;
+      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
+      return;
+    }
     const connection = new Connection(
       socket,
       peer,
@@ -119,6 +127,19 @@ export class GateServer {
       closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
       return undefined;
     }
+  }
+
+  /** Counts the connection against its uid until it closes; false when the uid has no slot left. */
+  private holdUidSlot(uid: number, socket: Socket): boolean {
+    const held = this.connectionsPerUid.get(uid) ?? 0;
+    if (held >= (this.limits.maxConnectionsPerUid ?? this.limits.maxConnections)) return false;
+    this.connectionsPerUid.set(uid, held + 1);
+    socket.once("close", () => {
+      const left = (this.connectionsPerUid.get(uid) ?? 1) - 1;
+      if (left > 0) this.connectionsPerUid.set(uid, left);
+      else this.connectionsPerUid.delete(uid);
+    });
+    return true;
   }
 
   private admit(peer: PeerIdentity): boolean {

@@ -219,6 +219,26 @@ describe("GateServer: peer identification", () => {
   });
 });
 
+describe("GateServer: connections per uid", () => {
+  it("a uid over max_connections_per_uid is refused busy once identified; a closed connection frees its slot", async () => {
+    const t = await startServer({ maxConnectionsPerUid: 2 });
+    const held = [await rawClient(t.path), await rawClient(t.path)];
+    for (const [i, c] of held.entries()) c.socket.write(request(i + 1));
+    await until("both served", () => held.every((c) => c.replies.length === 1));
+    const third = await rawClient(t.path);
+    await third.closed;
+    expect(third.replies.map((r) => Object.fromEntries(r))).toEqual([
+      { v: 1, id: 0, ok: false, error: "busy" },
+    ]);
+    held[0]!.socket.destroy();
+    await until("the slot to be freed", () => t.gate.connectionCount === 1);
+    const fourth = await rawClient(t.path);
+    fourth.socket.write(request(4));
+    await until("a reply", () => fourth.replies.length === 1);
+    expect(fourth.replies[0]!.get("ok")).toBe(true);
+  });
+});
+
 describe("GateServer: read deadline", () => {
   it("a bare frame header starts the read deadline", async () => {
     const t = await startServer({ readTimeoutMs: 200 });
