@@ -294,13 +294,14 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     {
       maxFrameBytes: config.limits.maxFrameBytes,
       maxConnections: config.limits.maxConnections,
+      maxConnectionsPerUid: config.limits.maxConnectionsPerUid,
       readTimeoutMs: config.limits.readTimeoutMs,
       idleTimeoutMs: config.limits.idleTimeoutMs,
       requestsPerSecondPerUid: config.limits.requestsPerSecondPerUid,
       burstPerUid: config.limits.burstPerUid,
     },
     log.child({ component: "server" }),
-    Date.now,
+    () => performance.now(),
     (op, seconds) => metrics.requestDuration.observe(op, seconds),
   );
 

@@ -13,7 +13,8 @@ export function gateHandler(
   exportBundle?: () => Promise<{ path: string; size: number }>,
 ): RequestHandler {
   return {
-    identify: (socket: Socket): Promise<PeerIdentity> => identifyPeer(socket),
+    identify: (socket: Socket, signal: AbortSignal): Promise<PeerIdentity> =>
+      identifyPeer(socket, { signal }),
     rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
       void gate.recordDenial(peer, reason, detail);
     },

@@ -203,8 +203,13 @@ static napi_value peer_pidfd(napi_env env, napi_callback_info info) {
   socklen_t len = sizeof pidfd;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) {
     int err = errno;
-    if (err == ENOPROTOOPT || err == EINVAL) {
-      /* Kernel older than 6.5, or the option is unknown for this socket: no pidfd. */
+    if (err == ENOPROTOOPT) {
+      /*
+       * Kernel older than 6.5: no pidfd. EINVAL/ESRCH are not "unsupported": a kernel that has
+       * the option returns them when the peer is already reaped, and falling back to the weaker
+       * start-time check then would be wrong; they are thrown, and the caller fails closed
+       * (peer_exited).
+       */
       napi_value null_value;
       napi_get_null(env, &null_value);
       return null_value;

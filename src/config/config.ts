@@ -61,6 +61,7 @@ export interface Config {
   readonly limits: {
     readonly maxFrameBytes: number;
     readonly maxConnections: number;
+    readonly maxConnectionsPerUid: number;
     readonly readTimeoutMs: number;
     readonly idleTimeoutMs: number;
     readonly requestsPerSecondPerUid: number;

@@ -43,6 +43,7 @@ export const DEFAULTS = {
   limits: {
     max_frame_bytes: 65_536,
     max_connections: 256,
+    max_connections_per_uid: 64,
     read_timeout_ms: 5000,
     idle_timeout_ms: 60_000,
     requests_per_second_per_uid: 1000,

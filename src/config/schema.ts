@@ -156,10 +156,17 @@ export const SCHEMA: Schema = {
       doc: "largest socket frame accepted (checked before allocation)",
     },
     max_connections: { kind: { type: "integer", min: 1, max: 65_536 }, doc: "concurrent client connections" },
-    read_timeout_ms: { kind: ms(100, 600_000), doc: "deadline for a started frame to arrive whole" },
+    max_connections_per_uid: {
+      kind: { type: "integer", min: 1, max: 65_536 },
+      doc: "concurrent connections of one caller uid; more are refused busy once identified",
+    },
+    read_timeout_ms: {
+      kind: ms(100, 600_000),
+      doc: "deadline for a started frame to arrive whole, and for identifying a new connection's peer",
+    },
     idle_timeout_ms: {
       kind: ms(1000, 86_400_000),
-      doc: "a connection without a request for this long is closed; at least read_timeout_ms",
+      doc: "a connection without a complete request for this long, and none in flight, is closed; at least read_timeout_ms",
     },
     requests_per_second_per_uid: {
       kind: { type: "integer", min: 1, max: 1_000_000 },

@@ -22,7 +22,7 @@ export interface PeerCred {
 export interface Native {
   /** getsockopt(SO_PEERCRED) on a connected AF_UNIX stream socket. */
   peerCred(fd: number): PeerCred;
-  /** getsockopt(SO_PEERPIDFD): a new pidfd the caller must close, or null when the kernel lacks it (< 6.5). */
+  /** getsockopt(SO_PEERPIDFD): a new pidfd the caller must close, or null when the kernel lacks it (< 6.5); a reaped peer throws (errno EINVAL/ESRCH). */
   peerPidfd(fd: number): number | null;
   /** False once the process behind the pidfd has exited. */
   pidfdIsAlive(pidfd: number): boolean;

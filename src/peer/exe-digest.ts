@@ -14,6 +14,11 @@ import { procError } from "./procfs.js";
  */
 
 export const DEFAULT_EXE_CACHE_ENTRIES = 1024;
+/**
+ * Largest executable hashed: a bigger one fails identification. Hashing runs on the event loop,
+ * about 1 ms per chunk between asynchronous reads, so this bounds the work one peer can ask for.
+ */
+export const MAX_EXE_BYTES = 512 * 1024 * 1024;
 const HASH_CHUNK = 1 << 20;
 
 /** The file a process executes, as identified by fstat on /proc/<pid>/exe. */
@@ -50,34 +55,47 @@ export class ExeDigestCache {
   /** Hashes under way, by file version: concurrent lookups of one new executable hash it once. */
   private readonly inFlight = new Map<string, Promise<string>>();
   private readonly maxEntries: number;
+  private readonly maxBytes: bigint;
   /** Lookups served from the cache / by hashing; for tests and metrics. */
   hits = 0;
   misses = 0;
 
-  constructor(opts: { maxEntries?: number } = {}) {
+  constructor(opts: { maxEntries?: number; maxBytes?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? DEFAULT_EXE_CACHE_ENTRIES;
+    this.maxBytes = BigInt(opts.maxBytes ?? MAX_EXE_BYTES);
     if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) {
       throw new ExecgateError("internal", "ExeDigestCache: maxEntries must be a positive integer");
     }
   }
 
-  /** Digest of the image `pid` runs now. Throws ExecgateError if it cannot be read completely. */
-  async digest(pid: number, proc: ProcSource): Promise<ExeDigest> {
+  /**
+   * Digest of the image `pid` runs now. Throws ExecgateError if it cannot be read completely, is
+   * larger than `maxBytes`, or `signal` aborts first (`timeout`; a hash shared with other lookups
+   * stops for them too, and they fail closed).
+   */
+  async digest(pid: number, proc: ProcSource, signal?: AbortSignal): Promise<ExeDigest> {
     const handle = await proc.openExe(pid);
     try {
-      return await this.digestOpen(handle, pid);
+      return await this.digestOpen(handle, pid, signal);
     } finally {
       await handle.close().catch(() => undefined);
     }
   }
 
-  private async digestOpen(handle: FileHandle, pid: number): Promise<ExeDigest> {
+  private async digestOpen(handle: FileHandle, pid: number, signal?: AbortSignal): Promise<ExeDigest> {
     const before = await this.fstat(handle, pid);
     if (!before.isFile()) {
       throw new ExecgateError("verification_failed", `peer ${pid}: executable is not a regular file`, {
         check: "peer_exe_not_file",
         pid,
       });
+    }
+    if (before.size > this.maxBytes) {
+      throw new ExecgateError(
+        "verification_failed",
+        `peer ${pid}: executable of ${before.size} bytes is larger than ${this.maxBytes}`,
+        { check: "peer_exe_too_large", pid },
+      );
     }
     const file = fileOf(before);
     const key = `${file.dev}:${file.ino}`;
@@ -93,7 +111,7 @@ export class ExeDigestCache {
     const version = `${key}:${file.size}:${file.mtimeNs}:${file.ctimeNs}`;
     let pending = this.inFlight.get(version);
     if (!pending) {
-      pending = this.hash(handle, pid).finally(() => this.inFlight.delete(version));
+      pending = this.hash(handle, pid, signal).finally(() => this.inFlight.delete(version));
       this.inFlight.set(version, pending);
     }
     const sha256 = await pending;
@@ -123,12 +141,14 @@ export class ExeDigestCache {
     }
   }
 
-  private async hash(handle: FileHandle, pid: number): Promise<string> {
+  private async hash(handle: FileHandle, pid: number, signal?: AbortSignal): Promise<string> {
     const h = createHash("sha256");
     const buf = Buffer.allocUnsafe(HASH_CHUNK);
     let position = 0;
     try {
       for (;;) {
+        if (signal?.aborted)
+          throw new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
         const { bytesRead } = await handle.read(buf, 0, HASH_CHUNK, position);
         if (bytesRead === 0) break;
         h.update(buf.subarray(0, bytesRead));

@@ -84,6 +84,8 @@ export interface IdentifyOptions {
    */
   readonly pidfd?: "prefer" | "require" | "off";
   readonly imaExeDigest?: ImaExeDigestHook;
+  /** Stops the executable's hash when it aborts (the lookup then fails with `timeout`). */
+  readonly signal?: AbortSignal;
 }
 
 const sharedExeDigests = new ExeDigestCache();
@@ -110,7 +112,7 @@ export async function identifyPeerFd(
     throw failed("peer_no_pid", "peer has no pid visible to the daemon", { pid: cred.pid });
   }
   const mode = options.pidfd ?? "prefer";
-  const pidfd = mode === "off" ? null : native.peerPidfd(fd);
+  const pidfd = mode === "off" ? null : peerPidfd(native, fd, cred.pid);
   if (pidfd === null && mode === "require") {
     throw new ExecgateError(
       "unsupported",
@@ -121,6 +123,20 @@ export async function identifyPeerFd(
     return await lookup(cred, pidfd, native, options);
   } finally {
     if (pidfd !== null) native.closeFd(pidfd);
+  }
+}
+
+/**
+ * SO_PEERPIDFD, or null when the kernel lacks it (the addon answers null only for ENOPROTOOPT).
+ * EINVAL and ESRCH mean the kernel has the option but the peer is already gone (reaped).
+ */
+function peerPidfd(native: Native, fd: number, pid: number): number | null {
+  try {
+    return native.peerPidfd(fd);
+  } catch (e) {
+    if (e instanceof ExecgateError && (e.detail.errno === "EINVAL" || e.detail.errno === "ESRCH"))
+      throw failed("peer_exited", `peer ${pid} exited before it was identified`, { pid });
+    throw e;
   }
 }
 
@@ -154,7 +170,7 @@ async function lookup(
 
   // The image is opened and hashed before its path is read, and re-stat'ed at the end: an
   // exec() to another file anywhere in between shows up as a different dev/ino.
-  const digest = await exeDigests.digest(pid, proc);
+  const digest = await exeDigests.digest(pid, proc, options.signal);
   const exe = await proc.readExeLink(pid);
   const cgroup = parseCgroup(await proc.readCgroup(pid));
   const ima = options.imaExeDigest

@@ -35,6 +35,11 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** True from a frame's first byte until it is whole (a bare 4-byte header counts). */
+  get midFrame(): boolean {
+    return this.buffered > 0 || this.expected >= 0;
+  }
+
   push(chunk: Uint8Array): Uint8Array[] {
     const frames: Uint8Array[] = [];
     this.chunks.push(chunk);

@@ -145,8 +145,9 @@ function parseReport(a: M): ExecutionReportArgs {
 }
 
 /**
- * Parses one request frame. Throws ExecgateError: `unsupported` for a version we do not speak,
- * `malformed` for anything else that is not a well-formed request.
+ * Parses one request frame. Throws ExecgateError: `unsupported` with `detail.reply` for a version
+ * we do not speak or an op we do not know, and otherwise whatever the schema or the CBOR decoder
+ * refused (the decoder's own `unsupported`, e.g. a float, is a malformed request: see refusalOf).
  */
 export function parseRequest(frame: Uint8Array): Request {
   const v = decode(frame, { maxDepth: 6, maxItems: 1024, maxLength: 64 * 1024 });
@@ -155,7 +156,10 @@ export function parseRequest(frame: Uint8Array): Request {
   allowKeys(m, ["v", "id", "op", "args"], "request");
   const id = int(m, "id", 0, 2 ** 32 - 1);
   if (m.get("v") !== PROTOCOL_VERSION)
-    throw new ExecgateError("unsupported", `protocol version ${String(m.get("v"))}`, { id });
+    throw new ExecgateError("unsupported", `protocol version ${String(m.get("v"))}`, {
+      id,
+      reply: "unsupported_version",
+    });
   const op = m.get("op");
   const argsV = m.get("args") ?? new Map();
   if (!(argsV instanceof Map)) throw bad("args must be a map");
@@ -181,8 +185,18 @@ export function parseRequest(frame: Uint8Array): Request {
       return { id, op, args: epoch ? { epoch } : {} };
     }
     default:
-      throw new ExecgateError("unsupported", `unknown op ${String(op)}`, { id, op: "unknown" });
+      throw new ExecgateError("unsupported", `unknown op ${String(op)}`, {
+        id,
+        op: "unknown",
+        reply: "unknown_op",
+      });
   }
+}
+
+/** The reply error for a frame parseRequest refused; only the version and op checks tag their own. */
+export function refusalOf(e: ExecgateError): "bad_request" | "unsupported_version" | "unknown_op" {
+  const reply = e.detail.reply;
+  return reply === "unsupported_version" || reply === "unknown_op" ? reply : "bad_request";
 }
 
 /** The request id, if one can be read at all (for replying to a malformed request). */

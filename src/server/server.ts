@@ -1,18 +1,20 @@
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
-import { asExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
-import { encodeFrame, FrameDecoder } from "./frame.js";
-import { errorReply, parseRequest, peekRequestId, type Request } from "./protocol.js";
-import { RateLimiter } from "./rate-limit.js";
+import { Connection, closeWith } from "./connection.js";
+import { errorReply, type Request } from "./protocol.js";
+import { RateLimiter, RecordThrottle } from "./rate-limit.js";
 
 export interface ServerLimits {
   readonly maxFrameBytes: number;
   readonly maxConnections: number;
-  /** A frame that has started must be complete within this time. */
+  /** Connections one uid may hold at once (counted once identified); unset: maxConnections. */
+  readonly maxConnectionsPerUid?: number;
+  /** A frame that has started must be complete within this time; so must a new peer's identification. */
   readonly readTimeoutMs: number;
-  /** A connection with no request for this long is closed. */
+  /** A connection with no complete request for this long (and none in flight) is closed. */
   readonly idleTimeoutMs: number;
   readonly requestsPerSecondPerUid: number;
   readonly burstPerUid: number;
@@ -21,13 +23,18 @@ export interface ServerLimits {
 }
 
 export interface RequestHandler {
-  /** Identifies the peer from the kernel (at accept, before any byte is read). */
-  identify(socket: Socket): Promise<PeerIdentity>;
+  /**
+   * Identifies the peer from the kernel (at accept, before any byte is read). The server denies the
+   * connection when this has not settled by the deadline, and aborts `signal` then to stop the work.
+   */
+  identify(socket: Socket, signal: AbortSignal): Promise<PeerIdentity>;
   /** Answers one well-formed request; must never throw (a failure is a denial reply). */
   handle(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
   /** Records a refusal that never reached `handle`. */
   rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void;
 }
+
+const DEFAULT_MAX_IN_FLIGHT = 64;
 
 /**
  * The socket server: framing, limits enforced before allocation, deadlines, per-uid rate limits.
@@ -36,14 +43,16 @@ export interface RequestHandler {
  */
 export class GateServer {
   private readonly connections = new Set<Socket>();
+  private readonly connectionsPerUid = new Map<number, number>();
   private readonly limiter: RateLimiter;
-  private readonly rateLogged = new Map<number, number>();
+  private readonly recordThrottle = new RecordThrottle();
   readonly stats = { accepted: 0, refused: 0, malformed: 0, rateLimited: 0 };
 
   constructor(
     private readonly handler: RequestHandler,
     private readonly limits: ServerLimits,
     private readonly log: Logger,
+    /** Monotonic milliseconds (performance.now): rate limits must not follow wall-clock steps. */
     private readonly now: () => number,
     /**
      * Told how long each answered request took in seconds: from the request parsed (after the rate
@@ -60,97 +69,84 @@ export class GateServer {
 
   /** The net.Server's connection callback (listenUnix / an activated socket). */
   readonly onConnection = (socket: Socket): void => {
+    socket.on("error", () => socket.destroy());
     if (this.connections.size >= this.limits.maxConnections) {
       this.stats.refused++;
-      socket.end(encodeFrame(errorReply(0, "busy")));
-      socket.destroy();
+      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
       return;
     }
     this.connections.add(socket);
     this.stats.accepted++;
     socket.once("close", () => this.connections.delete(socket));
-    socket.on("error", () => socket.destroy());
     void this.serve(socket);
   };
 
   private async serve(socket: Socket): Promise<void> {
-    let peer: PeerIdentity;
-    try {
-      peer = await this.handler.identify(socket);
-    } catch (e) {
-      const err = asExecgateError(e);
-      this.handler.rejected(undefined, "peer_unknown", `peer not identifiable: ${err.message}`);
-      socket.end(encodeFrame(errorReply(0, "denied", "peer_unknown")));
+    const peer = await this.identify(socket);
+    if (peer === undefined || socket.destroyed) return;
+    if (!this.holdUidSlot(peer.uid, socket)) {
+      this.stats.refused++;
+      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
       return;
     }
-    const decoder = new FrameDecoder(this.limits.maxFrameBytes);
-    const maxInFlight = this.limits.maxInFlightPerConnection ?? 64;
-    let inFlight = 0;
-    let closing = false;
-    let readTimer: NodeJS.Timeout | undefined;
-    const idle = () => socket.destroy();
-    socket.setTimeout(this.limits.idleTimeoutMs, idle);
+    const connection = new Connection(
+      socket,
+      peer,
+      {
+        maxFrameBytes: this.limits.maxFrameBytes,
+        readTimeoutMs: this.limits.readTimeoutMs,
+        idleTimeoutMs: this.limits.idleTimeoutMs,
+        maxInFlight: this.limits.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT,
+      },
+      {
+        admit: (p) => this.admit(p),
+        answer: (p, req) => this.dispatch(p, req),
+        malformed: (p, detail) => {
+          this.stats.malformed++;
+          this.refuse(p, "request_malformed", detail);
+        },
+        served: this.served,
+      },
+    );
+    connection.start();
+  }
 
-    const fail = (
-      id: number,
-      error: "bad_request" | "unsupported_version" | "unknown_op",
-      reason: DenialReason,
-      detail: string,
-    ) => {
-      this.stats.malformed++;
-      this.handler.rejected(peer, reason, detail);
-      closing = true;
-      socket.end(encodeFrame(errorReply(id, error, reason)));
-    };
+  /**
+   * The peer of a new connection, within read_timeout_ms; otherwise the connection is denied
+   * (id 0, peer_unknown) and closed, which frees its slot even though it was never read.
+   */
+  private async identify(socket: Socket): Promise<PeerIdentity | undefined> {
+    try {
+      return await withDeadline(
+        (signal) => this.handler.identify(socket, signal),
+        this.limits.readTimeoutMs,
+        "peer identification",
+      );
+    } catch (e) {
+      this.refuse(undefined, "peer_unknown", `peer not identifiable: ${asExecgateError(e).message}`);
+      closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
+      return undefined;
+    }
+  }
 
-    socket.on("data", (chunk: Buffer) => {
-      if (closing) return;
-      let frames: Uint8Array[];
-      try {
-        frames = decoder.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      } catch (e) {
-        return fail(0, "bad_request", "request_malformed", asExecgateError(e).message);
-      }
-      if (readTimer) clearTimeout(readTimer);
-      readTimer =
-        decoder.pending > 0 ? setTimeout(() => socket.destroy(), this.limits.readTimeoutMs) : undefined;
-      for (const frame of frames) {
-        if (closing) return;
-        let req: Request;
-        try {
-          req = parseRequest(frame);
-        } catch (e) {
-          const err = asExecgateError(e);
-          const id = peekRequestId(frame);
-          if (err.code === "unsupported" && err.detail.op === "unknown")
-            return fail(id, "unknown_op", "request_malformed", err.message);
-          if (err.code === "unsupported")
-            return fail(id, "unsupported_version", "request_malformed", err.message);
-          return fail(id, "bad_request", "request_malformed", err.message);
-        }
-        if (!this.limiter.take(peer.uid, this.now())) {
-          this.stats.rateLimited++;
-          this.recordRateLimit(peer);
-          socket.write(encodeFrame(errorReply(req.id, "denied", "rate_limited")));
-          continue;
-        }
-        inFlight++;
-        if (inFlight >= maxInFlight) socket.pause();
-        const started = performance.now();
-        void this.dispatch(peer, req).then((reply) => {
-          inFlight--;
-          if (!socket.destroyed) {
-            socket.write(encodeFrame(reply, Math.max(this.limits.maxFrameBytes, reply.length)));
-            if (inFlight < maxInFlight && socket.isPaused() && !closing) socket.resume();
-            this.served(req.op, (performance.now() - started) / 1000);
-          }
-        });
-      }
-    });
+  /** Counts the connection against its uid until it closes; false when the uid has no slot left. */
+  private holdUidSlot(uid: number, socket: Socket): boolean {
+    const held = this.connectionsPerUid.get(uid) ?? 0;
+    if (held >= (this.limits.maxConnectionsPerUid ?? this.limits.maxConnections)) return false;
+    this.connectionsPerUid.set(uid, held + 1);
     socket.once("close", () => {
-      if (readTimer) clearTimeout(readTimer);
+      const left = (this.connectionsPerUid.get(uid) ?? 1) - 1;
+      if (left > 0) this.connectionsPerUid.set(uid, left);
+      else this.connectionsPerUid.delete(uid);
     });
-    socket.resume();
+    return true;
+  }
+
+  private admit(peer: PeerIdentity): boolean {
+    if (this.limiter.take(peer.uid, this.now())) return true;
+    this.stats.rateLimited++;
+    this.refuse(peer, "rate_limited", "per-uid request rate exceeded");
+    return false;
   }
 
   private async dispatch(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
@@ -163,12 +159,19 @@ export class GateServer {
     }
   }
 
-  /** At most one rate_limited lineage record per uid per second; every refusal is still counted. */
-  private recordRateLimit(peer: PeerIdentity): void {
-    const s = Math.floor(this.now() / 1000);
-    if (this.rateLogged.get(peer.uid) === s) return;
-    this.rateLogged.set(peer.uid, s);
-    this.handler.rejected(peer, "rate_limited", "per-uid request rate exceeded");
+  /**
+   * Records a refusal that costs the client nothing (rate_limited, malformed, unidentified) at most
+   * once a second per uid and reason, with the count left unrecorded since; every refusal is
+   * still answered and counted in `stats`. Unidentified peers share one key.
+   */
+  private refuse(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
+    const skipped = this.recordThrottle.admit(`${peer?.uid ?? "unidentified"}:${reason}`, this.now());
+    if (skipped === undefined) return;
+    this.handler.rejected(
+      peer,
+      reason,
+      skipped > 0 ? `${detail} (and ${skipped} unrecorded since the last record)` : detail,
+    );
   }
 
   /** Stops accepting, then drops open connections (their in-flight requests finish or fail). */
@@ -176,5 +179,27 @@ export class GateServer {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.connections) s.destroy();
     await closed;
+  }
+}
+
+/** `work`'s result, or a `timeout` error after `ms`, when `work`'s signal is aborted too. */
+async function withDeadline<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new ExecgateError("timeout", `${what} took longer than ${ms} ms`);
+      abort.abort(e);
+      reject(e);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work(abort.signal), expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -11,6 +11,7 @@ import {
   rename,
   rmdir,
   stat,
+  truncate,
   utimes,
   writeFile,
 } from "node:fs/promises";
@@ -18,7 +19,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecgateError } from "../../src/core/errors.js";
 import { loadNative, type Native } from "../../src/native/index.js";
-import { ExeDigestCache } from "../../src/peer/exe-digest.js";
+import { ExeDigestCache, MAX_EXE_BYTES } from "../../src/peer/exe-digest.js";
 import { type IdentifyOptions, identifyPeer, type PeerIdentity } from "../../src/peer/identify.js";
 import { parseProcStat } from "../../src/peer/proc-parse.js";
 import { type ProcSource, procfs } from "../../src/peer/procfs.js";
@@ -142,6 +143,25 @@ describe("identifyPeer: who is calling, from the kernel", () => {
       await client.kill();
     }
   });
+
+  it.each(["EINVAL", "ESRCH"])(
+    "SO_PEERPIDFD failing with %s (peer already reaped) is peer_exited, not a fall-back to start times",
+    async (errno) => {
+      const { client, conn } = await connectClient();
+      try {
+        const reaped: Native = {
+          ...native,
+          peerPidfd: () => {
+            throw new ExecgateError("io_error", `peerPidfd: ${errno}`, { errno, syscall: "peerPidfd" });
+          },
+        };
+        await expectFailure(identifyPeer(conn, { native: reaped }), "verification_failed", "peer_exited");
+      } finally {
+        conn.destroy();
+        await client.kill();
+      }
+    },
+  );
 
   it("a daemon without CAP_SYS_PTRACE gets io_error naming the capability", async () => {
     const { client, conn } = await connectClient(); // a root client
@@ -414,6 +434,48 @@ describe("identifyPeer: executable digest cache", () => {
       const id = await identifyPeer(conn, { native, exeDigests: new ExeDigestCache() });
       expect(id.exeSha256).toBe(sha256File(SYSTEM_PYTHON));
       expect(id.exe).toBe(`${exe} (deleted)`);
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
+});
+
+describe("identifyPeer: bounded executable hashing", () => {
+  it("an executable larger than MAX_EXE_BYTES is refused before a byte of it is hashed", async () => {
+    const dir = join(srv.dir, "bin-big");
+    await mkdir(dir, { recursive: true });
+    const exe = join(dir, "py");
+    await copyFile(SYSTEM_PYTHON, exe);
+    await truncate(exe, MAX_EXE_BYTES + 1); // sparse: trailing zeros the ELF loader never maps
+    const cache = new ExeDigestCache();
+    const { client, conn } = await connectClient({ argv: [exe, "-c", PYTHON_CLIENT] });
+    try {
+      await expectFailure(
+        identifyPeer(conn, { native, exeDigests: cache }),
+        "verification_failed",
+        "peer_exe_too_large",
+      );
+      expect(cache.misses).toBe(0);
+    } finally {
+      conn.destroy();
+      await client.kill();
+    }
+  });
+
+  it("an aborted signal stops the hash: timeout, and nothing is cached", async () => {
+    const dir = join(srv.dir, "bin-abort");
+    await mkdir(dir, { recursive: true });
+    const exe = join(dir, "py");
+    await copyFile(SYSTEM_PYTHON, exe);
+    const cache = new ExeDigestCache();
+    const { client, conn } = await connectClient({ argv: [exe, "-c", PYTHON_CLIENT] });
+    try {
+      const signal = AbortSignal.abort();
+      await expectFailure(identifyPeer(conn, { native, exeDigests: cache, signal }), "timeout");
+      const id = await identifyPeer(conn, { native, exeDigests: cache });
+      expect(id.exeSha256).toBe(sha256File(SYSTEM_PYTHON));
+      expect(cache).toMatchObject({ hits: 0, misses: 2 });
     } finally {
       conn.destroy();
       await client.kill();

@@ -62,6 +62,7 @@ describe("config: defaults", () => {
     expect(c.limits).toEqual({
       maxFrameBytes: 65_536,
       maxConnections: 256,
+      maxConnectionsPerUid: 64,
       readTimeoutMs: 5000,
       idleTimeoutMs: 60_000,
       requestsPerSecondPerUid: 1000,

@@ -3,7 +3,14 @@ import { describe, expect, it } from "vitest";
 import { decode, encode } from "../../src/cbor/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import { actionDigest, encodeRequest, errorReply, parseRequest } from "../../src/server/protocol.js";
+import {
+  actionDigest,
+  encodeRequest,
+  errorReply,
+  parseRequest,
+  refusalOf,
+} from "../../src/server/protocol.js";
+import { RateLimiter, RecordThrottle } from "../../src/server/rate-limit.js";
 
 describe("frame codec", () => {
   it("reassembles frames from arbitrary chunking", () => {
@@ -40,6 +47,37 @@ describe("frame codec", () => {
       expect.objectContaining({ code: "malformed" }),
     );
   });
+
+  it("is mid-frame from the first header byte until the frame is whole (a bare header counts)", () => {
+    const d = new FrameDecoder();
+    expect(d.midFrame).toBe(false);
+    d.push(Uint8Array.of(0, 0));
+    expect(d.midFrame).toBe(true);
+    d.push(Uint8Array.of(0, 2));
+    expect([d.pending, d.midFrame]).toEqual([0, true]);
+    expect(d.push(Uint8Array.of(0xa0, 0xa0))).toHaveLength(1);
+    expect(d.midFrame).toBe(false);
+  });
+});
+
+describe("per-uid limits", () => {
+  it("a clock stepping back neither locks a uid out nor adds tokens", () => {
+    const r = new RateLimiter(1, 1);
+    const t = 10_000_000;
+    expect(r.take(7, t)).toBe(true);
+    expect(r.take(7, t - 3_600_000)).toBe(false); // an hour back: no token yet, and no debt
+    expect(r.take(7, t - 3_600_000 + 1000)).toBe(true);
+  });
+
+  it("records at most once per key a second, with the count left unrecorded", () => {
+    const th = new RecordThrottle();
+    expect(th.admit("1:request_malformed", 5000)).toBe(0);
+    expect(th.admit("1:request_malformed", 5999)).toBeUndefined();
+    expect(th.admit("1:request_malformed", 5500)).toBeUndefined();
+    expect(th.admit("2:request_malformed", 5500)).toBe(0);
+    expect(th.admit("1:rate_limited", 5500)).toBe(0);
+    expect(th.admit("1:request_malformed", 6000)).toBe(2);
+  });
 });
 
 describe("protocol v1 requests", () => {
@@ -72,6 +110,27 @@ describe("protocol v1 requests", () => {
     expect(() => parseRequest(encodeRequest(1, "shell", {}))).toThrowError(
       expect.objectContaining({ code: "unsupported" }),
     );
+  });
+
+  it("only the version and op checks choose their own reply error; a float is bad_request", () => {
+    const refusal = (frame: Uint8Array) => {
+      try {
+        parseRequest(frame);
+      } catch (e) {
+        return refusalOf(e as ExecgateError);
+      }
+      throw new Error("parsed");
+    };
+    expect(refusal(encode({ v: 2, id: 1, op: "status" }))).toBe("unsupported_version");
+    expect(refusal(encodeRequest(1, "shell", {}))).toBe("unknown_op");
+    // { "v": 1, "id": 1, "op": "status", "args": 1.0 } — the CBOR decoder's own `unsupported`
+    const withFloat = Uint8Array.of(
+      ...[0xa4, 0x61, 0x76, 0x01, 0x62, 0x69, 0x64, 0x01, 0x62, 0x6f, 0x70, 0x66],
+      ...Buffer.from("status"),
+      ...[0x64, ...Buffer.from("args"), 0xf9, 0x3c, 0x00],
+    );
+    expect(refusal(withFloat)).toBe("bad_request");
+    expect(refusal(encodeRequest(1, "status", { x: 1 }))).toBe("bad_request");
   });
 
   it("never throws anything but ExecgateError on arbitrary bytes", () => {
