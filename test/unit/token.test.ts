@@ -1,7 +1,7 @@
 import { sign as cryptoSign, generateKeyPairSync } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
+import { type CborKey, CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
 import { signTokenWith } from "../../src/hsm/token.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { COSE_ALG, decodeSign1, isLowS, signSign1 } from "../../src/token/cose.js";
@@ -98,9 +98,9 @@ describe("execution tokens (COSE_Sign1 + CWT/EAT claims)", () => {
     const t = issueToken(claims, issuer.privateKey);
     expect(decodeSign1(t).unprotectedHeader.size).toBe(0);
     for (const header of [
-      new Map<CborValue, CborValue>([[4, new Uint8Array(4)]]), // kid
-      new Map<CborValue, CborValue>([[2, [99]]]), // crit
-      new Map<CborValue, CborValue>([["note", "x"]]),
+      new Map<CborKey, CborValue>([[4, new Uint8Array(4)]]), // kid
+      new Map<CborKey, CborValue>([[2, [99]]]), // crit
+      new Map<CborKey, CborValue>([["note", "x"]]),
     ]) {
       const changed = reshape(t, (f) => {
         f[1] = header;
