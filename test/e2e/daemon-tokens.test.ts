@@ -98,7 +98,10 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
       const fields = [...(top.value as CborValue[])];
       fields[1] = new Map([[4, new Uint8Array(4)]]);
       await expectDenied(c.redeem(encode(new CborTag(top.tag, fields))), "token_malformed");
-      expect((await c.redeem(t.token)).scope).toBe("dev");
+      const r = await c.redeem(t.token);
+      expect(r.scope).toBe("dev");
+      // −9: killed by SIGKILL (docs/protocol.md); the lineage names the signal (checked below).
+      await c.report({ tokenId: r.tokenId, exitStatus: -9, durationMs: 1 });
       const away = await c.requestToken({ scope: "multi", argv: ["/bin/true"], audience: "elsewhere" });
       await expectDenied(c.redeem(away.token), "token_wrong_audience");
       await expectDenied(c.report({ tokenId: new Uint8Array(16), exitStatus: 0, durationMs: 1 }), "no_token");
@@ -243,6 +246,10 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
     ]) {
       expect(types, t).toContain(t);
     }
+    const reports = entries.flatMap((e) => (e.type === "execution_report" ? [e.body] : []));
+    expect(reports).toContainEqual(expect.objectContaining({ exitCode: 0 }));
+    expect(reports).toContainEqual(expect.objectContaining({ signal: "SIGKILL" }));
+    expect(reports.filter((b) => b.signal !== undefined && b.exitCode !== undefined)).toEqual([]);
   });
 
   it("the offline attestation audit re-derives every epoch, allow and redeemed token from the log — and catches lies", async () => {
