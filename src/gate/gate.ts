@@ -79,7 +79,7 @@ export interface IssuedReply {
 }
 
 /** signal(7) name of signal n ("SIGKILL"); its number in decimal where there is none (real-time signals). */
-export function signalName(n: number): string {
+function signalName(n: number): string {
   for (const [name, num] of Object.entries(osConstants.signals)) if (num === n) return name;
   return String(n);
 }
