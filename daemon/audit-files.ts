@@ -6,17 +6,50 @@ import { parseCheckpointLog, parseSegment } from "../src/audit/bundle.js";
 import { auditEnrollment } from "../src/audit/enrollment.js";
 import type { AuditFailure } from "../src/audit/verify.js";
 import { asExecgateError } from "../src/core/errors.js";
+import { bytesEqual } from "../src/core/hex.js";
 import { openCheckpoint } from "../src/lineage/checkpoint.js";
 import { decodeEntry, type Entry } from "../src/lineage/entry.js";
 import type { BundleFiles } from "../src/lineage/export.js";
 import type { NoteVerifier } from "../src/lineage/note.js";
+import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+
+/**
+ * Why the bundle's enrollment/ak.pub is not the AK the auditor enrolled (--ak-pub), or undefined
+ * if it is. The pin is the ak.pub `execgate enroll` wrote (TPM2B_PUBLIC, compared by TPM Name,
+ * which covers the attributes too) or the AK's SubjectPublicKeyInfo PEM (compared as a key).
+ * Without a pin the AK is whatever the bundle carries, so a whole enrollment from another TPM of
+ * the same vendor would pass the EK chain.
+ */
+function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string | undefined {
+  if (inBundle === undefined) return "the bundle has no enrollment/ak.pub to compare with --ak-pub";
+  let bundleAk: TpmtPublic;
+  try {
+    bundleAk = parseTpm2bPublic(inBundle);
+  } catch (err) {
+    return `enrollment/ak.pub: ${asExecgateError(err).message}`;
+  }
+  try {
+    const text = new TextDecoder().decode(pin);
+    if (text.trimStart().startsWith("-----BEGIN")) {
+      const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
+      return der(createPublicKey(text)).equals(der(tpmPublicKey(bundleAk)))
+        ? undefined
+        : "the bundle's AK is not the pinned AK (public key differs)";
+    }
+    return bytesEqual(tpmName(parseTpm2bPublic(pin)), tpmName(bundleAk))
+      ? undefined
+      : "the bundle's AK is not the pinned AK (TPM Name differs)";
+  } catch (err) {
+    return `--ak-pub: ${asExecgateError(err).message}`;
+  }
+}
 
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
 export async function auditKeysAndAttestation(
   dir: string,
   files: BundleFiles,
   logKey: NoteVerifier,
-  opts: { trustPem?: string; origin: string; hsmKeyPem?: string },
+  opts: { trustPem?: string; origin: string; hsmKeyPem?: string; akPin?: Uint8Array },
 ): Promise<{
   failures: AuditFailure[];
   summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
@@ -41,6 +74,10 @@ export async function auditKeysAndAttestation(
       "signing-key.certify.qd",
     ].map(opt),
   );
+  if (opts.akPin !== undefined) {
+    const reason = akPinFailure(opts.akPin, akPublic);
+    if (reason !== undefined) failures.push({ check: "ak_pin", reason });
+  }
   // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
   // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
   const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;

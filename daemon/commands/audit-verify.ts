@@ -15,7 +15,9 @@ import { EXIT, usageError } from "../exit.js";
 export const command: Command = {
   summary: "verify a lineage bundle offline; exit 0 only if everything holds",
   usage:
-    "DIR [--trust CA.pem] [--hsm-key KEY.pem] [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--log-only] [--json]\n" +
+    "DIR [--trust CA.pem] [--ak-pub FILE] [--hsm-key KEY.pem] [--vkey FILE] [--origin ORIGIN] [--trusted-checkpoint NOTE_FILE]... [--log-only] [--json]\n" +
+    "  --ak-pub: the AK you enrolled (the ak.pub enroll wrote, or its PEM): the bundle's must be it\n" +
+    "    (without it the AK is the one in the bundle's enrollment/)\n" +
     "  --hsm-key: the HSM root key you enrolled (PEM): every epoch must carry its signature\n" +
     "  --log-only: check the log and its checkpoints only (no key chain, no attestation)\n" +
     "  --trust: EK certificate trust anchors (the TPM vendor's CA; swtpm_localca's root for dev)\n" +
@@ -33,6 +35,7 @@ export const command: Command = {
         "trusted-checkpoint": { type: "string", multiple: true },
         trust: { type: "string" },
         "hsm-key": { type: "string" },
+        "ak-pub": { type: "string" },
         "log-only": { type: "boolean" },
       },
       true,
@@ -77,6 +80,7 @@ export const command: Command = {
           ...(str(p, "hsm-key")
             ? { hsmKeyPem: new TextDecoder().decode(await readInput(str(p, "hsm-key")!, "HSM key")) }
             : {}),
+          ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
           ...(trustPath
             ? { trustPem: new TextDecoder().decode(await readInput(trustPath, "trust anchors")) }
             : {}),

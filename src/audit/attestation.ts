@@ -7,7 +7,8 @@ import { bytesEqual, toHex } from "../core/hex.js";
 import { verifyHsmEpoch } from "../hsm/epoch.js";
 import type { Entry } from "../lineage/entry.js";
 import { claimsFromCbor, type TokenClaims } from "../token/claims.js";
-import { COSE_ALG, decodeSign1, ed25519PublicKey, verifySign1 } from "../token/cose.js";
+import { COSE_ALG, type CoseSign1, ed25519PublicKey, verifySign1 } from "../token/cose.js";
+import { decodeToken } from "../token/token.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
@@ -55,11 +56,7 @@ const sha256 = (b: Uint8Array): Uint8Array => digest("sha256", b);
 const ZERO32 = new Uint8Array(32);
 
 /** Tokens are signed by the epoch's in-memory issuer key (EdDSA) or, with token_signer = "hsm", by the HSM key. */
-function tokenSignatureOk(
-  msg: ReturnType<typeof decodeSign1>,
-  issuer: Uint8Array,
-  hsm: KeyObject | undefined,
-): boolean {
+function tokenSignatureOk(msg: CoseSign1, issuer: Uint8Array, hsm: KeyObject | undefined): boolean {
   if (msg.alg === COSE_ALG.EdDSA && verifySign1(msg, ed25519PublicKey(issuer))) return true;
   return hsm !== undefined && verifySign1(msg, hsm);
 }
@@ -195,9 +192,9 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         tokensRedeemed++;
         const token = e.body.token;
         let claims: TokenClaims;
-        let msg: ReturnType<typeof decodeSign1>;
+        let msg: CoseSign1;
         try {
-          msg = decodeSign1(token);
+          msg = decodeToken(token);
           claims = claimsFromCbor(decode(msg.payload));
         } catch (err) {
           fail("token", index, `redeemed token does not decode: ${asExecgateError(err).message}`);

@@ -15,8 +15,9 @@ import { parseCheckpointLog, parseSegment, type SegmentFile } from "./bundle.js"
  *   3. tree: RFC 9162 root recomputed from the leaf hashes of the bytes received;
  *   4. checkpoints: each signed note verifies with the log key and origin; its (size, root)
  *      equals the recomputed tree at that size; intents never give two roots for one size;
- *   5. consistency: a consistency proof between each pair of consecutive checkpoints (and from
- *      checkpoints the auditor held before, if given) verifies against the signed roots.
+ *   5. consistency: a consistency proof between each pair of consecutive checkpoints verifies
+ *      against the signed roots; each checkpoint the auditor held before (if given) has the
+ *      tree's root at its size, and the latest signed checkpoint is at least as large.
  * Every failure is listed with the entry index or checkpoint position and a reason; the result
  * is ok only if there are none and at least one checkpoint covers the whole log.
  */
@@ -156,30 +157,54 @@ export function verifyBundle(input: AuditInput): AuditReport {
     verified.push(cp);
   }
 
-  // 5: consistency between consecutive checkpoints, and from the auditor's earlier ones.
-  const chain = [
-    ...(input.trustedCheckpoints ?? []).map((c) => ({ c, trusted: true })),
-    ...verified.map((c) => ({ c, trusted: false })),
-  ];
-  for (let i = 1; i < chain.length; i++) {
-    const a = chain[i - 1]!.c;
-    const b = chain[i]!.c;
+  // 5: consistency between consecutive checkpoints of the bundle.
+  for (let i = 1; i < verified.length; i++) {
+    const a = verified[i - 1]!;
+    const b = verified[i]!;
     if (b.size < a.size) {
       failures.push({ check: "checkpoint_rollback", reason: `size went from ${a.size} to ${b.size}` });
       continue;
     }
-    if (a.size === 0 || b.size > tree.size) continue;
+    if (a.size === 0) continue;
     try {
       verifyConsistency(a.size, b.size, a.rootHash, b.rootHash, tree.consistencyProof(a.size, b.size));
     } catch (e) {
       failures.push({
         check: "checkpoint_consistency",
-        reason: `${a.size} → ${b.size}: ${asExecgateError(e).message}${chain[i - 1]!.trusted ? " (from a trusted checkpoint)" : ""}`,
+        reason: `${a.size} → ${b.size}: ${asExecgateError(e).message}`,
       });
     }
   }
 
+  // 5b: the auditor's earlier checkpoints, each against the bundle itself rather than in sequence
+  // with its checkpoints (which start from the first one, so any later trusted one would look like
+  // a rollback): the tree holds every leaf, so its root at that size is what a consistency proof
+  // from there would prove; and the latest signed checkpoint must reach at least as far.
   const latest = verified[verified.length - 1];
+  for (const t of input.trustedCheckpoints ?? []) {
+    if (t.origin !== input.origin) {
+      failures.push({
+        check: "checkpoint_origin",
+        reason: `trusted checkpoint of another log (${t.origin})`,
+      });
+    } else if (t.size > tree.size) {
+      failures.push({
+        check: "checkpoint_rollback",
+        reason: `a trusted checkpoint covers ${t.size} entries, the bundle has ${tree.size}`,
+      });
+    } else if (!bytesEqual(tree.rootAt(t.size), t.rootHash)) {
+      failures.push({
+        check: "checkpoint_fork",
+        reason: `a trusted checkpoint has another root at size ${t.size}`,
+      });
+    } else if (latest !== undefined && latest.size < t.size) {
+      failures.push({
+        check: "checkpoint_rollback",
+        reason: `the latest signed checkpoint covers ${latest.size} entries, a trusted one ${t.size}`,
+      });
+    }
+  }
+
   if (latest === undefined) {
     failures.push({ check: "checkpoint_missing", reason: "no verified checkpoint" });
   } else if (latest.size !== tree.size) {

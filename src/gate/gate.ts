@@ -1,4 +1,5 @@
 import type { KeyObject } from "node:crypto";
+import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
@@ -75,6 +76,12 @@ export interface IssuedReply {
   readonly token: Uint8Array;
   readonly tokenId: Uint8Array;
   readonly expires: number;
+}
+
+/** signal(7) name of signal n ("SIGKILL"); its number in decimal where there is none (real-time signals). */
+function signalName(n: number): string {
+  for (const [name, num] of Object.entries(osConstants.signals)) if (num === n) return name;
+  return String(n);
 }
 
 /** The executable digest of a connection's peer as bytes, decoded once per connection. */
@@ -536,7 +543,10 @@ export class Gate {
           this.time(),
           {
             token: args.tokenId,
-            ...(args.exitStatus >= 0 ? { exitCode: args.exitStatus } : { signal: String(-args.exitStatus) }),
+            // exit_status −n: killed by signal n (docs/protocol.md), recorded by its name.
+            ...(args.exitStatus >= 0
+              ? { exitCode: args.exitStatus }
+              : { signal: signalName(-args.exitStatus) }),
             durationMs: args.durationMs,
           },
           [t.redeemed],

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { encode } from "../cbor/index.js";
 import { claimsToCbor, type TokenClaims } from "../token/claims.js";
-import { COSE_ALG, sign1, toBeSigned1 } from "../token/cose.js";
+import { COSE_ALG, lowS, sign1, toBeSigned1 } from "../token/cose.js";
 import { type TokenVerification, type VerifyTokenOptions, verifyToken } from "../token/token.js";
 import type { HsmKey } from "./hsm.js";
 
@@ -30,7 +30,8 @@ export function hsmTokenSigner(key: HsmKey): TokenSigner {
 export async function signTokenWith(claims: TokenClaims, signer: TokenSigner): Promise<Uint8Array> {
   const payload = encode(claimsToCbor(claims));
   const { protectedBytes, tbs } = toBeSigned1(payload, signer.alg);
-  return sign1(protectedBytes, payload, await signer.sign(tbs));
+  // CKM_ECDSA returns either s; verifiers take only the low one (decodeToken).
+  return sign1(protectedBytes, payload, lowS(signer.alg, await signer.sign(tbs)));
 }
 
 /** verifyToken for a signer's tokens: the same checks in the same order, with the signer's algorithm. */

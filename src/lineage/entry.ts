@@ -226,6 +226,8 @@ function checkKind(kind: Kind, v: unknown, where: string): CborValue {
       return toMap(v, PEER_SCHEMA, where);
     case "tpm":
       return toMap(v, TPM_SCHEMA, where);
+    default:
+      throw bad(`${where}: no such field kind ${String(kind)}`);
   }
 }
 
@@ -235,7 +237,8 @@ function toMap(v: unknown, schema: Schema, where: string): Map<CborKey, CborValu
   const src = v instanceof Map ? (v as Map<unknown, unknown>) : new Map(Object.entries(v));
   const out = new Map<CborKey, CborValue>();
   for (const [k, val] of src) {
-    if (typeof k !== "string" || !(k in schema)) throw bad(`${where}: unknown field ${String(k)}`);
+    // Own fields only: `in` would also find constructor, toString, __proto__… on the prototype.
+    if (typeof k !== "string" || !Object.hasOwn(schema, k)) throw bad(`${where}: unknown field ${String(k)}`);
     if (val === undefined) continue;
     const spec = schema[k]!;
     out.set(k, checkKind(spec.kind, val, `${where}.${k}`));
@@ -294,7 +297,7 @@ function writeObject(w: CborWriter, v: unknown, schema: Schema, where: string): 
   if (typeof v !== "object" || v === null || v instanceof Map || Array.isArray(v))
     throw bad(`${where} must be an object`);
   const obj = v as Readonly<Record<string, unknown>>;
-  for (const k of Object.keys(obj)) if (schema[k] === undefined) throw bad(`${where}: unknown field ${k}`);
+  for (const k of Object.keys(obj)) if (!Object.hasOwn(schema, k)) throw bad(`${where}: unknown field ${k}`);
   const fields = COMPILED.get(schema)!;
   let present = 0;
   for (const f of fields) {

@@ -43,7 +43,10 @@ export interface TokenClaims {
   /** SHA-256 of the action (the argv, or a digest the executor computed). */
   readonly action: Uint8Array;
   readonly peer: PeerClaim;
-  /** SHA-256 of the epoch record whose quote was current at issue. */
+  /**
+   * SHA-256 of the binding of the epoch current at issue (not of the whole epoch record): the
+   * epoch id, which the quote carries as qualifyingData (docs/lineage.md).
+   */
   readonly epoch: Uint8Array;
   readonly pcrDigest: Uint8Array;
   readonly policyDigest: Uint8Array;

@@ -118,6 +118,32 @@ function nodeParams(alg: number): {
   return { hash: null, options: {} };
 }
 
+/** Order n of the P-256 group (SEC 2 §2.4.2): ES256's s and n − s both verify. */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+function scalar(b: Uint8Array): bigint {
+  return b.length === 0 ? 0n : BigInt(`0x${Buffer.from(b).toString("hex")}`);
+}
+
+/**
+ * True unless `signature` is an ES256 r‖s with s > n/2. An ECDSA signature has a twin (r, n − s)
+ * that verifies as well, so whoever holds a token could change its bytes; tokens only take the
+ * low one (as BIP 62 and libsecp256k1 do). Other algorithms are not malleable this way.
+ */
+export function isLowS(alg: number, signature: Uint8Array): boolean {
+  if (alg !== COSE_ALG.ES256 || signature.length !== 64) return true;
+  return scalar(signature.subarray(32)) <= P256_N / 2n;
+}
+
+/** An ES256 signature with s replaced by n − s when s > n/2 (it verifies either way); others unchanged. */
+export function lowS(alg: number, signature: Uint8Array): Uint8Array {
+  if (isLowS(alg, signature)) return signature;
+  const s = (P256_N - scalar(signature.subarray(32))).toString(16).padStart(64, "0");
+  const out = signature.slice();
+  out.set(Buffer.from(s, "hex"), 32);
+  return out;
+}
+
 /** True iff `signature` verifies over the Sig_structure built from the received bytes. */
 export function verifySign1(
   msg: CoseSign1,
@@ -167,7 +193,11 @@ export function signSign1(
 ): Uint8Array {
   const { protectedBytes, tbs } = toBeSigned1(payload, alg, opts);
   const { hash, options } = nodeParams(alg);
-  return sign1(protectedBytes, payload, new Uint8Array(cryptoSign(hash, tbs, { key, ...options })));
+  return sign1(
+    protectedBytes,
+    payload,
+    lowS(alg, new Uint8Array(cryptoSign(hash, tbs, { key, ...options }))),
+  );
 }
 
 /** An Ed25519 public key from its 32 raw bytes (as epoch bindings carry the issuer key). */

@@ -1,13 +1,28 @@
 import type { KeyObject } from "node:crypto";
 import { decode, encode } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
-import { asExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { claimsFromCbor, claimsToCbor, type TokenClaims } from "./claims.js";
-import { COSE_ALG, decodeSign1, signSign1, verifySign1 } from "./cose.js";
+import { COSE_ALG, type CoseSign1, decodeSign1, isLowS, signSign1, verifySign1 } from "./cose.js";
 
 /** Execution tokens: COSE_Sign1, EdDSA (Ed25519) by the daemon's in-memory issuer key. */
 export function issueToken(claims: TokenClaims, issuerKey: KeyObject): Uint8Array {
   return signSign1(encode(claimsToCbor(claims)), issuerKey, COSE_ALG.EdDSA);
+}
+
+/**
+ * A token's COSE_Sign1, held to one encoding of what was signed: tagged, the unprotected header
+ * empty (docs/protocol.md) and an ES256 signature low-S. Anything a holder could add or flip
+ * without the key would otherwise redeem as other bytes than were issued, and the token_issued
+ * digest the auditor looks up would not match.
+ */
+export function decodeToken(bytes: Uint8Array): CoseSign1 {
+  const msg = decodeSign1(bytes, { requireTag: true });
+  if (msg.unprotectedHeader.size !== 0)
+    throw new ExecgateError("malformed", "token: the unprotected header must be empty");
+  if (!isLowS(msg.alg, msg.signature))
+    throw new ExecgateError("malformed", "token: ES256 signature with a high s");
+  return msg;
 }
 
 export interface VerifyTokenOptions {
@@ -31,9 +46,9 @@ export type TokenVerification =
  */
 export function verifyToken(bytes: Uint8Array, opts: VerifyTokenOptions): TokenVerification {
   if (bytes.length === 0) return { ok: false, reason: "no_token", detail: "empty token" };
-  let msg: ReturnType<typeof decodeSign1>;
+  let msg: CoseSign1;
   try {
-    msg = decodeSign1(bytes, { requireTag: true });
+    msg = decodeToken(bytes);
   } catch (e) {
     return { ok: false, reason: "token_malformed", detail: asExecgateError(e).message };
   }

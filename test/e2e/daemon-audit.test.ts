@@ -143,6 +143,23 @@ describeTpm("export → offline audit of a real daemon's lineage, and tampered b
     expect(checks).toContain("epoch_quote");
   });
 
+  it("--ak-pub pins the enrolled AK: its ak.pub or its PEM passes, another AK fails ak_pin", async () => {
+    const kept = join(d.dir, "enrolled-ak.pub");
+    await cp(join(bundle, "enrollment", "ak.pub"), kept);
+    const pem = join(bundle, "enrollment", "ak.pem");
+    for (const pin of [kept, pem]) {
+      const r = await execgate(["audit", "verify", bundle, "--json", "--trust", trust, "--ak-pub", pin]);
+      expect(JSON.parse(r.stdout).failures, pin).toEqual([]);
+      expect(r.code).toBe(0);
+    }
+    const other = await ensureAk(d.tpm.runner, { handle: 0x81000011 });
+    const otherFile = join(d.dir, "other-ak.pub");
+    await writeFile(otherFile, other.public);
+    const r = await execgate(["audit", "verify", bundle, "--json", "--trust", trust, "--ak-pub", otherFile]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).failures.map((f: { check: string }) => f.check)).toEqual(["ak_pin"]);
+  });
+
   it("a dropped entry, two reordered entries and a truncated log are each caught", async () => {
     const dropped = await copyOf("dropped");
     await rewriteEntries(dropped, (e) => [...e.slice(0, 3), ...e.slice(4)]);

@@ -4,6 +4,7 @@ import { connect } from "node:net";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { auditAttestation } from "../../src/audit/attestation.js";
+import { CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
 import { ExecgateDenied } from "../../src/client/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
 import { encodeFrame } from "../../src/server/frame.js";
@@ -91,6 +92,16 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
       const bad = t.token.slice();
       bad[bad.length - 1]! ^= 1;
       await expectDenied(c.redeem(bad), "token_signature_invalid");
+      // A holder adding an unprotected header keeps a valid signature but changes the bytes: refused,
+      // so what token_redeemed records is exactly what was issued (the audit below finds its digest).
+      const top = decode(t.token) as CborTag;
+      const fields = [...(top.value as CborValue[])];
+      fields[1] = new Map([[4, new Uint8Array(4)]]);
+      await expectDenied(c.redeem(encode(new CborTag(top.tag, fields))), "token_malformed");
+      const r = await c.redeem(t.token);
+      expect(r.scope).toBe("dev");
+      // −9: killed by SIGKILL (docs/protocol.md); the lineage names the signal (checked below).
+      await c.report({ tokenId: r.tokenId, exitStatus: -9, durationMs: 1 });
       const away = await c.requestToken({ scope: "multi", argv: ["/bin/true"], audience: "elsewhere" });
       await expectDenied(c.redeem(away.token), "token_wrong_audience");
       await expectDenied(c.report({ tokenId: new Uint8Array(16), exitStatus: 0, durationMs: 1 }), "no_token");
@@ -235,6 +246,10 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
     ]) {
       expect(types, t).toContain(t);
     }
+    const reports = entries.flatMap((e) => (e.type === "execution_report" ? [e.body] : []));
+    expect(reports).toContainEqual(expect.objectContaining({ exitCode: 0 }));
+    expect(reports).toContainEqual(expect.objectContaining({ signal: "SIGKILL" }));
+    expect(reports.filter((b) => b.signal !== undefined && b.exitCode !== undefined)).toEqual([]);
   });
 
   it("the offline attestation audit re-derives every epoch, allow and redeemed token from the log — and catches lies", async () => {

@@ -146,12 +146,55 @@ describe("audit: verifyBundle", () => {
     expect(checks(r)).toEqual(expect.arrayContaining(["checkpoint_fork", "checkpoint_root"]));
   });
 
+  /** The bundle's signed checkpoints (16, 32, 48), as an auditor would have kept them. */
+  const keptNotes = (): string[] =>
+    parseCheckpointLog(good.checkpointLog).records.flatMap((r) => (r.kind === "checkpoint" ? [r.note] : []));
+  const kept = () => keptNotes().map((n) => parseCheckpoint(parseNote(n).text));
+
+  it("verifies against any checkpoint the auditor kept: the first, a middle one, the last, all", () => {
+    const cps = kept();
+    expect(cps.map((c) => c.size)).toEqual([16, 32, 48]);
+    for (const trusted of [[cps[1]!], [cps[0]!], [cps[2]!], cps, [...cps].reverse()]) {
+      const r = verifyBundle({ ...good, trustedCheckpoints: trusted });
+      expect(r.failures, trusted.map((c) => c.size).join(",")).toEqual([]);
+    }
+  });
+
   it("rollback against a checkpoint the auditor held before is caught", () => {
     const r = verifyBundle({
       ...good,
       trustedCheckpoints: [{ origin: ORIGIN, size: 60, rootHash: new Uint8Array(32), extensions: [] }],
     });
     expect(checks(r)).toContain("checkpoint_rollback");
+    // All 48 entries, but the bundle's signed checkpoints stop at 32 while the auditor holds 48.
+    const records = keptNotes()
+      .slice(0, 2)
+      .map((note) => {
+        const payload = encode(
+          new Map<string, string>([
+            ["kind", "checkpoint"],
+            ["note", note],
+          ]),
+        );
+        const rec = new Uint8Array(8 + payload.length);
+        frameRecord(payload, rec, 0);
+        return rec;
+      });
+    const cut = verifyBundle({
+      ...good,
+      checkpointLog: Buffer.concat(records),
+      trustedCheckpoints: [kept()[2]!],
+    });
+    expect(checks(cut)).toContain("checkpoint_rollback");
+  });
+
+  it("a checkpoint the auditor kept with another root at its size (a fork) is caught", () => {
+    const middle = kept()[1]!;
+    const r = verifyBundle({
+      ...good,
+      trustedCheckpoints: [{ ...middle, rootHash: new Uint8Array(32).fill(1) }],
+    });
+    expect(checks(r)).toEqual(["checkpoint_fork"]);
   });
 
   it("entries beyond the last checkpoint are reported as uncovered", () => {

@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { actionDigest, type Request } from "../../src/server/protocol.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { issueToken } from "../../src/token/token.js";
@@ -23,6 +23,7 @@ import {
  */
 
 const NODE = process.execPath;
+const PYTHON = "/usr/bin/python3";
 const tmp = mkdtempSync(join(tmpdir(), "execgate-client-cli-"));
 let daemon: FakeDaemon;
 let issued: Map<string, IssuedRecord>;
@@ -174,14 +175,20 @@ describe("execgate run", () => {
     }
   });
 
-  it("a command killed by a signal exits 128 + n and is reported so", async () => {
+  it("a command killed by signal n exits 128 + n and is reported as −n", async () => {
     const n = daemon.requests.length;
     const r = await execgate(
       ["run", "--scope", "gpu", "--", NODE, "-e", "process.kill(process.pid, 'SIGKILL')"],
       env(),
     );
     expect(r.code).toBe(137);
-    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 137 } });
+    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: -9 } });
+    // An exit code of 137 is not a signal.
+    const m = daemon.requests.length;
+    expect(
+      (await execgate(["run", "--scope", "gpu", "--", NODE, "-e", "process.exit(137)"], env())).code,
+    ).toBe(137);
+    expect(since(m).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 137 } });
   });
 
   it("a command that does not exist exits 127 and is reported", async () => {
@@ -195,6 +202,7 @@ describe("execgate run", () => {
   it.each([
     ["SIGTERM", 143],
     ["SIGINT", 130],
+    ["SIGQUIT", 131],
   ] as const)("forwards %s to the command", async (signal, status) => {
     const ready = join(tmp, `ready-${signal}`);
     const cli = spawn(
@@ -209,14 +217,110 @@ describe("execgate run", () => {
         "-e",
         `require("fs").writeFileSync(${JSON.stringify(ready)}, ""); setInterval(() => {}, 1000)`,
       ],
-      { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore" },
+      // detached: its own session, without a controlling terminal even when the tests have one
+      { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
     );
     const exited = new Promise<number | null>((res) => cli.once("exit", (code) => res(code)));
     while (!existsSync(ready)) await sleep(20);
     const n = daemon.requests.length;
     cli.kill(signal);
     expect(await exited).toBe(status);
-    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: status } }]);
+    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: 128 - status } }]);
+  });
+
+  it.skipIf(!existsSync(PYTHON))(
+    "a Ctrl-C on its terminal reaches the command once, not again forwarded",
+    async () => {
+      // python's pty.fork gives run a terminal whose foreground group it and the command share; ^C
+      // there is SIGINT to both. run is stopped meanwhile, so the command has handled that SIGINT
+      // before run could forward another (which the kernel would otherwise merge with a pending one).
+      // Then run gets SIGCONT and SIGTERM: any SIGINT it forwards reaches the command before the
+      // SIGTERM, on which it exits with 10 + the number of SIGINTs it saw.
+      const ready = join(tmp, "tty-ready");
+      const got = join(tmp, "tty-got");
+      const child = [
+        "const fs = require('fs'); let n = 0;",
+        `process.on('SIGINT', () => { n++; fs.writeFileSync(${JSON.stringify(got)}, String(n)); });`,
+        "process.on('SIGTERM', () => process.exit(10 + n));",
+        `fs.writeFileSync(${JSON.stringify(ready)}, ''); setInterval(() => {}, 1000);`,
+      ].join(" ");
+      const driver = [
+        "import os, pty, signal, sys, time",
+        "ready, got, argv = sys.argv[1], sys.argv[2], sys.argv[3:]",
+        "pid, fd = pty.fork()",
+        "if pid == 0:",
+        "    os.execv(argv[0], argv)",
+        "def wait(p):",
+        "    while not os.path.exists(p): time.sleep(0.02)",
+        "wait(ready)",
+        "os.kill(pid, signal.SIGSTOP)",
+        "while open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'T': time.sleep(0.02)",
+        "os.write(fd, b'\\x03')",
+        "wait(got)",
+        "os.kill(pid, signal.SIGCONT)",
+        "os.kill(pid, signal.SIGTERM)",
+        "while True:",
+        "    try:",
+        "        if not os.read(fd, 4096): break",
+        "    except OSError:",
+        "        break",
+        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))",
+      ].join("\n");
+      const n = daemon.requests.length;
+      const py = spawn(
+        PYTHON,
+        [
+          "-c",
+          driver,
+          ready,
+          got,
+          NODE,
+          resolve("dist/daemon/cli.js"),
+          "run",
+          "--scope",
+          "gpu",
+          "--",
+          NODE,
+          "-e",
+          child,
+        ],
+        { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
+      );
+      const code = await new Promise<number | null>((res) => py.once("exit", (c) => res(c)));
+      expect(readFileSync(got, "utf8")).toBe("1");
+      expect(code).toBe(11);
+      expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 11 } });
+    },
+  );
+
+  it("a forward that fails (kill() EPERM) only warns, however often: the command runs on", async () => {
+    const { command } = await import("../../daemon/commands/run.js");
+    const ready = join(tmp, "ready-eperm");
+    const done = command.run([
+      "--scope",
+      "gpu",
+      "--socket",
+      daemon.path,
+      "--",
+      NODE,
+      "-e",
+      `require("fs").writeFileSync(${JSON.stringify(ready)}, ""); setInterval(() => {}, 1000)`,
+    ]);
+    while (!existsSync(ready)) await sleep(20);
+    // kill() reports EPERM (a setuid command, say) as an "error" event on the child.
+    const kill = vi.spyOn(ChildProcess.prototype, "kill").mockImplementation(function (this: ChildProcess) {
+      this.emit("error", Object.assign(new Error("kill EPERM"), { code: "EPERM", syscall: "kill" }));
+      return false;
+    });
+    try {
+      process.emit("SIGTERM", "SIGTERM");
+      process.emit("SIGTERM", "SIGTERM");
+      expect(kill).toHaveBeenCalledTimes(2);
+    } finally {
+      kill.mockRestore();
+    }
+    process.emit("SIGTERM", "SIGTERM"); // now for real
+    expect(await done).toBe(143);
   });
 
   it("usage errors exit 2 without contacting the daemon", async () => {
@@ -227,6 +331,14 @@ describe("execgate run", () => {
     expect((await execgate(["run", "--scope", "gpu", "--nonce", "zz", "--", "true"], env())).code).toBe(2);
     const long = Array.from({ length: 257 }, () => "x");
     expect((await execgate(["run", "--scope", "gpu", "--", "echo", ...long], env())).code).toBe(2);
+    // What spawn cannot execute is refused before a token is requested, not after it was redeemed.
+    const empty = await execgate(["run", "--scope", "gpu", "--", "", "x"], env());
+    expect([empty.code, empty.stderr]).toEqual([2, expect.stringMatching(/command name is empty/)]);
+    // A NUL cannot come through execve; the command is called in-process for it.
+    const { command } = await import("../../daemon/commands/run.js");
+    await expect(
+      command.run(["--scope", "gpu", "--socket", daemon.path, "--", "echo", "a\0b"]),
+    ).rejects.toMatchObject({ code: "usage", message: expect.stringMatching(/NUL/) });
     expect(daemon.requests.length).toBe(n);
   });
 });

@@ -107,6 +107,38 @@ describe("lineage entries", () => {
     );
   });
 
+  it("rejects fields a plain object inherits (constructor, toString, __proto__…), decoding and encoding", () => {
+    const decision = decode(encodeEntry(makeEntry("decision", time, { allow: true }))) as Map<
+      string,
+      unknown
+    >;
+    for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"]) {
+      const body = new Map<string, unknown>([
+        ["allow", true],
+        [name, "x"],
+      ]);
+      expect(() => decodeEntry(encode(new Map([...decision, ["body", body]]) as never)), name).toThrow(
+        expect.objectContaining({ code: "malformed" }),
+      );
+      const peer = new Map<string, unknown>([
+        ["uid", 1],
+        ["gid", 1],
+        ["pid", 1],
+        ["exeDigest", d32(7)],
+        [name, 1],
+      ]);
+      const request = decode(encodeEntry(SAMPLES[2]!)) as Map<string, unknown>;
+      const reqBody = new Map([...(request.get("body") as Map<string, unknown>), ["peer", peer]]);
+      expect(() => decodeEntry(encode(new Map([...request, ["body", reqBody]]) as never)), name).toThrow(
+        expect.objectContaining({ code: "malformed" }),
+      );
+    }
+    const extra = JSON.parse('{"allow": true, "constructor": 1, "toString": 2}');
+    expect(() => encodeEntry(makeEntry("decision", time, extra))).toThrow(
+      expect.objectContaining({ code: "malformed" }),
+    );
+  });
+
   it("enforces the limits: 65,535 bytes for new entries, 64 KiB when reading", () => {
     const big = makeEntry("token_redeemed", time, { token: new Uint8Array(MAX_ENTRY_BYTES) });
     expect(() => encodeEntry(big)).toThrow(expect.objectContaining({ code: "limit_exceeded" }));

@@ -1,8 +1,10 @@
-import { generateKeyPairSync } from "node:crypto";
+import { sign as cryptoSign, generateKeyPairSync } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type CborKey, CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
+import { signTokenWith } from "../../src/hsm/token.js";
 import type { TokenClaims } from "../../src/token/claims.js";
-import { COSE_ALG, decodeSign1, signSign1 } from "../../src/token/cose.js";
+import { COSE_ALG, decodeSign1, isLowS, signSign1 } from "../../src/token/cose.js";
 import { issueToken, verifyToken } from "../../src/token/token.js";
 
 const issuer = generateKeyPairSync("ed25519");
@@ -30,6 +32,28 @@ const claims: TokenClaims = {
 };
 
 const opts = { issuerPublicKey: issuer.publicKey, audience: "execgate", now: NOW + 1 };
+
+/** The same COSE_Sign1 with `edit` applied to its four fields (the signature still verifies). */
+function reshape(token: Uint8Array, edit: (fields: CborValue[]) => void): Uint8Array {
+  const top = decode(token) as CborTag;
+  const fields = [...(top.value as CborValue[])];
+  edit(fields);
+  return encode(new CborTag(top.tag, fields));
+}
+
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/** An ES256 r‖s signature's twin r‖(n − s), which verifies as well. */
+function twin(sig: Uint8Array): Uint8Array {
+  const s = P256_N - BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
+  return Uint8Array.from([...sig.subarray(0, 32), ...Buffer.from(s.toString(16).padStart(64, "0"), "hex")]);
+}
+
+const highS = (token: Uint8Array) =>
+  reshape(token, (f) => {
+    const sig = f[3] as Uint8Array;
+    if (isLowS(COSE_ALG.ES256, sig)) f[3] = twin(sig);
+  });
 
 describe("execution tokens (COSE_Sign1 + CWT/EAT claims)", () => {
   it("round-trips every claim", () => {
@@ -68,6 +92,48 @@ describe("execution tokens (COSE_Sign1 + CWT/EAT claims)", () => {
     expect(verifyToken(t, { ...opts, issuerPublicKey: ec.publicKey })).toMatchObject({
       reason: "token_malformed",
     });
+  });
+
+  it("refuses any unprotected header content: a holder could change the bytes without the key", () => {
+    const t = issueToken(claims, issuer.privateKey);
+    expect(decodeSign1(t).unprotectedHeader.size).toBe(0);
+    for (const header of [
+      new Map<CborKey, CborValue>([[4, new Uint8Array(4)]]), // kid
+      new Map<CborKey, CborValue>([[2, [99]]]), // crit
+      new Map<CborKey, CborValue>([["note", "x"]]),
+    ]) {
+      const changed = reshape(t, (f) => {
+        f[1] = header;
+      });
+      expect(decodeSign1(changed).unprotectedHeader.size).toBe(1); // well-formed COSE_Sign1
+      expect(verifyToken(changed, opts)).toMatchObject({ ok: false, reason: "token_malformed" });
+    }
+  });
+
+  it("ES256 tokens: only the low-S signature verifies, and our signers produce it", async () => {
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const es = { ...opts, issuerPublicKey: ec.publicKey, alg: COSE_ALG.ES256 };
+    // A signer that returns the high-S twin whenever it can, as CKM_ECDSA may.
+    const signer = {
+      alg: COSE_ALG.ES256,
+      publicKey: ec.publicKey,
+      async sign(tbs: Uint8Array) {
+        const sig = new Uint8Array(
+          cryptoSign("sha256", tbs, { key: ec.privateKey, dsaEncoding: "ieee-p1363" }),
+        );
+        return isLowS(COSE_ALG.ES256, sig) ? twin(sig) : sig;
+      },
+    };
+    for (let i = 0; i < 4; i++) {
+      const t = await signTokenWith(claims, signer);
+      expect(isLowS(COSE_ALG.ES256, decodeSign1(t).signature)).toBe(true);
+      expect(verifyToken(t, es).ok).toBe(true);
+      const flipped = highS(t);
+      expect(isLowS(COSE_ALG.ES256, decodeSign1(flipped).signature)).toBe(false);
+      expect(verifyToken(flipped, es)).toMatchObject({ ok: false, reason: "token_malformed" });
+      const own = signSign1(new Uint8Array([0xa0]), ec.privateKey, COSE_ALG.ES256);
+      expect(isLowS(COSE_ALG.ES256, decodeSign1(own).signature)).toBe(true);
+    }
   });
 
   it("rejects unknown claims and missing claims even when properly signed", async () => {
