@@ -207,7 +207,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const loop = new AttestationLoop({
     ...tpmRoot,
     ...(roots !== "tpm" && hsmKey ? { hsm: hsmKey } : {}),
-    policy: () => current.integrity,
+    policy: () => current,
     issuerKey: issuerRaw,
     lineage,
     blobs,
@@ -433,6 +433,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
         );
         current = next;
+        // Evidence judged under the old policy is not used from now on (decide); a new epoch
+        // judges the state under this one at once.
+        loop.refresh();
         log.info({ digest: Buffer.from(next.digest).toString("hex") }, "policy_reloaded");
       } catch (e) {
         log.error({ err: asExecgateError(e).message }, "policy_reload_failed_keeping_old");

@@ -117,6 +117,7 @@ async function hsmCheck(
       binding,
       hsm: { signature, publicKey: signer.publicKey },
       policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+      policyDigest: new Uint8Array(32),
       startedAtMs: 0,
       verifiedAtMs: 0,
     });

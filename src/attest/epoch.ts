@@ -49,6 +49,8 @@ export interface EpochInput {
   /** The HSM's signature over the binding bytes (HSM modes), or why there is none. */
   readonly hsm?: { readonly signature: Uint8Array; readonly publicKey: KeyObject } | Failure;
   readonly policy: IntegrityPolicy;
+  /** Digest of the policy file `policy` came from (EvidenceState.policyDigest). */
+  readonly policyDigest: Uint8Array;
   readonly eventlog?: EventLog;
   readonly ima?: ImaEvidence;
   readonly startedAtMs: number;
@@ -77,6 +79,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     startedAtMs: input.startedAtMs,
     verifiedAtMs: input.verifiedAtMs,
     bootId: input.binding.bootId,
+    policyDigest: input.policyDigest,
   };
   const bindingBytes = encodeEpochBinding(input.binding);
   const record = (fields: Record<string, CborValue | undefined>): Uint8Array =>

@@ -36,8 +36,11 @@ export type AttestationLoopOptions = (TpmEpochRoot | { readonly runner?: undefin
 interface LoopCommonOptions {
   /** The HSM root: signs each epoch's binding (docs/hsm.md). */
   readonly hsm?: EpochSigner;
-  /** The integrity policy in force (re-read on every epoch, so a reload applies at the next one). */
-  readonly policy: () => IntegrityPolicy;
+  /**
+   * The policy in force and its file's digest (re-read on every epoch, so a reload applies at the
+   * next one; the daemon starts one at once with refresh()).
+   */
+  readonly policy: () => { readonly integrity: IntegrityPolicy; readonly digest: Uint8Array };
   /** Raw Ed25519 public key of the token issuer. */
   readonly issuerKey: Uint8Array;
   readonly lineage: Lineage;
@@ -81,6 +84,8 @@ export class AttestationLoop {
   private stopped = true;
   private lastActivityMs = Number.NEGATIVE_INFINITY;
   private waiters: Waiter[] = [];
+  /** refresh() was called at this time: an epoch that started at or after it is due. */
+  private refreshAfterMs = Number.NEGATIVE_INFINITY;
   private imaState: ImaState | undefined;
   private imaPending: ImaEntry[] = [];
   /** Bytes of the IMA list already parsed (complete records), pending ones included. */
@@ -135,6 +140,12 @@ export class AttestationLoop {
     if (idle && !this.stopped && !this.running) this.schedule(0);
   }
 
+  /** The evidence depends on something that changed (a policy reload): an epoch now, or right after the one running. */
+  refresh(): void {
+    this.refreshAfterMs = this.o.now();
+    if (!this.running) this.schedule(0);
+  }
+
   /** Resolves with the first epoch that STARTED at or after `afterMs` (a fresh-quote scope waits here). */
   waitForEpochAfter(afterMs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
     return new Promise((resolve) => {
@@ -182,7 +193,8 @@ export class AttestationLoop {
   }
 
   private afterEpoch(): void {
-    if (this.waiters.some((w) => (this.state?.startedAtMs ?? -1) < w.after)) {
+    const started = this.state?.startedAtMs ?? -1;
+    if (started < this.refreshAfterMs || this.waiters.some((w) => started < w.after)) {
       this.schedule(0);
       return;
     }
@@ -205,12 +217,14 @@ export class AttestationLoop {
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
     const ima = await this.readIma(evidenceDigests);
+    const policy = this.o.policy();
     const result = evaluateEpoch({
       binding,
       ...(q ? { quote: q } : {}),
       ...(this.o.runner ? { akPublic: this.o.akPublic, selection: this.o.selection } : {}),
       ...(hsm ? { hsm } : {}),
-      policy: this.o.policy(),
+      policy: policy.integrity,
+      policyDigest: policy.digest,
       ...(eventlog ? { eventlog } : {}),
       ...(ima
         ? { ima: { state: ima.state, entries: ima.entries, priorViolations: this.imaViolations } }

@@ -211,6 +211,7 @@ export class Gate {
       decide({
         policy,
         evidence,
+        policyDigest,
         peer,
         request: {
           scope: args.scope,
@@ -232,7 +233,8 @@ export class Gate {
       !decision.allow &&
       (decision.detail === WAITING_FOR_FRESH_EPOCH || decision.reason === "attestation_stale")
     ) {
-      // A fresh-quote scope, or evidence that aged while the loop idled: the request is
+      // A fresh-quote scope, evidence that aged while the loop idled, or evidence judged under
+      // the policy before a reload (JUDGED_UNDER_OTHER_POLICY is attestation_stale): the request is
       // recorded first, then waits (bounded) for an epoch that started after it; concurrent
       // waiters share that epoch's one quote. If none comes in time the denial stands.
       try {

@@ -1,4 +1,5 @@
 import { type DenialReason, isDenialReason } from "../core/denial.js";
+import { bytesEqual } from "../core/hex.js";
 import { type AccessPeer, type AccessRequest, evaluateAccess } from "./access.js";
 import type { AccessPolicy } from "./access-schema.js";
 
@@ -17,6 +18,8 @@ export interface EvidenceState {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly pcrDigest: Uint8Array;
+  /** Digest of the policy file whose integrity rules this epoch was judged under. */
+  readonly policyDigest: Uint8Array;
   /** The lineage epoch entry that recorded this state (absent until it is durable). */
   readonly entry?: { readonly index: number; readonly leafHash: Uint8Array };
   readonly integrity:
@@ -27,6 +30,8 @@ export interface EvidenceState {
 export interface DecideInput {
   readonly policy: { readonly access: AccessPolicy };
   readonly evidence: EvidenceState | undefined;
+  /** Digest of the policy in force (`policy`'s file): evidence judged under another one is not used. */
+  readonly policyDigest: Uint8Array;
   readonly peer: AccessPeer;
   readonly request: AccessRequest;
   readonly nowMs: number;
@@ -52,9 +57,15 @@ export type Decision =
 
 /** Detail of the one denial a fresh scope gets while its epoch has not started yet. */
 export const WAITING_FOR_FRESH_EPOCH = "waiting for a fresh epoch";
+/** Detail of the denial while the latest epoch was judged under a policy no longer in force. */
+export const JUDGED_UNDER_OTHER_POLICY = "epoch judged under another policy";
 
 function no(reason: DenialReason, detail: string): Decision {
   return { allow: false, reason, detail };
+}
+
+function digestsEqual(a: unknown, b: unknown): boolean {
+  return a instanceof Uint8Array && b instanceof Uint8Array && a.length > 0 && bytesEqual(a, b);
 }
 
 function isTime(n: unknown): n is number {
@@ -66,14 +77,16 @@ function isTime(n: unknown): n is number {
  * failing check wins, in this order (docs/policy.md):
  *
  *   1. no evidence                                       attestation_missing
- *   2. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
- *   3. boot id / TPM resetCount / restartCount changed    environment_mismatch
- *   4. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
- *   5. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
- *   6. fresh scope and the epoch started before the request was logged
+ *   2. the epoch was judged under another policy          attestation_stale, "epoch judged under another policy"
+ *   3. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
+ *   4. boot id / TPM resetCount / restartCount changed    environment_mismatch
+ *   5. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
+ *   6. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
+ *   7. fresh scope and the epoch started before the request was logged
  *                                                         attestation_stale, "waiting for a fresh epoch"
  *
- * Denial 6 is the one the caller does not return: it waits for the next epoch and decides again.
+ * Denials 2 and 7 are the ones the caller does not return at once: it waits for the next epoch
+ * (one starts on every policy reload) and decides again.
  * Never throws: inputs that are not what the types say (a non-finite time where the check
  * needs one, an unknown denial reason) and any exception become internal_error.
  */
@@ -89,6 +102,10 @@ function decideUnsafe(input: DecideInput): Decision {
   const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedAtMs } = input;
   if (evidence === undefined || evidence === null) {
     return no("attestation_missing", "no verified epoch yet");
+  }
+  // A token carries the digest of the policy in force: its evidence must have been judged by it.
+  if (!digestsEqual(evidence.policyDigest, input.policyDigest)) {
+    return no("attestation_stale", JUDGED_UNDER_OTHER_POLICY);
   }
   if (evidence.integrity.ok !== true) {
     const i = evidence.integrity as { reason?: unknown; detail?: unknown };

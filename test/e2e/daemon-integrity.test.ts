@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
 import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { requireAlg } from "../../src/measure/hash.js";
 import { parseImaList } from "../../src/measure/ima-parse.js";
 import { imaExtendValue } from "../../src/measure/ima-replay.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
+import { execgate } from "../helpers/cli.js";
 import {
   eventually,
   tokenOutcome as outcome,
@@ -63,6 +64,57 @@ const daemons: TestDaemon[] = [];
 describeTpm("runtime integrity end to end on swtpm: event log and IMA against the daemon's quotes", () => {
   afterAll(async () => {
     for (const d of daemons) await d.dispose().catch(() => undefined);
+  });
+
+  describe("a policy reload", () => {
+    // Epochs only when asked: without the reload's own epoch none would come for a minute.
+    const slow = { attest: ["epoch_ms = 60000", "idle_epoch_ms = 60000", "max_evidence_age_ms = 120000"] };
+    const epochOf = async (d: TestDaemon) =>
+      JSON.parse((await execgate(["status", "--json"], d.env)).stdout).epoch;
+    /** The policy with PCR 0's golden value (every bank) one the TPM does not have. */
+    const stricter = async (d: TestDaemon) => {
+      const policy = await readFile(d.policy, "utf8");
+      const next = policy.replace(
+        /^"0" = \["([0-9a-f]+)"\]$/gm,
+        (_, h: string) => `"0" = ["${"f".repeat(h.length)}"]`,
+      );
+      expect(next).not.toBe(policy);
+      await writeFile(d.policy, next);
+    };
+
+    it("starts an epoch that judges the PCRs under the new policy at once", async () => {
+      const d = await startTestDaemon({ config: slow });
+      daemons.push(d);
+      await eventually("the start's epochs", async () => (await epochOf(d))?.seq >= 1);
+      expect(await epochOf(d)).toMatchObject({ verified: true });
+      await stricter(d);
+      d.child()!.kill("SIGHUP");
+      await eventually("an epoch under the reloaded policy", async () => {
+        const e = await epochOf(d);
+        return e?.verified === false && e?.reason === "pcr_mismatch";
+      });
+      await d.stop();
+    });
+
+    it("no token is issued on evidence judged under the old policy", async () => {
+      const d = await startTestDaemon({ config: slow });
+      daemons.push(d);
+      await eventually("the start's epochs", async () => (await epochOf(d))?.seq >= 1);
+      const c = await d.client();
+      try {
+        expect(await outcome(c)).toBe("allow");
+        // The request's own epoch (activity after idling) is done before the reload.
+        await eventually("the request's epoch", async () => (await epochOf(d))?.seq >= 2);
+        await stricter(d);
+        d.child()!.kill("SIGHUP");
+        await eventually("policy_reloaded", async () => d.stderr().includes('"policy_reloaded"'));
+        expect(await outcome(c)).toBe("pcr_mismatch");
+      } finally {
+        await c.close();
+      }
+      await d.stop();
+      expect(await recordedDenials(d.lineageDir)).toContain("pcr_mismatch");
+    });
   });
 
   it("a real event log replayed into the TPM verifies against the quotes; one changed event → eventlog_mismatch", async () => {

@@ -64,6 +64,7 @@ async function setup() {
     resetCount: 0,
     restartCount: 0,
     pcrDigest: new Uint8Array(32).fill(9),
+    policyDigest: new Uint8Array(32),
     integrity: { ok: true },
   };
   // The attestation loop's part the gate reads: a verified epoch that stays fresh.

@@ -34,6 +34,7 @@ audiences = ["execgate", "gw"]
 );
 
 const EXPECTED = { bootId: "b0", resetCount: 3, restartCount: 1 };
+const POLICY_DIGEST = bytes("f");
 
 // Times near each other so that every branch is reached often, plus the odd non-finite value.
 const time = fc.oneof(
@@ -63,6 +64,10 @@ const evidence: fc.Arbitrary<EvidenceState | undefined> = fc.option(
     resetCount: fc.constantFrom(3, 3, 3, 4),
     restartCount: fc.constantFrom(1, 1, 1, 0),
     pcrDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    policyDigest: fc.oneof(
+      { weight: 15, arbitrary: fc.constant(POLICY_DIGEST) },
+      { weight: 1, arbitrary: fc.constant(bytes("0")) },
+    ),
     integrity,
   }),
   { nil: undefined, freq: 8 },
@@ -94,6 +99,7 @@ const request = fc.record(
 const input: fc.Arbitrary<DecideInput> = fc.record({
   policy: fc.constant(policy),
   evidence,
+  policyDigest: fc.constant(POLICY_DIGEST),
   peer,
   request,
   nowMs: time,
@@ -126,6 +132,10 @@ describe("decide: properties", () => {
         const e = i.evidence;
         if (e === undefined) {
           expect(d).toMatchObject({ allow: false, reason: "attestation_missing" });
+          return;
+        }
+        if (!Buffer.from(e.policyDigest).equals(POLICY_DIGEST)) {
+          expect(d).toMatchObject({ allow: false, reason: "attestation_stale" });
           return;
         }
         if (!e.integrity.ok) {

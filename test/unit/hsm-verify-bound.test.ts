@@ -26,6 +26,7 @@ const r = evaluateEpoch({
   binding,
   hsm: { signature: hsmSig, publicKey: hsm.publicKey },
   policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+  policyDigest: new Uint8Array(32),
   startedAtMs: 0,
   verifiedAtMs: 0,
 });

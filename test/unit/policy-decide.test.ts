@@ -41,12 +41,14 @@ const evidence: EvidenceState = {
   resetCount: 3,
   restartCount: 1,
   pcrDigest: bytes("d"),
+  policyDigest: bytes("f"),
   integrity: { ok: true },
 };
 
 const base: DecideInput = {
   policy,
   evidence,
+  policyDigest: bytes("f"),
   peer,
   request: { scope: "dev", action: bytes("b") },
   nowMs: 11_000,
@@ -80,6 +82,17 @@ describe("decide: every branch", () => {
   const rows: [string, Patch, string, RegExp?][] = [
     ["all checks pass", {}, "allow"],
     ["1 no evidence", { evidence: "missing" }, "attestation_missing"],
+    [
+      "2 judged under another policy (before a reload)",
+      { evidence: { policyDigest: bytes("0") } },
+      "attestation_stale",
+      /^epoch judged under another policy$/,
+    ],
+    [
+      "2 judged under no recorded policy",
+      { evidence: { policyDigest: new Uint8Array() }, top: { policyDigest: new Uint8Array() } },
+      "attestation_stale",
+    ],
     [
       "2 integrity: pcr_mismatch",
       { evidence: failed("pcr_mismatch") },
@@ -192,6 +205,14 @@ describe("decide: the first failure wins", () => {
         top: { nowMs: Number.MAX_SAFE_INTEGER },
       },
       "attestation_missing",
+    ],
+    [
+      "the judging policy before integrity and everything else",
+      {
+        evidence: { ...failed("pcr_mismatch"), policyDigest: bytes("0"), ...later.environment },
+        peer: { uid: 1 },
+      },
+      "attestation_stale",
     ],
     [
       "integrity before environment, staleness, access, freshness",
