@@ -88,7 +88,10 @@ export class AttestationLoop {
   private refreshAfterMs = Number.NEGATIVE_INFINITY;
   private imaState: ImaState | undefined;
   private imaPending: ImaEntry[] = [];
-  /** Bytes of the IMA list already parsed (complete records), pending ones included. */
+  /**
+   * Bytes of the IMA list already parsed (complete records), pending ones included. Entries
+   * are pending until an epoch under IMA rules judged them; without IMA rules they are dropped.
+   */
   private imaReadOffset = 0;
   private imaViolations = 0;
   /** Counters for status and metrics. */
@@ -236,6 +239,10 @@ export class AttestationLoop {
       this.imaState = result.ima.state;
       this.imaPending = [...result.ima.pending];
       this.imaViolations += result.ima.violations.length;
+    } else if (ima && policy.integrity.ima) {
+      // Read, but not judged (no quote, no PCR 10): the next epoch judges them. Past the read
+      // offset now, so dropping them would leave the replay short of PCR 10 for good.
+      this.imaPending = ima.entries;
     }
     let state = result.state;
     try {
