@@ -13,7 +13,7 @@ import {
   type IntegrityPolicy,
 } from "../policy/integrity.js";
 import type { QuoteOutput } from "../tpm/ops/attest.js";
-import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
+import { type PcrSelection, pcrSelectionDifference } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "./binding.js";
@@ -143,12 +143,13 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   if ("failure" in input.quote) return failed(input.quote.failure, input.quote.detail);
   const q = input.quote;
   const quoteFields = { attest: q.attest, signature: q.signature, pcrs: q.pcrsFile };
-  let values: ReturnType<typeof parsePcrsFile>["values"];
+  let file: ReturnType<typeof parsePcrsFile>;
   try {
-    values = parsePcrsFile(q.pcrsFile).values;
+    file = parsePcrsFile(q.pcrsFile);
   } catch {
     return failed("quote_invalid", "PCR values unreadable", quoteFields);
   }
+  const values = file.values;
   const v = verifyQuote({
     attest: q.attest,
     signature: q.signature,
@@ -158,6 +159,11 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     pcrValues: values,
   });
   if (!v.ok) return failed("quote_invalid", `${v.check}: ${v.detail}`, quoteFields);
+  // The digest check reads only the signed PCRs from the file; any other value in it is not
+  // attested and must not reach the policy.
+  const unsigned = pcrSelectionDifference(file.selection, v.quote.selection);
+  if (unsigned !== undefined)
+    return failed("quote_invalid", `pcrs file selection is not the signed one: ${unsigned}`, quoteFields);
   const { decision, integrity } = integrityOf(input, pcrHexFromTpm(values));
   return {
     ...hsmSignature,

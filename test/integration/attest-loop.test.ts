@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { epochHash } from "../../src/attest/binding.js";
+import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { AttestationLoop } from "../../src/attest/loop.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { BlobStore } from "../../src/lineage/blobs.js";
@@ -11,7 +13,10 @@ import { softwareEd25519Signer } from "../../src/lineage/signer.js";
 import { buildAllowlist } from "../../src/measure/ima-allowlist.js";
 import type { IntegrityPolicy } from "../../src/policy/integrity.js";
 import { enroll } from "../../src/tpm/enroll.js";
+import { quote } from "../../src/tpm/ops/attest.js";
 import { DEFAULT_PCR_SELECTION } from "../../src/tpm/ops/pcr.js";
+import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
+import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { describeTpm, startSwtpm } from "../helpers/hardware.js";
 import { fileHash, imaNg, measure } from "../helpers/ima.js";
@@ -101,5 +106,47 @@ describeTpm("attestation loop on swtpm", () => {
     await writeFile(imaPath, Buffer.concat([list, more]));
     expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
     await loop.stop();
+  });
+
+  it("PCR values in the pcrs file that the quote did not sign never reach the integrity policy", async () => {
+    const e = await enroll(tpm.runner);
+    const binding = {
+      seq: 0,
+      prev: new Uint8Array(32),
+      issuer: new Uint8Array(32),
+      checkpoint: { size: 0, root: new Uint8Array(32) },
+      bootId: "b",
+      nonce: new Uint8Array(32).fill(1),
+    };
+    const q = await quote(tpm.runner, {
+      akHandle: e.akHandle,
+      selection: DEFAULT_PCR_SELECTION,
+      qualifyingData: epochHash(binding),
+    });
+    // The same file with a value for PCR 16 added: the signed digest still verifies (it covers
+    // the signed selection only), but PCR 16 was never quoted.
+    const file = parsePcrsFile(q.pcrsFile);
+    const values = new Map(file.values);
+    const sha256 = new Map(values.get(0x000b));
+    sha256.set(16, new Uint8Array(32).fill(0xab));
+    values.set(0x000b, sha256);
+    const wider = serializePcrsFile(parsePcrSelectionText("sha256:0,1,2,3,4,5,6,7,10,16"), values);
+    const input = {
+      binding,
+      akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
+      selection: DEFAULT_PCR_SELECTION,
+      policy: { pcrs: { sha256: { 16: ["ab".repeat(32)] } }, eventlog: undefined, ima: undefined },
+      policyDigest: new Uint8Array(32),
+      startedAtMs: 0,
+      verifiedAtMs: 0,
+    };
+    expect(evaluateEpoch({ ...input, quote: q }).state.integrity).toMatchObject({
+      ok: false,
+      reason: "pcr_mismatch",
+    });
+    expect(evaluateEpoch({ ...input, quote: { ...q, pcrsFile: wider } }).state.integrity).toMatchObject({
+      ok: false,
+      reason: "quote_invalid",
+    });
   });
 });
