@@ -16,12 +16,14 @@ import { hsmTokenSigner } from "../src/hsm/token.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
+import { algById, type BankName } from "../src/measure/hash.js";
 import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
 import { renderExposition } from "../src/metrics/exposition.js";
 import { timeHsmSigning } from "../src/metrics/hsm.js";
 import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
+import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
 import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
@@ -29,6 +31,7 @@ import { SigningThread } from "../src/token/sign-thread.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
+import { type PcrSelection, pcrIndices } from "../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
@@ -62,6 +65,16 @@ function refuse(what: string, e: unknown): StartupError {
   return new StartupError(code, `refusing to start: ${what}: ${err.message}`);
 }
 
+/** tpm.pcrs as bank name → PCR indices. */
+function selectedPcrs(selection: PcrSelection): Partial<Record<BankName, number[]>> {
+  const out: Partial<Record<BankName, number[]>> = {};
+  for (const b of selection) {
+    const alg = algById(b.hashAlg);
+    if (alg) out[alg.name] = pcrIndices(b);
+  }
+  return out;
+}
+
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 export async function startDaemon(configPath: string, opts: { log?: Logger } = {}): Promise<RunningDaemon> {
@@ -92,15 +105,26 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
 
+  // Roots of trust (docs/hsm.md): the TPM unless hsm.require = "hsm".
+  const roots = config.hsm.require;
+  const useTpm = roots !== "hsm";
+  /** With a TPM root, rules about PCRs the quotes never sign are refused (at start and reload). */
+  const checkQuoted = (p: LoadedPolicy): LoadedPolicy => {
+    if (useTpm) checkQuotedPcrs(p.policy.integrity, selectedPcrs(config.tpm.pcrs));
+    return p;
+  };
+  try {
+    checkQuoted(current);
+  } catch (e) {
+    throw refuse(`policy ${config.daemon.policy}`, e);
+  }
+
   const metrics = new DaemonMetrics(Date.now());
   const runner = new TimedTpmRunner(
     { tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs },
     metrics.tpmLatency,
   );
-  // Roots of trust (docs/hsm.md): the TPM unless hsm.require = "hsm"; the HSM key when an
-  // epoch needs its signature or it signs the checkpoints.
-  const roots = config.hsm.require;
-  const useTpm = roots !== "hsm";
+  // The HSM key when an epoch needs its signature or it signs the checkpoints.
   const checkpointSigner = config.hsm.checkpoints ?? (roots === "hsm" ? "hsm" : "tpm");
   let hsmKey: HsmKey | undefined;
   if (roots !== "tpm" || checkpointSigner !== "tpm" || config.hsm.tokenSigner === "hsm") {
@@ -427,7 +451,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const onHup = () => {
     void (async () => {
       try {
-        const next = await loadPolicy(config.daemon.policy);
+        const next = checkQuoted(await loadPolicy(config.daemon.policy));
         await blobs.put(next.bytes);
         await lineage.journal.append(
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),

@@ -178,6 +178,30 @@ export function integrityConfigFromToml(doc: Record<string, unknown>): Integrity
 }
 
 /**
+ * Refuses rules about PCRs the daemon's quotes never sign (`tpm.pcrs`): such a rule could only
+ * fail, epoch after epoch. `quoted` is each bank of the selection with its PCR indices. The
+ * IMA rules need PCR 10 in the sha256 or sha1 bank (evaluateIntegrity reads it from there).
+ */
+export function checkQuotedPcrs(
+  cfg: IntegrityPolicyConfig,
+  quoted: Readonly<Partial<Record<BankName, readonly number[]>>>,
+): void {
+  const selected = (bank: BankName, i: number) => quoted[bank]?.includes(i) === true;
+  const anyBank = (i: number) => Object.values(quoted).some((idx) => idx?.includes(i));
+  for (const [bank, pcrs] of Object.entries(cfg.pcrs) as [BankName, Record<number, unknown>][]) {
+    for (const idx of Object.keys(pcrs).map(Number)) {
+      if (!selected(bank, idx))
+        throw bad(`integrity.pcrs.${bank}.${idx}`, "PCR not in tpm.pcrs (never quoted)");
+    }
+  }
+  cfg.eventlog?.pcrs?.forEach((i, k) => {
+    if (!anyBank(i)) throw bad(`integrity.eventlog.pcrs[${k}]`, `PCR ${i} not in tpm.pcrs (never quoted)`);
+  });
+  if (cfg.ima && !selected("sha256", 10) && !selected("sha1", 10))
+    throw bad("integrity.ima", "PCR 10 of the sha256 or sha1 bank is not in tpm.pcrs (never quoted)");
+}
+
+/**
  * The `[integrity.pcrs.<bank>]` TOML section holding the given PCR values as the only allowed
  * value of each PCR — what `execgate enroll` writes from the machine's current PCRs.
  * `indices` limits the PCRs (default: all given); banks and indices come out sorted.

@@ -10,7 +10,7 @@ import { parseImaList } from "../../src/measure/ima-parse.js";
 import { replayIma } from "../../src/measure/ima-replay.js";
 import { evaluateIntegrity, type IntegrityPolicy } from "../../src/policy/integrity.js";
 import { parseIntegrityPolicyToml } from "../../src/policy/integrity-load.js";
-import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
+import { checkQuotedPcrs, goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 
 const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
 const bin = (p: string) => new Uint8Array(readFileSync(join(CORPUS, p)));
@@ -78,6 +78,26 @@ excludes = ["/tmp/**"]
       expect((e as ExecgateError).detail.key).toBe(key);
       expect((e as ExecgateError).message).toContain(key);
     }
+  });
+
+  it("refuses rules about PCRs the quotes never sign (tpm.pcrs), naming the key", () => {
+    const quoted = { sha256: [0, 1, 2, 3, 4, 5, 6, 7, 10] };
+    const rules = (toml: string) => () => checkQuotedPcrs(parseIntegrityPolicyToml(toml), quoted);
+    expect(
+      rules(
+        `[integrity.pcrs.sha256]\n"7" = ["${"ab".repeat(32)}"]\n[integrity.eventlog]\npcrs = [0, 7]\n[integrity.ima]\n`,
+      ),
+    ).not.toThrow();
+    for (const [toml, key] of [
+      [`[integrity.pcrs.sha256]\n"16" = ["${"ab".repeat(32)}"]`, "integrity.pcrs.sha256.16"],
+      [`[integrity.pcrs.sha1]\n"0" = ["${"ab".repeat(20)}"]`, "integrity.pcrs.sha1.0"],
+      ["[integrity.eventlog]\npcrs = [0, 8]", "integrity.eventlog.pcrs[1]"],
+    ] as const) {
+      expect(rules(toml)).toThrow(expect.objectContaining({ code: "config_invalid", detail: { key } }));
+    }
+    expect(() =>
+      checkQuotedPcrs(parseIntegrityPolicyToml("[integrity.ima]\n"), { sha256: [0, 1, 2, 3, 4, 5, 6, 7] }),
+    ).toThrow(/integrity.ima: PCR 10/);
   });
 
   it("rejects text that is not TOML as config_invalid", () => {
