@@ -1,8 +1,8 @@
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
+import { readBootId } from "../src/attest/boot-id.js";
 import { AttestationLoop, type TpmEpochRoot } from "../src/attest/loop.js";
 import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
@@ -119,6 +119,14 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
 
+  // Tokens are bound to this boot: a boot id that cannot be read now could never be matched.
+  let bootId: string;
+  try {
+    bootId = await readBootId(config.daemon.bootIdPath);
+  } catch (e) {
+    throw refuse("daemon.boot_id_path", e);
+  }
+
   const metrics = new DaemonMetrics(Date.now());
   const runner = new TimedTpmRunner(
     { tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs },
@@ -194,7 +202,6 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`lineage store ${config.lineage.dir}`, e);
   }
 
-  const bootId = (await readFile(config.daemon.bootIdPath, "utf8").catch(() => "unknown")).trim();
   const issuer = generateKeyPairSync("ed25519");
   const issuerRaw = new Uint8Array(Buffer.from(issuer.publicKey.export({ format: "jwk" }).x!, "base64url"));
   const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });

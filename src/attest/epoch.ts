@@ -39,6 +39,8 @@ type Failure = { readonly failure: DenialReason; readonly detail: string };
 
 export interface EpochInput {
   readonly binding: EpochBinding;
+  /** Why the boot id could not be read (the binding then holds ""): the epoch proves nothing. */
+  readonly bootIdUnreadable?: string;
   /**
    * The quote, or the reason there is none (TPM unreachable, TPM error). Absent when the host
    * has no TPM root (HSM-only mode): then PCR rules of the integrity policy fail closed.
@@ -117,13 +119,16 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     };
   if (input.quote === undefined && input.hsm === undefined)
     hsmFailure = { failure: "internal_error", detail: "no root of trust (TPM or HSM) configured" };
-  if (hsmFailure) {
-    const quoteFields =
-      input.quote && !("failure" in input.quote)
-        ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
-        : {};
-    return failed(hsmFailure.failure, hsmFailure.detail, quoteFields);
-  }
+  const quoteFieldsIfAny =
+    input.quote && !("failure" in input.quote)
+      ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
+      : {};
+  if (hsmFailure) return failed(hsmFailure.failure, hsmFailure.detail, quoteFieldsIfAny);
+  // Without the boot id nothing ties the evidence to this boot (docs/fail-closed.md). A TPM
+  // that did not answer is reported as that below (the watchdog goes by it).
+  const tpmFailed = input.quote !== undefined && "failure" in input.quote;
+  if (input.bootIdUnreadable !== undefined && !tpmFailed)
+    return failed("environment_mismatch", input.bootIdUnreadable, quoteFieldsIfAny);
 
   if (input.quote === undefined) {
     // HSM-only: the signature binds issuer key, checkpoint, boot id and nonce; no PCRs are attested.

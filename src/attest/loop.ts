@@ -16,6 +16,7 @@ import { quote } from "../tpm/ops/attest.js";
 import type { TpmRunner } from "../tpm/runner.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { type EpochBinding, encodeEpochBinding } from "./binding.js";
+import { readBootId } from "./boot-id.js";
 import { type EpochSigner, evaluateEpoch } from "./epoch.js";
 import type { EvidenceState } from "./evidence.js";
 
@@ -208,12 +209,14 @@ export class AttestationLoop {
   private async epoch(): Promise<void> {
     const startedAtMs = this.o.now();
     const cp = this.o.lineage.checkpointer.latest();
+    const boot = await this.readBootId();
     const binding: EpochBinding = {
       seq: this.seq,
       prev: this.prev,
       issuer: this.o.issuerKey,
       checkpoint: cp ? { size: cp.checkpoint.size, root: cp.checkpoint.rootHash } : { size: 0, root: ZERO32 },
-      bootId: await this.readBootId(),
+      // An unreadable boot id is bound as "" (which never matches) and fails the epoch.
+      bootId: "id" in boot ? boot.id : "",
       nonce: new Uint8Array(randomBytes(32)),
     };
     const [q, hsm] = await Promise.all([this.takeQuote(binding), this.takeHsmSignature(binding)]);
@@ -226,6 +229,7 @@ export class AttestationLoop {
       ...(q ? { quote: q } : {}),
       ...(this.o.runner ? { akPublic: this.o.akPublic, selection: this.o.selection } : {}),
       ...(hsm ? { hsm } : {}),
+      ...("unreadable" in boot ? { bootIdUnreadable: boot.unreadable } : {}),
       policy: policy.integrity,
       policyDigest: policy.digest,
       ...(eventlog ? { eventlog } : {}),
@@ -332,11 +336,12 @@ export class AttestationLoop {
     }
   }
 
-  private async readBootId(): Promise<string> {
+  /** The boot id, or why there is none (the epoch then fails environment_mismatch). */
+  private async readBootId(): Promise<{ id: string } | { unreadable: string }> {
     try {
-      return (await readFile(this.o.bootIdPath, "utf8")).trim().slice(0, 64) || "unknown";
-    } catch {
-      return "unknown";
+      return { id: await readBootId(this.o.bootIdPath) };
+    } catch (e) {
+      return { unreadable: asExecgateError(e).message };
     }
   }
 
