@@ -266,10 +266,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     skewS: config.token.skewS,
     maxEvidenceAgeMs: config.attest.maxEvidenceAgeMs,
     freshWaitMs: config.attest.freshWaitMs ?? config.attest.epochMs * 2 + config.tpm.timeoutMs,
-    expected: () => {
-      const ev = loop.current();
-      return { bootId, resetCount: ev?.resetCount ?? -1, restartCount: ev?.restartCount ?? -1 };
-    },
+    bootId,
     ueid,
     now: Date.now,
     monoUs,

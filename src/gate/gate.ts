@@ -54,12 +54,12 @@ export interface GateOptions {
   readonly maxEvidenceAgeMs: number;
   /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
   readonly freshWaitMs: number;
-  /** Boot id and TPM reset/restart counts the daemon started under. */
-  readonly expected: () => {
-    readonly bootId: string;
-    readonly resetCount: number;
-    readonly restartCount: number;
-  };
+  /**
+   * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
+   * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
+   * of the epoch it was issued on, checked at redeem.
+   */
+  readonly bootId: string;
   /** EAT ueid: 0x01 ‖ SHA-256(EK public), identifying this host's TPM. */
   readonly ueid: Uint8Array;
   readonly now: () => number;
@@ -221,7 +221,7 @@ export class Gate {
         nowMs: this.o.now(),
         requestLoggedAtMs: requestedAt,
         maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
-        expected: this.o.expected(),
+        expected: { bootId: this.o.bootId },
         defaultAudience: this.o.audience,
       });
 
@@ -496,13 +496,12 @@ export class Gate {
     if (c.peer.uid !== peer.uid)
       return deny("peer_unknown", `token issued to uid ${c.peer.uid}, redeemed by uid ${peer.uid}`);
     const ev = this.o.loop.current();
-    const expected = this.o.expected();
     if (!ev) return deny("attestation_missing", "no epoch");
     if (!ev.integrity.ok) return deny(ev.integrity.reason, ev.integrity.detail);
     if (
       ev.resetCount !== issuedOn.resetCount ||
       ev.restartCount !== issuedOn.restartCount ||
-      ev.bootId !== expected.bootId
+      ev.bootId !== this.o.bootId
     ) {
       return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
     }

@@ -38,8 +38,12 @@ export interface DecideInput {
   /** When the request entry was written to the lineage log (fresh scopes need a later epoch). */
   readonly requestLoggedAtMs: number;
   readonly maxEvidenceAgeMs: number;
-  /** What this daemon run saw at start: the kernel's boot id and the TPM's counters. */
-  readonly expected: { readonly bootId: string; readonly resetCount: number; readonly restartCount: number };
+  /**
+   * What this daemon run saw at start: the kernel's boot id. The TPM's resetCount/restartCount
+   * are not compared here: the daemon recovers from a TPM reset (a restarted swtpm) on the next
+   * verified epoch, and tokens issued before the reset die at redeem (Gate.redeem).
+   */
+  readonly expected: { readonly bootId: string };
   /** The daemon's token.audience (default "execgate"). */
   readonly defaultAudience?: string;
 }
@@ -79,7 +83,7 @@ function isTime(n: unknown): n is number {
  *   1. no evidence                                       attestation_missing
  *   2. the epoch was judged under another policy          attestation_stale, "epoch judged under another policy"
  *   3. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
- *   4. boot id / TPM resetCount / restartCount changed    environment_mismatch
+ *   4. boot id changed                                    environment_mismatch
  *   5. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
  *   6. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
  *   7. fresh scope and the epoch started before the request was logged
@@ -117,17 +121,6 @@ function decideUnsafe(input: DecideInput): Decision {
   // An empty or absent boot id proves nothing about the environment: fail closed.
   if (typeof expected.bootId !== "string" || expected.bootId === "" || evidence.bootId !== expected.bootId) {
     return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
-  }
-  if (
-    !Number.isSafeInteger(expected.resetCount) ||
-    !Number.isSafeInteger(expected.restartCount) ||
-    evidence.resetCount !== expected.resetCount ||
-    evidence.restartCount !== expected.restartCount
-  ) {
-    return no(
-      "environment_mismatch",
-      `TPM resetCount/restartCount ${evidence.resetCount}/${evidence.restartCount} != expected ${expected.resetCount}/${expected.restartCount}`,
-    );
   }
   if (!isTime(nowMs) || !isTime(evidence.verifiedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
     return no("internal_error", "decide: non-finite time or negative maximum age");
