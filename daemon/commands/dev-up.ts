@@ -119,6 +119,7 @@ async function hsmCheck(
       policy: { pcrs: {}, eventlog: undefined, ima: undefined },
       policyDigest: new Uint8Array(32),
       startedAtMs: 0,
+      startedMonoUs: 0,
       verifiedAtMs: 0,
     });
     v = verifyHsmEpoch(

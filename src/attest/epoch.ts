@@ -56,6 +56,8 @@ export interface EpochInput {
   readonly eventlog?: EventLog;
   readonly ima?: ImaEvidence;
   readonly startedAtMs: number;
+  /** EvidenceState.startedMonoUs. */
+  readonly startedMonoUs: number;
   readonly verifiedAtMs: number;
 }
 
@@ -79,6 +81,7 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     epochSeq: input.binding.seq,
     epochHash: hash,
     startedAtMs: input.startedAtMs,
+    startedMonoUs: input.startedMonoUs,
     verifiedAtMs: input.verifiedAtMs,
     bootId: input.binding.bootId,
     policyDigest: input.policyDigest,

@@ -58,6 +58,7 @@ interface LoopCommonOptions {
 }
 
 interface Waiter {
+  /** Monotonic µs (EvidenceState.startedMonoUs). */
   readonly after: number;
   readonly resolve: (s: EvidenceState | undefined) => void;
 }
@@ -85,8 +86,8 @@ export class AttestationLoop {
   private stopped = true;
   private lastActivityMs = Number.NEGATIVE_INFINITY;
   private waiters: Waiter[] = [];
-  /** refresh() was called at this time: an epoch that started at or after it is due. */
-  private refreshAfterMs = Number.NEGATIVE_INFINITY;
+  /** refresh() was called at this monotonic time (µs): an epoch that started at or after it is due. */
+  private refreshAfterUs = Number.NEGATIVE_INFINITY;
   private imaState: ImaState | undefined;
   private imaPending: ImaEntry[] = [];
   /**
@@ -146,19 +147,22 @@ export class AttestationLoop {
 
   /** The evidence depends on something that changed (a policy reload): an epoch now, or right after the one running. */
   refresh(): void {
-    this.refreshAfterMs = this.o.now();
+    this.refreshAfterUs = this.o.monoUs();
     if (!this.running) this.schedule(0);
   }
 
-  /** Resolves with the first epoch that STARTED at or after `afterMs` (a fresh-quote scope waits here). */
-  waitForEpochAfter(afterMs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
+  /**
+   * Resolves with the first epoch that STARTED at or after `afterMonoUs` (the `monoUs` clock; a
+   * fresh-quote scope waits here).
+   */
+  waitForEpochAfter(afterMonoUs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         resolve(undefined);
       }, timeoutMs);
       const waiter: Waiter = {
-        after: afterMs,
+        after: afterMonoUs,
         resolve: (s) => {
           clearTimeout(timer);
           resolve(s);
@@ -197,8 +201,8 @@ export class AttestationLoop {
   }
 
   private afterEpoch(): void {
-    const started = this.state?.startedAtMs ?? -1;
-    if (started < this.refreshAfterMs || this.waiters.some((w) => started < w.after)) {
+    const started = this.state?.startedMonoUs ?? Number.NEGATIVE_INFINITY;
+    if (started < this.refreshAfterUs || this.waiters.some((w) => started < w.after)) {
       this.schedule(0);
       return;
     }
@@ -208,6 +212,7 @@ export class AttestationLoop {
 
   private async epoch(): Promise<void> {
     const startedAtMs = this.o.now();
+    const startedMonoUs = this.o.monoUs();
     const cp = this.o.lineage.checkpointer.latest();
     const boot = await this.readBootId();
     const binding: EpochBinding = {
@@ -237,6 +242,7 @@ export class AttestationLoop {
         ? { ima: { state: ima.state, entries: ima.entries, priorViolations: this.imaViolations } }
         : {}),
       startedAtMs,
+      startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
     if (result.ima) {
@@ -303,8 +309,8 @@ export class AttestationLoop {
         "epoch_failed",
       );
     for (const f of this.listeners) f(state);
-    const ready = this.waiters.filter((w) => state.startedAtMs >= w.after);
-    this.waiters = this.waiters.filter((w) => state.startedAtMs < w.after);
+    const ready = this.waiters.filter((w) => state.startedMonoUs >= w.after);
+    this.waiters = this.waiters.filter((w) => state.startedMonoUs < w.after);
     for (const w of ready) w.resolve(state);
   }
 

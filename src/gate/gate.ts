@@ -195,7 +195,7 @@ export class Gate {
   ): Promise<GateResult<IssuedReply>> {
     this.counters.requests++;
     this.o.loop.touch();
-    const requestedAt = this.o.now();
+    const requestedMonoUs = this.o.monoUs();
     const { policy, digest: policyDigest } = this.o.policy();
     // This request's number, taken now: the token id uses it after awaits, where other requests
     // have taken theirs.
@@ -219,7 +219,7 @@ export class Gate {
           ...(args.audience ? { audience: args.audience } : {}),
         },
         nowMs: this.o.now(),
-        requestLoggedAtMs: requestedAt,
+        requestLoggedMonoUs: requestedMonoUs,
         maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
         expected: { bootId: this.o.bootId },
         defaultAudience: this.o.audience,
@@ -243,7 +243,7 @@ export class Gate {
       } catch (e) {
         return this.lineageDown(peer, e);
       }
-      const fresh = await this.o.loop.waitForEpochAfter(requestedAt, this.o.freshWaitMs);
+      const fresh = await this.o.loop.waitForEpochAfter(requestedMonoUs, this.o.freshWaitMs);
       evidence = fresh ?? this.o.loop.current();
       decision = decideNow(evidence);
     }
@@ -505,7 +505,7 @@ export class Gate {
     ) {
       return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
     }
-    if (nowMs - ev.verifiedAtMs > this.o.maxEvidenceAgeMs)
+    if (nowMs - ev.startedAtMs > this.o.maxEvidenceAgeMs)
       return deny("attestation_stale", "evidence too old at redeem");
     // Spent before the await: a concurrent replay of the same token now loses.
     const t = this.issued.spend(c.cti, peer.uid, c.exp);
@@ -565,7 +565,7 @@ export class Gate {
     return {
       up: true,
       // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
-      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.verifiedAtMs) : null,
+      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.startedAtMs) : null,
       epoch: ev
         ? {
             seq: ev.epochSeq,

@@ -10,9 +10,11 @@ import type { AccessPolicy } from "./access-schema.js";
 export interface EvidenceState {
   readonly epochSeq: number;
   readonly epochHash: Uint8Array;
-  /** When the epoch started (its nonce was drawn), ms. */
+  /** When the epoch started (its nonce was drawn), ms, same clock as decide's nowMs: the evidence's age counts from here. */
   readonly startedAtMs: number;
-  /** When its quote was verified, ms, same clock as startedAtMs and decide's nowMs. */
+  /** The same moment on the daemon's monotonic clock, µs: fresh scopes order requests against it. */
+  readonly startedMonoUs: number;
+  /** When its quote was verified, ms, same clock as startedAtMs. */
   readonly verifiedAtMs: number;
   readonly bootId: string;
   readonly resetCount: number;
@@ -35,8 +37,12 @@ export interface DecideInput {
   readonly peer: AccessPeer;
   readonly request: AccessRequest;
   readonly nowMs: number;
-  /** When the request entry was written to the lineage log (fresh scopes need a later epoch). */
-  readonly requestLoggedAtMs: number;
+  /**
+   * When the request entry was written to the lineage log, on the monotonic clock of
+   * EvidenceState.startedMonoUs (fresh scopes need an epoch started later; a wall clock stepped
+   * back could make an older epoch look later).
+   */
+  readonly requestLoggedMonoUs: number;
   readonly maxEvidenceAgeMs: number;
   /**
    * What this daemon run saw at start: the kernel's boot id. The TPM's resetCount/restartCount
@@ -84,7 +90,8 @@ function isTime(n: unknown): n is number {
  *   2. the epoch was judged under another policy          attestation_stale, "epoch judged under another policy"
  *   3. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
  *   4. boot id changed                                    environment_mismatch
- *   5. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
+ *   5. evidence (from its epoch's start) older than maxEvidenceAgeMs, or from the future
+ *                                                         attestation_stale
  *   6. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
  *   7. fresh scope and the epoch started before the request was logged
  *                                                         attestation_stale, "waiting for a fresh epoch"
@@ -103,7 +110,7 @@ export function decide(input: DecideInput): Decision {
 }
 
 function decideUnsafe(input: DecideInput): Decision {
-  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedAtMs } = input;
+  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedMonoUs } = input;
   if (evidence === undefined || evidence === null) {
     return no("attestation_missing", "no verified epoch yet");
   }
@@ -122,28 +129,29 @@ function decideUnsafe(input: DecideInput): Decision {
   if (typeof expected.bootId !== "string" || expected.bootId === "" || evidence.bootId !== expected.bootId) {
     return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
   }
-  if (!isTime(nowMs) || !isTime(evidence.verifiedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
+  if (!isTime(nowMs) || !isTime(evidence.startedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
     return no("internal_error", "decide: non-finite time or negative maximum age");
   }
-  const age = nowMs - evidence.verifiedAtMs;
+  // The quote proves the state at some moment after its nonce was drawn, no later than that.
+  const age = nowMs - evidence.startedAtMs;
   if (age < 0) {
     return no(
       "attestation_stale",
-      `epoch ${evidence.epochSeq} verified ${-age} ms in the future (clock stepped back?)`,
+      `epoch ${evidence.epochSeq} started ${-age} ms in the future (clock stepped back?)`,
     );
   }
   if (age > maxEvidenceAgeMs) {
     return no(
       "attestation_stale",
-      `epoch ${evidence.epochSeq} verified ${age} ms ago > ${maxEvidenceAgeMs} ms`,
+      `epoch ${evidence.epochSeq} started ${age} ms ago > ${maxEvidenceAgeMs} ms`,
     );
   }
   const access = evaluateAccess(input.policy.access, input.peer, input.request, input.defaultAudience);
   if (!access.ok) return no(access.reason, access.detail);
-  if (access.scope.fresh && !(isTime(evidence.startedAtMs) && isTime(requestLoggedAtMs))) {
+  if (access.scope.fresh && !(isTime(evidence.startedMonoUs) && isTime(requestLoggedMonoUs))) {
     return no("internal_error", "decide: non-finite epoch start or request time");
   }
-  if (access.scope.fresh && evidence.startedAtMs < requestLoggedAtMs) {
+  if (access.scope.fresh && evidence.startedMonoUs < requestLoggedMonoUs) {
     return no("attestation_stale", WAITING_FOR_FRESH_EPOCH);
   }
   return {

@@ -138,6 +138,7 @@ describeTpm("attestation loop on swtpm", () => {
       policy: { pcrs: { sha256: { 16: ["ab".repeat(32)] } }, eventlog: undefined, ima: undefined },
       policyDigest: new Uint8Array(32),
       startedAtMs: 0,
+      startedMonoUs: 0,
       verifiedAtMs: 0,
     };
     expect(evaluateEpoch({ ...input, quote: q }).state.integrity).toMatchObject({

@@ -17,7 +17,7 @@ const binding: EpochBinding = {
 };
 const noRules: IntegrityPolicy = { pcrs: {}, eventlog: undefined, ima: undefined };
 // When the epoch ran, and the policy it was judged under.
-const times = { startedAtMs: 10, verifiedAtMs: 11, policyDigest: new Uint8Array(32) };
+const times = { startedAtMs: 10, startedMonoUs: 5_000, verifiedAtMs: 11, policyDigest: new Uint8Array(32) };
 
 const keys = {
   "ecdsa-p256": generateKeyPairSync("ec", { namedCurve: "prime256v1" }),

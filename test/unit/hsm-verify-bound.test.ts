@@ -28,6 +28,7 @@ const r = evaluateEpoch({
   policy: { pcrs: {}, eventlog: undefined, ima: undefined },
   policyDigest: new Uint8Array(32),
   startedAtMs: 0,
+  startedMonoUs: 0,
   verifiedAtMs: 0,
 });
 const epoch = { quote: r.record, hsmSignature: hsmSig };

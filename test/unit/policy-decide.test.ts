@@ -36,6 +36,8 @@ const evidence: EvidenceState = {
   epochSeq: 42,
   epochHash: bytes("e"),
   startedAtMs: 10_000,
+  // The same moment on the monotonic clock, which has another origin.
+  startedMonoUs: 7_000_000,
   verifiedAtMs: 10_020,
   bootId: "b0",
   resetCount: 3,
@@ -52,7 +54,7 @@ const base: DecideInput = {
   peer,
   request: { scope: "dev", action: bytes("b") },
   nowMs: 11_000,
-  requestLoggedAtMs: 10_900,
+  requestLoggedMonoUs: 7_900_000,
   maxEvidenceAgeMs: 5000,
   expected: { bootId: "b0" },
 };
@@ -117,9 +119,14 @@ describe("decide: every branch", () => {
     // are issued on the reset TPM's verified epochs.
     ["3 TPM reset alone", { evidence: { resetCount: 4 } }, "allow"],
     ["3 TPM restart alone", { evidence: { restartCount: 2 } }, "allow"],
-    ["4 evidence too old", { top: { nowMs: 15_021 } }, "attestation_stale", /5001 ms ago > 5000/],
-    ["4 evidence exactly at the limit", { top: { nowMs: 15_020 } }, "allow"],
-    ["4 evidence from the future", { top: { nowMs: 10_019 } }, "attestation_stale", /future/],
+    ["4 evidence too old", { top: { nowMs: 15_001 } }, "attestation_stale", /started 5001 ms ago > 5000/],
+    ["4 evidence exactly at the limit", { top: { nowMs: 15_000 } }, "allow"],
+    [
+      "4 age counts from the epoch's start (its nonce), not from its verification",
+      { top: { nowMs: 15_010 } },
+      "attestation_stale",
+    ],
+    ["4 evidence from the future", { top: { nowMs: 9_999 } }, "attestation_stale", /future/],
     ["5 unknown caller", { peer: { uid: 1 } }, "peer_unknown"],
     ["5 unknown executable", { peer: { exeSha256: H("c") } }, "peer_unknown"],
     ["5 scope not granted", { request: { scope: "admin" } }, "scope_not_allowed"],
@@ -133,22 +140,32 @@ describe("decide: every branch", () => {
     ],
     [
       "6 fresh scope, epoch started at the request",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: 10_000 } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: 7_000_000 } },
       "allow",
     ],
     [
       "6 fresh scope, epoch started after the request",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: 9_000 } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: 6_000_000 } },
       "allow",
     ],
-    ["6 not fresh: an older epoch is fine", { top: { requestLoggedAtMs: 10_999 } }, "allow"],
+    [
+      "6 fresh scope: only the monotonic clock orders the epoch and the request (the wall clock may step)",
+      {
+        request: { scope: "train" },
+        evidence: { startedAtMs: 10_950 },
+        top: { requestLoggedMonoUs: 7_000_001 },
+      },
+      "attestation_stale",
+      /^waiting for a fresh epoch$/,
+    ],
+    ["6 not fresh: an older epoch is fine", { top: { requestLoggedMonoUs: 7_999_000 } }, "allow"],
     ["non-finite now", { top: { nowMs: Number.NaN } }, "internal_error"],
     ["non-finite max age", { top: { maxEvidenceAgeMs: Number.POSITIVE_INFINITY } }, "internal_error"],
     ["negative max age", { top: { maxEvidenceAgeMs: -1 } }, "internal_error"],
-    ["non-finite verifiedAt", { evidence: { verifiedAtMs: Number.NaN } }, "internal_error"],
+    ["non-finite epoch start", { evidence: { startedAtMs: Number.NaN } }, "internal_error"],
     [
-      "non-finite epoch start, fresh scope",
-      { evidence: { startedAtMs: Number.NaN }, request: { scope: "train" } },
+      "non-finite monotonic epoch start, fresh scope",
+      { evidence: { startedMonoUs: Number.NaN }, request: { scope: "train" } },
       "internal_error",
     ],
     [
@@ -158,7 +175,7 @@ describe("decide: every branch", () => {
     ],
     [
       "non-finite request time",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: Number.NaN } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: Number.NaN } },
       "internal_error",
     ],
   ];
@@ -184,7 +201,7 @@ describe("decide: every branch", () => {
       allow: true,
       grant: { audience: "gpu-7" },
     });
-    expect(decide(input({ request: { scope: "train" }, top: { requestLoggedAtMs: 10_000 } }))).toEqual({
+    expect(decide(input({ request: { scope: "train" }, top: { requestLoggedMonoUs: 7_000_000 } }))).toEqual({
       allow: true,
       grant: { executor: "trainer", scope: "train", ttlS: 30, audience: "execgate" },
     });
@@ -195,7 +212,7 @@ describe("decide: the first failure wins", () => {
   // Each row breaks the named check and every later one; the named check's reason must win.
   const later = {
     environment: { bootId: "other" },
-    stale: { verifiedAtMs: 0 },
+    stale: { startedAtMs: 0 },
   };
   const rows: [string, Patch, string][] = [
     [
@@ -244,7 +261,7 @@ describe("decide: the first failure wins", () => {
   });
 
   it("a stale-evidence denial is not the fresh-epoch wait", () => {
-    const d = decide(input({ evidence: { verifiedAtMs: 0 }, request: { scope: "train" } }));
+    const d = decide(input({ evidence: { startedAtMs: 0 }, request: { scope: "train" } }));
     expect(d).toMatchObject({ allow: false, reason: "attestation_stale" });
     if (!d.allow) expect(d.detail).not.toBe(WAITING_FOR_FRESH_EPOCH);
   });
