@@ -1,6 +1,6 @@
 import { ExecgateError } from "../core/errors.js";
 import { fromHex, toHex } from "../core/hex.js";
-import { MAX_PCR_INDEX } from "../measure/eventlog-types.js";
+import { MAX_PCR_INDEX, pcrIndexFromKey } from "../measure/eventlog-types.js";
 import { algByName, type BankName } from "../measure/hash.js";
 
 /**
@@ -113,12 +113,12 @@ export function integrityConfigFromToml(doc: Record<string, unknown>): Integrity
       const m: Record<number, string[]> = {};
       for (const [idx, list] of Object.entries(table(v, `integrity.pcrs.${bank}`))) {
         const key = `integrity.pcrs.${bank}.${idx}`;
-        if (!/^\d{1,2}$/.test(idx) || Number(idx) > MAX_PCR_INDEX)
-          throw bad(key, "unknown key (not a PCR index)");
+        const i = pcrIndexFromKey(idx);
+        if (i === undefined) throw bad(key, "unknown key (not a PCR index: 0..23, no leading zeros)");
         const values = hexList(list, key, [alg.size]);
         if (values.length === 0) throw bad(key, "empty set of allowed values");
         if (values.length > MAX_GOLDEN_PER_PCR) throw bad(key, "too many values");
-        m[Number(idx)] = values;
+        m[i] = values;
       }
       pcrs[alg.name] = m;
     }

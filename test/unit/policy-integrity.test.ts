@@ -66,6 +66,12 @@ excludes = ["/tmp/**"]
     ["[integrity.ima]\nmode = 'enforce'\nallow = 'x'", "integrity.ima.allow"],
     ["[integrity.pcrs.md5]\n'0' = []", "integrity.pcrs.md5"],
     ["[integrity.pcrs.sha1]\n'24' = ['00']", "integrity.pcrs.sha1.24"],
+    // One spelling per PCR: "07" would silently replace "7" (or be replaced by it).
+    [
+      `[integrity.pcrs.sha1]\n'7' = ['${"00".repeat(20)}']\n'07' = ['${"11".repeat(20)}']`,
+      "integrity.pcrs.sha1.07",
+    ],
+    ["[integrity.pcrs.sha1]\n'+7' = ['00']", "integrity.pcrs.sha1.+7"],
     [`[integrity.pcrs.sha1]\n'0' = ['${"00".repeat(32)}']`, "integrity.pcrs.sha1.0[0]"],
     ["[integrity.ima]\nmode = 'audit'", "integrity.ima.mode"],
   ])("rejects %j naming %s", (toml, key) => {
