@@ -1,8 +1,8 @@
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
+import { readBootId } from "../src/attest/boot-id.js";
 import { AttestationLoop, type TpmEpochRoot } from "../src/attest/loop.js";
 import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
@@ -16,12 +16,14 @@ import { hsmTokenSigner } from "../src/hsm/token.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
+import { algById, type BankName } from "../src/measure/hash.js";
 import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
 import { renderExposition } from "../src/metrics/exposition.js";
 import { timeHsmSigning } from "../src/metrics/hsm.js";
 import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
+import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
 import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
@@ -29,6 +31,7 @@ import { SigningThread } from "../src/token/sign-thread.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
+import { type PcrSelection, pcrIndices } from "../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
@@ -64,6 +67,16 @@ function refuse(what: string, e: unknown): StartupError {
   return new StartupError(code, `refusing to start: ${what}: ${err.message}`);
 }
 
+/** tpm.pcrs as bank name → PCR indices. */
+function selectedPcrs(selection: PcrSelection): Partial<Record<BankName, number[]>> {
+  const out: Partial<Record<BankName, number[]>> = {};
+  for (const b of selection) {
+    const alg = algById(b.hashAlg);
+    if (alg) out[alg.name] = pcrIndices(b);
+  }
+  return out;
+}
+
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 export async function startDaemon(configPath: string, opts: { log?: Logger } = {}): Promise<RunningDaemon> {
@@ -94,15 +107,34 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
 
+  // Roots of trust (docs/hsm.md): the TPM unless hsm.require = "hsm".
+  const roots = config.hsm.require;
+  const useTpm = roots !== "hsm";
+  /** With a TPM root, rules about PCRs the quotes never sign are refused (at start and reload). */
+  const checkQuoted = (p: LoadedPolicy): LoadedPolicy => {
+    if (useTpm) checkQuotedPcrs(p.policy.integrity, selectedPcrs(config.tpm.pcrs));
+    return p;
+  };
+  try {
+    checkQuoted(current);
+  } catch (e) {
+    throw refuse(`policy ${config.daemon.policy}`, e);
+  }
+
+  // Tokens are bound to this boot: a boot id that cannot be read now could never be matched.
+  let bootId: string;
+  try {
+    bootId = await readBootId(config.daemon.bootIdPath);
+  } catch (e) {
+    throw refuse("daemon.boot_id_path", e);
+  }
+
   const metrics = new DaemonMetrics(Date.now());
   const runner = new TimedTpmRunner(
     { tcti: config.tpm.tcti, timeoutMs: config.tpm.timeoutMs },
     metrics.tpmLatency,
   );
-  // Roots of trust (docs/hsm.md): the TPM unless hsm.require = "hsm"; the HSM key when an
-  // epoch needs its signature or it signs the checkpoints.
-  const roots = config.hsm.require;
-  const useTpm = roots !== "hsm";
+  // The HSM key when an epoch needs its signature or it signs the checkpoints.
   const checkpointSigner = config.hsm.checkpoints ?? (roots === "hsm" ? "hsm" : "tpm");
   let hsmKey: HsmKey | undefined;
   if (roots !== "tpm" || checkpointSigner !== "tpm" || config.hsm.tokenSigner === "hsm") {
@@ -174,7 +206,6 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`lineage store ${config.lineage.dir}`, e);
   }
 
-  const bootId = (await readFile(config.daemon.bootIdPath, "utf8").catch(() => "unknown")).trim();
   const issuer = generateKeyPairSync("ed25519");
   const issuerRaw = new Uint8Array(Buffer.from(issuer.publicKey.export({ format: "jwk" }).x!, "base64url"));
   const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
@@ -211,7 +242,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const loop = new AttestationLoop({
     ...tpmRoot,
     ...(roots !== "tpm" && hsmKey ? { hsm: hsmKey } : {}),
-    policy: () => current.integrity,
+    policy: () => current,
     issuerKey: issuerRaw,
     lineage,
     blobs,
@@ -239,10 +270,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     skewS: config.token.skewS,
     maxEvidenceAgeMs: config.attest.maxEvidenceAgeMs,
     freshWaitMs: config.attest.freshWaitMs ?? config.attest.epochMs * 2 + config.tpm.timeoutMs,
-    expected: () => {
-      const ev = loop.current();
-      return { bootId, resetCount: ev?.resetCount ?? -1, restartCount: ev?.restartCount ?? -1 };
-    },
+    bootId,
     ueid,
     now: Date.now,
     monoUs,
@@ -432,12 +460,15 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const onHup = () => {
     void (async () => {
       try {
-        const next = await loadPolicy(config.daemon.policy);
+        const next = checkQuoted(await loadPolicy(config.daemon.policy));
         await blobs.put(next.bytes);
         await lineage.journal.append(
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
         );
         current = next;
+        // Evidence judged under the old policy is not used from now on (decide); a new epoch
+        // judges the state under this one at once.
+        loop.refresh();
         log.info({ digest: Buffer.from(next.digest).toString("hex") }, "policy_reloaded");
       } catch (e) {
         log.error({ err: asExecgateError(e).message }, "policy_reload_failed_keeping_old");

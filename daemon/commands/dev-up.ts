@@ -134,7 +134,9 @@ async function hsmCheck(
       binding,
       hsm: { signature, publicKey: signer.publicKey },
       policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+      policyDigest: new Uint8Array(32),
       startedAtMs: 0,
+      startedMonoUs: 0,
       verifiedAtMs: 0,
     });
     v = verifyHsmEpoch(

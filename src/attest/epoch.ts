@@ -13,7 +13,7 @@ import {
   type IntegrityPolicy,
 } from "../policy/integrity.js";
 import type { QuoteOutput } from "../tpm/ops/attest.js";
-import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
+import { type PcrSelection, pcrSelectionDifference } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "./binding.js";
@@ -39,6 +39,8 @@ type Failure = { readonly failure: DenialReason; readonly detail: string };
 
 export interface EpochInput {
   readonly binding: EpochBinding;
+  /** Why the boot id could not be read (the binding then holds ""): the epoch proves nothing. */
+  readonly bootIdUnreadable?: string;
   /**
    * The quote, or the reason there is none (TPM unreachable, TPM error). Absent when the host
    * has no TPM root (HSM-only mode): then PCR rules of the integrity policy fail closed.
@@ -49,9 +51,13 @@ export interface EpochInput {
   /** The HSM's signature over the binding bytes (HSM modes), or why there is none. */
   readonly hsm?: { readonly signature: Uint8Array; readonly publicKey: KeyObject } | Failure;
   readonly policy: IntegrityPolicy;
+  /** Digest of the policy file `policy` came from (EvidenceState.policyDigest). */
+  readonly policyDigest: Uint8Array;
   readonly eventlog?: EventLog;
   readonly ima?: ImaEvidence;
   readonly startedAtMs: number;
+  /** EvidenceState.startedMonoUs. */
+  readonly startedMonoUs: number;
   readonly verifiedAtMs: number;
 }
 
@@ -75,8 +81,10 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     epochSeq: input.binding.seq,
     epochHash: hash,
     startedAtMs: input.startedAtMs,
+    startedMonoUs: input.startedMonoUs,
     verifiedAtMs: input.verifiedAtMs,
     bootId: input.binding.bootId,
+    policyDigest: input.policyDigest,
   };
   const bindingBytes = encodeEpochBinding(input.binding);
   const record = (fields: Record<string, CborValue | undefined>): Uint8Array =>
@@ -114,13 +122,16 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     };
   if (input.quote === undefined && input.hsm === undefined)
     hsmFailure = { failure: "internal_error", detail: "no root of trust (TPM or HSM) configured" };
-  if (hsmFailure) {
-    const quoteFields =
-      input.quote && !("failure" in input.quote)
-        ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
-        : {};
-    return failed(hsmFailure.failure, hsmFailure.detail, quoteFields);
-  }
+  const quoteFieldsIfAny =
+    input.quote && !("failure" in input.quote)
+      ? { attest: input.quote.attest, signature: input.quote.signature, pcrs: input.quote.pcrsFile }
+      : {};
+  if (hsmFailure) return failed(hsmFailure.failure, hsmFailure.detail, quoteFieldsIfAny);
+  // Without the boot id nothing ties the evidence to this boot (docs/fail-closed.md). A TPM
+  // that did not answer is reported as that below (the watchdog goes by it).
+  const tpmFailed = input.quote !== undefined && "failure" in input.quote;
+  if (input.bootIdUnreadable !== undefined && !tpmFailed)
+    return failed("environment_mismatch", input.bootIdUnreadable, quoteFieldsIfAny);
 
   if (input.quote === undefined) {
     // HSM-only: the signature binds issuer key, checkpoint, boot id and nonce; no PCRs are attested.
@@ -140,12 +151,13 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
   if ("failure" in input.quote) return failed(input.quote.failure, input.quote.detail);
   const q = input.quote;
   const quoteFields = { attest: q.attest, signature: q.signature, pcrs: q.pcrsFile };
-  let values: ReturnType<typeof parsePcrsFile>["values"];
+  let file: ReturnType<typeof parsePcrsFile>;
   try {
-    values = parsePcrsFile(q.pcrsFile).values;
+    file = parsePcrsFile(q.pcrsFile);
   } catch {
     return failed("quote_invalid", "PCR values unreadable", quoteFields);
   }
+  const values = file.values;
   const v = verifyQuote({
     attest: q.attest,
     signature: q.signature,
@@ -155,6 +167,11 @@ export function evaluateEpoch(input: EpochInput): EpochResult {
     pcrValues: values,
   });
   if (!v.ok) return failed("quote_invalid", `${v.check}: ${v.detail}`, quoteFields);
+  // The digest check reads only the signed PCRs from the file; any other value in it is not
+  // attested and must not reach the policy.
+  const unsigned = pcrSelectionDifference(file.selection, v.quote.selection);
+  if (unsigned !== undefined)
+    return failed("quote_invalid", `pcrs file selection is not the signed one: ${unsigned}`, quoteFields);
   const { decision, integrity } = integrityOf(input, pcrHexFromTpm(values));
   return {
     ...hsmSignature,

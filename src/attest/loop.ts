@@ -16,6 +16,7 @@ import { quote } from "../tpm/ops/attest.js";
 import type { TpmRunner } from "../tpm/runner.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { type EpochBinding, encodeEpochBinding } from "./binding.js";
+import { readBootId } from "./boot-id.js";
 import { type EpochSigner, evaluateEpoch } from "./epoch.js";
 import type { EvidenceState } from "./evidence.js";
 
@@ -36,8 +37,11 @@ export type AttestationLoopOptions = (TpmEpochRoot | { readonly runner?: undefin
 interface LoopCommonOptions {
   /** The HSM root: signs each epoch's binding (docs/hsm.md). */
   readonly hsm?: EpochSigner;
-  /** The integrity policy in force (re-read on every epoch, so a reload applies at the next one). */
-  readonly policy: () => IntegrityPolicy;
+  /**
+   * The policy in force and its file's digest (re-read on every epoch, so a reload applies at the
+   * next one; the daemon starts one at once with refresh()).
+   */
+  readonly policy: () => { readonly integrity: IntegrityPolicy; readonly digest: Uint8Array };
   /** Raw Ed25519 public key of the token issuer. */
   readonly issuerKey: Uint8Array;
   readonly lineage: Lineage;
@@ -54,6 +58,7 @@ interface LoopCommonOptions {
 }
 
 interface Waiter {
+  /** Monotonic µs (EvidenceState.startedMonoUs). */
   readonly after: number;
   readonly resolve: (s: EvidenceState | undefined) => void;
 }
@@ -81,9 +86,14 @@ export class AttestationLoop {
   private stopped = true;
   private lastActivityMs = Number.NEGATIVE_INFINITY;
   private waiters: Waiter[] = [];
+  /** refresh() was called at this monotonic time (µs): an epoch that started at or after it is due. */
+  private refreshAfterUs = Number.NEGATIVE_INFINITY;
   private imaState: ImaState | undefined;
   private imaPending: ImaEntry[] = [];
-  /** Bytes of the IMA list already parsed (complete records), pending ones included. */
+  /**
+   * Bytes of the IMA list already parsed (complete records), pending ones included. Entries
+   * are pending until an epoch under IMA rules judged them; without IMA rules they are dropped.
+   */
   private imaReadOffset = 0;
   private imaViolations = 0;
   /** Counters for status and metrics. */
@@ -135,15 +145,24 @@ export class AttestationLoop {
     if (idle && !this.stopped && !this.running) this.schedule(0);
   }
 
-  /** Resolves with the first epoch that STARTED at or after `afterMs` (a fresh-quote scope waits here). */
-  waitForEpochAfter(afterMs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
+  /** The evidence depends on something that changed (a policy reload): an epoch now, or right after the one running. */
+  refresh(): void {
+    this.refreshAfterUs = this.o.monoUs();
+    if (!this.running) this.schedule(0);
+  }
+
+  /**
+   * Resolves with the first epoch that STARTED at or after `afterMonoUs` (the `monoUs` clock; a
+   * fresh-quote scope waits here).
+   */
+  waitForEpochAfter(afterMonoUs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         resolve(undefined);
       }, timeoutMs);
       const waiter: Waiter = {
-        after: afterMs,
+        after: afterMonoUs,
         resolve: (s) => {
           clearTimeout(timer);
           resolve(s);
@@ -182,7 +201,8 @@ export class AttestationLoop {
   }
 
   private afterEpoch(): void {
-    if (this.waiters.some((w) => (this.state?.startedAtMs ?? -1) < w.after)) {
+    const started = this.state?.startedMonoUs ?? Number.NEGATIVE_INFINITY;
+    if (started < this.refreshAfterUs || this.waiters.some((w) => started < w.after)) {
       this.schedule(0);
       return;
     }
@@ -192,36 +212,47 @@ export class AttestationLoop {
 
   private async epoch(): Promise<void> {
     const startedAtMs = this.o.now();
+    const startedMonoUs = this.o.monoUs();
     const cp = this.o.lineage.checkpointer.latest();
+    const boot = await this.readBootId();
     const binding: EpochBinding = {
       seq: this.seq,
       prev: this.prev,
       issuer: this.o.issuerKey,
       checkpoint: cp ? { size: cp.checkpoint.size, root: cp.checkpoint.rootHash } : { size: 0, root: ZERO32 },
-      bootId: await this.readBootId(),
+      // An unreadable boot id is bound as "" (which never matches) and fails the epoch.
+      bootId: "id" in boot ? boot.id : "",
       nonce: new Uint8Array(randomBytes(32)),
     };
     const [q, hsm] = await Promise.all([this.takeQuote(binding), this.takeHsmSignature(binding)]);
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
     const ima = await this.readIma(evidenceDigests);
+    const policy = this.o.policy();
     const result = evaluateEpoch({
       binding,
       ...(q ? { quote: q } : {}),
       ...(this.o.runner ? { akPublic: this.o.akPublic, selection: this.o.selection } : {}),
       ...(hsm ? { hsm } : {}),
-      policy: this.o.policy(),
+      ...("unreadable" in boot ? { bootIdUnreadable: boot.unreadable } : {}),
+      policy: policy.integrity,
+      policyDigest: policy.digest,
       ...(eventlog ? { eventlog } : {}),
       ...(ima
         ? { ima: { state: ima.state, entries: ima.entries, priorViolations: this.imaViolations } }
         : {}),
       startedAtMs,
+      startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
     if (result.ima) {
       this.imaState = result.ima.state;
       this.imaPending = [...result.ima.pending];
       this.imaViolations += result.ima.violations.length;
+    } else if (ima && policy.integrity.ima) {
+      // Read, but not judged (no quote, no PCR 10): the next epoch judges them. Past the read
+      // offset now, so dropping them would leave the replay short of PCR 10 for good.
+      this.imaPending = ima.entries;
     }
     let state = result.state;
     try {
@@ -278,8 +309,8 @@ export class AttestationLoop {
         "epoch_failed",
       );
     for (const f of this.listeners) f(state);
-    const ready = this.waiters.filter((w) => state.startedAtMs >= w.after);
-    this.waiters = this.waiters.filter((w) => state.startedAtMs < w.after);
+    const ready = this.waiters.filter((w) => state.startedMonoUs >= w.after);
+    this.waiters = this.waiters.filter((w) => state.startedMonoUs < w.after);
     for (const w of ready) w.resolve(state);
   }
 
@@ -311,11 +342,12 @@ export class AttestationLoop {
     }
   }
 
-  private async readBootId(): Promise<string> {
+  /** The boot id, or why there is none (the epoch then fails environment_mismatch). */
+  private async readBootId(): Promise<{ id: string } | { unreadable: string }> {
     try {
-      return (await readFile(this.o.bootIdPath, "utf8")).trim().slice(0, 64) || "unknown";
-    } catch {
-      return "unknown";
+      return { id: await readBootId(this.o.bootIdPath) };
+    } catch (e) {
+      return { unreadable: asExecgateError(e).message };
     }
   }
 

@@ -55,12 +55,12 @@ export interface GateOptions {
   readonly maxEvidenceAgeMs: number;
   /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
   readonly freshWaitMs: number;
-  /** Boot id and TPM reset/restart counts the daemon started under. */
-  readonly expected: () => {
-    readonly bootId: string;
-    readonly resetCount: number;
-    readonly restartCount: number;
-  };
+  /**
+   * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
+   * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
+   * of the epoch it was issued on, checked at redeem.
+   */
+  readonly bootId: string;
   /** EAT ueid: 0x01 ‖ SHA-256(EK public), identifying this host's TPM. */
   readonly ueid: Uint8Array;
   readonly now: () => number;
@@ -202,7 +202,7 @@ export class Gate {
   ): Promise<GateResult<IssuedReply>> {
     this.counters.requests++;
     this.o.loop.touch();
-    const requestedAt = this.o.now();
+    const requestedMonoUs = this.o.monoUs();
     const { policy, digest: policyDigest } = this.o.policy();
     // This request's number, taken now: the token id uses it after awaits, where other requests
     // have taken theirs.
@@ -218,6 +218,7 @@ export class Gate {
       decide({
         policy,
         evidence,
+        policyDigest,
         peer,
         request: {
           scope: args.scope,
@@ -225,9 +226,9 @@ export class Gate {
           ...(args.audience ? { audience: args.audience } : {}),
         },
         nowMs: this.o.now(),
-        requestLoggedAtMs: requestedAt,
+        requestLoggedMonoUs: requestedMonoUs,
         maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
-        expected: this.o.expected(),
+        expected: { bootId: this.o.bootId },
         defaultAudience: this.o.audience,
       });
 
@@ -239,7 +240,8 @@ export class Gate {
       !decision.allow &&
       (decision.detail === WAITING_FOR_FRESH_EPOCH || decision.reason === "attestation_stale")
     ) {
-      // A fresh-quote scope, or evidence that aged while the loop idled: the request is
+      // A fresh-quote scope, evidence that aged while the loop idled, or evidence judged under
+      // the policy before a reload (JUDGED_UNDER_OTHER_POLICY is attestation_stale): the request is
       // recorded first, then waits (bounded) for an epoch that started after it; concurrent
       // waiters share that epoch's one quote. If none comes in time the denial stands.
       try {
@@ -248,7 +250,7 @@ export class Gate {
       } catch (e) {
         return this.lineageDown(peer, e);
       }
-      const fresh = await this.o.loop.waitForEpochAfter(requestedAt, this.o.freshWaitMs);
+      const fresh = await this.o.loop.waitForEpochAfter(requestedMonoUs, this.o.freshWaitMs);
       evidence = fresh ?? this.o.loop.current();
       decision = decideNow(evidence);
     }
@@ -501,17 +503,16 @@ export class Gate {
     if (c.peer.uid !== peer.uid)
       return deny("peer_unknown", `token issued to uid ${c.peer.uid}, redeemed by uid ${peer.uid}`);
     const ev = this.o.loop.current();
-    const expected = this.o.expected();
     if (!ev) return deny("attestation_missing", "no epoch");
     if (!ev.integrity.ok) return deny(ev.integrity.reason, ev.integrity.detail);
     if (
       ev.resetCount !== issuedOn.resetCount ||
       ev.restartCount !== issuedOn.restartCount ||
-      ev.bootId !== expected.bootId
+      ev.bootId !== this.o.bootId
     ) {
       return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
     }
-    if (nowMs - ev.verifiedAtMs > this.o.maxEvidenceAgeMs)
+    if (nowMs - ev.startedAtMs > this.o.maxEvidenceAgeMs)
       return deny("attestation_stale", "evidence too old at redeem");
     // Spent before the await: a concurrent replay of the same token now loses.
     const t = this.issued.spend(c.cti, peer.uid, c.exp);
@@ -574,7 +575,7 @@ export class Gate {
     return {
       up: true,
       // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
-      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.verifiedAtMs) : null,
+      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.startedAtMs) : null,
       epoch: ev
         ? {
             seq: ev.epochSeq,

@@ -192,6 +192,24 @@ export interface BootApplication {
   readonly digests: Readonly<Partial<Record<BankName, string>>>;
 }
 
+/** PCR 4 holds the boot manager's code (PFP §3.3.4.5): eventlog.boot_applications checks every event in it. */
+export const BOOT_APPLICATION_PCR = 4;
+/** Longest EV_EFI_ACTION / EV_ACTION text accepted as a plain action string in PCR 4. */
+export const MAX_ACTION_TEXT = 256;
+
+/** An event extended into PCR 4. The type is not covered by the PCR, so it decides nothing alone. */
+export interface BootPathEvent {
+  readonly seq: number;
+  readonly type: string;
+  readonly digests: Readonly<Partial<Record<BankName, string>>>;
+  /**
+   * A digest-verified EV_SEPARATOR (4 bytes) or EV_EFI_ACTION / EV_ACTION (short printable
+   * ASCII): what was extended is the hash of these few bytes, so it cannot be an image's
+   * Authenticode digest. Such events pass without being listed.
+   */
+  readonly plainData: boolean;
+}
+
 export interface SecureBootVariable {
   readonly name: string;
   readonly seq: number;
@@ -211,6 +229,8 @@ export interface EventLogFacts {
   /** EV_EFI_VARIABLE_AUTHORITY events (verified): variable name and seq. */
   readonly authorities: readonly { seq: number; name: string }[];
   readonly bootApplications: readonly BootApplication[];
+  /** Every event extended into PCR 4, whatever its (unprotected) type says. */
+  readonly bootPath: readonly BootPathEvent[];
   readonly efiActions: readonly string[];
   /** EV_IPL strings whose digest verifies (boot loader commands and kernel command lines). */
   readonly ipl: readonly string[];
@@ -240,6 +260,27 @@ const utf16le = new TextDecoder("utf-16le");
 function utf16(b: Uint8Array): string {
   return utf16le.decode(b).replace(/\0+$/, "");
 }
+function isPrintableAscii(b: Uint8Array): boolean {
+  return b.length > 0 && b.length <= MAX_ACTION_TEXT && b.every((c) => c >= 0x20 && c < 0x7f);
+}
+
+/** See BootPathEvent.plainData. */
+function isPlainDataEvent(e: TcgEvent, check: DigestCheck): boolean {
+  if (check !== "verified") return false;
+  if (e.eventType === EV.EV_SEPARATOR) return e.data.length === 4;
+  if (e.eventType === EV.EV_EFI_ACTION || e.eventType === EV.EV_ACTION) return isPrintableAscii(e.data);
+  return false;
+}
+
+function bankDigests(e: TcgEvent): Partial<Record<BankName, string>> {
+  const digests: Partial<Record<BankName, string>> = {};
+  for (const d of e.digests) {
+    const a = algById(d.algId);
+    if (a) digests[a.name] = toHex(d.digest);
+  }
+  return digests;
+}
+
 function text(b: Uint8Array): string {
   const nul = b.indexOf(0);
   return latin1.decode(nul === -1 ? b : b.subarray(0, nul));
@@ -252,6 +293,7 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
   let dbCertificates = 0;
   const authorities: { seq: number; name: string }[] = [];
   const bootApplications: BootApplication[] = [];
+  const bootPath: BootPathEvent[] = [];
   const efiActions: string[] = [];
   const ipl: string[] = [];
   const separators: { pcr: number; value: string }[] = [];
@@ -261,6 +303,14 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
   for (const e of log.events) {
     if (e.eventType === EV.EV_NO_ACTION) continue;
     const check = checkEventDigest(e);
+    if (e.pcrIndex === BOOT_APPLICATION_PCR) {
+      bootPath.push({
+        seq: e.seq,
+        type: eventTypeName(e.eventType),
+        digests: bankDigests(e),
+        plainData: isPlainDataEvent(e, check),
+      });
+    }
     if (check === "mismatch") {
       digestMismatches.push({ seq: e.seq, pcr: e.pcrIndex, type: eventTypeName(e.eventType) });
       continue;
@@ -294,15 +344,9 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
         authorities.push({ seq: e.seq, name: v ? v.unicodeName : "(unverified)" });
         break;
       }
-      case EV.EV_EFI_BOOT_SERVICES_APPLICATION: {
-        const digests: Partial<Record<BankName, string>> = {};
-        for (const d of e.digests) {
-          const a = algById(d.algId);
-          if (a) digests[a.name] = toHex(d.digest);
-        }
-        bootApplications.push({ seq: e.seq, pcrIndex: e.pcrIndex, digests });
+      case EV.EV_EFI_BOOT_SERVICES_APPLICATION:
+        bootApplications.push({ seq: e.seq, pcrIndex: e.pcrIndex, digests: bankDigests(e) });
         break;
-      }
       case EV.EV_EFI_ACTION:
         efiActions.push(text(e.data));
         break;
@@ -337,6 +381,7 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
     dbCertificates,
     authorities,
     bootApplications,
+    bootPath,
     efiActions,
     ipl,
     separators,

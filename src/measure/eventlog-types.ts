@@ -60,3 +60,14 @@ export const SIG_SP800_155_3 = "SP800-155 Event3";
 export const PCR_INDEX_NONE = 0xffffffff;
 /** TPM 2.0 PC Client platforms have 24 PCRs (PC Client PTP §4.2). */
 export const MAX_PCR_INDEX = 23;
+
+/**
+ * A PCR index written as a key ("7"): decimal without leading zeros, 0..MAX_PCR_INDEX, else
+ * undefined. One spelling per PCR, so "7" and "07" cannot both name PCR 7 and one silently
+ * replace the other.
+ */
+export function pcrIndexFromKey(key: string): number | undefined {
+  if (!/^(0|[1-9][0-9]?)$/.test(key)) return undefined;
+  const i = Number(key);
+  return i <= MAX_PCR_INDEX ? i : undefined;
+}

@@ -42,7 +42,11 @@ export function parsePcrValuesJson(text: string): PcrHexValues {
           `PCR file: ${bank}:${idx} is ${v.length} bytes, want ${alg.size}`,
         );
       }
-      m[String(Number(idx))] = toHex(v);
+      // "07" reads as PCR 7, but not beside "7": one would silently replace the other.
+      const key = String(Number(idx));
+      if (m[key] !== undefined)
+        throw new ExecgateError("malformed", `PCR file: PCR ${bank}:${key} given twice ('${idx}')`);
+      m[key] = toHex(v);
     }
     out[alg.name] = m;
   }

@@ -1,4 +1,5 @@
 import { type DenialReason, isDenialReason } from "../core/denial.js";
+import { bytesEqual } from "../core/hex.js";
 import { type AccessPeer, type AccessRequest, evaluateAccess } from "./access.js";
 import type { AccessPolicy } from "./access-schema.js";
 
@@ -9,14 +10,18 @@ import type { AccessPolicy } from "./access-schema.js";
 export interface EvidenceState {
   readonly epochSeq: number;
   readonly epochHash: Uint8Array;
-  /** When the epoch started (its nonce was drawn), ms. */
+  /** When the epoch started (its nonce was drawn), ms, same clock as decide's nowMs: the evidence's age counts from here. */
   readonly startedAtMs: number;
-  /** When its quote was verified, ms, same clock as startedAtMs and decide's nowMs. */
+  /** The same moment on the daemon's monotonic clock, µs: fresh scopes order requests against it. */
+  readonly startedMonoUs: number;
+  /** When its quote was verified, ms, same clock as startedAtMs. */
   readonly verifiedAtMs: number;
   readonly bootId: string;
   readonly resetCount: number;
   readonly restartCount: number;
   readonly pcrDigest: Uint8Array;
+  /** Digest of the policy file whose integrity rules this epoch was judged under. */
+  readonly policyDigest: Uint8Array;
   /** The lineage epoch entry that recorded this state (absent until it is durable). */
   readonly entry?: { readonly index: number; readonly leafHash: Uint8Array };
   readonly integrity:
@@ -27,14 +32,24 @@ export interface EvidenceState {
 export interface DecideInput {
   readonly policy: { readonly access: AccessPolicy };
   readonly evidence: EvidenceState | undefined;
+  /** Digest of the policy in force (`policy`'s file): evidence judged under another one is not used. */
+  readonly policyDigest: Uint8Array;
   readonly peer: AccessPeer;
   readonly request: AccessRequest;
   readonly nowMs: number;
-  /** When the request entry was written to the lineage log (fresh scopes need a later epoch). */
-  readonly requestLoggedAtMs: number;
+  /**
+   * When the request entry was written to the lineage log, on the monotonic clock of
+   * EvidenceState.startedMonoUs (fresh scopes need an epoch started later; a wall clock stepped
+   * back could make an older epoch look later).
+   */
+  readonly requestLoggedMonoUs: number;
   readonly maxEvidenceAgeMs: number;
-  /** What this daemon run saw at start: the kernel's boot id and the TPM's counters. */
-  readonly expected: { readonly bootId: string; readonly resetCount: number; readonly restartCount: number };
+  /**
+   * What this daemon run saw at start: the kernel's boot id. The TPM's resetCount/restartCount
+   * are not compared here: the daemon recovers from a TPM reset (a restarted swtpm) on the next
+   * verified epoch, and tokens issued before the reset die at redeem (Gate.redeem).
+   */
+  readonly expected: { readonly bootId: string };
   /** The daemon's token.audience (default "execgate"). */
   readonly defaultAudience?: string;
 }
@@ -52,9 +67,15 @@ export type Decision =
 
 /** Detail of the one denial a fresh scope gets while its epoch has not started yet. */
 export const WAITING_FOR_FRESH_EPOCH = "waiting for a fresh epoch";
+/** Detail of the denial while the latest epoch was judged under a policy no longer in force. */
+export const JUDGED_UNDER_OTHER_POLICY = "epoch judged under another policy";
 
 function no(reason: DenialReason, detail: string): Decision {
   return { allow: false, reason, detail };
+}
+
+function digestsEqual(a: unknown, b: unknown): boolean {
+  return a instanceof Uint8Array && b instanceof Uint8Array && a.length > 0 && bytesEqual(a, b);
 }
 
 function isTime(n: unknown): n is number {
@@ -66,14 +87,17 @@ function isTime(n: unknown): n is number {
  * failing check wins, in this order (docs/policy.md):
  *
  *   1. no evidence                                       attestation_missing
- *   2. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
- *   3. boot id / TPM resetCount / restartCount changed    environment_mismatch
- *   4. evidence older than maxEvidenceAgeMs (or from the future)  attestation_stale
- *   5. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
- *   6. fresh scope and the epoch started before the request was logged
+ *   2. the epoch was judged under another policy          attestation_stale, "epoch judged under another policy"
+ *   3. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
+ *   4. boot id changed                                    environment_mismatch
+ *   5. evidence (from its epoch's start) older than maxEvidenceAgeMs, or from the future
+ *                                                         attestation_stale
+ *   6. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
+ *   7. fresh scope and the epoch started before the request was logged
  *                                                         attestation_stale, "waiting for a fresh epoch"
  *
- * Denial 6 is the one the caller does not return: it waits for the next epoch and decides again.
+ * Denials 2 and 7 are the ones the caller does not return at once: it waits for the next epoch
+ * (one starts on every policy reload) and decides again.
  * Never throws: inputs that are not what the types say (a non-finite time where the check
  * needs one, an unknown denial reason) and any exception become internal_error.
  */
@@ -86,9 +110,13 @@ export function decide(input: DecideInput): Decision {
 }
 
 function decideUnsafe(input: DecideInput): Decision {
-  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedAtMs } = input;
+  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedMonoUs } = input;
   if (evidence === undefined || evidence === null) {
     return no("attestation_missing", "no verified epoch yet");
+  }
+  // A token carries the digest of the policy in force: its evidence must have been judged by it.
+  if (!digestsEqual(evidence.policyDigest, input.policyDigest)) {
+    return no("attestation_stale", JUDGED_UNDER_OTHER_POLICY);
   }
   if (evidence.integrity.ok !== true) {
     const i = evidence.integrity as { reason?: unknown; detail?: unknown };
@@ -101,39 +129,29 @@ function decideUnsafe(input: DecideInput): Decision {
   if (typeof expected.bootId !== "string" || expected.bootId === "" || evidence.bootId !== expected.bootId) {
     return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
   }
-  if (
-    !Number.isSafeInteger(expected.resetCount) ||
-    !Number.isSafeInteger(expected.restartCount) ||
-    evidence.resetCount !== expected.resetCount ||
-    evidence.restartCount !== expected.restartCount
-  ) {
-    return no(
-      "environment_mismatch",
-      `TPM resetCount/restartCount ${evidence.resetCount}/${evidence.restartCount} != expected ${expected.resetCount}/${expected.restartCount}`,
-    );
-  }
-  if (!isTime(nowMs) || !isTime(evidence.verifiedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
+  if (!isTime(nowMs) || !isTime(evidence.startedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
     return no("internal_error", "decide: non-finite time or negative maximum age");
   }
-  const age = nowMs - evidence.verifiedAtMs;
+  // The quote proves the state at some moment after its nonce was drawn, no later than that.
+  const age = nowMs - evidence.startedAtMs;
   if (age < 0) {
     return no(
       "attestation_stale",
-      `epoch ${evidence.epochSeq} verified ${-age} ms in the future (clock stepped back?)`,
+      `epoch ${evidence.epochSeq} started ${-age} ms in the future (clock stepped back?)`,
     );
   }
   if (age > maxEvidenceAgeMs) {
     return no(
       "attestation_stale",
-      `epoch ${evidence.epochSeq} verified ${age} ms ago > ${maxEvidenceAgeMs} ms`,
+      `epoch ${evidence.epochSeq} started ${age} ms ago > ${maxEvidenceAgeMs} ms`,
     );
   }
   const access = evaluateAccess(input.policy.access, input.peer, input.request, input.defaultAudience);
   if (!access.ok) return no(access.reason, access.detail);
-  if (access.scope.fresh && !(isTime(evidence.startedAtMs) && isTime(requestLoggedAtMs))) {
+  if (access.scope.fresh && !(isTime(evidence.startedMonoUs) && isTime(requestLoggedMonoUs))) {
     return no("internal_error", "decide: non-finite epoch start or request time");
   }
-  if (access.scope.fresh && evidence.startedAtMs < requestLoggedAtMs) {
+  if (access.scope.fresh && evidence.startedMonoUs < requestLoggedMonoUs) {
     return no("attestation_stale", WAITING_FOR_FRESH_EPOCH);
   }
   return {

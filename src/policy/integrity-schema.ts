@@ -1,6 +1,6 @@
 import { ExecgateError } from "../core/errors.js";
 import { fromHex, toHex } from "../core/hex.js";
-import { MAX_PCR_INDEX } from "../measure/eventlog-types.js";
+import { MAX_PCR_INDEX, pcrIndexFromKey } from "../measure/eventlog-types.js";
 import { algByName, type BankName } from "../measure/hash.js";
 
 /**
@@ -113,12 +113,12 @@ export function integrityConfigFromToml(doc: Record<string, unknown>): Integrity
       const m: Record<number, string[]> = {};
       for (const [idx, list] of Object.entries(table(v, `integrity.pcrs.${bank}`))) {
         const key = `integrity.pcrs.${bank}.${idx}`;
-        if (!/^\d{1,2}$/.test(idx) || Number(idx) > MAX_PCR_INDEX)
-          throw bad(key, "unknown key (not a PCR index)");
+        const i = pcrIndexFromKey(idx);
+        if (i === undefined) throw bad(key, "unknown key (not a PCR index: 0..23, no leading zeros)");
         const values = hexList(list, key, [alg.size]);
         if (values.length === 0) throw bad(key, "empty set of allowed values");
         if (values.length > MAX_GOLDEN_PER_PCR) throw bad(key, "too many values");
-        m[Number(idx)] = values;
+        m[i] = values;
       }
       pcrs[alg.name] = m;
     }
@@ -175,6 +175,30 @@ export function integrityConfigFromToml(doc: Record<string, unknown>): Integrity
     };
   }
   return { pcrs, eventlog, ima };
+}
+
+/**
+ * Refuses rules about PCRs the daemon's quotes never sign (`tpm.pcrs`): such a rule could only
+ * fail, epoch after epoch. `quoted` is each bank of the selection with its PCR indices. The
+ * IMA rules need PCR 10 in the sha256 or sha1 bank (evaluateIntegrity reads it from there).
+ */
+export function checkQuotedPcrs(
+  cfg: IntegrityPolicyConfig,
+  quoted: Readonly<Partial<Record<BankName, readonly number[]>>>,
+): void {
+  const selected = (bank: BankName, i: number) => quoted[bank]?.includes(i) === true;
+  const anyBank = (i: number) => Object.values(quoted).some((idx) => idx?.includes(i));
+  for (const [bank, pcrs] of Object.entries(cfg.pcrs) as [BankName, Record<number, unknown>][]) {
+    for (const idx of Object.keys(pcrs).map(Number)) {
+      if (!selected(bank, idx))
+        throw bad(`integrity.pcrs.${bank}.${idx}`, "PCR not in tpm.pcrs (never quoted)");
+    }
+  }
+  cfg.eventlog?.pcrs?.forEach((i, k) => {
+    if (!anyBank(i)) throw bad(`integrity.eventlog.pcrs[${k}]`, `PCR ${i} not in tpm.pcrs (never quoted)`);
+  });
+  if (cfg.ima && !selected("sha256", 10) && !selected("sha1", 10))
+    throw bad("integrity.ima", "PCR 10 of the sha256 or sha1 bank is not in tpm.pcrs (never quoted)");
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { DenialReason } from "../core/denial.js";
 import { fromHex } from "../core/hex.js";
-import { eventLogFacts } from "../measure/eventlog-decode.js";
+import { BOOT_APPLICATION_PCR, type BootPathEvent, eventLogFacts } from "../measure/eventlog-decode.js";
 import type { EventLog } from "../measure/eventlog-parse.js";
 import { compareWithQuote } from "../measure/eventlog-replay.js";
 import type { BankName, PcrHexValues } from "../measure/hash.js";
@@ -141,19 +141,30 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
             "eventlog_mismatch",
           );
         }
-        if (el.bootApplications !== undefined && !uncovered(4, "eventlog.boot_applications")) {
+        if (
+          el.bootApplications !== undefined &&
+          !uncovered(BOOT_APPLICATION_PCR, "eventlog.boot_applications")
+        ) {
           const allowed = new Set(el.bootApplications);
           // Only digests in a bank the quote verified are bound; another bank's digest in the
-          // same event could be anything.
-          const bad = facts.bootApplications.filter(
-            (a) => !cmp.banksCompared.some((b) => a.digests[b] !== undefined && allowed.has(a.digests[b])),
-          );
+          // same event could be anything. Event types are not bound at all: every event in PCR 4
+          // is a boot application unless it is a short data event whose digest is its data's
+          // hash, and boot application events elsewhere are checked too.
+          const listed = (d: BootPathEvent["digests"]) =>
+            cmp.banksCompared.some((b) => d[b] !== undefined && allowed.has(d[b]));
+          const bad = [
+            ...facts.bootPath.filter((e) => !e.plainData && !listed(e.digests)),
+            ...facts.bootApplications
+              .filter((a) => a.pcrIndex !== BOOT_APPLICATION_PCR && !listed(a.digests))
+              .map((a) => ({ seq: a.seq, type: "EV_EFI_BOOT_SERVICES_APPLICATION", digests: a.digests })),
+          ];
+          const apps = facts.bootPath.filter((e) => !e.plainData).length;
           push(
             "eventlog.boot_applications",
             bad.length === 0 ? "pass" : "fail",
             bad.length === 0
-              ? `${facts.bootApplications.length} boot applications allowed`
-              : `not allowed: ${list(bad, (a) => `event ${a.seq} ${a.digests.sha256 ?? a.digests.sha1 ?? "?"}`)}`,
+              ? `${apps} boot applications allowed`
+              : `not allowed: ${list(bad, (a) => `event ${a.seq} ${a.type} ${a.digests.sha256 ?? a.digests.sha1 ?? "?"}`)}`,
             "eventlog_mismatch",
           );
         }

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, open, writeFile } from "node:fs/promises";
+import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, expect, it } from "vitest";
@@ -132,6 +132,24 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
     }
     await d.stop();
     expect(await recordedDenials(d.lineageDir)).toContain("environment_mismatch");
+  });
+
+  it("an unreadable boot id fails the epoch (environment_mismatch); without one the daemon refuses to start (exit 3)", async () => {
+    const d = await daemon();
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+      await rm(d.bootIdFile);
+      await eventually("environment_mismatch", async () => (await outcome(c)) === "environment_mismatch");
+      const st = JSON.parse((await execgate(["status", "--json"], d.env)).stdout);
+      expect(st.epoch).toMatchObject({ verified: false, reason: "environment_mismatch" });
+    } finally {
+      await c.close();
+    }
+    expect(await d.stop()).toBe(0);
+    await expect(d.start()).rejects.toThrow(/did not start/);
+    expect(d.child()?.exitCode).toBe(3);
+    expect(d.stderr()).toMatch(/refusing to start: daemon.boot_id_path: boot id .*ENOENT/);
   });
 
   it("requests over the per-uid rate → rate_limited (recorded at most once a second)", async () => {

@@ -1,13 +1,10 @@
-import { createHash } from "node:crypto";
 import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
-import { requireAlg } from "../../src/measure/hash.js";
-import { parseImaList } from "../../src/measure/ima-parse.js";
-import { imaExtendValue } from "../../src/measure/ima-replay.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
+import { execgate } from "../helpers/cli.js";
 import {
   eventually,
   tokenOutcome as outcome,
@@ -16,6 +13,7 @@ import {
   type TestDaemon,
 } from "../helpers/daemon.js";
 import { describeTpm } from "../helpers/hardware.js";
+import { fileHash, imaNg, measure } from "../helpers/ima.js";
 
 // A real crypto-agile event log (go-tpm-tools, Apache-2.0; ../shared/corpus/eventlog/MANIFEST.md).
 const EVENTLOG = "../shared/corpus/eventlog/go-tpm-tools/ubuntu-2104-no-dbx.bin";
@@ -33,36 +31,62 @@ async function replayIntoTpm(tpm: Swtpm, log: Uint8Array): Promise<void> {
   }
 }
 
-function u32le(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-/** One binary ima-ng record (the layout of binary_runtime_measurements). */
-function imaNg(path: string, fileDigest: Buffer): Buffer {
-  const d = Buffer.concat([Buffer.from("sha256:\0"), fileDigest]);
-  const n = Buffer.concat([Buffer.from(path), Buffer.from([0])]);
-  const data = Buffer.concat([u32le(d.length), d, u32le(n.length), n]);
-  const th = createHash("sha1").update(data).digest();
-  return Buffer.concat([u32le(10), th, u32le(6), Buffer.from("ima-ng"), u32le(data.length), data]);
-}
-
-/** Extends PCR 10 of both banks for each record, exactly as the kernel does, in step with the list. */
-async function measure(tpm: Swtpm, records: Buffer): Promise<void> {
-  for (const e of parseImaList(new Uint8Array(records), "binary").entries) {
-    for (const bank of ["sha1", "sha256"] as const)
-      await pcrExtend(tpm.runner, 10, bank, imaExtendValue(e, requireAlg(bank)));
-  }
-}
-
-const fileHash = (s: string) => createHash("sha256").update(s).digest();
-
 const daemons: TestDaemon[] = [];
 
 describeTpm("runtime integrity end to end on swtpm: event log and IMA against the daemon's quotes", () => {
   afterAll(async () => {
     for (const d of daemons) await d.dispose().catch(() => undefined);
+  });
+
+  describe("a policy reload", () => {
+    // Epochs only when asked: without the reload's own epoch none would come for a minute.
+    const slow = { attest: ["epoch_ms = 60000", "idle_epoch_ms = 60000", "max_evidence_age_ms = 120000"] };
+    const epochOf = async (d: TestDaemon) =>
+      JSON.parse((await execgate(["status", "--json"], d.env)).stdout).epoch;
+    /** The policy with PCR 0's golden value (every bank) one the TPM does not have. */
+    const stricter = async (d: TestDaemon) => {
+      const policy = await readFile(d.policy, "utf8");
+      const next = policy.replace(
+        /^"0" = \["([0-9a-f]+)"\]$/gm,
+        (_, h: string) => `"0" = ["${"f".repeat(h.length)}"]`,
+      );
+      expect(next).not.toBe(policy);
+      await writeFile(d.policy, next);
+    };
+
+    it("starts an epoch that judges the PCRs under the new policy at once", async () => {
+      const d = await startTestDaemon({ config: slow });
+      daemons.push(d);
+      await eventually("the start's epochs", async () => (await epochOf(d))?.seq >= 1);
+      expect(await epochOf(d)).toMatchObject({ verified: true });
+      await stricter(d);
+      d.child()!.kill("SIGHUP");
+      await eventually("an epoch under the reloaded policy", async () => {
+        const e = await epochOf(d);
+        return e?.verified === false && e?.reason === "pcr_mismatch";
+      });
+      await d.stop();
+    });
+
+    it("no token is issued on evidence judged under the old policy", async () => {
+      const d = await startTestDaemon({ config: slow });
+      daemons.push(d);
+      await eventually("the start's epochs", async () => (await epochOf(d))?.seq >= 1);
+      const c = await d.client();
+      try {
+        expect(await outcome(c)).toBe("allow");
+        // The request's own epoch (activity after idling) is done before the reload.
+        await eventually("the request's epoch", async () => (await epochOf(d))?.seq >= 2);
+        await stricter(d);
+        d.child()!.kill("SIGHUP");
+        await eventually("policy_reloaded", async () => d.stderr().includes('"policy_reloaded"'));
+        expect(await outcome(c)).toBe("pcr_mismatch");
+      } finally {
+        await c.close();
+      }
+      await d.stop();
+      expect(await recordedDenials(d.lineageDir)).toContain("pcr_mismatch");
+    });
   });
 
   it("a real event log replayed into the TPM verifies against the quotes; one changed event → eventlog_mismatch", async () => {

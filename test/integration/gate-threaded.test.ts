@@ -59,16 +59,27 @@ async function setup() {
     epochSeq: 1,
     epochHash: new Uint8Array(32).fill(7),
     startedAtMs: Date.now(),
+    startedMonoUs: 0,
     verifiedAtMs: Date.now(),
     bootId: "b0",
     resetCount: 0,
     restartCount: 0,
     pcrDigest: new Uint8Array(32).fill(9),
+    policyDigest: new Uint8Array(32),
     integrity: { ok: true },
   };
-  // The attestation loop's part the gate reads: a verified epoch that stays fresh.
+  // The attestation loop's part the gate reads: a verified epoch that stays fresh, on a TPM whose
+  // resetCount the test may change (a TPM reset: the next epochs have another hash).
+  const tpm = { resetCount: 0 };
   const loop = {
-    current: () => ({ ...evidence, startedAtMs: Date.now(), verifiedAtMs: Date.now() }),
+    current: () => ({
+      ...evidence,
+      epochHash: new Uint8Array(32).fill(7 + tpm.resetCount),
+      resetCount: tpm.resetCount,
+      startedAtMs: Date.now(),
+      startedMonoUs: Math.floor(performance.now() * 1000),
+      verifiedAtMs: Date.now(),
+    }),
     touch: () => undefined,
     waitForEpochAfter: async () => undefined,
   } as unknown as AttestationLoop;
@@ -86,13 +97,13 @@ async function setup() {
     skewS: 0,
     maxEvidenceAgeMs: 60_000,
     freshWaitMs: 100,
-    expected: () => ({ bootId: "b0", resetCount: 0, restartCount: 0 }),
+    bootId: "b0",
     ueid: new Uint8Array(33),
     now: Date.now,
     monoUs: () => Math.floor(performance.now() * 1000),
     log: pino({ level: "silent" }),
   });
-  return { lineage, gate, thread, issuer };
+  return { lineage, gate, thread, issuer, tpm };
 }
 
 const args = { scope: "dev", action: actionDigest(["/bin/true"]) };
@@ -143,6 +154,23 @@ describe("gate with the signing thread", () => {
     }
     // Nothing stalled behind the slots.
     expect((await lineage.journal.append(entries[0]!)).index).toBe(120);
+    await lineage.close();
+  });
+
+  it("a TPM reset: tokens issued before it die at redeem, new ones are issued on the reset TPM's epochs", async () => {
+    const { lineage, gate, tpm } = await setup();
+    const before = await gate.requestToken(peer, args);
+    expect(before.ok).toBe(true);
+    tpm.resetCount = 1;
+    const after = await gate.requestToken(peer, args);
+    expect(after).toMatchObject({ ok: true });
+    if (!before.ok || !after.ok) return;
+    expect(await gate.redeem(peer, before.value.token)).toEqual({
+      ok: false,
+      reason: "environment_mismatch",
+    });
+    expect(await gate.redeem(peer, after.value.token)).toMatchObject({ ok: true });
+    await gate.close();
     await lineage.close();
   });
 });

@@ -33,7 +33,8 @@ audiences = ["execgate", "gw"]
   "/etc/execgate",
 );
 
-const EXPECTED = { bootId: "b0", resetCount: 3, restartCount: 1 };
+const EXPECTED = { bootId: "b0" };
+const POLICY_DIGEST = bytes("f");
 
 // Times near each other so that every branch is reached often, plus the odd non-finite value.
 const time = fc.oneof(
@@ -58,11 +59,16 @@ const evidence: fc.Arbitrary<EvidenceState | undefined> = fc.option(
     epochSeq: fc.nat(),
     epochHash: fc.uint8Array({ minLength: 32, maxLength: 32 }),
     startedAtMs: time,
+    startedMonoUs: time,
     verifiedAtMs: time,
     bootId: fc.constantFrom("b0", "b0", "b0", "b1"),
     resetCount: fc.constantFrom(3, 3, 3, 4),
     restartCount: fc.constantFrom(1, 1, 1, 0),
     pcrDigest: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    policyDigest: fc.oneof(
+      { weight: 15, arbitrary: fc.constant(POLICY_DIGEST) },
+      { weight: 1, arbitrary: fc.constant(bytes("0")) },
+    ),
     integrity,
   }),
   { nil: undefined, freq: 8 },
@@ -94,10 +100,11 @@ const request = fc.record(
 const input: fc.Arbitrary<DecideInput> = fc.record({
   policy: fc.constant(policy),
   evidence,
+  policyDigest: fc.constant(POLICY_DIGEST),
   peer,
   request,
   nowMs: time,
-  requestLoggedAtMs: time,
+  requestLoggedMonoUs: time,
   maxEvidenceAgeMs: fc.oneof(fc.integer({ min: -10, max: 10_000 }), fc.constant(Number.NaN)),
   expected: fc.constant(EXPECTED),
 });
@@ -128,6 +135,10 @@ describe("decide: properties", () => {
           expect(d).toMatchObject({ allow: false, reason: "attestation_missing" });
           return;
         }
+        if (!Buffer.from(e.policyDigest).equals(POLICY_DIGEST)) {
+          expect(d).toMatchObject({ allow: false, reason: "attestation_stale" });
+          return;
+        }
         if (!e.integrity.ok) {
           expect(d).toMatchObject({ allow: false, reason: e.integrity.reason });
           return;
@@ -135,15 +146,13 @@ describe("decide: properties", () => {
         if (!d.allow) return;
         // Everything below must hold whenever decide allowed.
         expect(e.bootId).toBe(EXPECTED.bootId);
-        expect(e.resetCount).toBe(EXPECTED.resetCount);
-        expect(e.restartCount).toBe(EXPECTED.restartCount);
-        const age = i.nowMs - e.verifiedAtMs;
+        const age = i.nowMs - e.startedAtMs;
         expect(Number.isFinite(age)).toBe(true);
         expect(age).toBeGreaterThanOrEqual(0);
         expect(age).toBeLessThanOrEqual(i.maxEvidenceAgeMs);
         const a = evaluateAccess(i.policy.access, i.peer, i.request);
         expect(a.ok).toBe(true);
-        if (a.ok && a.scope.fresh) expect(e.startedAtMs).toBeGreaterThanOrEqual(i.requestLoggedAtMs);
+        if (a.ok && a.scope.fresh) expect(e.startedMonoUs).toBeGreaterThanOrEqual(i.requestLoggedMonoUs);
         if (a.ok)
           expect(d.grant).toEqual({
             executor: a.executor,
@@ -163,7 +172,8 @@ describe("decide: properties", () => {
         const d = decide(i);
         seen.add(d.allow ? "allow" : d.reason);
       }),
-      { numRuns: 5000, seed: 1 },
+      // An allow needs every generated dimension to line up: enough runs to meet one.
+      { numRuns: 20_000, seed: 1 },
     );
     for (const r of [
       "allow",

@@ -16,7 +16,8 @@ const binding: EpochBinding = {
   nonce: new Uint8Array(randomBytes(32)),
 };
 const noRules: IntegrityPolicy = { pcrs: {}, eventlog: undefined, ima: undefined };
-const times = { startedAtMs: 10, verifiedAtMs: 11 };
+// When the epoch ran, and the policy it was judged under.
+const times = { startedAtMs: 10, startedMonoUs: 5_000, verifiedAtMs: 11, policyDigest: new Uint8Array(32) };
 
 const keys = {
   "ecdsa-p256": generateKeyPairSync("ec", { namedCurve: "prime256v1" }),

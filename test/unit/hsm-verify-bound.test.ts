@@ -26,7 +26,9 @@ const r = evaluateEpoch({
   binding,
   hsm: { signature: hsmSig, publicKey: hsm.publicKey },
   policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+  policyDigest: new Uint8Array(32),
   startedAtMs: 0,
+  startedMonoUs: 0,
   verifiedAtMs: 0,
 });
 const epoch = { quote: r.record, hsmSignature: hsmSig };

@@ -26,6 +26,8 @@ describe("recorded PCR values (--pcrs)", () => {
   it.each([
     ['{"md5": {}}', /unknown bank/],
     ['{"sha1": {"24": "00"}}', /bad PCR index/],
+    // "07" is PCR 7, so beside "7" it would silently replace it.
+    [`{"sha1": {"7": "${"00".repeat(20)}", "07": "${"11".repeat(20)}"}}`, /sha1:7 given twice/],
     [`{"sha1": {"0": "${"00".repeat(32)}"}}`, /32 bytes, want 20/],
     ["[1]", /JSON object/],
     ["{", /not JSON/],

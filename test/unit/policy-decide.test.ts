@@ -36,23 +36,27 @@ const evidence: EvidenceState = {
   epochSeq: 42,
   epochHash: bytes("e"),
   startedAtMs: 10_000,
+  // The same moment on the monotonic clock, which has another origin.
+  startedMonoUs: 7_000_000,
   verifiedAtMs: 10_020,
   bootId: "b0",
   resetCount: 3,
   restartCount: 1,
   pcrDigest: bytes("d"),
+  policyDigest: bytes("f"),
   integrity: { ok: true },
 };
 
 const base: DecideInput = {
   policy,
   evidence,
+  policyDigest: bytes("f"),
   peer,
   request: { scope: "dev", action: bytes("b") },
   nowMs: 11_000,
-  requestLoggedAtMs: 10_900,
+  requestLoggedMonoUs: 7_900_000,
   maxEvidenceAgeMs: 5000,
-  expected: { bootId: "b0", resetCount: 3, restartCount: 1 },
+  expected: { bootId: "b0" },
 };
 
 type Patch = {
@@ -81,6 +85,17 @@ describe("decide: every branch", () => {
     ["all checks pass", {}, "allow"],
     ["1 no evidence", { evidence: "missing" }, "attestation_missing"],
     [
+      "2 judged under another policy (before a reload)",
+      { evidence: { policyDigest: bytes("0") } },
+      "attestation_stale",
+      /^epoch judged under another policy$/,
+    ],
+    [
+      "2 judged under no recorded policy",
+      { evidence: { policyDigest: new Uint8Array() }, top: { policyDigest: new Uint8Array() } },
+      "attestation_stale",
+    ],
+    [
       "2 integrity: pcr_mismatch",
       { evidence: failed("pcr_mismatch") },
       "pcr_mismatch",
@@ -97,14 +112,21 @@ describe("decide: every branch", () => {
     ["3 boot id differs", { evidence: { bootId: "b1" } }, "environment_mismatch", /boot id/],
     [
       "3 empty expected boot id",
-      { evidence: { bootId: "" }, top: { expected: { bootId: "", resetCount: 3, restartCount: 1 } } },
+      { evidence: { bootId: "" }, top: { expected: { bootId: "" } } },
       "environment_mismatch",
     ],
-    ["3 TPM reset", { evidence: { resetCount: 4 } }, "environment_mismatch", /resetCount/],
-    ["3 TPM restart", { evidence: { restartCount: 2 } }, "environment_mismatch", /restartCount/],
-    ["4 evidence too old", { top: { nowMs: 15_021 } }, "attestation_stale", /5001 ms ago > 5000/],
-    ["4 evidence exactly at the limit", { top: { nowMs: 15_020 } }, "allow"],
-    ["4 evidence from the future", { top: { nowMs: 10_019 } }, "attestation_stale", /future/],
+    // A TPM reset is survived: tokens issued before it die at redeem (Gate.redeem), new ones
+    // are issued on the reset TPM's verified epochs.
+    ["3 TPM reset alone", { evidence: { resetCount: 4 } }, "allow"],
+    ["3 TPM restart alone", { evidence: { restartCount: 2 } }, "allow"],
+    ["4 evidence too old", { top: { nowMs: 15_001 } }, "attestation_stale", /started 5001 ms ago > 5000/],
+    ["4 evidence exactly at the limit", { top: { nowMs: 15_000 } }, "allow"],
+    [
+      "4 age counts from the epoch's start (its nonce), not from its verification",
+      { top: { nowMs: 15_010 } },
+      "attestation_stale",
+    ],
+    ["4 evidence from the future", { top: { nowMs: 9_999 } }, "attestation_stale", /future/],
     ["5 unknown caller", { peer: { uid: 1 } }, "peer_unknown"],
     ["5 unknown executable", { peer: { exeSha256: H("c") } }, "peer_unknown"],
     ["5 scope not granted", { request: { scope: "admin" } }, "scope_not_allowed"],
@@ -118,22 +140,32 @@ describe("decide: every branch", () => {
     ],
     [
       "6 fresh scope, epoch started at the request",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: 10_000 } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: 7_000_000 } },
       "allow",
     ],
     [
       "6 fresh scope, epoch started after the request",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: 9_000 } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: 6_000_000 } },
       "allow",
     ],
-    ["6 not fresh: an older epoch is fine", { top: { requestLoggedAtMs: 10_999 } }, "allow"],
+    [
+      "6 fresh scope: only the monotonic clock orders the epoch and the request (the wall clock may step)",
+      {
+        request: { scope: "train" },
+        evidence: { startedAtMs: 10_950 },
+        top: { requestLoggedMonoUs: 7_000_001 },
+      },
+      "attestation_stale",
+      /^waiting for a fresh epoch$/,
+    ],
+    ["6 not fresh: an older epoch is fine", { top: { requestLoggedMonoUs: 7_999_000 } }, "allow"],
     ["non-finite now", { top: { nowMs: Number.NaN } }, "internal_error"],
     ["non-finite max age", { top: { maxEvidenceAgeMs: Number.POSITIVE_INFINITY } }, "internal_error"],
     ["negative max age", { top: { maxEvidenceAgeMs: -1 } }, "internal_error"],
-    ["non-finite verifiedAt", { evidence: { verifiedAtMs: Number.NaN } }, "internal_error"],
+    ["non-finite epoch start", { evidence: { startedAtMs: Number.NaN } }, "internal_error"],
     [
-      "non-finite epoch start, fresh scope",
-      { evidence: { startedAtMs: Number.NaN }, request: { scope: "train" } },
+      "non-finite monotonic epoch start, fresh scope",
+      { evidence: { startedMonoUs: Number.NaN }, request: { scope: "train" } },
       "internal_error",
     ],
     [
@@ -143,7 +175,7 @@ describe("decide: every branch", () => {
     ],
     [
       "non-finite request time",
-      { request: { scope: "train" }, top: { requestLoggedAtMs: Number.NaN } },
+      { request: { scope: "train" }, top: { requestLoggedMonoUs: Number.NaN } },
       "internal_error",
     ],
   ];
@@ -169,7 +201,7 @@ describe("decide: every branch", () => {
       allow: true,
       grant: { audience: "gpu-7" },
     });
-    expect(decide(input({ request: { scope: "train" }, top: { requestLoggedAtMs: 10_000 } }))).toEqual({
+    expect(decide(input({ request: { scope: "train" }, top: { requestLoggedMonoUs: 7_000_000 } }))).toEqual({
       allow: true,
       grant: { executor: "trainer", scope: "train", ttlS: 30, audience: "execgate" },
     });
@@ -180,7 +212,7 @@ describe("decide: the first failure wins", () => {
   // Each row breaks the named check and every later one; the named check's reason must win.
   const later = {
     environment: { bootId: "other" },
-    stale: { verifiedAtMs: 0 },
+    stale: { startedAtMs: 0 },
   };
   const rows: [string, Patch, string][] = [
     [
@@ -192,6 +224,14 @@ describe("decide: the first failure wins", () => {
         top: { nowMs: Number.MAX_SAFE_INTEGER },
       },
       "attestation_missing",
+    ],
+    [
+      "the judging policy before integrity and everything else",
+      {
+        evidence: { ...failed("pcr_mismatch"), policyDigest: bytes("0"), ...later.environment },
+        peer: { uid: 1 },
+      },
+      "attestation_stale",
     ],
     [
       "integrity before environment, staleness, access, freshness",
@@ -221,7 +261,7 @@ describe("decide: the first failure wins", () => {
   });
 
   it("a stale-evidence denial is not the fresh-epoch wait", () => {
-    const d = decide(input({ evidence: { verifiedAtMs: 0 }, request: { scope: "train" } }));
+    const d = decide(input({ evidence: { startedAtMs: 0 }, request: { scope: "train" } }));
     expect(d).toMatchObject({ allow: false, reason: "attestation_stale" });
     if (!d.allow) expect(d.detail).not.toBe(WAITING_FOR_FRESH_EPOCH);
   });

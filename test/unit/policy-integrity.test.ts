@@ -10,7 +10,7 @@ import { parseImaList } from "../../src/measure/ima-parse.js";
 import { replayIma } from "../../src/measure/ima-replay.js";
 import { evaluateIntegrity, type IntegrityPolicy } from "../../src/policy/integrity.js";
 import { parseIntegrityPolicyToml } from "../../src/policy/integrity-load.js";
-import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
+import { checkQuotedPcrs, goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 
 const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
 const bin = (p: string) => new Uint8Array(readFileSync(join(CORPUS, p)));
@@ -66,6 +66,12 @@ excludes = ["/tmp/**"]
     ["[integrity.ima]\nmode = 'enforce'\nallow = 'x'", "integrity.ima.allow"],
     ["[integrity.pcrs.md5]\n'0' = []", "integrity.pcrs.md5"],
     ["[integrity.pcrs.sha1]\n'24' = ['00']", "integrity.pcrs.sha1.24"],
+    // One spelling per PCR: "07" would silently replace "7" (or be replaced by it).
+    [
+      `[integrity.pcrs.sha1]\n'7' = ['${"00".repeat(20)}']\n'07' = ['${"11".repeat(20)}']`,
+      "integrity.pcrs.sha1.07",
+    ],
+    ["[integrity.pcrs.sha1]\n'+7' = ['00']", "integrity.pcrs.sha1.+7"],
     [`[integrity.pcrs.sha1]\n'0' = ['${"00".repeat(32)}']`, "integrity.pcrs.sha1.0[0]"],
     ["[integrity.ima]\nmode = 'audit'", "integrity.ima.mode"],
   ])("rejects %j naming %s", (toml, key) => {
@@ -78,6 +84,26 @@ excludes = ["/tmp/**"]
       expect((e as ExecgateError).detail.key).toBe(key);
       expect((e as ExecgateError).message).toContain(key);
     }
+  });
+
+  it("refuses rules about PCRs the quotes never sign (tpm.pcrs), naming the key", () => {
+    const quoted = { sha256: [0, 1, 2, 3, 4, 5, 6, 7, 10] };
+    const rules = (toml: string) => () => checkQuotedPcrs(parseIntegrityPolicyToml(toml), quoted);
+    expect(
+      rules(
+        `[integrity.pcrs.sha256]\n"7" = ["${"ab".repeat(32)}"]\n[integrity.eventlog]\npcrs = [0, 7]\n[integrity.ima]\n`,
+      ),
+    ).not.toThrow();
+    for (const [toml, key] of [
+      [`[integrity.pcrs.sha256]\n"16" = ["${"ab".repeat(32)}"]`, "integrity.pcrs.sha256.16"],
+      [`[integrity.pcrs.sha1]\n"0" = ["${"ab".repeat(20)}"]`, "integrity.pcrs.sha1.0"],
+      ["[integrity.eventlog]\npcrs = [0, 8]", "integrity.eventlog.pcrs[1]"],
+    ] as const) {
+      expect(rules(toml)).toThrow(expect.objectContaining({ code: "config_invalid", detail: { key } }));
+    }
+    expect(() =>
+      checkQuotedPcrs(parseIntegrityPolicyToml("[integrity.ima]\n"), { sha256: [0, 1, 2, 3, 4, 5, 6, 7] }),
+    ).toThrow(/integrity.ima: PCR 10/);
   });
 
   it("rejects text that is not TOML as config_invalid", () => {
@@ -168,6 +194,77 @@ describe("evaluateIntegrity: golden PCRs and event log", () => {
       ["eventlog.boot_applications", "fail"],
       ["eventlog.required_dbx", "fail"],
     ]);
+  });
+
+  describe("eventlog.boot_applications covers every event in PCR 4, whatever its type", () => {
+    // go-tpm-tools ubuntu-2104-no-secure-boot.bin: PCR 4 holds an EV_EFI_ACTION (seq 14), an
+    // EV_SEPARATOR (seq 19) and two boot applications (shim seq 23, grub seq 27).
+    const log = parseEventLog(bin("eventlog/go-tpm-tools/ubuntu-2104-no-secure-boot.bin"));
+    const oracle = JSON.parse(
+      txt("eventlog/go-tpm-tools/expected/ubuntu-2104-no-secure-boot.bin.expected.json"),
+    );
+    const apps = eventLogFacts(log).bootApplications;
+    const sha256 = apps.map((a) => a.digests.sha256!);
+    // The event type is not extended into the PCR: relabelling keeps the replay matching.
+    const relabelled = (type: number) => ({
+      ...log,
+      events: log.events.map((e) => (e.seq === 23 || e.seq === 27 ? { ...e, eventType: type } : e)),
+    });
+    const rule = (bootApplications: string[], eventlog: typeof log) =>
+      evaluateIntegrity(
+        {
+          ...noRules,
+          eventlog: { secureBoot: undefined, bootApplications, requiredDbx: [], pcrs: undefined },
+        },
+        { pcrs: oracle.pcrs, eventlog },
+      );
+
+    it("the listed boot applications pass, the action and separator need no listing", () => {
+      expect(apps.map((a) => a.seq)).toEqual([23, 27]);
+      const d = rule(sha256, log);
+      expect(d.ok).toBe(true);
+      expect(d.results.find((r) => r.rule === "eventlog.boot_applications")?.detail).toBe(
+        "2 boot applications allowed",
+      );
+      expect(rule(sha256, relabelled(0x80000004)).ok).toBe(true);
+    });
+
+    it.each([
+      ["EV_EFI_BOOT_SERVICES_DRIVER", 0x80000004],
+      ["EV_EFI_ACTION (data not hashing to the digest)", 0x80000007],
+      ["EV_POST_CODE", 0x00000001],
+      ["an undefined type", 0x12345678],
+    ])("an unlisted boot application relabelled as %s still fails", (_, type) => {
+      const d = rule([sha256[0]!], relabelled(type));
+      expect(d.results.find((r) => r.rule === "eventlog.replay")?.status).toBe("pass");
+      expect(d).toMatchObject({ ok: false, deny: "eventlog_mismatch", rule: "eventlog.boot_applications" });
+      expect(d.results.find((r) => r.rule === "eventlog.boot_applications")?.detail).toContain(`event 27 `);
+      expect(d.results.find((r) => r.rule === "eventlog.boot_applications")?.detail).not.toContain(
+        `event 23 `,
+      );
+    });
+
+    it("a separator or action is passed only when its digest is the hash of its short data", () => {
+      // The EV_EFI_ACTION at seq 14 given grub's digest: its data no longer hashes to it.
+      const grub = log.events.find((e) => e.seq === 27)!;
+      const forged = {
+        ...log,
+        events: log.events.map((e) =>
+          e.seq === 14
+            ? { ...e, digests: grub.digests }
+            : e.seq === 27
+              ? { ...e, digests: log.events.find((x) => x.seq === 14)!.digests }
+              : e,
+        ),
+      };
+      const facts = eventLogFacts(forged).bootPath;
+      expect(facts.map((e) => [e.seq, e.type, e.plainData])).toEqual([
+        [14, "EV_EFI_ACTION", false],
+        [19, "EV_SEPARATOR", true],
+        [23, "EV_EFI_BOOT_SERVICES_APPLICATION", false],
+        [27, "EV_EFI_BOOT_SERVICES_APPLICATION", false],
+      ]);
+    });
   });
 
   it("facts from a PCR the quote does not cover are not trusted", () => {

@@ -1,0 +1,153 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { epochHash } from "../../src/attest/binding.js";
+import { evaluateEpoch } from "../../src/attest/epoch.js";
+import { AttestationLoop } from "../../src/attest/loop.js";
+import type { Swtpm } from "../../src/dev/swtpm.js";
+import { BlobStore } from "../../src/lineage/blobs.js";
+import { type Lineage, openLineage } from "../../src/lineage/lineage.js";
+import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+import { buildAllowlist } from "../../src/measure/ima-allowlist.js";
+import type { IntegrityPolicy } from "../../src/policy/integrity.js";
+import { enroll } from "../../src/tpm/enroll.js";
+import { quote } from "../../src/tpm/ops/attest.js";
+import { DEFAULT_PCR_SELECTION } from "../../src/tpm/ops/pcr.js";
+import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
+import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { describeTpm, startSwtpm } from "../helpers/hardware.js";
+import { fileHash, imaNg, measure } from "../helpers/ima.js";
+
+// The attestation loop on swtpm: what one epoch's failure must not cost the next ones.
+
+describeTpm("attestation loop on swtpm", () => {
+  let tpm: Swtpm;
+  let dir: string;
+  const lineages: Lineage[] = [];
+  beforeAll(async () => {
+    // A short tpm2-tools timeout: a frozen swtpm fails an epoch quickly.
+    tpm = await startSwtpm({ timeoutMs: 1500 });
+    dir = await mkdtemp(join(tmpdir(), "execgate-loop-"));
+  });
+  afterAll(async () => {
+    for (const l of lineages) await l.close().catch(() => undefined);
+    tpm.resume();
+    await tpm.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function loopWith(policy: IntegrityPolicy, imaPath: string): Promise<AttestationLoop> {
+    const e = await enroll(tpm.runner);
+    const lineage = await openLineage({
+      dir: join(dir, "lineage"),
+      origin: "execgate.test/loop",
+      signer: softwareEd25519Signer("execgate.test/loop"),
+      now: Date.now,
+    });
+    lineages.push(lineage);
+    await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
+    return new AttestationLoop({
+      runner: tpm.runner,
+      akHandle: e.akHandle,
+      akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
+      selection: DEFAULT_PCR_SELECTION,
+      policy: () => ({ integrity: policy, digest: new Uint8Array(32) }),
+      issuerKey: new Uint8Array(32),
+      lineage,
+      blobs: await BlobStore.open(join(dir, "blobs")),
+      bootIdPath: join(dir, "boot_id"),
+      imaPath,
+      epochMs: 60_000,
+      idleEpochMs: 60_000,
+      now: Date.now,
+      monoUs: () => Math.floor(performance.now() * 1000),
+      log: pino({ level: "silent" }),
+    });
+  }
+
+  it("IMA entries read by an epoch that failed are judged by the next one, not lost", async () => {
+    const list = Buffer.concat([
+      imaNg("/usr/bin/python3", fileHash("python")),
+      imaNg("/usr/bin/trainer", fileHash("trainer")),
+    ]);
+    await measure(tpm, list);
+    const imaPath = join(dir, "ima.bin");
+    await writeFile(imaPath, list);
+    const loop = await loopWith(
+      {
+        pcrs: {},
+        eventlog: undefined,
+        ima: {
+          mode: "enforce",
+          allowlist: buildAllowlist({
+            texts: [
+              `${fileHash("python").toString("hex")}  /usr/bin/python3\n${fileHash("trainer").toString("hex")}  /usr/bin/trainer\n`,
+            ],
+          }),
+          bootAggregate: false,
+        },
+      },
+      imaPath,
+    );
+    // Epoch 0: the TPM does not answer; the list is read all the same.
+    tpm.freeze();
+    try {
+      expect((await loop.runEpoch()).integrity).toMatchObject({ ok: false, reason: "hardware_unavailable" });
+    } finally {
+      tpm.resume();
+    }
+    expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+    // And the list goes on from there.
+    const more = imaNg("/usr/bin/python3", fileHash("python"));
+    await measure(tpm, more);
+    await writeFile(imaPath, Buffer.concat([list, more]));
+    expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+    await loop.stop();
+  });
+
+  it("PCR values in the pcrs file that the quote did not sign never reach the integrity policy", async () => {
+    const e = await enroll(tpm.runner);
+    const binding = {
+      seq: 0,
+      prev: new Uint8Array(32),
+      issuer: new Uint8Array(32),
+      checkpoint: { size: 0, root: new Uint8Array(32) },
+      bootId: "b",
+      nonce: new Uint8Array(32).fill(1),
+    };
+    const q = await quote(tpm.runner, {
+      akHandle: e.akHandle,
+      selection: DEFAULT_PCR_SELECTION,
+      qualifyingData: epochHash(binding),
+    });
+    // The same file with a value for PCR 16 added: the signed digest still verifies (it covers
+    // the signed selection only), but PCR 16 was never quoted.
+    const file = parsePcrsFile(q.pcrsFile);
+    const values = new Map(file.values);
+    const sha256 = new Map(values.get(0x000b));
+    sha256.set(16, new Uint8Array(32).fill(0xab));
+    values.set(0x000b, sha256);
+    const wider = serializePcrsFile(parsePcrSelectionText("sha256:0,1,2,3,4,5,6,7,10,16"), values);
+    const input = {
+      binding,
+      akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
+      selection: DEFAULT_PCR_SELECTION,
+      policy: { pcrs: { sha256: { 16: ["ab".repeat(32)] } }, eventlog: undefined, ima: undefined },
+      policyDigest: new Uint8Array(32),
+      startedAtMs: 0,
+      startedMonoUs: 0,
+      verifiedAtMs: 0,
+    };
+    expect(evaluateEpoch({ ...input, quote: q }).state.integrity).toMatchObject({
+      ok: false,
+      reason: "pcr_mismatch",
+    });
+    expect(evaluateEpoch({ ...input, quote: { ...q, pcrsFile: wider } }).state.integrity).toMatchObject({
+      ok: false,
+      reason: "quote_invalid",
+    });
+  });
+});
