@@ -106,10 +106,15 @@ async function rawClient(path: string, read = true): Promise<RawClient> {
   socket.on("data", (b: Buffer) => {
     for (const f of decoder.push(new Uint8Array(b))) replies.push(decode(f) as Map<string, unknown>);
   });
+  // Writing to a connection the daemon closed fails (EPIPE) before "close": events.once would
+  // reject on that error, so "close" is awaited with a plain listener.
   socket.on("error", () => undefined);
-  const closed = once(socket, "close").then(() => {
-    isClosed = true;
-  });
+  const closed = new Promise<void>((resolve) =>
+    socket.once("close", () => {
+      isClosed = true;
+      resolve();
+    }),
+  );
   if (!read) socket.pause();
   await once(socket, "connect");
   cleanups.push(async () => {

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXECUTOR_KEYS, MAX_TTL_S, MIN_TTL_S, SCOPE_KEYS } from "../../src/policy/access-schema.js";
-import { WAITING_FOR_FRESH_EPOCH } from "../../src/policy/decide.js";
+import { JUDGED_UNDER_OTHER_POLICY, WAITING_FOR_FRESH_EPOCH } from "../../src/policy/decide.js";
 
 const doc = readFileSync(join(import.meta.dirname, "../../docs/policy.md"), "utf8");
 const rows = (heading: string) => {
@@ -22,9 +22,10 @@ describe("docs/policy.md", () => {
     const table = rows("## The decision");
     const order = [
       "attestation_missing",
+      JUDGED_UNDER_OTHER_POLICY,
       "quote_invalid",
       "environment_mismatch",
-      "attestation_stale",
+      "max_evidence_age_ms",
       "peer_unknown",
       "scope_not_allowed",
       "policy_mismatch",
