@@ -367,7 +367,9 @@ export class AttestationLoop {
   private async readIma(
     digests: Uint8Array[],
   ): Promise<{ state: ImaState; entries: ImaEntry[] } | undefined> {
-    if (!this.o.imaPath) return undefined;
+    // Without a TPM nothing quotes PCR 10, so no entry could ever be judged: kept pending, they
+    // would pile up with the kernel's list. The IMA rules fail closed on the missing evidence.
+    if (!this.o.imaPath || !this.o.runner) return undefined;
     try {
       const fh = await open(this.o.imaPath, "r");
       try {

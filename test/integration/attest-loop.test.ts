@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
@@ -7,6 +7,7 @@ import { epochHash } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { AttestationLoop } from "../../src/attest/loop.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
+import { HsmKey } from "../../src/hsm/hsm.js";
 import { BlobStore } from "../../src/lineage/blobs.js";
 import { type Lineage, openLineage } from "../../src/lineage/lineage.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
@@ -18,7 +19,7 @@ import { DEFAULT_PCR_SELECTION } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { describeTpm, startSwtpm } from "../helpers/hardware.js";
+import { describeHsm, describeTpm, startSoftHsm, startSwtpm } from "../helpers/hardware.js";
 import { fileHash, imaNg, measure } from "../helpers/ima.js";
 
 // The attestation loop on swtpm: what one epoch's failure must not cost the next ones.
@@ -149,5 +150,62 @@ describeTpm("attestation loop on swtpm", () => {
       ok: false,
       reason: "quote_invalid",
     });
+  });
+});
+
+describeHsm("attestation loop, HSM-only", () => {
+  it("does not read the IMA list, whose entries no quote could ever judge: the IMA rules fail closed", async () => {
+    const hsm = await startSoftHsm();
+    process.env.SOFTHSM2_CONF = hsm.conf;
+    await hsm.generateKey("epoch", "ec");
+    const key = await HsmKey.open({
+      module: hsm.module,
+      tokenLabel: hsm.label,
+      keyLabel: "epoch",
+      pin: hsm.pin,
+    });
+    const dir = await mkdtemp(join(tmpdir(), "execgate-loop-hsm-"));
+    const lineage = await openLineage({
+      dir: join(dir, "lineage"),
+      origin: "execgate.test/loop-hsm",
+      signer: softwareEd25519Signer("execgate.test/loop-hsm"),
+      now: Date.now,
+    });
+    try {
+      await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
+      const imaPath = join(dir, "ima.bin");
+      await writeFile(imaPath, imaNg("/usr/bin/python3", fileHash("python")));
+      const blobsDir = join(dir, "blobs");
+      const loop = new AttestationLoop({
+        hsm: key,
+        policy: () => ({
+          integrity: {
+            pcrs: {},
+            eventlog: undefined,
+            ima: { mode: "enforce", allowlist: buildAllowlist({ texts: [] }), bootAggregate: false },
+          },
+          digest: new Uint8Array(32),
+        }),
+        issuerKey: new Uint8Array(32),
+        lineage,
+        blobs: await BlobStore.open(blobsDir),
+        bootIdPath: join(dir, "boot_id"),
+        imaPath,
+        epochMs: 60_000,
+        idleEpochMs: 60_000,
+        now: Date.now,
+        monoUs: () => Math.floor(performance.now() * 1000),
+        log: pino({ level: "silent" }),
+      });
+      for (let i = 0; i < 3; i++)
+        expect((await loop.runEpoch()).integrity).toMatchObject({ ok: false, reason: "ima_violation" });
+      await loop.stop();
+      // Read lists are stored as evidence blobs: none was.
+      expect(await readdir(blobsDir).then((names) => names.filter((n) => !n.startsWith(".")))).toEqual([]);
+    } finally {
+      await lineage.close();
+      await key.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
