@@ -28,6 +28,7 @@ import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { SigningThread } from "../src/token/sign-thread.js";
+import { notAnAttestationKey, notATpmSigningKey } from "../src/tpm/key-attributes.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
@@ -167,6 +168,13 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
       if (config.tpm.ekCaBundle !== undefined)
         await checkEkChain(runner, config.tpm.ekCaBundle, tpmPublicKey(parseTpm2bPublic(ek)), new Date());
+      // The keys at the configured handles must be fit for their roles: a key that is not a
+      // restricted TPM-resident AK could sign a forged quote (TPM2_Sign over any TPMS_ATTEST).
+      const akProblem = notAnAttestationKey(parseTpm2bPublic(ak));
+      if (akProblem) throw new ExecgateError("config_invalid", `the key at tpm.ak_handle is ${akProblem}`);
+      const skProblem = notATpmSigningKey(parseTpm2bPublic(sk));
+      if (skProblem)
+        throw new ExecgateError("config_invalid", `the key at tpm.signing_key_handle is ${skProblem}`);
       akPublic = tpmPublicKey(parseTpm2bPublic(ak));
       akPublicBytes = ak;
       signingPublic = tpmPublicKey(parseTpm2bPublic(sk));

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { asExecgateError } from "../core/errors.js";
-import { hasTpmaObject, type TpmaObjectFlag } from "../tpm/constants.js";
 import { verifyEkChain } from "../tpm/ek-chain.js";
+import { notAnAttestationKey, notATpmSigningKey } from "../tpm/key-attributes.js";
 import { parseTpm2bPublic, type TpmtPublic, tpmPublicKey } from "../tpm/structures/public.js";
 import { verifyCertify } from "../tpm/verify-quote.js";
 import type { AuditFailure } from "./verify.js";
@@ -38,24 +38,6 @@ export interface EnrollmentAudit {
   readonly failures: readonly AuditFailure[];
 }
 
-const AK_ATTRS: readonly TpmaObjectFlag[] = [
-  "fixedTPM",
-  "fixedParent",
-  "sensitiveDataOrigin",
-  "restricted",
-  "sign",
-];
-const SIGNING_KEY_ATTRS: readonly TpmaObjectFlag[] = [
-  "fixedTPM",
-  "fixedParent",
-  "sensitiveDataOrigin",
-  "sign",
-];
-
-function missingAttrs(p: TpmtPublic, want: readonly TpmaObjectFlag[]): TpmaObjectFlag[] {
-  return want.filter((f) => !hasTpmaObject(p.objectAttributes, f));
-}
-
 export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
   const failures: AuditFailure[] = [];
   const fail = (check: string, reason: string) => failures.push({ check, reason });
@@ -90,13 +72,8 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
     fail("ak", asExecgateError(e).message);
     return { failures };
   }
-  const akMissing = missingAttrs(ak, AK_ATTRS);
-  if (akMissing.length > 0 || hasTpmaObject(ak.objectAttributes, "decrypt")) {
-    fail(
-      "ak",
-      `not a restricted TPM-resident signing key (missing ${akMissing.join(", ") || "none"}, decrypt set: ${hasTpmaObject(ak.objectAttributes, "decrypt")})`,
-    );
-  }
+  const akProblem = notAnAttestationKey(ak);
+  if (akProblem) fail("ak", akProblem);
 
   if (!input.signingKeyPublic || !input.certify) {
     fail("signing_key", "no certified checkpoint signing key in the bundle");
@@ -113,8 +90,8 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
     fail("signing_key_certify", `${c.check}: ${c.detail}`);
     return { ak: akKey, failures };
   }
-  const skMissing = missingAttrs(c.certify.certified, SIGNING_KEY_ATTRS);
-  if (skMissing.length > 0) fail("signing_key", `certified key is missing ${skMissing.join(", ")}`);
+  const skProblem = notATpmSigningKey(c.certify.certified);
+  if (skProblem) fail("signing_key", `certified key is ${skProblem}`);
   const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
   const logDer = der(input.logKey);
   if (
