@@ -279,6 +279,7 @@ export class AttestationLoop {
             ...(state.integrity.ok ? {} : { reason: state.integrity.reason }),
             ...(evidenceDigests.length > 0 ? { evidence: evidenceDigests } : {}),
             ...(result.hsmSignature ? { hsmSignature: result.hsmSignature } : {}),
+            policyDigest: state.policyDigest,
           },
         ),
       );

@@ -21,11 +21,12 @@ import type { AuditFailure } from "./verify.js";
  *              daemon run; the bound checkpoint is a signed checkpoint no larger than the log
  *              before it; the quote verifies with the AK over SHA-256(binding) (a "verified"
  *              epoch without a valid quote is a failure); the TPM clock never goes back within
- *              one resetCount/restartCount.
+ *              one resetCount/restartCount; the policy that judged it was loaded by the run
+ *              (daemon_start, policy_loaded).
  *   decisions: every allow names a verified epoch entry.
  *   tokens:    each redeemed token is signed by the issuer key its epoch bound, names that
- *              epoch, was issued (token_issued with its digest) before, names an allow
- *              decision, and is redeemed once.
+ *              epoch and the policy that judged it, was issued (token_issued with its digest)
+ *              before, names an allow decision, and is redeemed once.
  */
 
 export interface AttestationAuditInput {
@@ -66,6 +67,8 @@ interface EpochInfo {
   readonly hash: Uint8Array;
   readonly record: EpochRecord;
   readonly verified: boolean;
+  /** The policy that judged it (absent in logs from before it was recorded). */
+  readonly policyDigest: Uint8Array | undefined;
 }
 
 export function auditAttestation(input: AttestationAuditInput): AttestationSummary {
@@ -77,6 +80,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
   const epochsByIndex = new Map<number, EpochInfo>();
   const clocks = new Map<string, bigint>();
   let prev: { hash: Uint8Array; seq: number } | undefined;
+  /** Digests of the policies this run has loaded so far (daemon_start, policy_loaded). */
+  const policies = new Set<string>();
   let verifiedEpochs = 0;
   let allows = 0;
   const issued = new Map<string, number>();
@@ -92,6 +97,11 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
     switch (e.type) {
       case "daemon_start":
         prev = undefined; // a new run starts a new epoch chain
+        policies.clear(); // and loads its policy afresh
+        policies.add(toHex(e.body.policyDigest));
+        break;
+      case "policy_loaded":
+        policies.add(toHex(e.body.policyDigest));
         break;
       case "epoch": {
         let rec: EpochRecord;
@@ -165,11 +175,15 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           hsmOk = h.ok;
           if (!h.ok && rec.verified) fail("epoch_hsm", index, `${h.check}: ${h.detail}`);
         }
+        const policyDigest = e.body.policyDigest;
+        if (policyDigest && !policies.has(toHex(policyDigest)))
+          fail("epoch_policy", index, "judged under a policy this run never loaded");
         const info = {
           index,
           hash,
           record: rec,
           verified: rec.verified && (quoteOk || !requireTpm) && hsmOk,
+          policyDigest,
         };
         if (info.verified) verifiedEpochs++;
         epochsByHash.set(toHex(hash), info);
@@ -204,6 +218,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         if (!ep) fail("token_epoch", index, "token names an epoch not in the log");
         else if (!tokenSignatureOk(msg, ep.record.binding.issuer, input.hsmPublic)) {
           fail("token_signature", index, "signed neither by its epoch's issuer key nor by the HSM root key");
+        } else if (ep.policyDigest && !bytesEqual(ep.policyDigest, claims.policyDigest)) {
+          fail("token_policy", index, "names another policy than the one that judged its epoch");
         }
         const issuedAt = issued.get(toHex(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)

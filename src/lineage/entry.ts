@@ -81,6 +81,11 @@ export interface EpochBody {
    * of `quote` (the epoch record), present when the HSM answered (docs/hsm.md).
    */
   readonly hsmSignature?: Uint8Array;
+  /**
+   * Digest of the policy file whose integrity rules judged this epoch (a daemon_start or
+   * policy_loaded entry of the same run names it). Absent in logs written before it was recorded.
+   */
+  readonly policyDigest?: Uint8Array;
 }
 export interface RequestBody {
   readonly requestId: string;
@@ -162,6 +167,7 @@ const BODY_SCHEMAS: Readonly<Record<EntryType, Schema>> = {
     reason: opt("reason"),
     evidence: opt("digests"),
     hsmSignature: opt("bytes"),
+    policyDigest: opt("digest"),
   },
   request: { requestId: req("text"), scope: req("text"), actionDigest: req("digest"), peer: req("peer") },
   decision: { allow: req("bool"), reason: opt("reason") },

@@ -284,5 +284,19 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
         (f) => f.check,
       ),
     ).toContain("token_replayed");
+    // Every epoch names the policy that judged it, one the run loaded; a token's policy claim
+    // must be that policy.
+    expect(entries.filter((e) => e.type === "epoch").every((e) => e.body.policyDigest?.length === 32)).toBe(
+      true,
+    );
+    const otherPolicy = new Uint8Array(32).fill(7);
+    const rejudged = entries.map((e) =>
+      e.type === "epoch" ? { ...e, body: { ...e.body, policyDigest: otherPolicy } } : e,
+    ) as typeof entries;
+    const found = new Set(
+      auditAttestation({ entries: rejudged, checkpoints, akPublic }).failures.map((f) => f.check),
+    );
+    expect(found).toContain("epoch_policy");
+    expect(found).toContain("token_policy");
   });
 });
