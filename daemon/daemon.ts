@@ -37,7 +37,7 @@ import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/p
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
-import { gateHandler } from "./handler.js";
+import { gateHandler, imaExeCheck } from "./handler.js";
 
 /**
  * `execgate daemon`: reads the configuration, checks that every part it depends on is usable
@@ -326,7 +326,13 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     }));
 
   const server = new GateServer(
-    gateHandler(gate, evidence, exportOnce),
+    gateHandler(
+      gate,
+      evidence,
+      exportOnce,
+      // With a TPM and an IMA list, callers' executables are checked against IMA's measurements.
+      useTpm && config.attest.ima ? imaExeCheck((path) => loop.measuredSha256(path)) : undefined,
+    ),
     {
       maxFrameBytes: config.limits.maxFrameBytes,
       maxConnections: config.limits.maxConnections,

@@ -1,20 +1,41 @@
 import type { Socket } from "node:net";
 import type { CborValue } from "../src/cbor/index.js";
 import type { DenialReason } from "../src/core/denial.js";
+import { ExecgateError } from "../src/core/errors.js";
 import type { Gate } from "../src/gate/gate.js";
-import { identifyPeer, type PeerIdentity } from "../src/peer/index.js";
+import { type ImaExeDigestHook, identifyPeer, type PeerIdentity } from "../src/peer/index.js";
 import { errorReply, okReply, type Request } from "../src/server/protocol.js";
 import type { RequestHandler } from "../src/server/server.js";
+
+/**
+ * The IMA check of a caller's executable: when a quote-covered IMA measurement exists for the
+ * file's path, the file must be what IMA measured (else identification fails: peer_unknown);
+ * without one the file's own SHA-256 stands alone (docs/protocol.md, Caller identity).
+ */
+export function imaExeCheck(measuredSha256: (path: string) => string | undefined): ImaExeDigestHook {
+  return async ({ exe, exeSha256 }) => {
+    const measured = measuredSha256(exe);
+    if (measured === undefined) return undefined;
+    if (measured !== exeSha256)
+      throw new ExecgateError(
+        "verification_failed",
+        `executable ${exe} is not what IMA last measured at that path (sha256 ${measured})`,
+        { check: "peer_exe_ima_mismatch" },
+      );
+    return { algorithm: "sha256", digest: measured };
+  };
+}
 
 /** Maps protocol operations onto the gate and encodes the replies (docs/protocol.md). */
 export function gateHandler(
   gate: Gate,
   evidence: (epoch: Uint8Array | undefined) => Record<string, CborValue> | undefined,
   exportBundle?: () => Promise<{ path: string; size: number }>,
+  imaExeDigest?: ImaExeDigestHook,
 ): RequestHandler {
   return {
     identify: (socket: Socket, signal: AbortSignal): Promise<PeerIdentity> =>
-      identifyPeer(socket, { signal }),
+      identifyPeer(socket, { signal, ...(imaExeDigest ? { imaExeDigest } : {}) }),
     rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
       void gate.recordDenial(peer, reason, detail);
     },

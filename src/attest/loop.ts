@@ -96,6 +96,12 @@ export class AttestationLoop {
    */
   private imaReadOffset = 0;
   private imaViolations = 0;
+  /**
+   * File name → SHA-256 (hex) of its latest measurement that a verified quote's PCR 10 covers
+   * (file measurements only: no violations, no ima-buf). Peer identification checks executables
+   * against it (measuredSha256).
+   */
+  private readonly measured = new Map<string, string>();
   /** Counters for status and metrics. */
   readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
   private readonly listeners: ((s: EvidenceState) => void)[] = [];
@@ -246,6 +252,7 @@ export class AttestationLoop {
       verifiedAtMs: this.o.now(),
     });
     if (result.ima) {
+      if (ima) this.noteMeasured(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
       this.imaState = result.ima.state;
       this.imaPending = [...result.ima.pending];
       this.imaViolations += result.ima.violations.length;
@@ -341,6 +348,20 @@ export class AttestationLoop {
       const failure: DenialReason = "hardware_unavailable";
       return { failure, detail: `${err.code}: ${err.message}` };
     }
+  }
+
+  private noteMeasured(covered: readonly ImaEntry[]): void {
+    for (const e of covered)
+      if (!e.violation && e.buf === undefined && e.digestAlg === "sha256")
+        this.measured.set(e.name, Buffer.from(e.fileDigest).toString("hex"));
+  }
+
+  /**
+   * The SHA-256 (hex) IMA last measured for the file `path`, as far as a verified quote covers
+   * the list; undefined when it has no such measurement (or no IMA list is read).
+   */
+  measuredSha256(path: string): string | undefined {
+    return this.measured.get(path);
   }
 
   /** The boot id, or why there is none (the epoch then fails environment_mismatch). */

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { readFileSync, realpathSync } from "node:fs";
 import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -162,5 +164,43 @@ describeTpm("runtime integrity end to end on swtpm: event log and IMA against th
     }
     await d.stop();
     expect(await recordedDenials(d.lineageDir)).toContain("ima_violation");
+  });
+
+  it("a caller's executable must be what IMA last measured at its path, once a quote covers that measurement", async () => {
+    // This test's own process is the caller: node, at the path /proc/<pid>/exe names.
+    const exe = realpathSync(process.execPath);
+    const exeSha256 = createHash("sha256").update(readFileSync(exe)).digest();
+    const d = await startTestDaemon({
+      golden: false,
+      prepare: async (tpm, dir) => {
+        const records = Buffer.concat([imaNg("boot_aggregate", Buffer.alloc(32)), imaNg(exe, exeSha256)]);
+        await writeFile(join(dir, "ima.bin"), records);
+        await measure(tpm, records);
+      },
+      // Observe mode: the allowlist does not decide here, the caller check does.
+      policyExtra: '[integrity.ima]\nmode = "observe"\nboot_aggregate = false\n',
+      config: { attest: ['ima = "$DIR/ima.bin"'] },
+    });
+    daemons.push(d);
+    const c = await d.client();
+    try {
+      expect(await outcome(c)).toBe("allow");
+    } finally {
+      await c.close();
+    }
+    // IMA now lists another file at that path (as after an upgrade the caller did not exec).
+    const replaced = imaNg(exe, fileHash("another build"));
+    await measure(d.tpm, replaced);
+    await appendFile(join(d.dir, "ima.bin"), replaced);
+    await eventually("a new connection refused", async () => {
+      const next = await d.client();
+      try {
+        return (await outcome(next)) === "peer_unknown";
+      } finally {
+        await next.close().catch(() => undefined);
+      }
+    });
+    await d.stop();
+    expect(await recordedDenials(d.lineageDir)).toContain("peer_unknown");
   });
 });
