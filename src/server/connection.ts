@@ -64,7 +64,10 @@ export class Connection {
 
   start(): void {
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    this.socket.on("drain", () => this.pump());
+    this.socket.on("drain", () => {
+      this.armIdle();
+      this.pump();
+    });
     this.socket.once("close", () => this.stopTimers());
     this.armIdle();
     this.setReading(true);
@@ -163,11 +166,15 @@ export class Connection {
     this.readTimer = undefined;
   }
 
-  /** Restarted by each complete request only; a connection still being answered is not idle. */
+  /**
+   * Restarted by each complete request and by each drain of the replies; a connection still
+   * being answered is not idle. Requests waiting with none in flight wait on the client reading
+   * its replies: one that has not read any for the whole idle time is closed like an idle one.
+   */
   private armIdle(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
-      if (this.inFlight > 0 || this.waiting.length > 0) this.armIdle();
+      if (this.inFlight > 0) this.armIdle();
       else this.socket.destroy();
     }, this.limits.idleTimeoutMs);
   }

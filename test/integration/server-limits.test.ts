@@ -308,6 +308,16 @@ describe("GateServer: what a connection may make the daemon hold", () => {
     await until("every reply", () => c.replies.length === n, 60_000);
     expect(t.gate.stats.rateLimited).toBe(n - 1);
   }, 90_000);
+
+  it("a client that sends without ever reading its replies is closed after idle_timeout_ms", async () => {
+    const t = await startServer({ requestsPerSecondPerUid: 1, burstPerUid: 1, idleTimeoutMs: 1000 });
+    const n = 100_000;
+    const c = await rawClient(t.path, false);
+    c.socket.write(Buffer.concat(Array.from({ length: n }, (_, i) => request(i + 1))));
+    await c.closed;
+    expect(t.gate.stats.rateLimited).toBeLessThan(n - 1);
+    await until("its slot to be freed", () => t.gate.connectionCount === 0);
+  }, 60_000);
 });
 
 describe("GateServer: refusals that cost the client nothing are recorded at most once a second", () => {
