@@ -417,8 +417,11 @@ export class AttestationLoop {
         };
         const fresh = parseNewEntries(cursor, appended);
         if (fresh.length > 0) {
-          this.imaReadOffset = fresh[fresh.length - 1]!.end;
-          digests.push(await this.o.blobs.put(appended.subarray(0, this.imaReadOffset - cursor.offset)));
+          // The offset moves only once the entries are stored: if storing fails they are read
+          // again next epoch (moved first, they were lost and PCR 10 never replayed again).
+          const end = fresh[fresh.length - 1]!.end;
+          digests.push(await this.o.blobs.put(appended.subarray(0, end - cursor.offset)));
+          this.imaReadOffset = end;
         }
         return { state: this.imaState, entries: [...this.imaPending, ...fresh] };
       } finally {

@@ -40,10 +40,15 @@ describeTpm("attestation loop on swtpm", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function loopWith(policy: IntegrityPolicy, imaPath: string): Promise<AttestationLoop> {
-    const e = await enroll(tpm.runner);
+  async function loopWith(
+    policy: IntegrityPolicy,
+    imaPath: string,
+    opts: { tpm?: Swtpm; blobs?: BlobStore } = {},
+  ): Promise<AttestationLoop> {
+    const on = opts.tpm ?? tpm;
+    const e = await enroll(on.runner);
     const lineage = await openLineage({
-      dir: join(dir, "lineage"),
+      dir: join(dir, `lineage-${lineages.length}`),
       origin: "execgate.test/loop",
       signer: softwareEd25519Signer("execgate.test/loop"),
       now: Date.now,
@@ -51,14 +56,14 @@ describeTpm("attestation loop on swtpm", () => {
     lineages.push(lineage);
     await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
     return new AttestationLoop({
-      runner: tpm.runner,
+      runner: on.runner,
       akHandle: e.akHandle,
       akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
       selection: DEFAULT_PCR_SELECTION,
       policy: () => ({ integrity: policy, digest: new Uint8Array(32) }),
       issuerKey: new Uint8Array(32),
       lineage,
-      blobs: await BlobStore.open(join(dir, "blobs")),
+      blobs: opts.blobs ?? (await BlobStore.open(join(dir, "blobs"))),
       bootIdPath: join(dir, "boot_id"),
       imaPath,
       epochMs: 60_000,
@@ -107,6 +112,47 @@ describeTpm("attestation loop on swtpm", () => {
     await writeFile(imaPath, Buffer.concat([list, more]));
     expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
     await loop.stop();
+  });
+
+  it("IMA entries read while their evidence blob could not be stored are read again, not lost", async () => {
+    // Its own TPM: PCR 10 must hold exactly this list.
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      const list = Buffer.concat([
+        imaNg("/usr/bin/python3", fileHash("python")),
+        imaNg("/usr/bin/trainer", fileHash("trainer")),
+      ]);
+      await measure(own, list);
+      const imaPath = join(dir, "ima-blob-fails.bin");
+      await writeFile(imaPath, list);
+      // A blob store whose first put fails, as on a full disk.
+      class FailingOnce extends BlobStore {
+        failed = false;
+        override async put(bytes: Uint8Array): Promise<Uint8Array> {
+          if (!this.failed) {
+            this.failed = true;
+            throw new Error("ENOSPC: no space left on device");
+          }
+          return super.put(bytes);
+        }
+      }
+      const blobs = new FailingOnce((await BlobStore.open(join(dir, "blobs-fail"))).dir);
+      const loop = await loopWith(
+        {
+          pcrs: {},
+          eventlog: undefined,
+          ima: { mode: "observe", allowlist: undefined, bootAggregate: false },
+        },
+        imaPath,
+        { tpm: own, blobs },
+      );
+      expect((await loop.runEpoch()).integrity).toMatchObject({ ok: false, reason: "ima_violation" });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
   });
 
   it("PCR values in the pcrs file that the quote did not sign never reach the integrity policy", async () => {
