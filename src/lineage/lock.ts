@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { link, open, readFile, rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { ExecgateError } from "../core/errors.js";
@@ -8,16 +8,19 @@ import { fsyncDir, ioError } from "./fsutil.js";
 const held = new Set<string>();
 
 /**
- * One writer per lineage directory: `<dir>/LOCK` holding "<pid> <boot id>\n". Node has no flock(2).
+ * One writer per lineage directory: `<dir>/LOCK` holding "<pid> <boot id> <pid namespace>\n".
+ * Node has no flock(2).
  * The content is written and fsynced in `LOCK.<pid>` first, then hard-linked to `LOCK`: link(2)
  * fails with EEXIST atomically like O_EXCL, and LOCK is never visible half-written.
  *
  * Stale locks: a LOCK whose boot id differs from the running kernel's, or whose pid no longer
  * exists (kill(pid, 0) → ESRCH), is stale and is replaced. A live pid (or EPERM: someone else's
- * live process) means the directory is in use: refuse. A LOCK naming our own pid that this
- * process does not hold (`held`) is stale too: an earlier process with the same pid left it (a
- * SIGKILLed `dev up` in a container where node is pid 1); a second acquire within this process
- * is refused by `held`, not by the pid. PID reuse after a crash can make a stale lock look
+ * live process) means the directory is in use: refuse. A pid of another PID namespace (another
+ * container sharing the directory) cannot be checked from here: refuse. A LOCK naming our own
+ * pid in our namespace that this process does not hold (`held`) is stale too: an earlier
+ * process with the same pid left it (a SIGKILLed `dev up` in a container where node is pid 1);
+ * a second acquire within this process is refused by `held`, not by the pid. PID reuse after a
+ * crash can make a stale lock look
  * live; that fails closed (the operator removes LOCK). Two processes taking over the same
  * stale lock at the same instant could both succeed; systemd runs one daemon per directory, so
  * that window is accepted and documented rather than closed with a second protocol.
@@ -45,7 +48,7 @@ export class LockFile {
   }
 
   private static async take(dir: string, path: string): Promise<LockFile> {
-    const content = `${process.pid} ${bootId()}\n`;
+    const content = `${process.pid} ${bootId()} ${pidNamespace()}\n`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const tmp = `${path}.${process.pid}`;
       try {
@@ -95,12 +98,27 @@ function bootId(): string {
   }
 }
 
+/** This process's PID namespace ("pid:[4026531836]"): the pids a LOCK names are its pids. */
+function pidNamespace(): string {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return "-";
+  }
+}
+
 function isStale(holder: string): boolean {
-  const m = /^(\d+) (\S+)\n?$/.exec(holder);
+  const m = /^(\d+) (\S+)(?: (\S+))?\n?$/.exec(holder);
   if (m === null) return true; // not written by us: no live holder can be identified
   if (m[2] !== bootId()) return true;
   const pid = Number(m[1]);
-  if (pid === process.pid) return true; // not held by this process (acquire checked): a predecessor's
+  const ns = m[3];
+  // A pid from another PID namespace (another container sharing the directory) says nothing
+  // here: its holder may be alive, so the lock stands (the operator removes LOCK if not).
+  if (ns !== undefined && (ns === "-" || ns !== pidNamespace())) return false;
+  // Our own pid in our namespace, and this process does not hold the lock (acquire checked):
+  // a predecessor's (a restarted pid 1). An old LOCK without a namespace is not assumed ours.
+  if (pid === process.pid) return ns !== undefined;
   try {
     process.kill(pid, 0);
     return false;

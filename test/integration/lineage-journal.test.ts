@@ -1,3 +1,4 @@
+import { readlinkSync } from "node:fs";
 import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,14 +138,25 @@ describe("journal", () => {
     await writeFile(join(dir, "LOCK"), `${process.ppid} another-boot\n`);
     const m = await Journal.open({ dir });
     await m.close();
-    // A LOCK naming this pid that this process does not hold: an earlier process with the same
-    // pid (pid 1 in a container, SIGKILLed) left it — stale. A second open in-process still fails.
-    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId}\n`);
+    // A LOCK naming this pid in this PID namespace that this process does not hold: an earlier
+    // process with the same pid (pid 1 in a container, SIGKILLed) left it — stale. A second open
+    // in-process still fails.
+    const pidNs = readlinkSync("/proc/self/ns/pid");
+    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId} ${pidNs}\n`);
     const n = await Journal.open({ dir });
     await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
     await n.close();
     const o = await Journal.open({ dir });
     await o.close();
+    // A pid of another PID namespace (another container sharing the directory) may be alive
+    // whatever our own pids say: refused, even when it is our own pid or a pid unused here.
+    for (const pid of [process.pid, 2 ** 22 + 1]) {
+      await writeFile(join(dir, "LOCK"), `${pid} ${bootId} pid:[1]\n`);
+      await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
+    }
+    // A LOCK in the old format naming our pid is not assumed to be a predecessor's.
+    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId}\n`);
+    await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
   });
 
   it("reading back detects a record rewritten with a valid CRC (leaf hash differs)", async () => {
