@@ -70,19 +70,37 @@ export class ExeDigestCache {
 
   /**
    * Digest of the image `pid` runs now. Throws ExecgateError if it cannot be read completely, is
-   * larger than `maxBytes`, or `signal` aborts first (`timeout`; a hash shared with other lookups
-   * stops for them too, and they fail closed).
+   * larger than `maxBytes`, or `signal` aborts first (`timeout`). An abort stops only this
+   * lookup's wait: the hash, shared by every lookup of that file version, runs to the end (at
+   * most `maxBytes`) and is cached, so a slow first lookup does not leave the file unhashed for
+   * every later one.
    */
   async digest(pid: number, proc: ProcSource, signal?: AbortSignal): Promise<ExeDigest> {
     const handle = await proc.openExe(pid);
+    let handedOver = false;
     try {
-      return await this.digestOpen(handle, pid, signal);
+      const file = await this.checkedFile(handle, pid);
+      const key = `${file.dev}:${file.ino}`;
+      const known = this.entries.get(key);
+      if (known && sameVersion(known.file, file)) {
+        this.hits++;
+        this.remember(key, known); // refresh recency
+        return known;
+      }
+      this.misses++;
+      const version = `${key}:${file.size}:${file.mtimeNs}:${file.ctimeNs}`;
+      let pending = this.inFlight.get(version);
+      if (!pending) {
+        handedOver = true; // the hash closes the handle when it is done
+        pending = this.hashVersion(handle, pid, file, key, version);
+      }
+      return { file, sha256: await untilAborted(pending, signal, pid) };
     } finally {
-      await handle.close().catch(() => undefined);
+      if (!handedOver) await handle.close().catch(() => undefined);
     }
   }
 
-  private async digestOpen(handle: FileHandle, pid: number, signal?: AbortSignal): Promise<ExeDigest> {
+  private async checkedFile(handle: FileHandle, pid: number): Promise<ExeFile> {
     const before = await this.fstat(handle, pid);
     if (!before.isFile()) {
       throw new ExecgateError("verification_failed", `peer ${pid}: executable is not a regular file`, {
@@ -97,40 +115,50 @@ export class ExeDigestCache {
         { check: "peer_exe_too_large", pid },
       );
     }
-    const file = fileOf(before);
-    const key = `${file.dev}:${file.ino}`;
-    const known = this.entries.get(key);
-    if (known && sameVersion(known.file, file)) {
-      this.hits++;
-      // refresh recency: Map iteration order is insertion order, so re-insert
-      this.entries.delete(key);
-      this.entries.set(key, known);
-      return known;
-    }
-    this.misses++;
-    const version = `${key}:${file.size}:${file.mtimeNs}:${file.ctimeNs}`;
-    let pending = this.inFlight.get(version);
-    if (!pending) {
-      pending = this.hash(handle, pid, signal).finally(() => this.inFlight.delete(version));
-      this.inFlight.set(version, pending);
-    }
-    const sha256 = await pending;
-    const after = fileOf(await this.fstat(handle, pid));
-    if (!sameVersion(file, after)) {
-      throw new ExecgateError("verification_failed", `peer ${pid}: executable changed while it was hashed`, {
-        check: "peer_exe_changed",
-        pid,
-      });
-    }
-    const result: ExeDigest = { file, sha256 };
+    return fileOf(before);
+  }
+
+  /** Hashes one file version through `handle` (then closed), checks it did not change, caches it. */
+  private hashVersion(
+    handle: FileHandle,
+    pid: number,
+    file: ExeFile,
+    key: string,
+    version: string,
+  ): Promise<string> {
+    const task = (async () => {
+      try {
+        const sha256 = await this.hash(handle, pid);
+        const after = fileOf(await this.fstat(handle, pid));
+        if (!sameVersion(file, after)) {
+          throw new ExecgateError(
+            "verification_failed",
+            `peer ${pid}: executable changed while it was hashed`,
+            {
+              check: "peer_exe_changed",
+              pid,
+            },
+          );
+        }
+        this.remember(key, { file, sha256 });
+        return sha256;
+      } finally {
+        this.inFlight.delete(version);
+        await handle.close().catch(() => undefined);
+      }
+    })();
+    this.inFlight.set(version, task);
+    return task;
+  }
+
+  private remember(key: string, digest: ExeDigest): void {
     this.entries.delete(key);
-    this.entries.set(key, result);
+    this.entries.set(key, digest);
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
       this.entries.delete(oldest.value);
     }
-    return result;
   }
 
   private async fstat(handle: FileHandle, pid: number): Promise<BigIntStats> {
@@ -141,14 +169,12 @@ export class ExeDigestCache {
     }
   }
 
-  private async hash(handle: FileHandle, pid: number, signal?: AbortSignal): Promise<string> {
+  private async hash(handle: FileHandle, pid: number): Promise<string> {
     const h = createHash("sha256");
     const buf = Buffer.allocUnsafe(HASH_CHUNK);
     let position = 0;
     try {
       for (;;) {
-        if (signal?.aborted)
-          throw new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
         const { bytesRead } = await handle.read(buf, 0, HASH_CHUNK, position);
         if (bytesRead === 0) break;
         h.update(buf.subarray(0, bytesRead));
@@ -159,4 +185,16 @@ export class ExeDigestCache {
     }
     return h.digest("hex");
   }
+}
+
+/** `p`, unless `signal` aborts first: then this caller stops waiting (`timeout`), `p` goes on. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, pid: number): Promise<T> {
+  if (!signal) return p;
+  const deadline = () => new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
+  if (signal.aborted) return Promise.reject(deadline());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(deadline());
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
