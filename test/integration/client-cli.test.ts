@@ -221,11 +221,21 @@ describe("execgate run", () => {
       { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
     );
     const exited = new Promise<number | null>((res) => cli.once("exit", (code) => res(code)));
-    while (!existsSync(ready)) await sleep(20);
-    const n = daemon.requests.length;
-    cli.kill(signal);
-    expect(await exited).toBe(status);
-    expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: 128 - status } }]);
+    try {
+      while (!existsSync(ready)) await sleep(20);
+      const n = daemon.requests.length;
+      cli.kill(signal);
+      expect(await exited).toBe(status);
+      expect(since(n)).toMatchObject([{ op: "execution.report", args: { exitStatus: 128 - status } }]);
+    } finally {
+      // run and the command share run's process group (detached: run leads it): nothing outlives
+      // a failed assertion.
+      try {
+        process.kill(-cli.pid!, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
   });
 
   it.skipIf(!existsSync(PYTHON))(

@@ -85,7 +85,9 @@ describe("execOutside (tpm2-tools are spawned from a helper process, not the dae
     const script = `
       import { execOutside, helperPid } from ${JSON.stringify(resolve("dist/src/tpm/spawner.js"))};
       execOutside("/bin/sh", ["-c", "echo $$ > ${toolPidFile}; exec sleep 30"], ${JSON.stringify(opts)}).catch(() => {});
-      await new Promise((r) => setTimeout(r, 500));
+      const { existsSync } = await import("node:fs");
+      for (let i = 0; i < 1000 && !existsSync(${JSON.stringify(toolPidFile)}); i++)
+        await new Promise((r) => setTimeout(r, 10));
       console.log(helperPid());
       process.exit(0);
     `;
