@@ -42,6 +42,10 @@ export const command: Command = {
     );
     const dir = p.positionals[0];
     if (dir === undefined || p.positionals.length !== 1) throw usageError("expected one bundle DIR");
+    // --log-only checks no key chain: a key to pin there would be silently ignored.
+    for (const k of ["ak-pub", "trust", "hsm-key"] as const)
+      if (flag(p, "log-only") && str(p, k) !== undefined)
+        throw usageError(`--${k} has no effect with --log-only`);
     const files = await readBundle(dir);
     const vkeyPath = str(p, "vkey");
     const vkeyText =

@@ -197,6 +197,17 @@ export function checkQuotedPcrs(
   cfg.eventlog?.pcrs?.forEach((i, k) => {
     if (!anyBank(i)) throw bad(`integrity.eventlog.pcrs[${k}]`, `PCR ${i} not in tpm.pcrs (never quoted)`);
   });
+  // The event-log facts come from events in PCR 7 (Secure Boot variables, dbx) and PCR 4 (boot
+  // applications): a quote without that PCR cannot vouch for them.
+  const e = cfg.eventlog;
+  const needs: [string, boolean, number][] = [
+    ["secure_boot", e?.secureBoot !== undefined, 7],
+    ["required_dbx", (e?.requiredDbx.length ?? 0) > 0, 7],
+    ["boot_applications", e?.bootApplications !== undefined, 4],
+  ];
+  for (const [key, set, pcr] of needs)
+    if (set && !anyBank(pcr))
+      throw bad(`integrity.eventlog.${key}`, `needs PCR ${pcr}, which is not in tpm.pcrs (never quoted)`);
   if (cfg.ima && !selected("sha256", 10) && !selected("sha1", 10))
     throw bad("integrity.ima", "PCR 10 of the sha256 or sha1 bank is not in tpm.pcrs (never quoted)");
 }

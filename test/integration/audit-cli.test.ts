@@ -61,8 +61,20 @@ describe("execgate audit verify", () => {
     expect(JSON.parse(r2.stdout)).toMatchObject({ ok: false });
   });
 
-  it("exit 2 without a directory, exit 3 for a missing one", async () => {
+  it("exit 2 without a directory, or with a key to pin beside --log-only (it would be ignored); exit 3 for a missing one", async () => {
     expect((await execgate(["audit", "verify"])).code).toBe(2);
+    const pinned = await execgate([
+      "audit",
+      "verify",
+      bundle,
+      "--log-only",
+      "--vkey",
+      vkeyFile,
+      "--ak-pub",
+      vkeyFile,
+    ]);
+    expect(pinned.code).toBe(2);
+    expect(pinned.stderr).toContain("--ak-pub has no effect with --log-only");
     expect((await execgate(["audit", "verify", join(dir, "nope")])).code).toBe(3);
   });
 });

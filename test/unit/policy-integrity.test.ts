@@ -104,6 +104,23 @@ excludes = ["/tmp/**"]
     expect(() =>
       checkQuotedPcrs(parseIntegrityPolicyToml("[integrity.ima]\n"), { sha256: [0, 1, 2, 3, 4, 5, 6, 7] }),
     ).toThrow(/integrity.ima: PCR 10/);
+    // The event-log facts need the PCR their events are in: 7 (Secure Boot, dbx), 4 (boot apps).
+    const without = (pcr: number) => ({ sha256: [0, 1, 2, 3, 4, 5, 6, 7, 10].filter((i) => i !== pcr) });
+    for (const [toml, key, pcr] of [
+      ["[integrity.eventlog]\nsecure_boot = true", "integrity.eventlog.secure_boot", 7],
+      [`[integrity.eventlog]\nrequired_dbx = ["${"ab".repeat(32)}"]`, "integrity.eventlog.required_dbx", 7],
+      [
+        `[integrity.eventlog]\nboot_applications = ["${"ab".repeat(32)}"]`,
+        "integrity.eventlog.boot_applications",
+        4,
+      ],
+    ] as const) {
+      const cfg = parseIntegrityPolicyToml(toml);
+      expect(() => checkQuotedPcrs(cfg, quoted)).not.toThrow();
+      expect(() => checkQuotedPcrs(cfg, without(pcr))).toThrow(
+        expect.objectContaining({ code: "config_invalid", detail: { key } }),
+      );
+    }
   });
 
   it("rejects text that is not TOML as config_invalid", () => {
