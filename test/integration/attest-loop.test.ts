@@ -24,6 +24,29 @@ import { fileHash, imaNg, measure } from "../helpers/ima.js";
 
 // The attestation loop on swtpm: what one epoch's failure must not cost the next ones.
 
+/** What every loop here shares: a long epoch period (the tests run epochs by hand), silent logs. */
+function commonOptions(o: {
+  policy: IntegrityPolicy;
+  lineage: Lineage;
+  blobs: BlobStore;
+  bootIdPath: string;
+  imaPath: string;
+}) {
+  return {
+    policy: () => ({ integrity: o.policy, digest: new Uint8Array(32) }),
+    issuerKey: new Uint8Array(32),
+    lineage: o.lineage,
+    blobs: o.blobs,
+    bootIdPath: o.bootIdPath,
+    imaPath: o.imaPath,
+    epochMs: 60_000,
+    idleEpochMs: 60_000,
+    now: Date.now,
+    monoUs: () => Math.floor(performance.now() * 1000),
+    log: pino({ level: "silent" }),
+  };
+}
+
 describeTpm("attestation loop on swtpm", () => {
   let tpm: Swtpm;
   let dir: string;
@@ -60,17 +83,13 @@ describeTpm("attestation loop on swtpm", () => {
       akHandle: e.akHandle,
       akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
       selection: DEFAULT_PCR_SELECTION,
-      policy: () => ({ integrity: policy, digest: new Uint8Array(32) }),
-      issuerKey: new Uint8Array(32),
-      lineage,
-      blobs: opts.blobs ?? (await BlobStore.open(join(dir, "blobs"))),
-      bootIdPath: join(dir, "boot_id"),
-      imaPath,
-      epochMs: 60_000,
-      idleEpochMs: 60_000,
-      now: Date.now,
-      monoUs: () => Math.floor(performance.now() * 1000),
-      log: pino({ level: "silent" }),
+      ...commonOptions({
+        policy,
+        lineage,
+        blobs: opts.blobs ?? (await BlobStore.open(join(dir, "blobs"))),
+        bootIdPath: join(dir, "boot_id"),
+        imaPath,
+      }),
     });
   }
 
@@ -224,24 +243,17 @@ describeHsm("attestation loop, HSM-only", () => {
       const blobsDir = join(dir, "blobs");
       const loop = new AttestationLoop({
         hsm: key,
-        policy: () => ({
-          integrity: {
+        ...commonOptions({
+          policy: {
             pcrs: {},
             eventlog: undefined,
             ima: { mode: "enforce", allowlist: buildAllowlist({ texts: [] }), bootAggregate: false },
           },
-          digest: new Uint8Array(32),
+          lineage,
+          blobs: await BlobStore.open(blobsDir),
+          bootIdPath: join(dir, "boot_id"),
+          imaPath,
         }),
-        issuerKey: new Uint8Array(32),
-        lineage,
-        blobs: await BlobStore.open(blobsDir),
-        bootIdPath: join(dir, "boot_id"),
-        imaPath,
-        epochMs: 60_000,
-        idleEpochMs: 60_000,
-        now: Date.now,
-        monoUs: () => Math.floor(performance.now() * 1000),
-        log: pino({ level: "silent" }),
       });
       for (let i = 0; i < 3; i++)
         expect((await loop.runEpoch()).integrity).toMatchObject({ ok: false, reason: "ima_violation" });
