@@ -91,6 +91,8 @@ export class ExeDigestCache {
       const version = `${key}:${file.size}:${file.mtimeNs}:${file.ctimeNs}`;
       let pending = this.inFlight.get(version);
       if (!pending) {
+        // A lookup already past its deadline starts no hash nobody would wait for.
+        if (signal?.aborted) throw deadlinePassed(pid);
         handedOver = true; // the hash closes the handle when it is done
         pending = this.hashVersion(handle, pid, file, key, version);
       }
@@ -147,6 +149,8 @@ export class ExeDigestCache {
         await handle.close().catch(() => undefined);
       }
     })();
+    // Every waiter may stop waiting (deadline): a failure must not go unhandled then.
+    task.catch(() => undefined);
     this.inFlight.set(version, task);
     return task;
   }
@@ -188,12 +192,15 @@ export class ExeDigestCache {
 }
 
 /** `p`, unless `signal` aborts first: then this caller stops waiting (`timeout`), `p` goes on. */
+function deadlinePassed(pid: number): ExecgateError {
+  return new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
+}
+
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, pid: number): Promise<T> {
   if (!signal) return p;
-  const deadline = () => new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
-  if (signal.aborted) return Promise.reject(deadline());
+  if (signal.aborted) return Promise.reject(deadlinePassed(pid));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(deadline());
+    const onAbort = () => reject(deadlinePassed(pid));
     signal.addEventListener("abort", onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
