@@ -331,7 +331,12 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       evidence,
       exportOnce,
       // With a TPM and an IMA list, callers' executables are checked against IMA's measurements.
-      useTpm && config.attest.ima ? imaExeCheck((path) => loop.measuredSha256(path)) : undefined,
+      useTpm && config.attest.ima
+        ? imaExeCheck(
+            (path) => loop.imaMeasurements(path),
+            () => loop.refresh(),
+          )
+        : undefined,
     ),
     {
       maxFrameBytes: config.limits.maxFrameBytes,

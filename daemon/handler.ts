@@ -8,21 +8,33 @@ import { errorReply, okReply, type Request } from "../src/server/protocol.js";
 import type { RequestHandler } from "../src/server/server.js";
 
 /**
- * The IMA check of a caller's executable: when a quote-covered IMA measurement exists for the
- * file's path, the file must be what IMA measured (else identification fails: peer_unknown);
- * without one the file's own SHA-256 stands alone (docs/protocol.md, Caller identity).
+ * The IMA check of a caller's executable: when IMA measured files at the executable's path this
+ * boot (as far as a verified quote covers the list), the file must be one of them, else
+ * identification fails (peer_unknown) and an epoch is started at once, so an executable
+ * replaced in place is accepted as soon as that epoch covers its new measurement. Without such
+ * measurements the file's own SHA-256 stands alone (docs/protocol.md).
  */
-export function imaExeCheck(measuredSha256: (path: string) => string | undefined): ImaExeDigestHook {
+export function imaExeCheck(
+  measurements: (path: string) => ReadonlySet<string> | undefined,
+  refresh: () => void,
+): ImaExeDigestHook {
+  let refreshedAt = Number.NEGATIVE_INFINITY;
   return async ({ exe, exeSha256 }) => {
-    const measured = measuredSha256(exe);
-    if (measured === undefined) return undefined;
-    if (measured !== exeSha256)
+    const digests = measurements(exe);
+    if (digests === undefined) return undefined;
+    if (!digests.has(exeSha256)) {
+      // At most one early epoch a second, however many callers are refused.
+      if (performance.now() - refreshedAt >= 1000) {
+        refreshedAt = performance.now();
+        refresh();
+      }
       throw new ExecgateError(
         "verification_failed",
-        `executable ${exe} is not what IMA last measured at that path (sha256 ${measured})`,
+        `executable ${exe} (sha256 ${exeSha256}) is not among IMA's quoted measurements of that path; retry after the next epoch`,
         { check: "peer_exe_ima_mismatch" },
       );
-    return { algorithm: "sha256", digest: measured };
+    }
+    return { algorithm: "sha256", digest: exeSha256 };
   };
 }
 

@@ -97,11 +97,12 @@ export class AttestationLoop {
   private imaReadOffset = 0;
   private imaViolations = 0;
   /**
-   * File name → SHA-256 (hex) of its latest measurement that a verified quote's PCR 10 covers
-   * (file measurements only: no violations, no ima-buf). Peer identification checks executables
-   * against it (measuredSha256).
+   * File name → the SHA-256 digests (hex) of its measurements that a verified quote's PCR 10
+   * covers, or "unknown" once a measurement of it was not a plain SHA-256 file digest (another
+   * algorithm, an fs-verity digest in ima-ngv2). Peer identification checks executables against
+   * it (imaMeasurements).
    */
-  private readonly measured = new Map<string, string>();
+  private readonly measured = new Map<string, Set<string> | "unknown">();
   /** Counters for status and metrics. */
   readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
   private readonly listeners: ((s: EvidenceState) => void)[] = [];
@@ -351,17 +352,26 @@ export class AttestationLoop {
   }
 
   private noteMeasured(covered: readonly ImaEntry[]): void {
-    for (const e of covered)
-      if (!e.violation && e.buf === undefined && e.digestAlg === "sha256")
-        this.measured.set(e.name, Buffer.from(e.fileDigest).toString("hex"));
+    for (const e of covered) {
+      if (e.violation || e.buf !== undefined) continue; // not a file measurement
+      const known = this.measured.get(e.name);
+      if (known === "unknown") continue;
+      if (e.digestAlg !== "sha256" || e.template === "ima-ngv2") this.measured.set(e.name, "unknown");
+      else if (known) known.add(Buffer.from(e.fileDigest).toString("hex"));
+      else this.measured.set(e.name, new Set([Buffer.from(e.fileDigest).toString("hex")]));
+    }
   }
 
   /**
-   * The SHA-256 (hex) IMA last measured for the file `path`, as far as a verified quote covers
-   * the list; undefined when it has no such measurement (or no IMA list is read).
+   * The SHA-256 digests (hex) IMA measured at the file `path` this boot, as far as a verified
+   * quote covers the list. Undefined when there is nothing to check against: no such
+   * measurement, one that is not a plain SHA-256 file digest, or a policy without IMA rules
+   * (whose epochs do not judge the list, so the digests would go stale).
    */
-  measuredSha256(path: string): string | undefined {
-    return this.measured.get(path);
+  imaMeasurements(path: string): ReadonlySet<string> | undefined {
+    if (!this.o.policy().integrity.ima) return undefined;
+    const m = this.measured.get(path);
+    return m === "unknown" ? undefined : m;
   }
 
   /** The boot id, or why there is none (the epoch then fails environment_mismatch). */
