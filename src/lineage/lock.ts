@@ -114,11 +114,15 @@ function isStale(holder: string): boolean {
   const pid = Number(m[1]);
   const ns = m[3];
   // A pid from another PID namespace (another container sharing the directory) says nothing
-  // here: its holder may be alive, so the lock stands (the operator removes LOCK if not).
-  if (ns !== undefined && (ns === "-" || ns !== pidNamespace())) return false;
+  // here: its holder may be alive, so the lock stands (the operator removes LOCK if not). Where
+  // a namespace could not be read ("-") it is not compared: the pid alone decides, as in a LOCK
+  // written before namespaces were recorded.
+  const ours = pidNamespace();
+  const comparable = ns !== undefined && ns !== "-" && ours !== "-";
+  if (comparable && ns !== ours) return false;
   // Our own pid in our namespace, and this process does not hold the lock (acquire checked):
-  // a predecessor's (a restarted pid 1). An old LOCK without a namespace is not assumed ours.
-  if (pid === process.pid) return ns !== undefined;
+  // a predecessor's (a restarted pid 1). Without namespaces to compare it is not assumed ours.
+  if (pid === process.pid) return comparable;
   try {
     process.kill(pid, 0);
     return false;
