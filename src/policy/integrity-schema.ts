@@ -205,9 +205,14 @@ export function checkQuotedPcrs(
     ["required_dbx", (e?.requiredDbx.length ?? 0) > 0, 7],
     ["boot_applications", e?.bootApplications !== undefined, 4],
   ];
-  for (const [key, set, pcr] of needs)
-    if (set && !anyBank(pcr))
+  for (const [key, set, pcr] of needs) {
+    if (!set) continue;
+    if (!anyBank(pcr))
       throw bad(`integrity.eventlog.${key}`, `needs PCR ${pcr}, which is not in tpm.pcrs (never quoted)`);
+    // eventlog.pcrs limits the PCRs the log is compared on: the fact's PCR must be one of them.
+    if (e?.pcrs && !e.pcrs.includes(pcr))
+      throw bad(`integrity.eventlog.${key}`, `needs PCR ${pcr}, which is not in integrity.eventlog.pcrs`);
+  }
   if (cfg.ima && !selected("sha256", 10) && !selected("sha1", 10))
     throw bad("integrity.ima", "PCR 10 of the sha256 or sha1 bank is not in tpm.pcrs (never quoted)");
 }

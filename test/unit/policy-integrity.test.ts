@@ -120,6 +120,11 @@ excludes = ["/tmp/**"]
       expect(() => checkQuotedPcrs(cfg, without(pcr))).toThrow(
         expect.objectContaining({ code: "config_invalid", detail: { key } }),
       );
+      // Quoted, but left out of the PCRs the log is compared on.
+      const others = [0, 1, 2, 3, 4, 5, 6, 7].filter((i) => i !== pcr);
+      expect(() =>
+        checkQuotedPcrs(parseIntegrityPolicyToml(`${toml}\npcrs = [${others.join(", ")}]`), quoted),
+      ).toThrow(/not in integrity\.eventlog\.pcrs/);
     }
   });
 
