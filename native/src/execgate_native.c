@@ -5,6 +5,7 @@
  *   peerPidfd(fd)           getsockopt(SO_PEERPIDFD) (Linux >= 6.5), or null when unsupported
  *   pidfdIsAlive(pidfd)     poll(2) the pidfd: readable means the process has exited
  *   closeFd(fd)             close(2), for descriptors this module handed out
+ *   lockExclusive(fd)       flock(fd, LOCK_EX | LOCK_NB): true if taken, false if another holds it
  *   sdNotify(path, msg)     one AF_UNIX datagram to $NOTIFY_SOCKET (sd_notify(3) protocol)
  *
  * Every failure is a thrown Error whose `code` is the errno name ("EBADF", …) and whose
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -278,6 +280,29 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return undefined;
 }
 
+/* --- lockExclusive(fd) -> boolean ------------------------------------------------------------ */
+
+/*
+ * flock(2), exclusive and non-blocking: the kernel releases it when the last descriptor of that
+ * open file description closes, however its process ends (crash, SIGKILL, container stopped).
+ */
+static napi_value lock_exclusive(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (!get_fd_arg(env, info, 1, 0, argv, &fd)) return NULL;
+  int rc;
+  do {
+    rc = flock(fd, LOCK_EX | LOCK_NB);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0 && errno != EWOULDBLOCK) {
+    throw_errno(env, "flock", errno);
+    return NULL;
+  }
+  napi_value out;
+  napi_get_boolean(env, rc == 0, &out);
+  return out;
+}
+
 /* --- sdNotify(path, message) -> boolean ----------------------------------------------------- */
 
 /*
@@ -368,6 +393,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pidfdIsAlive", NULL, pidfd_is_alive, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lockExclusive", NULL, lock_exclusive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -30,6 +30,11 @@ export interface Native {
   closeFd(fd: number): void;
   /** Sends one sd_notify datagram to an explicit NOTIFY_SOCKET address ('/path' or '@abstract'). */
   sdNotifyTo(socketPath: string, message: string): boolean;
+  /**
+   * flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. The
+   * kernel releases it when the file is closed, however the holder ends.
+   */
+  lockExclusive(fd: number): boolean;
 }
 
 /** The addon's raw exports (native/src/execgate_native.c). */
@@ -39,10 +44,18 @@ interface RawAddon {
   pidfdIsAlive(pidfd: number): boolean;
   closeFd(fd: number): void;
   sdNotify(socketPath: string, message: string): boolean;
+  lockExclusive(fd: number): boolean;
 }
 
 const ADDON_FILE = join("native", "build", "Release", "execgate_native.node");
-const RAW_FUNCTIONS = ["peerCred", "peerPidfd", "pidfdIsAlive", "closeFd", "sdNotify"] as const;
+const RAW_FUNCTIONS = [
+  "peerCred",
+  "peerPidfd",
+  "pidfdIsAlive",
+  "closeFd",
+  "sdNotify",
+  "lockExclusive",
+] as const;
 
 /**
  * Where the addon may be: this file runs from src/native/ (tests, tsx) or dist/src/native/
@@ -151,6 +164,10 @@ function wrap(raw: RawAddon): Native {
     closeFd(fd) {
       checkFd(fd, "closeFd");
       call("closeFd", () => raw.closeFd(fd));
+    },
+    lockExclusive(fd) {
+      checkFd(fd, "lockExclusive");
+      return call("lockExclusive", () => raw.lockExclusive(fd));
     },
     sdNotifyTo(socketPath, message) {
       checkNotifyAddress(socketPath);

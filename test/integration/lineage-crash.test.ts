@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import ts from "typescript";
@@ -30,7 +30,7 @@ let script: string;
 /** Transpiles the fixture and the modules it imports (type-stripping only) into a temp dir. */
 async function buildFixture(out: string): Promise<string> {
   const files: string[] = [join(ROOT, "test/fixtures/lineage/appender.ts")];
-  for (const d of ["src/core", "src/cbor", "src/lineage"]) {
+  for (const d of ["src/core", "src/cbor", "src/lineage", "src/native"]) {
     for (const f of await readdir(join(ROOT, d))) if (f.endsWith(".ts")) files.push(join(ROOT, d, f));
   }
   for (const f of files) {
@@ -43,6 +43,9 @@ async function buildFixture(out: string): Promise<string> {
     await writeFile(dest, js);
   }
   await writeFile(join(out, "package.json"), '{ "type": "module" }\n');
+  // The lineage's lock is a flock through the native addon, found beside the sources.
+  await mkdir(join(out, "native"), { recursive: true });
+  await symlink(join(ROOT, "native/build"), join(out, "native/build"));
   return join(out, "test/fixtures/lineage/appender.js");
 }
 

@@ -1,7 +1,9 @@
-import { readlinkSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
@@ -123,40 +125,37 @@ describe("journal", () => {
     await expect(Journal.open({ dir, maxBatchBytes })).rejects.toMatchObject({ code: "config_invalid" });
   });
 
-  it("one writer: a second open is refused; a stale lock of a dead process is taken over", async () => {
+  it("one writer: a second open is refused, also within one process; a lock is freed when its holder ends, however it ends", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
     await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
     await j.close();
-    const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
-    // pid 2^22+1 is above the default pid_max, so it cannot be running.
-    await writeFile(join(dir, "LOCK"), `${2 ** 22 + 1} ${bootId}\n`);
+    // A LOCK file left behind (whatever it says) is not a lock: the kernel's flock is.
+    await writeFile(join(dir, "LOCK"), `1 ${"0".repeat(36)}\n`);
     const k = await Journal.open({ dir });
     await k.close();
-    await writeFile(join(dir, "LOCK"), `${process.ppid} ${bootId}\n`);
-    await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
-    await writeFile(join(dir, "LOCK"), `${process.ppid} another-boot\n`);
+    // Another process holds it, then is killed outright: refused, then free.
+    const holder = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { Journal } from ${JSON.stringify(resolve("dist/src/lineage/journal.js"))};
+         await Journal.open({ dir: ${JSON.stringify(dir)} });
+         console.log("locked");
+         setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      await once(createInterface({ input: holder.stdout! }), "line");
+      await expect(Journal.open({ dir })).rejects.toThrow(new RegExp(`locked by ${holder.pid} `));
+    } finally {
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+    }
     const m = await Journal.open({ dir });
     await m.close();
-    // A LOCK naming this pid in this PID namespace that this process does not hold: an earlier
-    // process with the same pid (pid 1 in a container, SIGKILLed) left it — stale. A second open
-    // in-process still fails.
-    const pidNs = readlinkSync("/proc/self/ns/pid");
-    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId} ${pidNs}\n`);
-    const n = await Journal.open({ dir });
-    await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
-    await n.close();
-    const o = await Journal.open({ dir });
-    await o.close();
-    // A pid of another PID namespace (another container sharing the directory) may be alive
-    // whatever our own pids say: refused, even when it is our own pid or a pid unused here.
-    for (const pid of [process.pid, 2 ** 22 + 1]) {
-      await writeFile(join(dir, "LOCK"), `${pid} ${bootId} pid:[1]\n`);
-      await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
-    }
-    // A LOCK in the old format naming our pid is not assumed to be a predecessor's.
-    await writeFile(join(dir, "LOCK"), `${process.pid} ${bootId}\n`);
-    await expect(Journal.open({ dir })).rejects.toMatchObject({ code: "io_error" });
   });
 
   it("reading back detects a record rewritten with a valid CRC (leaf hash differs)", async () => {

@@ -30,7 +30,14 @@ describe("loadNative", () => {
     expect(nativeAddonCandidates()[0]).toMatch(/\/native\/build\/Release\/execgate_native\.node$/);
     const n = loadNative();
     expect(loadNative()).toBe(n);
-    expect(Object.keys(n).sort()).toEqual(["closeFd", "peerCred", "peerPidfd", "pidfdIsAlive", "sdNotifyTo"]);
+    expect(Object.keys(n).sort()).toEqual([
+      "closeFd",
+      "lockExclusive",
+      "peerCred",
+      "peerPidfd",
+      "pidfdIsAlive",
+      "sdNotifyTo",
+    ]);
   });
 
   it("candidates cover the source tree and the built dist/ tree", () => {
