@@ -19,13 +19,19 @@ export function imaExeCheck(
   refresh: () => void,
 ): ImaExeDigestHook {
   let refreshedAt = Number.NEGATIVE_INFINITY;
+  /** When each refused (path, digest) last started an epoch: one that never clears, once a minute. */
+  const lastTry = new Map<string, number>();
   return async ({ exe, exeSha256 }) => {
     const digests = measurements(exe);
     if (digests === undefined) return undefined;
     if (!digests.has(exeSha256)) {
-      // At most one early epoch a second, however many callers are refused.
-      if (performance.now() - refreshedAt >= 1000) {
-        refreshedAt = performance.now();
+      // An early epoch at most once a second overall, and once a minute for the same file.
+      const now = performance.now();
+      const key = `${exeSha256} ${exe}`;
+      if (now - refreshedAt >= 1000 && now - (lastTry.get(key) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
+        refreshedAt = now;
+        if (lastTry.size >= 1024) lastTry.clear();
+        lastTry.set(key, now);
         refresh();
       }
       throw new ExecgateError(

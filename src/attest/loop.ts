@@ -252,6 +252,9 @@ export class AttestationLoop {
       startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
+    // Measurements are noted only by epochs that judge the list; one that does not (a policy
+    // without IMA rules) reads past entries unnoted, so what was noted before is incomplete.
+    if (!policy.integrity.ima) this.measured.clear();
     if (result.ima) {
       if (ima) this.noteMeasured(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
       this.imaState = result.ima.state;

@@ -187,10 +187,10 @@ export class Journal {
     } catch (e) {
       throw ioError(`lineage directory ${opts.dir}`, e);
     }
-    const lock = await LockFile.acquire(opts.dir);
     const keepFrom = opts.keepFrom ?? 0;
     if (!Number.isSafeInteger(keepFrom) || keepFrom < 0)
       throw new ExecgateError("config_invalid", "lineage journal: keepFrom must be a non-negative integer");
+    const lock = await LockFile.acquire(opts.dir);
     const j = new Journal(
       opts.dir,
       lock,

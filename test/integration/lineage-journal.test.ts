@@ -156,6 +156,10 @@ describe("journal", () => {
     }
     const m = await Journal.open({ dir });
     await m.close();
+    // An open refused for its options leaves no lock behind.
+    await expect(Journal.open({ dir, keepFrom: -1 })).rejects.toMatchObject({ code: "config_invalid" });
+    const o = await Journal.open({ dir });
+    await o.close();
   });
 
   it("reading back detects a record rewritten with a valid CRC (leaf hash differs)", async () => {
