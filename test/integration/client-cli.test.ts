@@ -238,70 +238,68 @@ describe("execgate run", () => {
     }
   });
 
-  it.skipIf(!existsSync(PYTHON))(
-    "a Ctrl-C on its terminal reaches the command once, not again forwarded",
-    async () => {
-      // python's pty.fork gives run a terminal whose foreground group it and the command share; ^C
-      // there is SIGINT to both. run is stopped meanwhile, so the command has handled that SIGINT
-      // before run could forward another (which the kernel would otherwise merge with a pending one).
-      // Then run gets SIGCONT and SIGTERM: any SIGINT it forwards reaches the command before the
-      // SIGTERM, on which it exits with 10 + the number of SIGINTs it saw.
-      const ready = join(tmp, "tty-ready");
-      const got = join(tmp, "tty-got");
-      const child = [
-        "const fs = require('fs'); let n = 0;",
-        `process.on('SIGINT', () => { n++; fs.writeFileSync(${JSON.stringify(got)}, String(n)); });`,
-        "process.on('SIGTERM', () => process.exit(10 + n));",
-        `fs.writeFileSync(${JSON.stringify(ready)}, ''); setInterval(() => {}, 1000);`,
-      ].join(" ");
-      const driver = [
-        "import os, pty, signal, sys, time",
-        "ready, got, argv = sys.argv[1], sys.argv[2], sys.argv[3:]",
-        "pid, fd = pty.fork()",
-        "if pid == 0:",
-        "    os.execv(argv[0], argv)",
-        "def wait(p):",
-        "    while not os.path.exists(p): time.sleep(0.02)",
-        "wait(ready)",
-        "os.kill(pid, signal.SIGSTOP)",
-        "while open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'T': time.sleep(0.02)",
-        "os.write(fd, b'\\x03')",
-        "wait(got)",
-        "os.kill(pid, signal.SIGCONT)",
-        "os.kill(pid, signal.SIGTERM)",
-        "while True:",
-        "    try:",
-        "        if not os.read(fd, 4096): break",
-        "    except OSError:",
-        "        break",
-        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))",
-      ].join("\n");
-      const n = daemon.requests.length;
-      const py = spawn(
-        PYTHON,
-        [
-          "-c",
-          driver,
-          ready,
-          got,
-          NODE,
-          resolve("dist/daemon/cli.js"),
-          "run",
-          "--scope",
-          "gpu",
-          "--",
-          NODE,
-          "-e",
-          child,
-        ],
-        { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
-      );
-      const code = await new Promise<number | null>((res) => py.once("exit", (c) => res(c)));
-      expect(readFileSync(got, "utf8")).toBe("1");
-      expect(code).toBe(11);
-      expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 11 } });
-    },
-  );
+  // python3 (for its pty module) is a build prerequisite: setup.sh installs it, node-gyp needs it.
+  it("a Ctrl-C on its terminal reaches the command once, not again forwarded", async () => {
+    // python's pty.fork gives run a terminal whose foreground group it and the command share; ^C
+    // there is SIGINT to both. run is stopped meanwhile, so the command has handled that SIGINT
+    // before run could forward another (which the kernel would otherwise merge with a pending one).
+    // Then run gets SIGCONT and SIGTERM: any SIGINT it forwards reaches the command before the
+    // SIGTERM, on which it exits with 10 + the number of SIGINTs it saw.
+    const ready = join(tmp, "tty-ready");
+    const got = join(tmp, "tty-got");
+    const child = [
+      "const fs = require('fs'); let n = 0;",
+      `process.on('SIGINT', () => { n++; fs.writeFileSync(${JSON.stringify(got)}, String(n)); });`,
+      "process.on('SIGTERM', () => process.exit(10 + n));",
+      `fs.writeFileSync(${JSON.stringify(ready)}, ''); setInterval(() => {}, 1000);`,
+    ].join(" ");
+    const driver = [
+      "import os, pty, signal, sys, time",
+      "ready, got, argv = sys.argv[1], sys.argv[2], sys.argv[3:]",
+      "pid, fd = pty.fork()",
+      "if pid == 0:",
+      "    os.execv(argv[0], argv)",
+      "def wait(p):",
+      "    while not os.path.exists(p): time.sleep(0.02)",
+      "wait(ready)",
+      "os.kill(pid, signal.SIGSTOP)",
+      "while open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'T': time.sleep(0.02)",
+      "os.write(fd, b'\\x03')",
+      "wait(got)",
+      "os.kill(pid, signal.SIGCONT)",
+      "os.kill(pid, signal.SIGTERM)",
+      "while True:",
+      "    try:",
+      "        if not os.read(fd, 4096): break",
+      "    except OSError:",
+      "        break",
+      "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))",
+    ].join("\n");
+    const n = daemon.requests.length;
+    const py = spawn(
+      PYTHON,
+      [
+        "-c",
+        driver,
+        ready,
+        got,
+        NODE,
+        resolve("dist/daemon/cli.js"),
+        "run",
+        "--scope",
+        "gpu",
+        "--",
+        NODE,
+        "-e",
+        child,
+      ],
+      { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
+    );
+    const code = await new Promise<number | null>((res) => py.once("exit", (c) => res(c)));
+    expect(readFileSync(got, "utf8")).toBe("1");
+    expect(code).toBe(11);
+    expect(since(n).at(-1)).toMatchObject({ op: "execution.report", args: { exitStatus: 11 } });
+  });
 
   it("a forward that fails (kill() EPERM) only warns, however often: the command runs on", async () => {
     const { command } = await import("../../daemon/commands/run.js");
