@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
@@ -6,6 +6,7 @@ import { readBootId } from "../src/attest/boot-id.js";
 import { AttestationLoop, type TpmEpochRoot } from "../src/attest/loop.js";
 import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
+import { digest } from "../src/core/digest.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
 import { Gate } from "../src/gate/gate.js";
 import { HsmKey } from "../src/hsm/hsm.js";
@@ -33,7 +34,7 @@ import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
 import { type PcrSelection, pcrIndices } from "../src/tpm/structures/pcr-selection.js";
-import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
@@ -112,8 +113,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const roots = config.hsm.require;
   const useTpm = roots !== "hsm";
   /** With a TPM root, rules about PCRs the quotes never sign are refused (at start and reload). */
+  const quotedPcrs = useTpm ? selectedPcrs(config.tpm.pcrs) : undefined;
   const checkQuoted = (p: LoadedPolicy): LoadedPolicy => {
-    if (useTpm) checkQuotedPcrs(p.policy.integrity, selectedPcrs(config.tpm.pcrs));
+    if (quotedPcrs) checkQuotedPcrs(p.policy.integrity, quotedPcrs);
     return p;
   };
   try {
@@ -166,24 +168,24 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       const ek = await readPublic(runner, HANDLES.ekRsa);
       if (!ak || !sk || !ek)
         throw new ExecgateError("config_invalid", "the TPM is not enrolled: run `execgate enroll` first");
+      const [akArea, skArea, ekArea] = [ak, sk, ek].map(parseTpm2bPublic) as [
+        TpmtPublic,
+        TpmtPublic,
+        TpmtPublic,
+      ];
       if (config.tpm.ekCaBundle !== undefined)
-        await checkEkChain(runner, config.tpm.ekCaBundle, tpmPublicKey(parseTpm2bPublic(ek)), new Date());
+        await checkEkChain(runner, config.tpm.ekCaBundle, tpmPublicKey(ekArea), new Date());
       // The keys at the configured handles must be fit for their roles: a key that is not a
       // restricted TPM-resident AK could sign a forged quote (TPM2_Sign over any TPMS_ATTEST).
-      const akProblem = notAnAttestationKey(parseTpm2bPublic(ak));
+      const akProblem = notAnAttestationKey(akArea);
       if (akProblem) throw new ExecgateError("config_invalid", `the key at tpm.ak_handle is ${akProblem}`);
-      const skProblem = notATpmSigningKey(parseTpm2bPublic(sk));
+      const skProblem = notATpmSigningKey(skArea);
       if (skProblem)
         throw new ExecgateError("config_invalid", `the key at tpm.signing_key_handle is ${skProblem}`);
-      akPublic = tpmPublicKey(parseTpm2bPublic(ak));
+      akPublic = tpmPublicKey(akArea);
       akPublicBytes = ak;
-      signingPublic = tpmPublicKey(parseTpm2bPublic(sk));
-      ueid = new Uint8Array([
-        0x01,
-        ...createHash("sha256")
-          .update(tpmName(parseTpm2bPublic(ek)))
-          .digest(),
-      ]);
+      signingPublic = tpmPublicKey(skArea);
+      ueid = new Uint8Array([0x01, ...digest("sha256", tpmName(ekArea))]);
     } catch (e) {
       await hsmKey?.close();
       throw refuse(`TPM (${config.tpm.tcti})`, e);

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { ExecgateError } from "../core/errors.js";
 
 /** The kernel's boot id is a UUID (36 characters); anything past this is not one. */
-export const MAX_BOOT_ID = 64;
+const MAX_BOOT_ID = 64;
 
 /**
  * Reads the kernel's boot id (daemon.boot_id_path). A file that cannot be read, or is empty,

@@ -4,6 +4,7 @@ import { open, readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
+import { toHex } from "../core/hex.js";
 import type { BlobStore } from "../lineage/blobs.js";
 import { makeEntry } from "../lineage/entry.js";
 import type { Lineage } from "../lineage/lineage.js";
@@ -360,8 +361,8 @@ export class AttestationLoop {
       const known = this.measured.get(e.name);
       if (known === "unknown") continue;
       if (e.digestAlg !== "sha256" || e.template === "ima-ngv2") this.measured.set(e.name, "unknown");
-      else if (known) known.add(Buffer.from(e.fileDigest).toString("hex"));
-      else this.measured.set(e.name, new Set([Buffer.from(e.fileDigest).toString("hex")]));
+      else if (known) known.add(toHex(e.fileDigest));
+      else this.measured.set(e.name, new Set([toHex(e.fileDigest)]));
     }
   }
 

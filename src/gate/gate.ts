@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
+import { withDeadline } from "../core/deadline.js";
 import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
@@ -78,10 +79,14 @@ export interface IssuedReply {
   readonly expires: number;
 }
 
+/** signal(7) names by number, the first name where a number has two (SIGABRT, not SIGIOT). */
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, num] of Object.entries(osConstants.signals))
+  if (!SIGNAL_NAMES.has(num)) SIGNAL_NAMES.set(num, name);
+
 /** signal(7) name of signal n ("SIGKILL"); its number in decimal where there is none (real-time signals). */
 function signalName(n: number): string {
-  for (const [name, num] of Object.entries(osConstants.signals)) if (num === n) return name;
-  return String(n);
+  return SIGNAL_NAMES.get(n) ?? String(n);
 }
 
 /** The executable digest of a connection's peer as bytes, decoded once per connection. */
@@ -104,14 +109,6 @@ const THREAD_SIGNING_ABOVE = 16;
 /** How long reserved lineage slots wait for a signature before the request is denied. */
 const SIGNATURE_TIMEOUT_MS = 5_000;
 
-function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ExecgateError("internal", why)), ms);
-  });
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
-}
-
 /**
  * The request entry's bytes, to append first at index `first` (unless it is durable already), and
  * the reference the decision names. Encoded once: the same bytes are hashed and written.
@@ -133,9 +130,7 @@ interface Allowed {
   /** The request entry's reference when it is durable already (it waited for a fresh epoch). */
   readonly requestRef: BackRef | undefined;
   readonly evidence: EvidenceState;
-  readonly cti: Uint8Array;
   readonly claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims;
-  readonly nowS: number;
 }
 
 export class Gate {
@@ -151,7 +146,12 @@ export class Gate {
     lastDenials: [] as { reason: DenialReason; atMs: number }[],
   };
 
-  constructor(private readonly o: GateOptions) {}
+  /** What decide() expects of the evidence: the boot id the daemon started under. */
+  private readonly expected: { readonly bootId: string };
+
+  constructor(private readonly o: GateOptions) {
+    this.expected = { bootId: o.bootId };
+  }
 
   private time(): EntryTime {
     return { wallMs: this.o.now(), monoUs: this.o.monoUs() };
@@ -228,7 +228,7 @@ export class Gate {
         nowMs: this.o.now(),
         requestLoggedMonoUs: requestedMonoUs,
         maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
-        expected: { bootId: this.o.bootId },
+        expected: this.expected,
         defaultAudience: this.o.audience,
       });
 
@@ -308,7 +308,7 @@ export class Gate {
       bootId: evidence.bootId,
       lineage: [decisionIndex, decisionLeaf],
     });
-    const allowed: Allowed = { peer, request, requestRef, evidence, cti, claimsFor, nowS };
+    const allowed: Allowed = { peer, request, requestRef, evidence, claimsFor };
     if (this.o.tokenSigner) return this.issueSigned(this.o.tokenSigner, allowed);
     // The worker thread pays off only when requests queue up: its round trip (two thread wake-ups)
     // costs more than the signature while few requests wait, and its tokens span more batches.
@@ -343,12 +343,12 @@ export class Gate {
 
   /** A token whose entries are durable: its epoch remembered for the redeem, counted, handed out. */
   private released(a: Allowed, claims: TokenClaims, token: Uint8Array): GateResult<IssuedReply> {
-    const { evidence, cti, nowS } = a;
+    const { evidence } = a;
     this.issued.issued(evidence.epochHash, evidence, claims.exp);
     this.counters.allowed++;
     // Redeemed tokens are remembered past any expiry verifyToken still accepts (skew).
-    this.issued.sweep(nowS, Math.max(60, this.o.skewS + 1));
-    return { ok: true, value: { token, tokenId: cti, expires: claims.exp } };
+    this.issued.sweep(claims.iat, Math.max(60, this.o.skewS + 1));
+    return { ok: true, value: { token, tokenId: claims.cti, expires: claims.exp } };
   }
 
   /**
@@ -382,14 +382,16 @@ export class Gate {
       filled++;
       claims = a.claimsFor(decisionIndex, decisionRef.leafHash);
       // Bounded: the slots hold back every later lineage entry until the signature is in.
-      token = await withTimeout(
-        signTokenWith(claims, {
-          alg: COSE_ALG.EdDSA,
-          publicKey: this.o.issuerPublicKey,
-          sign: (tbs) => thread.sign(tbs),
-        }),
+      const signed = claims;
+      token = await withDeadline(
+        () =>
+          signTokenWith(signed, {
+            alg: COSE_ALG.EdDSA,
+            publicKey: this.o.issuerPublicKey,
+            sign: (tbs) => thread.sign(tbs),
+          }),
         SIGNATURE_TIMEOUT_MS,
-        "the signing thread did not answer",
+        () => new ExecgateError("internal", "the signing thread did not answer"),
       );
       slots.fill(filled, encodeEntry(this.issuedEntry(token, decisionRef)));
       filled++;

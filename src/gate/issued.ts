@@ -1,3 +1,5 @@
+import { toHex } from "../core/hex.js";
+
 /**
  * What this daemon run remembers of the tokens it issued, in memory only (the in-memory issuer key
  * dies with the process; an HSM-signed token names an epoch of the run that issued it).
@@ -28,8 +30,6 @@ interface KnownEpoch extends EpochCounts {
   lastExp: number;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
-
 export class IssuedTokens {
   private readonly epochs = new Map<string, KnownEpoch>();
   private readonly redeemed = new Map<string, RedeemedToken>();
@@ -51,7 +51,7 @@ export class IssuedTokens {
 
   /** Records a token issued on the epoch `epochHash` (the token's `epoch` claim), expiring at `exp`. */
   issued(epochHash: Uint8Array, counts: EpochCounts, exp: number): void {
-    const key = hex(epochHash);
+    const key = toHex(epochHash);
     const e = this.epochs.get(key);
     if (e === undefined)
       this.epochs.set(key, {
@@ -66,7 +66,7 @@ export class IssuedTokens {
 
   /** The epoch a token names, if this run issued tokens on it (and they have not all expired). */
   epoch(epochHash: Uint8Array): EpochCounts | undefined {
-    return this.epochs.get(hex(epochHash));
+    return this.epochs.get(toHex(epochHash));
   }
 
   /**
@@ -80,7 +80,7 @@ export class IssuedTokens {
 
   /** The redeemed token with this id, if it was redeemed in this run. */
   get(tokenId: Uint8Array): RedeemedToken | undefined {
-    return this.redeemed.get(hex(tokenId));
+    return this.redeemed.get(toHex(tokenId));
   }
 
   /**
@@ -88,7 +88,7 @@ export class IssuedTokens {
    * undefined if it was spent already.
    */
   spend(tokenId: Uint8Array, uid: number, exp: number): RedeemedToken | undefined {
-    const key = hex(tokenId);
+    const key = toHex(tokenId);
     if (this.redeemed.has(key)) return undefined;
     const t: RedeemedToken = { uid, exp, reported: false };
     this.redeemed.set(key, t);

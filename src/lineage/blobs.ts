@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { bytesEqual, fromHex, toHex } from "../core/hex.js";
-import { fsyncDir, ioError, writeAll } from "./fsutil.js";
+import { ioError, replaceFileDurably } from "./fsutil.js";
 import { HASH_SIZE, sha256 } from "./hash.js";
 
 /** Largest blob we store or read back (event logs and IMA lists are well below this). */
@@ -41,15 +41,7 @@ export class BlobStore {
     // directory so the rename itself survives a crash. A crash before the rename leaves only a
     // .tmp-* file, which is never read and is removed by the next put of the same content.
     try {
-      const fh = await open(tmp, "wx", 0o640);
-      try {
-        await writeAll(fh, bytes, 0);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, final);
-      await fsyncDir(this.dir);
+      await replaceFileDurably(this.dir, tmp, final, bytes);
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => undefined);
       throw ioError(`blob store put ${final}`, e);

@@ -42,7 +42,7 @@ const LOG_NAME = "checkpoints.log";
 const RECHECK_SLICE = 256;
 const READ_CHUNK = 1 << 20;
 /** Entries signed between saved resume points: at most about a second of replay at the next open. */
-export const DEFAULT_RESUME_EVERY = 65_536;
+const DEFAULT_RESUME_EVERY = 65_536;
 
 export interface CheckpointerOptions {
   readonly journal: Journal;

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import type { SignedCheckpoint } from "./checkpointer.js";
-import { fsyncDir, ioError, writeAll } from "./fsutil.js";
+import { fsyncDir, ioError, writeAll, writeNewFileSynced } from "./fsutil.js";
 import type { Lineage } from "./lineage.js";
 
 /**
@@ -109,13 +109,7 @@ async function copyPrefix(from: string, to: string, length: number): Promise<voi
 
 async function writeFileSynced(path: string, data: Uint8Array): Promise<void> {
   try {
-    const fh = await open(path, "wx", 0o640);
-    try {
-      await writeAll(fh, data, 0);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeNewFileSynced(path, data);
   } catch (e) {
     throw ioError(`lineage export: write ${path}`, e);
   }

@@ -1,8 +1,8 @@
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type CborValue, decode, encode } from "../cbor/index.js";
 import type { Frontier } from "./frontier.js";
-import { fsyncDir, ioError, writeAll } from "./fsutil.js";
+import { ioError, replaceFileDurably } from "./fsutil.js";
 import { HASH_SIZE } from "./hash.js";
 import { checkRecord, frameRecord, RECORD_HEADER_BYTES } from "./record.js";
 
@@ -118,15 +118,7 @@ export async function writeResume(dir: string, r: ResumePoint): Promise<void> {
   const tmp = join(dir, `${RESUME_NAME}.tmp`);
   try {
     await rm(tmp, { force: true });
-    const fh = await open(tmp, "wx", 0o640);
-    try {
-      await writeAll(fh, encodeResume(r), 0);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(dir, RESUME_NAME));
-    await fsyncDir(dir);
+    await replaceFileDurably(dir, tmp, join(dir, RESUME_NAME), encodeResume(r));
   } catch (e) {
     throw ioError(`lineage: write ${join(dir, RESUME_NAME)}`, e);
   }

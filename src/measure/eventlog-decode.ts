@@ -195,7 +195,7 @@ export interface BootApplication {
 /** PCR 4 holds the boot manager's code (PFP §3.3.4.5): eventlog.boot_applications checks every event in it. */
 export const BOOT_APPLICATION_PCR = 4;
 /** Longest EV_EFI_ACTION / EV_ACTION text accepted as a plain action string in PCR 4. */
-export const MAX_ACTION_TEXT = 256;
+const MAX_ACTION_TEXT = 256;
 
 /** An event extended into PCR 4. The type is not covered by the PCR, so it decides nothing alone. */
 export interface BootPathEvent {

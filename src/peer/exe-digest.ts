@@ -120,7 +120,7 @@ export class ExeDigestCache {
     return fileOf(before);
   }
 
-  /** Hashes one file version through `handle` (then closed), checks it did not change, caches it. */
+  /** Hashes one file version through `handle` (then closed), shared by its lookups while it runs. */
   private hashVersion(
     handle: FileHandle,
     pid: number,
@@ -128,31 +128,32 @@ export class ExeDigestCache {
     key: string,
     version: string,
   ): Promise<string> {
-    const task = (async () => {
-      try {
-        const sha256 = await this.hash(handle, pid);
-        const after = fileOf(await this.fstat(handle, pid));
-        if (!sameVersion(file, after)) {
-          throw new ExecgateError(
-            "verification_failed",
-            `peer ${pid}: executable changed while it was hashed`,
-            {
-              check: "peer_exe_changed",
-              pid,
-            },
-          );
-        }
-        this.remember(key, { file, sha256 });
-        return sha256;
-      } finally {
-        this.inFlight.delete(version);
-        await handle.close().catch(() => undefined);
-      }
-    })();
+    const task = this.hashAndRemember(handle, pid, file, key).finally(() => {
+      this.inFlight.delete(version);
+      return handle.close().catch(() => undefined);
+    });
     // Every waiter may stop waiting (deadline): a failure must not go unhandled then.
     task.catch(() => undefined);
     this.inFlight.set(version, task);
     return task;
+  }
+
+  /** The file's SHA-256, cached, if it did not change while it was read. */
+  private async hashAndRemember(
+    handle: FileHandle,
+    pid: number,
+    file: ExeFile,
+    key: string,
+  ): Promise<string> {
+    const sha256 = await this.hash(handle, pid);
+    if (!sameVersion(file, fileOf(await this.fstat(handle, pid)))) {
+      throw new ExecgateError("verification_failed", `peer ${pid}: executable changed while it was hashed`, {
+        check: "peer_exe_changed",
+        pid,
+      });
+    }
+    this.remember(key, { file, sha256 });
+    return sha256;
   }
 
   private remember(key: string, digest: ExeDigest): void {
@@ -191,11 +192,11 @@ export class ExeDigestCache {
   }
 }
 
-/** `p`, unless `signal` aborts first: then this caller stops waiting (`timeout`), `p` goes on. */
 function deadlinePassed(pid: number): ExecgateError {
   return new ExecgateError("timeout", `peer ${pid}: identification deadline passed`);
 }
 
+/** `p`, unless `signal` aborts first: then this caller stops waiting (`timeout`), `p` goes on. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, pid: number): Promise<T> {
   if (!signal) return p;
   if (signal.aborted) return Promise.reject(deadlinePassed(pid));

@@ -152,18 +152,18 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
           // hash, and boot application events elsewhere are checked too.
           const listed = (d: BootPathEvent["digests"]) =>
             cmp.banksCompared.some((b) => d[b] !== undefined && allowed.has(d[b]));
+          const apps = facts.bootPath.filter((e) => !e.plainData);
           const bad = [
-            ...facts.bootPath.filter((e) => !e.plainData && !listed(e.digests)),
+            ...apps.filter((e) => !listed(e.digests)),
             ...facts.bootApplications
               .filter((a) => a.pcrIndex !== BOOT_APPLICATION_PCR && !listed(a.digests))
               .map((a) => ({ seq: a.seq, type: "EV_EFI_BOOT_SERVICES_APPLICATION", digests: a.digests })),
           ];
-          const apps = facts.bootPath.filter((e) => !e.plainData).length;
           push(
             "eventlog.boot_applications",
             bad.length === 0 ? "pass" : "fail",
             bad.length === 0
-              ? `${apps} boot applications allowed`
+              ? `${apps.length} boot applications allowed`
               : `not allowed: ${list(bad, (a) => `event ${a.seq} ${a.type} ${a.digests.sha256 ?? a.digests.sha1 ?? "?"}`)}`,
             "eventlog_mismatch",
           );

@@ -1,5 +1,6 @@
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
+import { withDeadline } from "../core/deadline.js";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
@@ -117,10 +118,11 @@ export class GateServer {
    */
   private async identify(socket: Socket): Promise<PeerIdentity | undefined> {
     try {
+      const ms = this.limits.readTimeoutMs;
       return await withDeadline(
         (signal) => this.handler.identify(socket, signal),
-        this.limits.readTimeoutMs,
-        "peer identification",
+        ms,
+        () => new ExecgateError("timeout", `peer identification took longer than ${ms} ms`),
       );
     } catch (e) {
       this.refuse(undefined, "peer_unknown", `peer not identifiable: ${asExecgateError(e).message}`);
@@ -179,27 +181,5 @@ export class GateServer {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.connections) s.destroy();
     await closed;
-  }
-}
-
-/** `work`'s result, or a `timeout` error after `ms`, when `work`'s signal is aborted too. */
-async function withDeadline<T>(
-  work: (signal: AbortSignal) => Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  const abort = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const e = new ExecgateError("timeout", `${what} took longer than ${ms} ms`);
-      abort.abort(e);
-      reject(e);
-    }, ms);
-  });
-  try {
-    return await Promise.race([work(abort.signal), expired]);
-  } finally {
-    clearTimeout(timer);
   }
 }

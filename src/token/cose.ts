@@ -1,6 +1,7 @@
 import { createPublicKey, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from "node:crypto";
 import { CborTag, type CborValue, decode, encode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
+import { toHex } from "../core/hex.js";
 
 /*
  * COSE_Sign1 — RFC 9052 §4.2 and §4.4:
@@ -122,7 +123,7 @@ function nodeParams(alg: number): {
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 
 function scalar(b: Uint8Array): bigint {
-  return b.length === 0 ? 0n : BigInt(`0x${Buffer.from(b).toString("hex")}`);
+  return b.length === 0 ? 0n : BigInt(`0x${toHex(b)}`);
 }
 
 /**

@@ -93,14 +93,20 @@ describeTpm("attestation loop on swtpm", () => {
     });
   }
 
-  it("IMA entries read by an epoch that failed are judged by the next one, not lost", async () => {
+  /** Two file measurements, extended into `on`'s PCR 10 and written as the list `name`. */
+  async function measuredList(on: Swtpm, name: string): Promise<{ list: Buffer; imaPath: string }> {
     const list = Buffer.concat([
       imaNg("/usr/bin/python3", fileHash("python")),
       imaNg("/usr/bin/trainer", fileHash("trainer")),
     ]);
-    await measure(tpm, list);
-    const imaPath = join(dir, "ima.bin");
+    await measure(on, list);
+    const imaPath = join(dir, name);
     await writeFile(imaPath, list);
+    return { list, imaPath };
+  }
+
+  it("IMA entries read by an epoch that failed are judged by the next one, not lost", async () => {
+    const { list, imaPath } = await measuredList(tpm, "ima.bin");
     const loop = await loopWith(
       {
         pcrs: {},
@@ -137,13 +143,7 @@ describeTpm("attestation loop on swtpm", () => {
     // Its own TPM: PCR 10 must hold exactly this list.
     const own = await startSwtpm({ timeoutMs: 1500 });
     try {
-      const list = Buffer.concat([
-        imaNg("/usr/bin/python3", fileHash("python")),
-        imaNg("/usr/bin/trainer", fileHash("trainer")),
-      ]);
-      await measure(own, list);
-      const imaPath = join(dir, "ima-blob-fails.bin");
-      await writeFile(imaPath, list);
+      const { imaPath } = await measuredList(own, "ima-blob-fails.bin");
       // A blob store whose first put fails, as on a full disk.
       class FailingOnce extends BlobStore {
         failed = false;

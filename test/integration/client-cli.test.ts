@@ -24,6 +24,17 @@ import {
 
 const NODE = process.execPath;
 const PYTHON = "/usr/bin/python3";
+/** node's arguments for `execgate run --scope gpu -- node -e SOURCE`. */
+const runCommand = (source: string): string[] => [
+  resolve("dist/daemon/cli.js"),
+  "run",
+  "--scope",
+  "gpu",
+  "--",
+  NODE,
+  "-e",
+  source,
+];
 const tmp = mkdtempSync(join(tmpdir(), "execgate-client-cli-"));
 let daemon: FakeDaemon;
 let issued: Map<string, IssuedRecord>;
@@ -207,16 +218,7 @@ describe("execgate run", () => {
     const ready = join(tmp, `ready-${signal}`);
     const cli = spawn(
       NODE,
-      [
-        resolve("dist/daemon/cli.js"),
-        "run",
-        "--scope",
-        "gpu",
-        "--",
-        NODE,
-        "-e",
-        `require("fs").writeFileSync(${JSON.stringify(ready)}, ""); setInterval(() => {}, 1000)`,
-      ],
+      runCommand(`require("fs").writeFileSync(${JSON.stringify(ready)}, ""); setInterval(() => {}, 1000)`),
       // detached: its own session, without a controlling terminal even when the tests have one
       { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
     );
@@ -276,25 +278,11 @@ describe("execgate run", () => {
       "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))",
     ].join("\n");
     const n = daemon.requests.length;
-    const py = spawn(
-      PYTHON,
-      [
-        "-c",
-        driver,
-        ready,
-        got,
-        NODE,
-        resolve("dist/daemon/cli.js"),
-        "run",
-        "--scope",
-        "gpu",
-        "--",
-        NODE,
-        "-e",
-        child,
-      ],
-      { env: { PATH: process.env.PATH, ...env() }, stdio: "ignore", detached: true },
-    );
+    const py = spawn(PYTHON, ["-c", driver, ready, got, NODE, ...runCommand(child)], {
+      env: { PATH: process.env.PATH, ...env() },
+      stdio: "ignore",
+      detached: true,
+    });
     const code = await new Promise<number | null>((res) => py.once("exit", (c) => res(c)));
     expect(readFileSync(got, "utf8")).toBe("1");
     expect(code).toBe(11);

@@ -1,27 +1,17 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { Journal } from "../../src/lineage/journal.js";
 import { openLineage } from "../../src/lineage/lineage.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
 // The journal holds in memory only what no checkpoint covers yet (plus the O(log n) frontier):
 // memory does not grow with the length of the log, and roots stay exact.
 
 const ORIGIN = "execgate.test/bounded";
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "execgate-bounded-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs("execgate-bounded-");
 
 const entry = (i: number): Entry => makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` });
 const leaves = (from: number, to: number) =>

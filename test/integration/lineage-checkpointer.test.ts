@@ -1,7 +1,6 @@
-import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type CborValue, encode } from "../../src/cbor/index.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { Checkpointer } from "../../src/lineage/checkpointer.js";
@@ -11,17 +10,10 @@ import { openLineage } from "../../src/lineage/lineage.js";
 import { verifierFromSigner } from "../../src/lineage/note.js";
 import { frameRecord } from "../../src/lineage/record.js";
 import { type NoteSigner, softwareEcdsaP256Signer, softwareEd25519Signer } from "../../src/lineage/signer.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
 const ORIGIN = "execgate.test/lineage";
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "execgate-ckpt-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs("execgate-ckpt-");
 
 const entry = (i: number): Entry => makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` });
 

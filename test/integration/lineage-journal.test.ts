@@ -1,25 +1,17 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { appendFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { Journal } from "../../src/lineage/journal.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
 import { frameRecord } from "../../src/lineage/record.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "execgate-journal-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs("execgate-journal-");
 
 const entry = (i: number, pad = 0): Entry =>
   makeEntry(

@@ -1,24 +1,14 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { Journal } from "../../src/lineage/journal.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
 // Reserved slots (a token signed on another thread names its decision entry): indices are taken
 // in order at once, and nothing queued after an unfilled slot reaches the disk before it.
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "execgate-reserve-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs("execgate-reserve-");
 
 const entry = (i: number): Entry => makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` });
 const bytes = (i: number) => encodeEntry(entry(i));

@@ -1,7 +1,6 @@
-import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { exportBundle } from "../../src/lineage/export.js";
 import { leafHash } from "../../src/lineage/hash.js";
@@ -11,20 +10,13 @@ import { frameRecord, RECORD_HEADER_BYTES } from "../../src/lineage/record.js";
 import { decodeResume, encodeResume, RESUME_NAME, readResume } from "../../src/lineage/resume.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
 import { verifyExported } from "../helpers/lineage.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
 // A restart replays only what came after the saved resume point, and ends with the same tree as a
 // full replay; a resume point that does not fit the files is ignored, never trusted.
 
 const ORIGIN = "execgate.test/resume";
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "execgate-resume-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs("execgate-resume-");
 
 const entry = (i: number): Entry =>
   makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `entry number ${i}` });
@@ -42,6 +34,17 @@ const open = (dir: string, resumeEvery?: number) =>
     segmentBytes: 4096,
     ...(resumeEvery !== undefined ? { resumeEvery } : {}),
   });
+/** Opens `dir` (no resume saving), expects this recovery and the tree of its size, closes it. */
+async function expectReopens(
+  dir: string,
+  recovery: { size: number; resumedAt: number; truncatedBytes?: number },
+): Promise<void> {
+  const lin = await open(dir);
+  expect(lin.journal.recovery).toMatchObject(recovery);
+  expect(lin.journal.root()).toEqual(rootOf(recovery.size));
+  await lin.close();
+}
+
 async function appendRange(lin: Awaited<ReturnType<typeof open>>, from: number, to: number) {
   for (let i = from; i < to; i += 50)
     await Promise.all(
@@ -119,10 +122,7 @@ describe("resume point", () => {
 
     // Without the file: a full replay, to the same tree.
     await rm(join(dir, RESUME_NAME));
-    const full = await open(dir);
-    expect(full.journal.recovery).toMatchObject({ size: 420, resumedAt: 0 });
-    expect(full.journal.root()).toEqual(rootOf(420));
-    await full.close();
+    await expectReopens(dir, { size: 420, resumedAt: 0 });
   });
 
   it("saved every resumeEvery entries; after a crash replay starts there and cuts a torn tail as a full replay would", async () => {
@@ -175,10 +175,7 @@ describe("resume point", () => {
     const bytes = await readFile(join(dir, RESUME_NAME));
 
     await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, offset: good.offset - 5 }));
-    const shifted = await open(dir);
-    expect(shifted.journal.recovery).toMatchObject({ size: 120, resumedAt: 0, truncatedBytes: 0 });
-    expect(shifted.journal.root()).toEqual(rootOf(120));
-    await shifted.close();
+    await expectReopens(dir, { size: 120, resumedAt: 0, truncatedBytes: 0 });
 
     // A frontier that does not fold to the root, or a root that is not the note's: ignored.
     await writeFile(
@@ -232,10 +229,7 @@ describe("resume point", () => {
       join(dir, RESUME_NAME),
       encodeResume({ ...good, offset: good.offset - 8 - entry99!.length }),
     );
-    const back = await open(dir);
-    expect(back.journal.recovery).toMatchObject({ size: 100, resumedAt: 0 });
-    expect(back.journal.root()).toEqual(rootOf(100));
-    await back.close();
+    await expectReopens(dir, { size: 100, resumedAt: 0 });
   });
 
   it("a missing or shortened earlier segment is not taken on trust: the full replay refuses", async () => {
