@@ -28,12 +28,19 @@ export interface ConnectionHooks {
   served(op: string, seconds: number): void;
 }
 
-/** Sends a last reply and closes: destroyed once it is flushed, or after `graceMs` if it is not. */
+/**
+ * Sends a last reply and half-closes: what the client still sends (a request written before it
+ * read this reply) is read and dropped, so its write does not fail (EPIPE) before it can read
+ * the reply. Destroyed when the client closes its side, or after `graceMs`.
+ */
 export function closeWith(socket: Socket, reply: Uint8Array, graceMs: number): void {
   if (socket.destroyed) return;
   const timer = setTimeout(() => socket.destroy(), graceMs);
   socket.once("close", () => clearTimeout(timer));
-  socket.end(encodeFrame(reply), () => socket.destroy());
+  socket.once("end", () => socket.destroy());
+  socket.on("data", () => undefined);
+  socket.resume();
+  socket.end(encodeFrame(reply));
 }
 
 /**
