@@ -93,7 +93,8 @@ export class AttestationLoop {
   private imaPending: ImaEntry[] = [];
   /**
    * Bytes of the IMA list already parsed (complete records), pending ones included. Entries
-   * are pending until an epoch under IMA rules judged them; without IMA rules they are dropped.
+   * are pending until an epoch under IMA rules judged them; while the policy has no IMA rules
+   * the list is not read, so a reload that brings them back judges everything from here on.
    */
   private imaReadOffset = 0;
   private imaViolations = 0;
@@ -233,10 +234,12 @@ export class AttestationLoop {
       nonce: new Uint8Array(randomBytes(32)),
     };
     const [q, hsm] = await Promise.all([this.takeQuote(binding), this.takeHsmSignature(binding)]);
+    // One policy for the whole epoch: whether the IMA list is read must agree with whether it
+    // is judged, or a reload in between could read entries past the offset that nothing judges.
+    const policy = this.o.policy();
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
-    const ima = await this.readIma(evidenceDigests);
-    const policy = this.o.policy();
+    const ima = policy.integrity.ima ? await this.readIma(evidenceDigests) : undefined;
     const result = evaluateEpoch({
       binding,
       ...(q ? { quote: q } : {}),
@@ -253,15 +256,12 @@ export class AttestationLoop {
       startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
-    // Measurements are noted only by epochs that judge the list; one that does not (a policy
-    // without IMA rules) reads past entries unnoted, so what was noted before is incomplete.
-    if (!policy.integrity.ima) this.measured.clear();
     if (result.ima) {
       if (ima) this.noteMeasured(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
       this.imaState = result.ima.state;
       this.imaPending = [...result.ima.pending];
       this.imaViolations += result.ima.violations.length;
-    } else if (ima && policy.integrity.ima) {
+    } else if (ima) {
       // Read, but not judged (no quote, no PCR 10): the next epoch judges them. Past the read
       // offset now, so dropping them would leave the replay short of PCR 10 for good.
       this.imaPending = ima.entries;
@@ -370,7 +370,7 @@ export class AttestationLoop {
    * The SHA-256 digests (hex) IMA measured at the file `path` this boot, as far as a verified
    * quote covers the list. Undefined when there is nothing to check against: no such
    * measurement, one that is not a plain SHA-256 file digest, or a policy without IMA rules
-   * (whose epochs do not judge the list, so the digests would go stale).
+   * (whose epochs do not read the list, so a file measured anew would never be noted).
    */
   imaMeasurements(path: string): ReadonlySet<string> | undefined {
     if (!this.o.policy().integrity.ima) return undefined;

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
@@ -24,16 +24,23 @@ import { fileHash, imaNg, measure } from "../helpers/ima.js";
 
 // The attestation loop on swtpm: what one epoch's failure must not cost the next ones.
 
-/** What every loop here shares: a long epoch period (the tests run epochs by hand), silent logs. */
+/**
+ * What every loop here shares: a long epoch period (the tests run epochs by hand), silent logs.
+ * A policy given as a function is read at every epoch, as the daemon's is (a reload swaps it).
+ */
 function commonOptions(o: {
-  policy: IntegrityPolicy;
+  policy: IntegrityPolicy | (() => IntegrityPolicy);
   lineage: Lineage;
   blobs: BlobStore;
   bootIdPath: string;
   imaPath: string;
 }) {
+  const policy = o.policy;
   return {
-    policy: () => ({ integrity: o.policy, digest: new Uint8Array(32) }),
+    policy: () => ({
+      integrity: typeof policy === "function" ? policy() : policy,
+      digest: new Uint8Array(32),
+    }),
     issuerKey: new Uint8Array(32),
     lineage: o.lineage,
     blobs: o.blobs,
@@ -64,7 +71,7 @@ describeTpm("attestation loop on swtpm", () => {
   });
 
   async function loopWith(
-    policy: IntegrityPolicy,
+    policy: IntegrityPolicy | (() => IntegrityPolicy),
     imaPath: string,
     opts: { tpm?: Swtpm; blobs?: BlobStore } = {},
   ): Promise<AttestationLoop> {
@@ -168,6 +175,90 @@ describeTpm("attestation loop on swtpm", () => {
       expect((await loop.runEpoch()).integrity).toMatchObject({ ok: false, reason: "ima_violation" });
       expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
       expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  /** An enforcing IMA policy whose allowlist holds these files, each with fileHash(its name). */
+  function imaRules(files: Record<string, string>): IntegrityPolicy {
+    const text = Object.entries(files)
+      .map(([path, content]) => `${fileHash(content).toString("hex")}  ${path}\n`)
+      .join("");
+    return {
+      pcrs: {},
+      eventlog: undefined,
+      ima: { mode: "enforce", allowlist: buildAllowlist({ texts: [text] }), bootAggregate: false },
+    };
+  }
+  const noImaRules: IntegrityPolicy = { pcrs: {}, eventlog: undefined, ima: undefined };
+
+  /** Measures `record` into `on`'s PCR 10 and appends it to the list at `imaPath`, as the kernel does. */
+  async function measureMore(on: Swtpm, imaPath: string, record: Buffer): Promise<void> {
+    await measure(on, record);
+    await appendFile(imaPath, record);
+  }
+
+  it("IMA entries measured while a reloaded policy had no IMA rules are judged once the rules come back", async () => {
+    // Its own TPM: PCR 10 must hold exactly this list.
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      const { imaPath } = await measuredList(own, "ima-reload.bin");
+      const withIma = imaRules({
+        "/usr/bin/python3": "python",
+        "/usr/bin/trainer": "trainer",
+        "/usr/bin/evaluator": "evaluator",
+      });
+      let policy = withIma;
+      const loop = await loopWith(() => policy, imaPath, { tpm: own });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      // Reloaded without IMA rules; IMA goes on measuring.
+      policy = noImaRules;
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      await measureMore(own, imaPath, imaNg("/usr/bin/evaluator", fileHash("evaluator")));
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      // Without rules no epoch notes measurements, so callers are not checked against them.
+      expect(loop.imaMeasurements("/usr/bin/python3")).toBeUndefined();
+      // The rules are back: the replay covers what was measured meanwhile and reaches PCR 10.
+      policy = withIma;
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      expect(loop.imaMeasurements("/usr/bin/evaluator")).toEqual(
+        new Set([fileHash("evaluator").toString("hex")]),
+      );
+      // What was noted before the rules went away still counts: those files are not measured again.
+      expect(loop.imaMeasurements("/usr/bin/python3")).toEqual(new Set([fileHash("python").toString("hex")]));
+      await measureMore(own, imaPath, imaNg("/usr/bin/trainer", fileHash("trainer")));
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("a file outside the allowlist, measured while a reloaded policy had no IMA rules, fails the epochs once the rules come back", async () => {
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      const { imaPath } = await measuredList(own, "ima-reload-violation.bin");
+      const withIma = imaRules({ "/usr/bin/python3": "python", "/usr/bin/trainer": "trainer" });
+      let policy = withIma;
+      const loop = await loopWith(() => policy, imaPath, { tpm: own });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      policy = noImaRules;
+      await measureMore(own, imaPath, imaNg("/tmp/miner", fileHash("miner")));
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      policy = withIma;
+      // Caught by the allowlist (not by a replay short of PCR 10), and the boot stays tainted.
+      expect((await loop.runEpoch()).integrity).toEqual({
+        ok: false,
+        reason: "ima_violation",
+        detail: "ima.allowlist: 1 files not allowed: /tmp/miner (not_in_allowlist)",
+      });
+      expect((await loop.runEpoch()).integrity).toEqual({
+        ok: false,
+        reason: "ima_violation",
+        detail: "ima.allowlist: 1 files not allowed (earlier epochs)",
+      });
       await loop.stop();
     } finally {
       await own.stop();
