@@ -13,7 +13,7 @@ import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from
 import { leafHash } from "../lineage/hash.js";
 import type { Lineage } from "../lineage/lineage.js";
 import type { PeerIdentity } from "../peer/index.js";
-import { decide, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
+import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
 import type { LoadedPolicy } from "../policy/load.js";
 import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
@@ -56,6 +56,11 @@ export interface GateOptions {
   readonly maxEvidenceAgeMs: number;
   /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
   readonly freshWaitMs: number;
+  /**
+   * How long a token's signature (worker thread or HSM) may take before the request is denied
+   * (default SIGNATURE_TIMEOUT_MS).
+   */
+  readonly signatureTimeoutMs?: number;
   /**
    * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
    * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
@@ -106,7 +111,11 @@ function exeDigestOf(peer: PeerIdentity): Uint8Array {
  * 3.2k vs 2.4k tokens/s), 8 clients × 32 pipelined faster on the worker (8.6k vs 6.6k).
  */
 const THREAD_SIGNING_ABOVE = 16;
-/** How long reserved lineage slots wait for a signature before the request is denied. */
+/**
+ * How long a token's signature may take before the request is denied: reserved lineage slots
+ * hold back every later entry until it is in, and an HSM that never answers would leave the
+ * request without a reply.
+ */
 const SIGNATURE_TIMEOUT_MS = 5_000;
 
 /**
@@ -203,7 +212,7 @@ export class Gate {
     this.counters.requests++;
     this.o.loop.touch();
     const requestedMonoUs = this.o.monoUs();
-    const { policy, digest: policyDigest } = this.o.policy();
+    let inForce = this.o.policy();
     // This request's number, taken now: the token id uses it after awaits, where other requests
     // have taken theirs.
     this.counter += 1n;
@@ -216,16 +225,16 @@ export class Gate {
     });
     const decideNow = (evidence: EvidenceState | undefined) =>
       decide({
-        policy,
+        policy: inForce.policy,
         evidence,
-        policyDigest,
+        policyDigest: inForce.digest,
         peer,
         request: {
           scope: args.scope,
           action: args.action,
           ...(args.audience ? { audience: args.audience } : {}),
         },
-        nowMs: this.o.now(),
+        nowMonoUs: this.o.monoUs(),
         requestLoggedMonoUs: requestedMonoUs,
         maxEvidenceAgeMs: this.o.maxEvidenceAgeMs,
         expected: this.expected,
@@ -252,6 +261,9 @@ export class Gate {
       }
       const fresh = await this.o.loop.waitForEpochAfter(requestedMonoUs, this.o.freshWaitMs);
       evidence = fresh ?? this.o.loop.current();
+      // A reload during the wait is in force now (its policy_loaded is durable): the decision,
+      // and the token's policy digest, are under it, not the policy read before the wait.
+      inForce = this.o.policy();
       decision = decideNow(evidence);
     }
 
@@ -262,10 +274,7 @@ export class Gate {
       try {
         await this.o.lineage.journal.appendLinked((first) => {
           const req = requestPart(request, requestRef, first);
-          const denial = makeEntry("decision", this.time(), { allow: false, reason }, [
-            req.ref,
-            ...epochRef(evidence),
-          ]);
+          const denial = this.denialEntry(reason, req.ref, evidence);
           return req.bytes ? [req.bytes, denial] : [denial];
         });
       } catch (e) {
@@ -276,13 +285,12 @@ export class Gate {
 
     if (!evidence) return { ok: false, reason: "attestation_missing" }; // decide() already refuses this
     const grant = decision.grant;
+    const policyDigest = inForce.digest;
     const nowS = Math.floor(this.o.now() / 1000);
     const cti = new Uint8Array(16);
     const view = new DataView(cti.buffer);
     view.setBigUint64(0, BigInt(evidence.epochSeq));
     view.setBigUint64(8, requestSeq);
-    let token: Uint8Array | undefined;
-    let claims: TokenClaims | undefined;
     const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
       iss: this.o.issuer,
       sub: `uid:${peer.uid}`,
@@ -314,22 +322,49 @@ export class Gate {
     // costs more than the signature while few requests wait, and its tokens span more batches.
     if (this.o.signingThread && this.requestsInFlight > THREAD_SIGNING_ABOVE)
       return this.issueThreaded(this.o.signingThread, allowed);
+    return this.issueInline(allowed);
+  }
+
+  /**
+   * In-memory issuer key, signing on the event loop, in one group commit: request, allow and
+   * token_issued. A token that cannot be made (signing or encoding fails) is not a lineage
+   * failure: the request is recorded with a deny (internal_error) in place of the allow.
+   */
+  private async issueInline(a: Allowed): Promise<GateResult<IssuedReply>> {
+    let token: Uint8Array | undefined;
+    let claims: TokenClaims | undefined;
+    let failure: { readonly error: unknown } | undefined;
     try {
       await this.o.lineage.journal.appendLinked((first) => {
         // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
         // same bytes go to the journal.
-        const req = requestPart(allowed.request, allowed.requestRef, first);
-        const decisionBytes = encodeEntry(this.allowEntry(allowed, req.ref));
-        const decisionRef = { index: req.bytes ? first + 1 : first, leafHash: leafHash(decisionBytes) };
-        claims = claimsFor(decisionRef.index, decisionRef.leafHash);
-        token = issueToken(claims, this.o.issuerPrivateKey);
-        const issuedEntry = this.issuedEntry(token, decisionRef);
-        return req.bytes ? [req.bytes, decisionBytes, issuedEntry] : [decisionBytes, issuedEntry];
+        const req = requestPart(a.request, a.requestRef, first);
+        const head = req.bytes ? [req.bytes] : [];
+        try {
+          const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
+          const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
+          claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
+          token = issueToken(claims, this.o.issuerPrivateKey);
+          return [...head, decisionBytes, this.issuedEntry(token, decisionRef)];
+        } catch (error) {
+          failure = { error };
+          return [...head, this.denialEntry("internal_error", req.ref, a.evidence)];
+        }
       });
     } catch (e) {
-      return this.lineageDown(peer, e);
+      return this.lineageDown(a.peer, e);
     }
-    return this.released(allowed, claims!, token!);
+    if (failure) {
+      this.countDenial("internal_error");
+      this.o.log.error({ uid: a.peer.uid, err: asExecgateError(failure.error).message }, "token_not_issued");
+      return { ok: false, reason: "internal_error" };
+    }
+    return this.released(a, claims!, token!);
+  }
+
+  /** A request's denial names the request and the epoch entry it was decided on, if any. */
+  private denialEntry(reason: DenialReason, requestRef: BackRef, evidence: EvidenceState | undefined): Entry {
+    return makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]);
   }
 
   /** The allow names the request and the epoch entry it was decided on (the auditor checks it). */
@@ -390,7 +425,7 @@ export class Gate {
             publicKey: this.o.issuerPublicKey,
             sign: (tbs) => thread.sign(tbs),
           }),
-        SIGNATURE_TIMEOUT_MS,
+        this.signatureTimeoutMs,
         () => new ExecgateError("internal", "the signing thread did not answer"),
       );
       slots.fill(filled, encodeEntry(this.issuedEntry(token, decisionRef)));
@@ -421,8 +456,9 @@ export class Gate {
    * Tokens signed by the HSM key (hsm.issuer = "hsm"). The signature is asynchronous and the
    * token names its decision's lineage index, so this takes two group commits: request and
    * allow decision durable first, then the HSM signature, then token_issued durable; only then
-   * is the token released. An HSM that fails in between leaves an allow without a token, then a
-   * hardware_unavailable denial naming it.
+   * is the token released. An HSM that fails in between, or does not answer within the
+   * signature timeout, leaves an allow without a token, then a hardware_unavailable denial
+   * naming it.
    */
   private async issueSigned(signer: TokenSigner, a: Allowed): Promise<GateResult<IssuedReply>> {
     const { peer } = a;
@@ -441,7 +477,11 @@ export class Gate {
     const claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
     let token: Uint8Array;
     try {
-      token = await signTokenWith(claims, signer);
+      token = await withDeadline(
+        () => signTokenWith(claims, signer),
+        this.signatureTimeoutMs,
+        () => new ExecgateError("hardware_unavailable", `no signature within ${this.signatureTimeoutMs} ms`),
+      );
     } catch (e) {
       await this.recordDenial(
         peer,
@@ -457,6 +497,10 @@ export class Gate {
       return this.lineageDown(peer, e);
     }
     return this.released(a, claims, token);
+  }
+
+  private get signatureTimeoutMs(): number {
+    return this.o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS;
   }
 
   /** Stops the signing thread (at daemon stop, after the server closed). */
@@ -514,8 +558,8 @@ export class Gate {
     ) {
       return deny("environment_mismatch", "TPM reset/restart or boot changed since the token was issued");
     }
-    if (nowMs - ev.startedAtMs > this.o.maxEvidenceAgeMs)
-      return deny("attestation_stale", "evidence too old at redeem");
+    const stale = evidenceStaleness(ev, this.o.monoUs(), this.o.maxEvidenceAgeMs);
+    if (stale) return deny("attestation_stale", `at redeem: ${stale}`);
     // Spent before the await: a concurrent replay of the same token now loses.
     const t = this.issued.spend(c.cti, peer.uid, c.exp);
     if (!t) return deny("token_replayed", "token already redeemed");
@@ -577,7 +621,9 @@ export class Gate {
     return {
       up: true,
       // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
-      evidence_age_ms: ev?.integrity.ok ? Math.max(0, now - ev.startedAtMs) : null,
+      evidence_age_ms: ev?.integrity.ok
+        ? Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000))
+        : null,
       epoch: ev
         ? {
             seq: ev.epochSeq,

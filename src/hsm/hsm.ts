@@ -1,4 +1,5 @@
 import { type KeyObject, randomBytes } from "node:crypto";
+import { withDeadline } from "../core/deadline.js";
 import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 import { mapPkcs11Error, pkcs11Code } from "./errors.js";
@@ -30,6 +31,11 @@ import {
  * re-reads its token directory then), finds the token and key again and checks the key is the
  * same one it had at start. So a token that comes back is used again without a restart, and a
  * token that never does keeps producing hardware_unavailable — never a crash.
+ *
+ * A module that never returns (a wedged token or driver) is bounded by `timeoutMs`: each
+ * signature fails hardware_unavailable after it, callers queued for a session stop waiting then,
+ * and close() stops waiting for it too. The stuck call keeps its session busy; the key counts as
+ * broken and is re-opened once that call has returned.
  */
 export interface HsmKeyOptions {
   /** Path of the PKCS#11 module (.so). */
@@ -43,6 +49,23 @@ export interface HsmKeyOptions {
   readonly retryMs?: number;
   /** Injected clock for the retry interval. */
   readonly now?: () => number;
+  /**
+   * How long one signature may take, from the call (waiting for a session or a re-open
+   * included) to its result, before it fails hardware_unavailable (default 5000 ms).
+   */
+  readonly timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 5_000;
+
+/** `p`, or a rejection with the signal's reason once it aborts: a caller that gave up stops waiting. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** One loaded module per path and process: C_Initialize may run only once at a time per process. */
@@ -171,6 +194,12 @@ interface Session {
   busy: boolean;
 }
 
+/** A caller queued for a session. */
+interface Waiter {
+  readonly resolve: (s: Session) => void;
+  readonly reject: (e: ExecgateError) => void;
+}
+
 export class HsmKey {
   readonly publicKey: KeyObject;
   readonly algorithm: HsmKeyAlgorithm;
@@ -186,7 +215,7 @@ export class HsmKey {
   private reopening: Promise<void> | undefined;
   private inFlight = 0;
   private drained: (() => void)[] = [];
-  private waiting: { resolve: (s: Session) => void; reject: (e: ExecgateError) => void }[] = [];
+  private waiting: Waiter[] = [];
   private closed = false;
 
   private constructor(
@@ -233,42 +262,78 @@ export class HsmKey {
         ? Buffer.from(digest("sha256", message).buffer)
         : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     const mechanism = this.algorithm === "ecdsa-p256" ? P.CKM_ECDSA : CKM_EDDSA;
-    return this.withSession(async (session) => {
-      this.m.p11.C_SignInit(session, { mechanism }, this.privateKey);
-      const sig = await this.m.p11.C_SignAsync(session, input, Buffer.alloc(128));
-      if (sig.length !== 64)
-        throw new ExecgateError("hardware_error", `HSM returned a ${sig.length}-byte signature`);
-      this.stats.signatures++;
-      return new Uint8Array(sig);
-    });
+    return withDeadline(
+      (signal) =>
+        this.withSession(signal, async (session) => {
+          this.m.p11.C_SignInit(session, { mechanism }, this.privateKey);
+          const sig = await this.m.p11.C_SignAsync(session, input, Buffer.alloc(128));
+          if (sig.length !== 64)
+            throw new ExecgateError("hardware_error", `HSM returned a ${sig.length}-byte signature`);
+          this.stats.signatures++;
+          return new Uint8Array(sig);
+        }),
+      this.timeoutMs,
+      () => this.timedOut(),
+    );
   }
 
   /** Closes the sessions (the module stays loaded for the process). */
   async close(): Promise<void> {
     this.closed = true;
     this.failWaiters(new ExecgateError("hardware_unavailable", "HSM key closed"));
-    await this.drain();
-    this.closeSessions();
+    // The sessions are closed once no signature is in flight (closing one a module thread is
+    // stuck in could block the event loop in the module too). A signature the module never
+    // returns keeps its session busy: stop waits at most one signature's time for it, and the
+    // session is left to the process's exit.
+    const closed = this.drain().then(() => this.closeSessions());
+    await withDeadline(
+      () => closed,
+      this.timeoutMs,
+      () => new ExecgateError("timeout", "HSM signatures still in flight at close"),
+    ).catch(() => undefined);
   }
 
-  private async withSession<T>(f: (session: Handle) => Promise<T>): Promise<T> {
+  private get timeoutMs(): number {
+    return this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /** A signature that did not come in time is a failure like any other: the key is re-opened. */
+  private timedOut(): ExecgateError {
+    const err = new ExecgateError(
+      "hardware_unavailable",
+      `HSM ${this.o.tokenLabel}/${this.o.keyLabel}: no signature within ${this.timeoutMs} ms`,
+    );
+    this.stats.failures++;
+    this.markBroken(err);
+    return err;
+  }
+
+  private markBroken(err: ExecgateError): void {
+    if (this.broken) return;
+    this.broken = err;
+    this.failedGeneration = this.m.generation;
+  }
+
+  /** Runs `f` on a session; `signal` aborts when the caller gave up (its deadline passed). */
+  private async withSession<T>(signal: AbortSignal, f: (session: Handle) => Promise<T>): Promise<T> {
     if (this.closed) throw new ExecgateError("hardware_unavailable", "HSM key closed");
     // A re-open in progress: wait for it (if it failed, the check below says so).
-    while (this.reopening) await this.reopening.catch(() => undefined);
+    while (this.reopening)
+      await untilAborted(
+        this.reopening.catch(() => undefined),
+        signal,
+      );
     if (this.broken || this.generation !== this.m.generation) {
       if (!this.broken) this.failedGeneration = -1; // the module was re-initialised under us: just re-open
-      await this.reopen();
+      await untilAborted(this.reopen(), signal);
     }
-    const s = await this.acquire();
+    const s = await this.acquire(signal);
     try {
       return await f(s.handle);
     } catch (e) {
       const err = mapPkcs11Error(e, `HSM ${this.o.tokenLabel}/${this.o.keyLabel}`);
       this.stats.failures++;
-      if (!this.broken) {
-        this.broken = err;
-        this.failedGeneration = this.m.generation;
-      }
+      this.markBroken(err);
       throw err.code === "config_invalid" ? new ExecgateError("hardware_unavailable", err.message) : err;
     } finally {
       this.release(s);
@@ -278,16 +343,35 @@ export class HsmKey {
   /**
    * A free session, marked busy and counted in flight at once (so a re-open's drain cannot
    * miss a caller that was handed a session but has not run yet). None are handed out while a
-   * re-open is in progress.
+   * re-open is in progress. A caller whose signal aborts leaves the queue: a session handed to
+   * it would never be released.
    */
-  private acquire(): Promise<Session> {
+  private acquire(signal: AbortSignal): Promise<Session> {
+    signal.throwIfAborted();
     const free = this.reopening ? undefined : this.sessions.find((s) => !s.busy);
     if (free) {
       free.busy = true;
       this.inFlight++;
       return Promise.resolve(free);
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.waiting = this.waiting.filter((w) => w !== waiter);
+        reject(signal.reason);
+      };
+      const waiter: Waiter = {
+        resolve: (s) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(s);
+        },
+        reject: (e) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
   }
 
   private release(s: Session): void {

@@ -10,9 +10,12 @@ import type { AccessPolicy } from "./access-schema.js";
 export interface EvidenceState {
   readonly epochSeq: number;
   readonly epochHash: Uint8Array;
-  /** When the epoch started (its nonce was drawn), ms, same clock as decide's nowMs: the evidence's age counts from here. */
+  /** When the epoch started (its nonce was drawn), wall clock ms: for records and status only. */
   readonly startedAtMs: number;
-  /** The same moment on the daemon's monotonic clock, µs: fresh scopes order requests against it. */
+  /**
+   * The same moment on the daemon's monotonic clock, µs: the evidence's age counts from here
+   * (decide's nowMonoUs, Gate.redeem), and fresh scopes order requests against it.
+   */
   readonly startedMonoUs: number;
   /** When its quote was verified, ms, same clock as startedAtMs. */
   readonly verifiedAtMs: number;
@@ -36,7 +39,11 @@ export interface DecideInput {
   readonly policyDigest: Uint8Array;
   readonly peer: AccessPeer;
   readonly request: AccessRequest;
-  readonly nowMs: number;
+  /**
+   * Now on the monotonic clock of EvidenceState.startedMonoUs, µs: the evidence's age is
+   * measured on it, so a wall clock stepped back cannot make old evidence young again.
+   */
+  readonly nowMonoUs: number;
   /**
    * When the request entry was written to the lineage log, on the monotonic clock of
    * EvidenceState.startedMonoUs (fresh scopes need an epoch started later; a wall clock stepped
@@ -83,15 +90,15 @@ function isTime(n: unknown): n is number {
 }
 
 /**
- * The whole token decision, pure: no I/O, no clock (nowMs is given). Fails closed; the first
+ * The whole token decision, pure: no I/O, no clock (nowMonoUs is given). Fails closed; the first
  * failing check wins, in this order (docs/policy.md):
  *
  *   1. no evidence                                       attestation_missing
  *   2. the epoch was judged under another policy          attestation_stale, "epoch judged under another policy"
  *   3. the epoch's integrity result is a failure          its reason (pcr_mismatch, …)
  *   4. boot id changed                                    environment_mismatch
- *   5. evidence (from its epoch's start) older than maxEvidenceAgeMs, or from the future
- *                                                         attestation_stale
+ *   5. evidence (from its epoch's start, on the monotonic clock) older than
+ *      maxEvidenceAgeMs, or from the future               attestation_stale
  *   6. access: caller, scope, audience, action            peer_unknown / scope_not_allowed / policy_mismatch
  *   7. fresh scope and the epoch started before the request was logged
  *                                                         attestation_stale, "waiting for a fresh epoch"
@@ -109,8 +116,26 @@ export function decide(input: DecideInput): Decision {
   }
 }
 
+/**
+ * Why `evidence` is too old to be used at `nowMonoUs` (µs, the clock of its startedMonoUs), or
+ * undefined while it is no older than `maxEvidenceAgeMs`. The quote proves the state at some
+ * moment after the epoch's nonce was drawn, no later: its age counts from the epoch's start.
+ * An age that is negative or not a number (another clock's value) is refused too.
+ */
+export function evidenceStaleness(
+  evidence: Pick<EvidenceState, "epochSeq" | "startedMonoUs">,
+  nowMonoUs: number,
+  maxEvidenceAgeMs: number,
+): string | undefined {
+  const ageMs = (nowMonoUs - evidence.startedMonoUs) / 1000;
+  if (ageMs < 0) return `epoch ${evidence.epochSeq} started ${-ageMs} ms in the future (another clock?)`;
+  if (!(ageMs <= maxEvidenceAgeMs))
+    return `epoch ${evidence.epochSeq} started ${ageMs} ms ago > ${maxEvidenceAgeMs} ms`;
+  return undefined;
+}
+
 function decideUnsafe(input: DecideInput): Decision {
-  const { evidence, expected, nowMs, maxEvidenceAgeMs, requestLoggedMonoUs } = input;
+  const { evidence, expected, nowMonoUs, maxEvidenceAgeMs, requestLoggedMonoUs } = input;
   if (evidence === undefined || evidence === null) {
     return no("attestation_missing", "no verified epoch yet");
   }
@@ -129,27 +154,20 @@ function decideUnsafe(input: DecideInput): Decision {
   if (typeof expected.bootId !== "string" || expected.bootId === "" || evidence.bootId !== expected.bootId) {
     return no("environment_mismatch", `boot id ${evidence.bootId} != expected ${expected.bootId}`);
   }
-  if (!isTime(nowMs) || !isTime(evidence.startedAtMs) || !isTime(maxEvidenceAgeMs) || maxEvidenceAgeMs < 0) {
+  if (
+    !isTime(nowMonoUs) ||
+    !isTime(evidence.startedMonoUs) ||
+    !isTime(maxEvidenceAgeMs) ||
+    maxEvidenceAgeMs < 0
+  ) {
     return no("internal_error", "decide: non-finite time or negative maximum age");
   }
-  // The quote proves the state at some moment after its nonce was drawn, no later than that.
-  const age = nowMs - evidence.startedAtMs;
-  if (age < 0) {
-    return no(
-      "attestation_stale",
-      `epoch ${evidence.epochSeq} started ${-age} ms in the future (clock stepped back?)`,
-    );
-  }
-  if (age > maxEvidenceAgeMs) {
-    return no(
-      "attestation_stale",
-      `epoch ${evidence.epochSeq} started ${age} ms ago > ${maxEvidenceAgeMs} ms`,
-    );
-  }
+  const stale = evidenceStaleness(evidence, nowMonoUs, maxEvidenceAgeMs);
+  if (stale) return no("attestation_stale", stale);
   const access = evaluateAccess(input.policy.access, input.peer, input.request, input.defaultAudience);
   if (!access.ok) return no(access.reason, access.detail);
-  if (access.scope.fresh && !(isTime(evidence.startedMonoUs) && isTime(requestLoggedMonoUs))) {
-    return no("internal_error", "decide: non-finite epoch start or request time");
+  if (access.scope.fresh && !isTime(requestLoggedMonoUs)) {
+    return no("internal_error", "decide: non-finite request time");
   }
   if (access.scope.fresh && evidence.startedMonoUs < requestLoggedMonoUs) {
     return no("attestation_stale", WAITING_FOR_FRESH_EPOCH);

@@ -1,60 +1,27 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import pino from "pino";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AttestationLoop } from "../../src/attest/loop.js";
 import { Gate } from "../../src/gate/gate.js";
 import { decodeEntry } from "../../src/lineage/entry.js";
-import { openLineage } from "../../src/lineage/lineage.js";
-import { softwareEd25519Signer } from "../../src/lineage/signer.js";
-import type { PeerIdentity } from "../../src/peer/index.js";
 import type { EvidenceState } from "../../src/policy/decide.js";
-import { type LoadedPolicy, parsePolicy } from "../../src/policy/load.js";
-import { actionDigest } from "../../src/server/protocol.js";
 import { SigningThread } from "../../src/token/sign-thread.js";
 import { verifyToken } from "../../src/token/token.js";
+import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";
+import { scratchDirs } from "../helpers/scratch.js";
 
 // The gate with the daemon's signing thread, used when many requests are in flight (few sign on
 // the event loop): one group commit for request, decision and token_issued either way, the token
 // released only when they are durable — and, when no signature comes back, every reserved slot
 // still filled (with denials), nothing stalled.
 
-const dirs: string[] = [];
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-const EXE = "a".repeat(64);
-const peer: PeerIdentity = {
-  pid: 4242,
-  uid: 1000,
-  gid: 1000,
-  startTime: 1,
-  exe: "/usr/bin/python3",
-  exeSha256: EXE,
-  pidfdChecked: true,
-};
+const scratch = scratchDirs("execgate-gate-");
+const peer = TEST_PEER;
 
 async function setup() {
-  const dir = await mkdtemp(join(tmpdir(), "execgate-gate-"));
-  dirs.push(dir);
-  const lineage = await openLineage({
-    dir,
-    origin: "execgate.test/gate",
-    signer: softwareEd25519Signer("execgate.test/gate"),
-    now: Date.now,
-  });
-  const policy = parsePolicy(
-    `[[executors]]\nname = "t"\nuids = [1000]\nscopes = ["dev"]\n[scopes.dev]\nttl_s = 60\n`,
-    dir,
-  );
-  const loaded = {
-    policy,
-    digest: new Uint8Array(32),
-    path: join(dir, "policy.toml"),
-  } as unknown as LoadedPolicy;
+  const dir = await scratch();
+  const lineage = await openTestLineage(dir);
+  const loaded = policyGranting(dir, ["dev"]);
   const evidence: EvidenceState = {
     epochSeq: 1,
     epochHash: new Uint8Array(32).fill(7),
@@ -106,7 +73,7 @@ async function setup() {
   return { lineage, gate, thread, issuer, tpm };
 }
 
-const args = { scope: "dev", action: actionDigest(["/bin/true"]) };
+const args = DEV_REQUEST;
 
 describe("gate with the signing thread", () => {
   it("issues verifiable tokens, each after request, decision and token_issued are durable", async () => {
@@ -141,7 +108,7 @@ describe("gate with the signing thread", () => {
     const failed = rs.filter((r) => !r.ok);
     expect(failed.length).toBeGreaterThan(0);
     expect(new Set(failed.map((r) => (r.ok ? "" : r.reason)))).toEqual(new Set(["internal_error"]));
-    const entries = (await lineage.journal.readRange(0, lineage.journal.size)).map(decodeEntry);
+    const entries = await lineageEntries(lineage);
     expect(entries.length).toBe(3 * 40);
     const withdrawn = entries.filter((e) => e.type === "decision" && e.body.allow === false);
     expect(withdrawn.length).toBe(failed.length);

@@ -5,6 +5,7 @@ import { isExecgateError } from "../../src/core/errors.js";
 import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { generateHsmKey, HsmKey } from "../../src/hsm/hsm.js";
 import { derToRaw, rawToDer } from "../../src/hsm/keys.js";
+import type { PKCS11 } from "../../src/hsm/pkcs11.js";
 import { describeHsm, startSoftHsm } from "../helpers/hardware.js";
 
 describeHsm("HSM layer on SoftHSM2 (real pkcs11js)", () => {
@@ -129,6 +130,60 @@ describeHsm("HSM layer on SoftHSM2 (real pkcs11js)", () => {
     expect(after.every((r) => r === "ok" || r === "unavailable")).toBe(true);
     expect(await outcome()).toBe("ok");
     expect(await Promise.all(Array.from({ length: 20 }, () => outcome()))).toEqual(Array(20).fill("ok"));
+  });
+
+  it("a module that never returns a signature: hardware_unavailable at timeoutMs, for queued callers too; re-opened once it answers; close() does not wait for it", async () => {
+    // One session, so the callers after the first queue for it; a short deadline keeps this fast.
+    const k = await HsmKey.open({
+      module: hsm.module,
+      tokenLabel: hsm.label,
+      keyLabel: "p256",
+      pin: hsm.pin,
+      sessions: 1,
+      retryMs: 0,
+      timeoutMs: 100,
+    });
+    keys.push(k);
+    // SoftHSM2 cannot be made to hang: its C_SignAsync is held back until `unwedge` (the real
+    // session and C_SignInit underneath, only the answer withheld).
+    const p11 = (k as unknown as { m: { p11: PKCS11 } }).m.p11;
+    const real = p11.C_SignAsync;
+    let unwedge: () => void = () => undefined;
+    const wedge = () => {
+      const answers = new Promise<void>((r) => {
+        unwedge = r;
+      });
+      p11.C_SignAsync = ((...a: Parameters<PKCS11["C_SignAsync"]>) =>
+        answers.then(() => real.apply(p11, a))) as PKCS11["C_SignAsync"];
+    };
+    const outcome = (m: number) =>
+      k.sign(new Uint8Array([m])).then(
+        () => "signed",
+        (e: unknown) => (isExecgateError(e, "hardware_unavailable") ? "unavailable" : `other: ${String(e)}`),
+      );
+    try {
+      wedge();
+      expect(await Promise.all([outcome(1), outcome(2), outcome(3)])).toEqual(Array(3).fill("unavailable"));
+      expect(k.available).toBe(false);
+      // The re-open waits for the stuck call to return (nothing may run on its session while the
+      // module is re-initialised), and this caller's deadline passes first.
+      expect(await outcome(4)).toBe("unavailable");
+      p11.C_SignAsync = real;
+      unwedge();
+      const msg = new Uint8Array([5]);
+      const sig = await k.sign(msg);
+      expect(verify("sha256", msg, { key: k.publicKey, dsaEncoding: "ieee-p1363" }, sig)).toBe(true);
+      expect(k.available).toBe(true);
+      expect(k.stats.reopens).toBeGreaterThan(0);
+      // Wedged again: close() returns though a signature is still in flight.
+      wedge();
+      const inFlight = outcome(6);
+      await k.close();
+      expect(await inFlight).toBe("unavailable");
+    } finally {
+      p11.C_SignAsync = real;
+      unwedge();
+    }
   });
 
   it("generates P-256 and Ed25519 keys for enroll, idempotently", async () => {

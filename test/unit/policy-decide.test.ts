@@ -53,7 +53,8 @@ const base: DecideInput = {
   policyDigest: bytes("f"),
   peer,
   request: { scope: "dev", action: bytes("b") },
-  nowMs: 11_000,
+  // 1000 ms after the epoch started, on the monotonic clock.
+  nowMonoUs: 8_000_000,
   requestLoggedMonoUs: 7_900_000,
   maxEvidenceAgeMs: 5000,
   expected: { bootId: "b0" },
@@ -119,14 +120,30 @@ describe("decide: every branch", () => {
     // are issued on the reset TPM's verified epochs.
     ["3 TPM reset alone", { evidence: { resetCount: 4 } }, "allow"],
     ["3 TPM restart alone", { evidence: { restartCount: 2 } }, "allow"],
-    ["4 evidence too old", { top: { nowMs: 15_001 } }, "attestation_stale", /started 5001 ms ago > 5000/],
-    ["4 evidence exactly at the limit", { top: { nowMs: 15_000 } }, "allow"],
+    [
+      "4 evidence too old",
+      { top: { nowMonoUs: 12_001_000 } },
+      "attestation_stale",
+      /started 5001 ms ago > 5000/,
+    ],
+    ["4 evidence exactly at the limit", { top: { nowMonoUs: 12_000_000 } }, "allow"],
     [
       "4 age counts from the epoch's start (its nonce), not from its verification",
-      { top: { nowMs: 15_010 } },
+      { top: { nowMonoUs: 12_010_000 } },
       "attestation_stale",
     ],
-    ["4 evidence from the future", { top: { nowMs: 9_999 } }, "attestation_stale", /future/],
+    ["4 evidence from the future", { top: { nowMonoUs: 6_999_000 } }, "attestation_stale", /future/],
+    [
+      "4 age is measured on the monotonic clock: a wall clock stepped back does not make old evidence young",
+      { evidence: { startedAtMs: 10_000_000, verifiedAtMs: 10_000_020 }, top: { nowMonoUs: 12_001_000 } },
+      "attestation_stale",
+      /started 5001 ms ago/,
+    ],
+    [
+      "4 age is measured on the monotonic clock: a wall clock stepped forward does not age young evidence",
+      { evidence: { startedAtMs: 0, verifiedAtMs: 20 } },
+      "allow",
+    ],
     ["5 unknown caller", { peer: { uid: 1 } }, "peer_unknown"],
     ["5 unknown executable", { peer: { exeSha256: H("c") } }, "peer_unknown"],
     ["5 scope not granted", { request: { scope: "admin" } }, "scope_not_allowed"],
@@ -159,10 +176,10 @@ describe("decide: every branch", () => {
       /^waiting for a fresh epoch$/,
     ],
     ["6 not fresh: an older epoch is fine", { top: { requestLoggedMonoUs: 7_999_000 } }, "allow"],
-    ["non-finite now", { top: { nowMs: Number.NaN } }, "internal_error"],
+    ["non-finite now", { top: { nowMonoUs: Number.NaN } }, "internal_error"],
     ["non-finite max age", { top: { maxEvidenceAgeMs: Number.POSITIVE_INFINITY } }, "internal_error"],
     ["negative max age", { top: { maxEvidenceAgeMs: -1 } }, "internal_error"],
-    ["non-finite epoch start", { evidence: { startedAtMs: Number.NaN } }, "internal_error"],
+    ["non-finite epoch start", { evidence: { startedMonoUs: Number.NaN } }, "internal_error"],
     [
       "non-finite monotonic epoch start, fresh scope",
       { evidence: { startedMonoUs: Number.NaN }, request: { scope: "train" } },
@@ -170,7 +187,7 @@ describe("decide: every branch", () => {
     ],
     [
       "non-finite times do not hide a missing epoch",
-      { evidence: "missing", top: { nowMs: Number.NaN } },
+      { evidence: "missing", top: { nowMonoUs: Number.NaN } },
       "attestation_missing",
     ],
     [
@@ -212,7 +229,7 @@ describe("decide: the first failure wins", () => {
   // Each row breaks the named check and every later one; the named check's reason must win.
   const later = {
     environment: { bootId: "other" },
-    stale: { startedAtMs: 0 },
+    stale: { startedMonoUs: 0 },
   };
   const rows: [string, Patch, string][] = [
     [
@@ -221,7 +238,7 @@ describe("decide: the first failure wins", () => {
         evidence: "missing",
         peer: { uid: 1 },
         request: { scope: "train" },
-        top: { nowMs: Number.MAX_SAFE_INTEGER },
+        top: { nowMonoUs: Number.MAX_SAFE_INTEGER },
       },
       "attestation_missing",
     ],
@@ -261,7 +278,7 @@ describe("decide: the first failure wins", () => {
   });
 
   it("a stale-evidence denial is not the fresh-epoch wait", () => {
-    const d = decide(input({ evidence: { startedAtMs: 0 }, request: { scope: "train" } }));
+    const d = decide(input({ evidence: { startedMonoUs: 0 }, request: { scope: "train" } }));
     expect(d).toMatchObject({ allow: false, reason: "attestation_stale" });
     if (!d.allow) expect(d.detail).not.toBe(WAITING_FOR_FRESH_EPOCH);
   });
