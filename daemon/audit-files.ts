@@ -6,11 +6,13 @@ import { parseCheckpointLog, parseSegment } from "../src/audit/bundle.js";
 import { auditEnrollment } from "../src/audit/enrollment.js";
 import type { AuditFailure } from "../src/audit/verify.js";
 import { asExecgateError } from "../src/core/errors.js";
-import { bytesEqual } from "../src/core/hex.js";
+import { bytesEqual, toHex } from "../src/core/hex.js";
+import { BlobStore } from "../src/lineage/blobs.js";
 import { openCheckpoint } from "../src/lineage/checkpoint.js";
 import { decodeEntry, type Entry } from "../src/lineage/entry.js";
 import type { BundleFiles } from "../src/lineage/export.js";
 import type { NoteVerifier } from "../src/lineage/note.js";
+import { decodePolicyRecord, isPolicyRecord } from "../src/policy/record.js";
 import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
 
 /**
@@ -42,6 +44,51 @@ function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string
   } catch (err) {
     return `--ak-pub: ${asExecgateError(err).message}`;
   }
+}
+
+/**
+ * Every policy a policy_loaded entry names is in blobs/ (the daemon stores it before writing the
+ * entry): its record, and each file the record names, so the auditor can read the allowlist an
+ * epoch was judged by. A blob that is no policy record is a policy file stored before records
+ * existed (its digest is the file's own), with nothing more to find.
+ */
+export async function auditPolicyBlobs(dir: string, entries: readonly Entry[]): Promise<AuditFailure[]> {
+  const failures: AuditFailure[] = [];
+  const store = new BlobStore(join(dir, "blobs"));
+  /** Why the blob cannot be read (missing, or not what its name says), or its bytes. */
+  const read = (d: Uint8Array) =>
+    store.get(d).then(
+      (bytes) => ({ bytes }),
+      (err: unknown) => ({ why: asExecgateError(err).message }),
+    );
+  const seen = new Set<string>();
+  for (let index = 0; index < entries.length; index++) {
+    const e = entries[index]!;
+    if (e.type !== "policy_loaded" || seen.has(toHex(e.body.policyDigest))) continue;
+    seen.add(toHex(e.body.policyDigest));
+    const fail = (reason: string) => failures.push({ check: "policy_blob", index, reason });
+    const rec = await read(e.body.policyDigest);
+    if ("why" in rec) {
+      fail(`the policy it loaded: ${rec.why}`);
+      continue;
+    }
+    if (!isPolicyRecord(rec.bytes)) continue;
+    try {
+      const r = decodePolicyRecord(rec.bytes);
+      const named: [string, Uint8Array | undefined][] = [
+        ["policy file", r.policy],
+        ["allowlist", r.allowlist],
+        ["Keylime runtime policy", r.keylimePolicy],
+      ];
+      for (const [what, d] of named) {
+        const file = d && (await read(d));
+        if (file && "why" in file) fail(`the policy's ${what}: ${file.why}`);
+      }
+    } catch (err) {
+      fail(asExecgateError(err).message);
+    }
+  }
+  return failures;
 }
 
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
@@ -145,7 +192,7 @@ export async function auditKeysAndAttestation(
     requireTpm,
     ...(hsmPublic ? { hsmPublic } : {}),
   });
-  failures.push(...a.failures);
+  failures.push(...a.failures, ...(await auditPolicyBlobs(dir, entries)));
   return {
     failures,
     summary: {

@@ -25,7 +25,7 @@ import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
 import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
-import { type LoadedPolicy, loadPolicy } from "../src/policy/load.js";
+import { type LoadedPolicy, loadPolicy, policyBlobs } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { SigningThread } from "../src/token/sign-thread.js";
@@ -219,6 +219,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const issuer = generateKeyPairSync("ed25519");
   const issuerRaw = new Uint8Array(Buffer.from(issuer.publicKey.export({ format: "jwk" }).x!, "base64url"));
   const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
+  /** The policy's record and files, each by its digest, before a policy_loaded entry names them (for auditors). */
+  const storePolicy = async (p: LoadedPolicy): Promise<void> => {
+    for (const b of policyBlobs(p)) await blobs.put(b);
+  };
 
   try {
     const rec = lineage.journal.recovery;
@@ -238,7 +242,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         policyDigest: current.digest,
       }),
     );
-    await blobs.put(current.bytes); // the policy by its digest, for auditors
+    await storePolicy(current);
     await lineage.journal.append(
       makeEntry("policy_loaded", time(), { policyDigest: current.digest, source: config.daemon.policy }),
     );
@@ -482,7 +486,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     void (async () => {
       try {
         const next = checkQuoted(await loadPolicy(config.daemon.policy));
-        await blobs.put(next.bytes);
+        await storePolicy(next);
         await lineage.journal.append(
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
         );

@@ -24,7 +24,8 @@ import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js"
  *                                                         signing-key.pub, signing-key.pem,
  *                                                         signing-key.certify.{attest,sig,qd},
  *                                                         hsm-key.pem (when an HSM root is configured)
- * Policies are in blobs/ under their digest (the daemon stores each policy it loads there).
+ * Policies are in blobs/ under their digest (the daemon stores each policy it loads there: its
+ * record under the policy digest, and the policy file and allowlists the record names).
  */
 export interface AuditExportOptions {
   readonly lineage: Lineage;

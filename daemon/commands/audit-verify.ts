@@ -23,7 +23,8 @@ export const command: Command = {
     "  --trust: EK certificate trust anchors (the TPM vendor's CA; swtpm_localca's root for dev)\n" +
     "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
     "chain (EK certificate → trust anchors; AK; the AK-certified checkpoint key signs the checkpoints)\n" +
-    "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token).\n" +
+    "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token,\n" +
+    "every loaded policy's record, file and allowlists in blobs/).\n" +
     "Exit: 0 only if everything holds, 1 with every failure listed, 2 usage, 3 unreadable bundle.",
   async run(argv) {
     const p = parseCommandArgs(

@@ -51,7 +51,7 @@ export interface EpochInput {
   /** The HSM's signature over the binding bytes (HSM modes), or why there is none. */
   readonly hsm?: { readonly signature: Uint8Array; readonly publicKey: KeyObject } | Failure;
   readonly policy: IntegrityPolicy;
-  /** Digest of the policy file `policy` came from (EvidenceState.policyDigest). */
+  /** Digest of the policy `policy` came from (LoadedPolicy.digest, EvidenceState.policyDigest). */
   readonly policyDigest: Uint8Array;
   readonly eventlog?: EventLog;
   readonly ima?: ImaEvidence;

@@ -39,8 +39,8 @@ interface LoopCommonOptions {
   /** The HSM root: signs each epoch's binding (docs/hsm.md). */
   readonly hsm?: EpochSigner;
   /**
-   * The policy in force and its file's digest (re-read on every epoch, so a reload applies at the
-   * next one; the daemon starts one at once with refresh()).
+   * The policy in force and its digest, LoadedPolicy.digest (re-read on every epoch, so a reload
+   * applies at the next one; the daemon starts one at once with refresh()).
    */
   readonly policy: () => { readonly integrity: IntegrityPolicy; readonly digest: Uint8Array };
   /** Raw Ed25519 public key of the token issuer. */

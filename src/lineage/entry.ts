@@ -82,7 +82,7 @@ export interface EpochBody {
    */
   readonly hsmSignature?: Uint8Array;
   /**
-   * Digest of the policy file whose integrity rules judged this epoch (a daemon_start or
+   * Digest of the policy whose integrity rules judged this epoch (a daemon_start or
    * policy_loaded entry of the same run names it). Absent in logs written before it was recorded.
    */
   readonly policyDigest?: Uint8Array;

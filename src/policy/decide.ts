@@ -23,7 +23,7 @@ export interface EvidenceState {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly pcrDigest: Uint8Array;
-  /** Digest of the policy file whose integrity rules this epoch was judged under. */
+  /** Digest of the policy (its file and the allowlists it names, record.ts) this epoch was judged under. */
   readonly policyDigest: Uint8Array;
   /** The lineage epoch entry that recorded this state (absent until it is durable). */
   readonly entry?: { readonly index: number; readonly leafHash: Uint8Array };
@@ -35,7 +35,7 @@ export interface EvidenceState {
 export interface DecideInput {
   readonly policy: { readonly access: AccessPolicy };
   readonly evidence: EvidenceState | undefined;
-  /** Digest of the policy in force (`policy`'s file): evidence judged under another one is not used. */
+  /** Digest of the policy in force (LoadedPolicy.digest): evidence judged under another one is not used. */
   readonly policyDigest: Uint8Array;
   readonly peer: AccessPeer;
   readonly request: AccessRequest;

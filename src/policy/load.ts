@@ -7,10 +7,12 @@ import { type AccessPolicy, accessPolicyFromToml } from "./access-schema.js";
 import type { IntegrityPolicy } from "./integrity.js";
 import { loadIntegrityFromConfig } from "./integrity-load.js";
 import { type IntegrityPolicyConfig, integrityConfigFromToml } from "./integrity-schema.js";
+import { encodePolicyRecord, type PolicyFiles } from "./record.js";
 
 /**
  * The policy file: `[[executors]]` and `[scopes.*]` (access-schema.ts) and `[integrity]`
- * (integrity-schema.ts, another engineer's), one file, one digest.
+ * (integrity-schema.ts, another engineer's), one file; its digest also covers the files the
+ * integrity part names (record.ts).
  */
 export interface Policy {
   readonly access: AccessPolicy;
@@ -24,11 +26,13 @@ export interface LoadedPolicy {
   readonly policy: Policy;
   /** The integrity rules with their allowlists read, for evaluateIntegrity. */
   readonly integrity: IntegrityPolicy;
-  /** SHA-256 of the policy file's bytes (the lineage's policy_loaded entry and the token's pold). */
+  /** SHA-256 of `record` (the lineage's policy_loaded entry, each epoch's, and the token's pold). */
   readonly digest: Uint8Array;
   readonly path: string;
-  /** The file's bytes (the daemon keeps each policy it loads in the blob store, by digest). */
-  readonly bytes: Uint8Array;
+  /** The policy record: the digests of the policy file and of the files it names. */
+  readonly record: Uint8Array;
+  /** The bytes that judge: the policy file and the files it names. */
+  readonly files: PolicyFiles;
 }
 
 export const MAX_POLICY_BYTES = 16 << 20;
@@ -60,9 +64,14 @@ export function parsePolicy(text: string, baseDir: string, source = "policy"): P
   return { access, integrity, baseDir };
 }
 
-/** SHA-256 of the policy file's bytes. */
-export function policyDigest(bytes: Uint8Array): Uint8Array {
-  return digest("sha256", bytes);
+/**
+ * What the daemon keeps in the blob store for a policy it loads, each under its SHA-256: the
+ * record (under the policy digest) and every file the record names, so an auditor can read the
+ * very allowlist an epoch was judged by.
+ */
+export function policyBlobs(p: LoadedPolicy): Uint8Array[] {
+  const { policy, allowlist, keylimePolicy } = p.files;
+  return [p.record, policy, ...(allowlist ? [allowlist] : []), ...(keylimePolicy ? [keylimePolicy] : [])];
 }
 
 /**
@@ -92,6 +101,8 @@ export async function loadPolicy(path: string): Promise<LoadedPolicy> {
     throw new ExecgateError("config_invalid", `${abs}: not UTF-8`, { file: abs }, { cause: e });
   }
   const policy = parsePolicy(text, dirname(abs), abs);
-  const integrity = await loadIntegrityFromConfig(policy.integrity, policy.baseDir);
-  return { policy, integrity, digest: policyDigest(bytes), path: abs, bytes };
+  const { integrity, files: named } = await loadIntegrityFromConfig(policy.integrity, policy.baseDir);
+  const files = { policy: bytes, ...named };
+  const record = encodePolicyRecord(files);
+  return { policy, integrity, digest: digest("sha256", record), path: abs, record, files };
 }

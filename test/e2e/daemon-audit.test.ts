@@ -101,7 +101,7 @@ describeTpm("export → offline audit of a real daemon's lineage, and tampered b
     expect(entries.length).toBeGreaterThan(0);
     for (const t of [...hashTiles(entries.map((e) => leafHash(e))), ...entryBundles(entries)])
       expect(Buffer.from(await readFile(join(bundle, t.path))).equals(Buffer.from(t.bytes))).toBe(true);
-    // the policy is in the bundle under its digest
+    // the policy file is in the bundle under its SHA-256 (and the record naming it under the policy digest)
     const policy = await readFile(d.policy);
     const { createHash } = await import("node:crypto");
     expect(await readdir(join(bundle, "blobs"))).toContain(createHash("sha256").update(policy).digest("hex"));

@@ -1,14 +1,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync, realpathSync } from "node:fs";
-import { appendFile, copyFile, readFile, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, cp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { toHex } from "../../src/core/hex.js";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
+import { decodePolicyRecord } from "../../src/policy/record.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
 import { execgate } from "../helpers/cli.js";
 import {
   eventually,
+  lineageEntries,
   tokenOutcome as outcome,
   recordedDenials,
   startTestDaemon,
@@ -88,6 +91,99 @@ describeTpm("runtime integrity end to end on swtpm: event log and IMA against th
       }
       await d.stop();
       expect(await recordedDenials(d.lineageDir)).toContain("pcr_mismatch");
+    });
+
+    it("that changes only the allowlist: a new epoch judges by it, and the bundle carries both allowlists", async () => {
+      const allow = (...names: string[]) =>
+        names.map((n) => `${fileHash(n).toString("hex")}  /usr/bin/${n}\n`).join("");
+      const d = await startTestDaemon({
+        golden: false,
+        prepare: async (tpm, dir) => {
+          const records = Buffer.concat([
+            imaNg("boot_aggregate", Buffer.alloc(32)),
+            imaNg("/usr/bin/python3", fileHash("python3")),
+          ]);
+          await writeFile(join(dir, "ima.bin"), records);
+          await measure(tpm, records);
+          await writeFile(join(dir, "allow.txt"), allow("python3", "tool"));
+        },
+        policyExtra:
+          '[integrity.ima]\nallowlist = "$DIR/allow.txt"\nmode = "enforce"\nboot_aggregate = false\n',
+        config: { attest: [...slow.attest, 'ima = "$DIR/ima.bin"'] },
+      });
+      daemons.push(d);
+      const policyFile = await readFile(d.policy);
+      await eventually("the start's epochs", async () => (await epochOf(d))?.seq >= 1);
+      const c = await d.client();
+      try {
+        expect(await outcome(c)).toBe("allow");
+        await eventually("the request's epoch", async () => (await epochOf(d))?.seq >= 2);
+        // /usr/bin/tool runs (listed, measured) before any epoch judges it, and the list then
+        // drops it; the policy file stays as it was.
+        const tool = imaNg("/usr/bin/tool", fileHash("tool"));
+        await measure(d.tpm, tool);
+        await appendFile(join(d.dir, "ima.bin"), tool);
+        await writeFile(join(d.dir, "allow.txt"), allow("python3"));
+        // The reload's epoch cannot finish while the TPM is frozen: a request meanwhile must not
+        // be decided on the epoch the old allowlist judged (it would be allowed).
+        d.tpm.freeze();
+        try {
+          d.child()!.kill("SIGHUP");
+          await eventually("policy_reloaded", async () => d.stderr().includes('"policy_reloaded"'));
+          const pending = outcome(c);
+          await new Promise((r) => setTimeout(r, 500));
+          d.tpm.resume();
+          expect(await pending).toBe("ima_violation");
+        } finally {
+          d.tpm.resume();
+        }
+      } finally {
+        await c.close();
+      }
+      expect(await readFile(d.policy)).toEqual(policyFile);
+
+      // The exported bundle holds both allowlists under the records that name them, and verifies.
+      const bundle = join(d.dir, "bundle");
+      expect((await execgate(["audit", "export", "--out", bundle], d.env)).code).toBe(0);
+      const trust = join(d.dir, "ek-ca.pem");
+      await writeFile(
+        trust,
+        `${await readFile(d.tpm.paths.rootCa, "utf8")}${await readFile(d.tpm.paths.issuerCa, "utf8")}`,
+      );
+      const verify = async (dir: string) => {
+        const r = await execgate(["audit", "verify", dir, "--json", "--trust", trust]);
+        return { code: r.code, failures: JSON.parse(r.stdout).failures as { check: string }[] };
+      };
+      expect(await verify(bundle)).toEqual({ code: 0, failures: [] });
+      const sha256 = (b: string | Uint8Array) => createHash("sha256").update(b).digest("hex");
+      const blobs = await readdir(join(bundle, "blobs"));
+      for (const f of [policyFile, allow("python3", "tool"), allow("python3")])
+        expect(blobs).toContain(sha256(f));
+      await d.stop();
+
+      const entries = await lineageEntries(d.lineageDir);
+      const loaded = entries.flatMap((e) => (e.type === "policy_loaded" ? [e.body.policyDigest] : []));
+      expect(loaded).toHaveLength(2);
+      expect(loaded[1]).not.toEqual(loaded[0]);
+      for (const digest of loaded) {
+        expect(blobs).toContain(Buffer.from(digest).toString("hex"));
+        const record = decodePolicyRecord(
+          new Uint8Array(await readFile(join(bundle, "blobs", toHex(digest)))),
+        );
+        expect(toHex(record.policy)).toBe(sha256(policyFile));
+      }
+      // The denial was decided on an epoch judged under the reloaded policy.
+      const denial = entries.find((e) => e.type === "decision" && e.body.reason === "ima_violation")!;
+      const epochs = denial.refs.map((r) => entries[r.index]!).filter((e) => e.type === "epoch");
+      expect(epochs.map((e) => e.type === "epoch" && e.body.policyDigest)).toEqual([loaded[1]]);
+
+      // A bundle without the new allowlist cannot show what judged: policy_blob.
+      const partial = join(d.dir, "bundle-partial");
+      await cp(bundle, partial, { recursive: true });
+      await rm(join(partial, "blobs", sha256(allow("python3"))));
+      const r = await verify(partial);
+      expect(r.code).toBe(1);
+      expect(r.failures.map((f) => f.check)).toEqual(["policy_blob"]);
     });
   });
 

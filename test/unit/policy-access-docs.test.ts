@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXECUTOR_KEYS, MAX_TTL_S, MIN_TTL_S, SCOPE_KEYS } from "../../src/policy/access-schema.js";
 import { JUDGED_UNDER_OTHER_POLICY, WAITING_FOR_FRESH_EPOCH } from "../../src/policy/decide.js";
+import { POLICY_DOMAIN, POLICY_RECORD_KEYS } from "../../src/policy/record.js";
 
 const doc = readFileSync(join(import.meta.dirname, "../../docs/policy.md"), "utf8");
 const rows = (heading: string) => {
@@ -34,5 +35,12 @@ describe("docs/policy.md", () => {
     const at = order.map((r) => table.indexOf(r));
     for (const [i, p] of at.entries()) expect(p, order[i]).toBeGreaterThan(-1);
     expect([...at].sort((a, b) => a - b)).toEqual(at);
+  });
+
+  it("documents the policy record the policy digest is taken over", () => {
+    const section = rows("## The policy digest");
+    expect(section).toContain(`"domain": "${POLICY_DOMAIN}"`);
+    for (const k of POLICY_RECORD_KEYS.filter((k) => k !== "domain"))
+      expect(section).toContain(`"${k}": digest`);
   });
 });

@@ -5,7 +5,8 @@ import { describe, expect, it } from "vitest";
 import { ExecgateError } from "../../src/core/errors.js";
 import { type AccessPeer, evaluateAccess } from "../../src/policy/access.js";
 import { loadIntegrityPolicy } from "../../src/policy/integrity-load.js";
-import { loadPolicy, parsePolicy, policyDigest } from "../../src/policy/load.js";
+import { loadPolicy, parsePolicy } from "../../src/policy/load.js";
+import { decodePolicyRecord } from "../../src/policy/record.js";
 
 const EXAMPLE = join(import.meta.dirname, "../../examples/policy.toml");
 const H = (c: string) => c.repeat(64);
@@ -85,13 +86,16 @@ describe("policy: access schema", () => {
     ).toMatchObject({ ok: false, reason: "peer_unknown" });
   });
 
-  it("the example policy parses and loads, digest = SHA-256 of the bytes", async () => {
+  it("the example policy parses and loads; its digest is that of a record naming the file", async () => {
     const { readFile } = await import("node:fs/promises");
+    const { createHash } = await import("node:crypto");
+    const sha256 = (b: Uint8Array) => new Uint8Array(createHash("sha256").update(b).digest());
     const loaded = await loadPolicy(EXAMPLE);
     expect(loaded.policy.access.executors.map((e) => e.name)).toEqual(["trainer", "inference"]);
     expect(loaded.integrity.eventlog?.secureBoot).toBe(true);
-    expect(loaded.digest).toEqual(policyDigest(new Uint8Array(await readFile(EXAMPLE))));
-    expect(loaded.digest).toHaveLength(32);
+    expect(loaded.digest).toEqual(sha256(loaded.record));
+    // The example has no [integrity.ima]: the record names the policy file only.
+    expect(decodePolicyRecord(loaded.record)).toEqual({ policy: sha256(await readFile(EXAMPLE)) });
     // `execgate policy check` reads the same file through the integrity loader alone
     const integrityOnly = await loadIntegrityPolicy(EXAMPLE);
     expect(integrityOnly).toEqual(loaded.integrity);
