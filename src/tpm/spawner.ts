@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ExecgateError } from "../core/errors.js";
+import { type ProcStat, parseProcStat } from "../peer/proc-parse.js";
 
 /**
  * execFile in a small helper process. Spawning copies the spawning process's page tables (libuv
@@ -134,7 +135,7 @@ let helper: ChildProcess | undefined;
 const waiters = new Map<number, Waiter>();
 let nextId = 1;
 /** Tools of abandoned helpers that may still run: pid → start time (a reused pid is not them). */
-const leftovers = new Map<number, string>();
+const leftovers = new Map<number, number>();
 
 function settle(id: number): Waiter | undefined {
   const w = waiters.get(id);
@@ -173,17 +174,14 @@ function leaveBehind(pid: number): void {
  * A process's start time (proc(5) field 22), or undefined once it is gone: absent, or a zombie
  * (its files, so its TPM connection, are closed; an orphan waits for whoever adopted it to reap it).
  */
-function startTime(pid: number): string | undefined {
-  let stat: string;
+function startTime(pid: number): number | undefined {
+  let stat: ProcStat;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    stat = parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return undefined;
   }
-  // "pid (comm) state …": comm may hold spaces and parentheses, so count from the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (fields[0] === "Z" || fields[0] === "X") return undefined;
-  return fields[19];
+  return stat.state === "Z" || stat.state === "X" ? undefined : stat.startTime;
 }
 
 /** Waits up to `waitMs` for the tools of abandoned helpers to be gone: a new command must not overlap theirs. */

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseProcStat } from "../../src/peer/proc-parse.js";
 import { execOutside, helperPid } from "../../src/tpm/spawner.js";
 
 const opts = { cwd: tmpdir(), env: { LC_ALL: "C" }, timeoutMs: 5000, maxBuffer: 1 << 20 };
@@ -19,8 +20,7 @@ function alive(pid: number): boolean {
 /** Gone: no such process, or a zombie (dead; waiting for its parent, or an adopter, to reap it). */
 function gone(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).state === "Z";
   } catch {
     return true;
   }
