@@ -39,6 +39,7 @@ import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
 import { gateHandler, imaExeCheck } from "./handler.js";
+import { runStopSteps } from "./stop.js";
 
 /**
  * `execgate daemon`: reads the configuration, checks that every part it depends on is usable
@@ -465,19 +466,22 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     stopping ??= (async () => {
       notifier.stopping();
       log.info({ reason }, "daemon_stopping");
-      await metricsServer?.close();
-      await server.close(listener);
-      await loop.stop();
-      await lineage.journal.append(makeEntry("daemon_stop", time(), { reason })).catch(() => undefined);
-      await lineage
-        .close()
-        .catch((e: unknown) => log.error({ err: asExecgateError(e).message }, "lineage_close_failed"));
-      await hsmKey?.close().catch(() => undefined);
-      await gate.close();
+      const code = await runStopSteps(
+        [
+          ["metrics", () => metricsServer?.close()],
+          ["server", () => server.close(listener)],
+          ["attest", () => loop.stop()],
+          ["daemon_stop", () => lineage.journal.append(makeEntry("daemon_stop", time(), { reason }))],
+          ["lineage", () => lineage.close()],
+          ["hsm", () => hsmKey?.close()],
+          ["gate", () => gate.close()],
+        ],
+        log,
+      );
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onTerm);
       process.off("SIGHUP", onHup);
-      resolveDone(EXIT.ok);
+      resolveDone(code);
     })();
     return stopping;
   };

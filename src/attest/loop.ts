@@ -82,6 +82,11 @@ export class AttestationLoop {
   private readonly recentHsm = new Map<string, Uint8Array>();
   private seq = 0;
   private prev: Uint8Array = ZERO32;
+  /**
+   * The epoch in progress, settled when it ends. It never rejects: an epoch's failure goes to
+   * the caller of the runEpoch() that started it (the scheduler logs it), not to stop() or to
+   * the next runEpoch(), which only wait for it to end.
+   */
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -186,10 +191,12 @@ export class AttestationLoop {
   async runEpoch(): Promise<EvidenceState> {
     while (this.running) await this.running;
     const p = this.epoch();
-    this.running = p.finally(() => {
+    const ended = () => {
       this.running = undefined;
-    });
+    };
+    this.running = p.then(ended, ended);
     await this.running;
+    await p; // this caller's to handle
     return this.state!;
   }
 

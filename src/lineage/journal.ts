@@ -150,7 +150,11 @@ export class Journal {
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private failed: ExecgateError | undefined;
-  private closed = false;
+  /**
+   * Set when close() starts, before its final drain: appends from then on are refused. Set only
+   * after the drain, an append queued in between was written to the handle being closed.
+   */
+  private closing: Promise<void> | undefined;
   private readonly segDir: string;
   /** Counters for metrics and tests: batches written (one fdatasync each) and entries in them. */
   readonly stats = { batches: 0, entries: 0 };
@@ -548,7 +552,7 @@ export class Journal {
 
   /** Appends already-encoded entry bytes (the caller guarantees they came from encodeEntry). */
   appendEncoded(bytes: Uint8Array): Promise<AppendResult> {
-    if (this.closed) return Promise.reject(new ExecgateError("io_error", "lineage journal is closed"));
+    if (this.closing) return Promise.reject(closedError());
     if (this.failed) return Promise.reject(this.failed);
     if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES) {
       return Promise.reject(new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`));
@@ -583,8 +587,8 @@ export class Journal {
   reserve(n: number): Reservation {
     if (!Number.isSafeInteger(n) || n < 1) throw new ExecgateError("internal", "reserve: n must be ≥ 1");
     const first = this.durable + this.inFlight + this.pending.length;
-    if (this.closed || this.failed) {
-      const why = this.failed ?? new ExecgateError("io_error", "lineage journal is closed");
+    if (this.closing || this.failed) {
+      const why = this.failed ?? closedError();
       const done = Promise.reject(why);
       done.catch(() => undefined);
       return { first, fill: () => undefined, done };
@@ -792,10 +796,14 @@ export class Journal {
     return out;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Writes what was appended before the call, refuses appends from then on, closes the files. */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     await this.drain();
-    this.closed = true;
     try {
       await this.fh?.close();
     } finally {
@@ -803,6 +811,10 @@ export class Journal {
       await this.lock.release();
     }
   }
+}
+
+function closedError(): ExecgateError {
+  return new ExecgateError("io_error", "lineage journal is closed");
 }
 
 async function openRw(path: string, extraFlags = 0): Promise<FileHandle> {

@@ -35,7 +35,7 @@ async function serveOnce(root: string, wantEnv: string[]): Promise<void> {
     child.kill("SIGINT");
   }
   expect(await exited).toBe(0);
-  expect(stderr).not.toMatch(/lineage_close_failed/);
+  expect(stderr).not.toMatch(/stop_step_failed/);
 }
 
 describeHsm("execgate dev up --root hsm (SoftHSM2 only, no swtpm)", () => {

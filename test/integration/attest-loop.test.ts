@@ -2,7 +2,7 @@ import { appendFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { epochHash } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { AttestationLoop } from "../../src/attest/loop.js";
@@ -354,6 +354,54 @@ describeHsm("attestation loop, HSM-only", () => {
     } finally {
       await lineage.close();
       await key.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("attestation loop, stopping", () => {
+  it("stop() while an epoch runs resolves even though that epoch throws; the scheduler logs the failure", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "execgate-loop-stop-"));
+    const lineage = await openLineage({
+      dir: join(dir, "lineage"),
+      origin: "execgate.test/loop-stop",
+      signer: softwareEd25519Signer("execgate.test/loop-stop"),
+      now: Date.now,
+    });
+    try {
+      await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
+      const logged: { msg: string; err?: string }[] = [];
+      // No root of trust: each epoch fails (internal_error) but runs to its end, listeners included.
+      const loop = new AttestationLoop({
+        ...commonOptions({
+          policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+          lineage,
+          blobs: await BlobStore.open(join(dir, "blobs")),
+          bootIdPath: join(dir, "boot_id"),
+          imaPath: join(dir, "ima.bin"),
+        }),
+        log: pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+      });
+      let stopped: Promise<void> | undefined;
+      loop.onEpoch(() => {
+        // The daemon's SIGTERM arriving while a periodic epoch runs: stop() waits for that epoch,
+        // which then throws. The daemon calls stop() with `void`: a rejection would end it.
+        stopped = loop.stop();
+        throw new Error("listener failed");
+      });
+      loop.start();
+      await vi.waitFor(() => expect(stopped).toBeDefined());
+      await expect(stopped).resolves.toBeUndefined();
+      await vi.waitFor(() =>
+        expect(logged).toContainEqual(
+          expect.objectContaining({ msg: "epoch_crashed", err: "listener failed" }),
+        ),
+      );
+      // Whoever runs an epoch by hand still gets its failure.
+      await expect(loop.runEpoch()).rejects.toThrow("listener failed");
+      expect(loop.stats.epochs).toBe(2);
+    } finally {
+      await lineage.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

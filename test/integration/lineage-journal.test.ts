@@ -199,6 +199,40 @@ describe("journal", () => {
     await j.close();
   });
 
+  it("close() writes what was appended before it and refuses later appends, even one queued just after its final drain", async () => {
+    const dir = await tempDir();
+    const j = await Journal.open({ dir });
+    await j.append(entry(0));
+    const before = [j.append(entry(1)), j.append(entry(2))];
+    // The gap the reviewer found: an append queued one microtask after close()'s final drain
+    // returned was written to the handle being closed, and poisoned the journal.
+    const drain = j.drain.bind(j);
+    let afterDrain: Promise<unknown> | undefined;
+    j.drain = async () => {
+      await drain();
+      queueMicrotask(() => {
+        afterDrain = j.append(entry(4));
+        afterDrain.catch(() => undefined);
+      });
+    };
+    const closing = j.close();
+    const afterClose = j.append(entry(3));
+    afterClose.catch(() => undefined);
+    await closing;
+    expect((await Promise.all(before)).map((r) => r.index)).toEqual([1, 2]);
+    const closed = { code: "io_error", message: "lineage journal is closed" };
+    await expect(afterClose).rejects.toMatchObject(closed);
+    expect(afterDrain).toBeDefined();
+    await expect(afterDrain).rejects.toMatchObject(closed);
+    expect(j.failure).toBeUndefined();
+    await j.close(); // again: a no-op
+
+    const again = await Journal.open({ dir });
+    expect(again.recovery.truncatedBytes).toBe(0);
+    expect(await again.readRange(0, again.size)).toEqual([0, 1, 2].map((i) => encodeEntry(entry(i))));
+    await again.close();
+  });
+
   it("a failed write poisons the journal: the batch and every later append reject, nothing is acknowledged", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });

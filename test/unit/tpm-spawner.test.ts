@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseProcStat } from "../../src/peer/proc-parse.js";
 import { execOutside, helperPid } from "../../src/tpm/spawner.js";
 
 const opts = { cwd: tmpdir(), env: { LC_ALL: "C" }, timeoutMs: 5000, maxBuffer: 1 << 20 };
@@ -15,6 +16,19 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** Gone: no such process, or a zombie (dead; waiting for its parent, or an adopter, to reap it). */
+function gone(pid: number): boolean {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, "utf8")).state === "Z";
+  } catch {
+    return true;
+  }
+}
+
+/** A shell command that prints the state of process `pid` ("gone" when there is none). */
+const stateOf = (pid: number) =>
+  `s=$(cat /proc/${pid}/stat 2>/dev/null) && echo "\${s##*) }" | cut -c1 || echo gone`;
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -75,6 +89,50 @@ describe("execOutside (tpm2-tools are spawned from a helper process, not the dae
     await expect(inFlight).rejects.toMatchObject({ code: "hardware_unavailable" });
     expect((await execOutside("/bin/echo", ["again"], opts)).stdout).toBe("again\n");
     expect(helperPid()).not.toBe(pid);
+  });
+
+  it("a call that times out is answered once its tool is gone, with what the tool started; the next call runs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "execgate-spawner-"));
+    try {
+      // A tool that hangs, and whose own child holds its output pipes (a kill of the tool alone
+      // left the child running and the call was answered while it ran).
+      const script = `echo $$ > ${dir}/tool.pid; sleep 30 & echo $! > ${dir}/child.pid; wait`;
+      const r = await execOutside("/bin/sh", ["-c", script], { ...opts, timeoutMs: 1000 });
+      expect(r.error).toMatchObject({ killed: true, signal: "SIGKILL" });
+      const tool = Number(readFileSync(join(dir, "tool.pid"), "utf8"));
+      const child = Number(readFileSync(join(dir, "child.pid"), "utf8"));
+      expect(gone(tool)).toBe(true);
+      await until(() => gone(child));
+      const next = await execOutside("/bin/sh", ["-c", stateOf(tool)], opts);
+      expect(next.stdout).toBe("gone\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a helper that stops answering is replaced: its tool is killed, the call fails, the next call runs on a new helper once that tool is gone", async () => {
+    await execOutside("/bin/true", [], opts);
+    const stuck = helperPid()!;
+    const dir = mkdtempSync(join(tmpdir(), "execgate-spawner-"));
+    const toolPidFile = join(dir, "tool.pid");
+    try {
+      const call = execOutside("/bin/sh", ["-c", `echo $$ > ${toolPidFile}; exec sleep 30`], {
+        ...opts,
+        timeoutMs: 1500,
+        answerGraceMs: 0,
+      });
+      await until(() => existsSync(toolPidFile) && readFileSync(toolPidFile, "utf8").endsWith("\n"));
+      const tool = Number(readFileSync(toolPidFile, "utf8"));
+      // Alive but stuck: it neither kills its tool at the timeout nor answers.
+      process.kill(stuck, "SIGSTOP");
+      await expect(call).rejects.toMatchObject({ code: "hardware_unavailable" });
+      const next = await execOutside("/bin/sh", ["-c", stateOf(tool)], opts);
+      expect(["gone\n", "Z\n"]).toContain(next.stdout);
+      expect(helperPid()).not.toBe(stuck);
+      await until(() => !alive(stuck));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("exits with the process that started it, killing the tool it runs", async () => {
