@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { parseSegment } from "../src/audit/bundle.js";
 import { ExecgateError } from "../src/core/errors.js";
+import { makeDirs } from "../src/core/mkdirs.js";
 import { exportBundle } from "../src/lineage/export.js";
 import { leafHash } from "../src/lineage/hash.js";
 import type { Lineage } from "../src/lineage/lineage.js";
@@ -38,7 +39,7 @@ export interface AuditExportOptions {
 }
 
 export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: string; size: number }> {
-  await mkdir(o.exportsDir, { recursive: true, mode: 0o750 });
+  await makeDirs(o.exportsDir, 0o750);
   for (const old of await readdir(o.exportsDir))
     await rm(join(o.exportsDir, old), { recursive: true, force: true });
   const out = join(o.exportsDir, new Date().toISOString().replace(/[:.]/g, "-"));
@@ -92,7 +93,7 @@ async function writeTiles(out: string): Promise<void> {
     const path = join(out, t.path);
     const dir = dirname(path);
     if (!dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       dirs.add(dir);
     }
     await writeFile(path, t.bytes);

@@ -1,9 +1,10 @@
 import { type KeyObject, randomBytes } from "node:crypto";
-import { access, chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { access, chown, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { toHex } from "../../src/core/hex.js";
+import { makeDirs } from "../../src/core/mkdirs.js";
 import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
 import { SoftHsm } from "../../src/dev/softhsm.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
@@ -49,7 +50,7 @@ export const command: Command = {
     const root = str(p, "root") ?? "tpm+hsm";
     if (root !== "tpm" && root !== "hsm" && root !== "tpm+hsm")
       throw usageError("--root must be tpm, hsm or tpm+hsm");
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir, 0o700);
     const owner = sudoOwner();
     if (owner) await chown(dir, owner.uid, owner.gid);
     if (root === "hsm" || (root === "tpm+hsm" && !flag(p, "check"))) {

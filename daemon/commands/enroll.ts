@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/index.js";
 import { toHex } from "../../src/core/hex.js";
+import { makeDirs } from "../../src/core/mkdirs.js";
 import { generateHsmKey } from "../../src/hsm/hsm.js";
 import { readPin } from "../../src/hsm/pin.js";
 import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
@@ -62,7 +62,7 @@ export const command: Command = {
     if (alg !== "ecc" && alg !== "rsa") throw usageError("--ak-alg must be ecc or rsa");
     if (flag(p, "no-tpm") && !flag(p, "hsm")) throw usageError("--no-tpm needs --hsm");
     try {
-      await mkdir(out, { recursive: true });
+      await makeDirs(out);
     } catch (err) {
       throw usageError(`cannot create --out ${out}: ${(err as Error).message}`);
     }

@@ -1,7 +1,8 @@
 import { execFileSync, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
+import { makeDirs } from "../../src/core/mkdirs.js";
 import type { BenchRow, BenchSuite } from "./types.js";
 
 /**
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
   const when = new Date().toISOString();
   const info = machine();
   const stamp = when.replace(/[:.]/g, "-");
-  await mkdir("bench/results", { recursive: true });
+  await makeDirs("bench/results");
   await writeFile(
     join("bench/results", `${stamp}.json`),
     `${JSON.stringify({ when, machine: info, quick, results }, null, 2)}\n`,

@@ -1,9 +1,10 @@
 import { execFile } from "node:child_process";
 import { createPublicKey, type KeyObject } from "node:crypto";
-import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ExecgateError } from "../core/errors.js";
+import { makeDirs } from "../core/mkdirs.js";
 import { DEFAULT_MODULE } from "../hsm/pkcs11.js";
 
 const execFileP = promisify(execFile);
@@ -51,7 +52,7 @@ export class SoftHsm {
   /** Creates the configuration and initialises a fresh token (or resumes one already there). */
   static async create(o: SoftHsmOptions): Promise<SoftHsm> {
     const h = new SoftHsm(o.dir, o);
-    await mkdir(h.tokens, { recursive: true });
+    await makeDirs(h.tokens);
     await writeFile(
       h.conf,
       [

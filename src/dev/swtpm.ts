@@ -1,9 +1,10 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ExecgateError } from "../core/errors.js";
+import { makeDirs } from "../core/mkdirs.js";
 import { TpmRunner } from "../tpm/runner.js";
 
 const execFileP = promisify(execFile);
@@ -149,7 +150,7 @@ export class Swtpm {
       if (this.options.pidDir && child.pid) void removePid(this.options.pidDir, child.pid);
     });
     if (this.options.pidDir && child.pid) {
-      await mkdir(this.options.pidDir, { recursive: true });
+      await makeDirs(this.options.pidDir);
       await writeFile(join(this.options.pidDir, String(child.pid)), "");
     }
     await this.waitReady();
@@ -231,8 +232,8 @@ async function removePid(pidDir: string, pid: number): Promise<void> {
 /** swtpm_setup with a private swtpm_localca configuration: RSA-2048 and ECC EKs with certificates, SRK. */
 async function manufacture(dir: string, banks: readonly string[] = ["sha1", "sha256"]): Promise<void> {
   const p = swtpmPaths(dir);
-  await mkdir(p.state, { recursive: true });
-  await mkdir(p.caDir, { recursive: true });
+  await makeDirs(p.state);
+  await makeDirs(p.caDir);
   await writeFile(
     join(p.caDir, "swtpm-localca.conf"),
     [

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { bytesEqual, fromHex, toHex } from "../core/hex.js";
+import { makeDirs } from "../core/mkdirs.js";
 import { ioError, replaceFileDurably } from "./fsutil.js";
 import { HASH_SIZE, sha256 } from "./hash.js";
 
@@ -18,7 +19,7 @@ export class BlobStore {
 
   static async open(dir: string): Promise<BlobStore> {
     try {
-      await mkdir(dir, { recursive: true, mode: 0o750 });
+      await makeDirs(dir, 0o750);
     } catch (e) {
       throw ioError(`blob store ${dir}`, e);
     }

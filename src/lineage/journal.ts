@@ -1,8 +1,9 @@
 import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
+import { makeDirs } from "../core/mkdirs.js";
 import { type Entry, encodeEntry, MAX_ENTRY_BYTES, MAX_ENTRY_READ_BYTES } from "./entry.js";
 import { extendFrontier, type Frontier, frontierRoot, pushLeaf } from "./frontier.js";
 import { fsyncDir, ioError, writeAll } from "./fsutil.js";
@@ -187,7 +188,7 @@ export class Journal {
       throw new ExecgateError("config_invalid", "lineage journal: maxBatchBytes must hold one maximal entry");
     }
     try {
-      await mkdir(join(opts.dir, "segments"), { recursive: true, mode: 0o750 });
+      await makeDirs(join(opts.dir, "segments"), 0o750);
     } catch (e) {
       throw ioError(`lineage directory ${opts.dir}`, e);
     }
