@@ -90,7 +90,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse(`configuration ${configPath}`, e);
   }
   const log =
-    opts.log ?? pino({ level: config.daemon.logLevel, base: { component: "execgate" } }, pino.destination(2));
+    opts.log ?? pino({ level: config.daemon.logLevel, base: { service: "execgate" } }, pino.destination(2));
   try {
     loadNative();
   } catch (e) {

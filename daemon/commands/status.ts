@@ -52,11 +52,12 @@ function summary(st: JsonObject, lines: string[]): void {
   const ep = obj(st.epoch);
   if (ep) {
     const outcome = ep.verified === true ? "verified" : `FAILED: ${String(ep.reason ?? "unknown")}`;
-    row(
-      "epoch",
-      "epoch",
-      `${String(ep.seq)} ${outcome} (TPM reset ${String(ep.reset_count)}, restart ${String(ep.restart_count)})`,
-    );
+    // Counts of -1: the epoch has no verified quote to take them from (HSM-only, or it failed).
+    const counts =
+      (num(ep.reset_count) ?? -1) >= 0
+        ? ` (TPM reset ${String(ep.reset_count)}, restart ${String(ep.restart_count)})`
+        : "";
+    row("epoch", "epoch", `${String(ep.seq)} ${outcome}${counts}`);
   } else if (st.epoch === null) row("epoch", "epoch", "none yet");
   if ("evidence_age_ms" in st) {
     const age = num(st.evidence_age_ms);

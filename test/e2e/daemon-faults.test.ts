@@ -66,6 +66,9 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
       await eventually("hardware_unavailable", async () => (await outcome(c)) === "hardware_unavailable");
       const st = JSON.parse((await execgate(["status", "--json"], d.env)).stdout);
       expect(st.epoch).toMatchObject({ verified: false, reason: "hardware_unavailable" });
+      // No quote, so no TPM counts to show (they were printed as -1).
+      const human = (await execgate(["status"], d.env)).stdout;
+      expect(human).toMatch(/^ {2}epoch: \d+ FAILED: hardware_unavailable$/m);
       await d.tpm.launch();
       await eventually("recovery", async () => (await outcome(c)) === "allow");
       expect(await reason(c.redeem(before.token))).toBe("environment_mismatch");
@@ -150,6 +153,13 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
     await expect(d.start()).rejects.toThrow(/did not start/);
     expect(d.child()?.exitCode).toBe(3);
     expect(d.stderr()).toMatch(/refusing to start: daemon.boot_id_path: boot id .*ENOENT/);
+    // Each log line names its component once (a strict JSON pipeline drops or rejects duplicates).
+    const lines = d
+      .stderr()
+      .split("\n")
+      .filter((l) => l.startsWith("{"));
+    expect(lines.some((l) => l.includes('"component":"gate"'))).toBe(true);
+    for (const l of lines) expect(l.match(/"component":/g)?.length ?? 0).toBeLessThanOrEqual(1);
   });
 
   it("requests over the per-uid rate → rate_limited (recorded at most once a second)", async () => {

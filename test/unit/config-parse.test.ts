@@ -156,7 +156,7 @@ tcti = "swtpm:host=localhost,port=2321"`,
 
   it("the commented example parses", async () => {
     const c = await loadConfig(EXAMPLE);
-    expect(c.daemon.socketGroup).toBe("execgate");
+    expect(c.daemon.socketGroup).toBe("execgate-clients");
     expect(c.attest.ima).toBe("/sys/kernel/security/ima/binary_runtime_measurements");
   });
 });
