@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { asExecgateError } from "../src/core/errors.js";
 import { EXIT, exitCodeFor } from "./exit.js";
 
@@ -45,9 +46,14 @@ function findCommand(argv: readonly string[]): { key: string; rest: readonly str
   return undefined;
 }
 
-async function printHelp(): Promise<void> {
-  const lines = ["usage: execgate <command> [options]   (execgate <command> --help for its options)", ""];
+/** The commands listed by `execgate --help` (all) or `execgate <group> --help` (one group's). */
+async function printHelp(group?: string): Promise<void> {
+  const lines = [
+    `usage: execgate ${group ? `${group} <command>` : "<command>"} [options]   (execgate <command> --help for its options)`,
+    "",
+  ];
   for (const [key, load] of Object.entries(COMMANDS)) {
+    if (group && !key.startsWith(`${group} `)) continue;
     const c = await load();
     lines.push(`  execgate ${key.padEnd(22)} ${c.summary}`);
   }
@@ -58,14 +64,46 @@ async function printHelp(): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
+/** The package's version, from the package.json beside dist/ (or beside daemon/ in a checkout). */
+function version(): string {
+  for (const rel of ["../../package.json", "../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === "execgate" && typeof pkg.version === "string") return pkg.version;
+    } catch {
+      // not this one
+    }
+  }
+  return "unknown";
+}
+
+const isHelp = (a: string | undefined) => a === "--help" || a === "-h" || a === "help";
+
 export async function main(argv: readonly string[]): Promise<number> {
-  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+  if (argv.length === 0 || isHelp(argv[0])) {
     await printHelp();
     return argv.length === 0 ? EXIT.usage : EXIT.ok;
   }
+  if (argv[0] === "--version" || argv[0] === "-V") {
+    process.stdout.write(`execgate ${version()}\n`);
+    return EXIT.ok;
+  }
   const found = findCommand(argv);
   if (!found) {
-    process.stderr.write(`execgate: unknown command '${argv.join(" ")}'; see execgate --help\n`);
+    const group = argv[0]!;
+    if (Object.keys(COMMANDS).some((k) => k.startsWith(`${group} `))) {
+      // `execgate token` or `execgate token --help`: that group's commands.
+      if (argv.length === 1 || isHelp(argv[1])) {
+        await printHelp(group);
+        return argv.length === 1 ? EXIT.usage : EXIT.ok;
+      }
+      process.stderr.write(`execgate: unknown command '${group} ${argv[1]}'; see execgate ${group} --help\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`execgate: unknown command '${group}'; see execgate --help\n`);
     return EXIT.usage;
   }
   const command = await COMMANDS[found.key]!();

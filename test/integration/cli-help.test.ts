@@ -1,0 +1,32 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { execgate } from "../helpers/cli.js";
+
+describe("execgate help and version", () => {
+  it("a command group's --help lists that group's commands (exit 0); the bare group is a usage error listing them (exit 2)", async () => {
+    const help = await execgate(["token", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^ {2}execgate token request /m);
+    expect(help.stdout).toMatch(/^ {2}execgate token verify /m);
+    expect(help.stdout).not.toMatch(/execgate audit/);
+    const bare = await execgate(["audit"]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toMatch(/^ {2}execgate audit verify /m);
+  });
+
+  it("an unknown command names only the words at fault and where to look", async () => {
+    const sub = await execgate(["token", "nope", "--json"]);
+    expect(sub.code).toBe(2);
+    expect(sub.stderr).toBe("execgate: unknown command 'token nope'; see execgate token --help\n");
+    const top = await execgate(["nope", "--x"]);
+    expect(top.code).toBe(2);
+    expect(top.stderr).toBe("execgate: unknown command 'nope'; see execgate --help\n");
+  });
+
+  it("--version prints the package's version", async () => {
+    const { version } = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+    const r = await execgate(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`execgate ${version}\n`);
+  });
+});
