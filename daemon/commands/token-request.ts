@@ -1,5 +1,8 @@
+import { decode } from "../../src/cbor/index.js";
 import type { ExecgateClient } from "../../src/client/index.js";
 import { toHex } from "../../src/core/hex.js";
+import { claimsFromCbor } from "../../src/token/claims.js";
+import { decodeToken } from "../../src/token/token.js";
 import { flag, hexArg, parseCommandArgs, printJson, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
@@ -13,6 +16,19 @@ import {
   scopeArg,
   toBase64url,
 } from "./token-common.js";
+
+/**
+ * The epoch claim of a token just received, in hex (decoded, not verified: token verify does
+ * that); undefined for bytes that do not decode as a token.
+ */
+function tokenEpoch(token: Uint8Array): string | undefined {
+  try {
+    const msg = decodeToken(token);
+    return toHex(claimsFromCbor(decode(msg.payload, { maxDepth: 4, maxItems: 128, maxLength: 4096 })).epoch);
+  } catch {
+    return undefined;
+  }
+}
 
 function argvJson(s: string): string[] {
   let v: unknown;
@@ -66,10 +82,13 @@ export const command: Command = {
         if (out !== undefined) await writeOutput(out, t.token, "token");
         const tokenId = toHex(t.tokenId);
         if (flag(p, "json")) {
+          const epoch = tokenEpoch(t.token);
           printJson({
             ...(out === undefined ? { token: toBase64url(t.token) } : { out }),
             tokenId,
             expiresAt: t.expiresAt,
+            // The epoch the token names (unverified here): what `execgate evidence --epoch` takes.
+            ...(epoch === undefined ? {} : { epoch }),
           });
         } else if (out === undefined) {
           process.stdout.write(`${toBase64url(t.token)}\n`);

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import type { EpochRecord } from "../attest/record.js";
 import type { DenialReason } from "../core/denial.js";
-import { bytesEqual } from "../core/hex.js";
+import { bytesEqual, toHex } from "../core/hex.js";
 import type { TokenClaims } from "../token/claims.js";
 import { COSE_ALG, ed25519PublicKey } from "../token/cose.js";
 import { verifyHsmEpoch } from "./epoch.js";
@@ -66,7 +66,7 @@ export function verifyTokenBoundHsm(input: HsmBoundTokenInput): HsmBoundTokenVer
     return {
       ok: false,
       reason: "token_signature_invalid",
-      detail: "the token names another epoch than this record",
+      detail: `the token names epoch ${toHex(t.claims.epoch)}, this record is epoch ${toHex(e.hash)} (fetch the token's with execgate evidence --epoch ${toHex(t.claims.epoch)})`,
     };
   }
   return { ok: true, claims: t.claims, record: e.record, signer };

@@ -3,7 +3,7 @@ import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError } from "../core/errors.js";
-import { bytesEqual } from "../core/hex.js";
+import { bytesEqual, toHex } from "../core/hex.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { type VerifiedQuote, verifyQuote } from "../tpm/verify-quote.js";
@@ -75,7 +75,7 @@ export function verifyTokenBound(input: BoundTokenInput): BoundTokenVerification
     return {
       ok: false,
       reason: "token_signature_invalid",
-      detail: "the token names another epoch than this record",
+      detail: `the token names epoch ${toHex(t.claims.epoch)}, this record is epoch ${toHex(epochHash)} (fetch the token's with execgate evidence --epoch ${toHex(t.claims.epoch)})`,
     };
   }
   return { ok: true, claims: t.claims, quote: q.quote, record };

@@ -151,20 +151,16 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
   });
 
   it("a token verifies offline all the way to the TPM quote (evidence → token verify), and not with another AK", async () => {
-    const c = await d.client();
-    let token: Uint8Array;
-    try {
-      token = (await c.requestToken({ scope: "dev", argv: ["/bin/true"] })).token;
-    } finally {
-      await c.close();
-    }
-    const { decode } = await import("../../src/cbor/index.js");
-    const { decodeSign1 } = await import("../../src/token/cose.js");
-    const { claimsFromCbor } = await import("../../src/token/claims.js");
-    const epoch = Buffer.from(claimsFromCbor(decode(decodeSign1(token).payload)).epoch).toString("hex");
     const { writeFile } = await import("node:fs/promises");
     const f = (n: string) => `${d.dir}/${n}`;
-    await writeFile(f("t.bin"), token);
+    // The documented path: token request --json names the token's epoch for evidence --epoch.
+    const req = await execgate(
+      ["token", "request", "--scope", "dev", "--argv-json", '["/bin/true"]', "--out", f("t.bin"), "--json"],
+      d.env,
+    );
+    expect(req.code).toBe(0);
+    const epoch: string = JSON.parse(req.stdout).epoch;
+    expect(epoch).toMatch(/^[0-9a-f]{64}$/);
     const ev = await execgate(
       ["evidence", "--epoch", epoch, "--record-out", f("epoch.cbor"), "--ak-pub-out", f("ak.pem"), "--json"],
       d.env,

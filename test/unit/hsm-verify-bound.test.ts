@@ -79,6 +79,8 @@ describe("verifyTokenBoundHsm (offline, pure)", () => {
     ).toMatchObject({
       ok: false,
       reason: "token_signature_invalid",
+      // Which epoch the token names, so the verifier can fetch that one's evidence.
+      detail: expect.stringContaining(`token names epoch ${"00".repeat(32)}, this record is epoch`),
     });
     const other = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey;
     expect(verifyTokenBoundHsm({ ...base, token: good, hsmPublicKey: other })).toMatchObject({
