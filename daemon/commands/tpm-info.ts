@@ -22,7 +22,12 @@ interface KeyInfo {
 
 export const command: Command = {
   summary: "show the TPM: TCTI, manufacturer, EK/AK/signing-key handles and public keys, EK certificates",
-  usage: `[--trust CA.pem] [--json] ${TPM_USAGE}`,
+  usage:
+    `[--trust CA.pem] [--json] ${TPM_USAGE}\n` +
+    "  --trust: EK CA certificates (PEM, root and intermediates) to check each EK certificate's chain against,\n" +
+    "           as the daemon's tpm.ek_ca_bundle does\n" +
+    "Exit: 0 ok (with --trust: at least one EK certificate chains to it), 1 no EK certificate chains to --trust,\n" +
+    "      2 usage, 3 TPM unreachable or --trust unreadable.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -78,9 +83,12 @@ export const command: Command = {
       signingKey: await key(HANDLES.signingKey),
       ekCertificates: certs,
     };
+    // With --trust the answer is the daemon's start-up check (daemon/ek-check.ts): one EK
+    // certificate must chain to the bundle.
+    const result = trust !== undefined && !certs.some((c) => c.chain === "verified") ? EXIT.failed : EXIT.ok;
     if (flag(p, "json")) {
       printJson(info);
-      return EXIT.ok;
+      return result;
     }
     const lines = [
       `TCTI            ${info.tcti}`,
@@ -100,7 +108,8 @@ export const command: Command = {
         `EK certificate  ${c.nvIndex} ${c.key}: ${c.subject.replace(/\n/g, ", ")} — issuer ${c.issuer.replace(/\n/g, ", ")}${c.chain ? ` — chain ${c.chain}` : ""}`,
       );
     }
+    if (result !== EXIT.ok) lines.push(`no EK certificate chains to ${trustPath}`);
     process.stdout.write(`${lines.join("\n")}\n`);
-    return EXIT.ok;
+    return result;
   },
 };

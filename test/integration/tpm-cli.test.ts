@@ -79,7 +79,13 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
   }
 
   it("tpm info reports the manufacturer, EK, AK and EK certificates", async () => {
-    const r = await execgate(["tpm", "info", "--json", "--trust", tpm.paths.rootCa], env);
+    // The root and the intermediate that signs the EK certificates: the root alone does not chain.
+    const bundle = f("ek-ca-bundle.pem");
+    await writeFile(
+      bundle,
+      (await readFile(tpm.paths.rootCa, "utf8")) + (await readFile(tpm.paths.issuerCa, "utf8")),
+    );
+    const r = await execgate(["tpm", "info", "--json", "--trust", bundle], env);
     expect(r.code).toBe(0);
     const info = JSON.parse(r.stdout);
     expect(info.manufacturer).toBe("IBM");
@@ -87,6 +93,13 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     expect(info.ak).toMatchObject({ handle: "0x81000010", present: true });
     expect(info.ak.publicKeyPem).toMatch(/BEGIN PUBLIC KEY/);
     expect(info.ekCertificates.map((c: { key: string }) => c.key).sort()).toEqual(["ecc-p384", "rsa2048"]);
+    expect(info.ekCertificates.some((c: { chain?: string }) => c.chain === "verified")).toBe(true);
+    // A bundle no EK certificate chains to is a failed check (exit 1), as at daemon start.
+    const other = join(import.meta.dirname, "../fixtures/tpm/ca-root.pem");
+    const bad = await execgate(["tpm", "info", "--trust", other], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/chain INVALID/);
+    expect(bad.stdout).toMatch(/no EK certificate chains to/);
   });
 
   for (const label of ["ECC", "RSA"] as const) {
