@@ -20,7 +20,9 @@ export const command: Command = {
     "    (without it the AK is the one in the bundle's enrollment/)\n" +
     "  --hsm-key: the HSM root key you enrolled (PEM): every epoch must carry its signature\n" +
     "  --log-only: check the log and its checkpoints only (no key chain, no attestation)\n" +
-    "  --trust: EK certificate trust anchors (the TPM vendor's CA; swtpm_localca's root for dev)\n" +
+    "  --trust: EK certificate trust anchors, one PEM file with the root AND intermediate certificates\n" +
+    "    (the TPM vendor's CA chain; for dev: DIR/ek-ca.pem, which `dev up` writes with swtpm_localca's\n" +
+    "    root and issuer: DIR/tpm/ca/swtpm-localca-rootca-cert.pem + DIR/tpm/ca/issuercert.pem)\n" +
     "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
     "chain (EK certificate → trust anchors; AK; the AK-certified checkpoint key signs the checkpoints)\n" +
     "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token,\n" +

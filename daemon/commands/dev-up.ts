@@ -3,6 +3,7 @@ import { access, chown, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
+import { isExecgateError } from "../../src/core/errors.js";
 import { toHex } from "../../src/core/hex.js";
 import { makeDirs } from "../../src/core/mkdirs.js";
 import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
@@ -10,6 +11,7 @@ import { SoftHsm } from "../../src/dev/softhsm.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";
 import { generateHsmKey, HsmKey } from "../../src/hsm/hsm.js";
+import { LockFile } from "../../src/lineage/lock.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { verifyEkChain } from "../../src/tpm/ek-chain.js";
 import { enroll } from "../../src/tpm/enroll.js";
@@ -27,8 +29,9 @@ import { EXIT, usageError } from "../exit.js";
 /**
  * The embedded default: a swtpm in DIR (manufactured with EK certificates on first run, resumed
  * afterwards), enrollment, a generated dev config and policy (the invoking user may ask for
- * scope `dev`; golden PCRs are the current ones), then the daemon in the foreground. DIR/env
- * holds EXECGATE_CONFIG, EXECGATE_SOCKET and TPM2TOOLS_TCTI for other shells.
+ * scopes `dev` and `dev-fresh`; golden PCRs are the current ones), then the daemon in the foreground. DIR/env
+ * holds EXECGATE_CONFIG, EXECGATE_SOCKET and TPM2TOOLS_TCTI for other shells; DIR/ek-ca.pem the
+ * swtpm's EK CA (root + issuer) for `audit verify --trust`. One dev up per DIR (DIR/LOCK).
  * `--check` instead enrolls, quotes once, verifies everything and exits.
  */
 export const command: Command = {
@@ -53,18 +56,36 @@ export const command: Command = {
     await makeDirs(dir, 0o700);
     const owner = sudoOwner();
     if (owner) await chown(dir, owner.uid, owner.gid);
-    if (root === "hsm" || (root === "tpm+hsm" && !flag(p, "check"))) {
-      return devHsm(dir, root, flag(p, "check"), flag(p, "json"));
-    }
-    const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
+    // One dev up per DIR, before anything touches the swtpm or SoftHSM2 state in it: a second
+    // instance would otherwise stop the running one's swtpm as a "leftover" (Swtpm.start).
+    let instance: LockFile;
     try {
-      if (flag(p, "check")) {
-        const hsmPart = root === "tpm+hsm" ? await hsmCheck(await prepareHsm(dir), dir, root) : undefined;
-        return await check(tpm, dir, flag(p, "json"), hsmPart);
+      instance = await LockFile.acquire(dir, "execgate dev up directory");
+    } catch (e) {
+      if (!isExecgateError(e, "io_error") || e.detail.holder === undefined) throw e;
+      const pid = String(e.detail.holder).split(" ")[0];
+      process.stderr.write(
+        `execgate dev up: ${dir} is in use by another execgate dev up (${pid ? `pid ${pid}` : "holder unknown"}); ` +
+          "stop it first, or use another --dir\n",
+      );
+      return EXIT.io;
+    }
+    try {
+      if (root === "hsm" || (root === "tpm+hsm" && !flag(p, "check"))) {
+        return await devHsm(dir, root, flag(p, "check"), flag(p, "json"));
       }
-      return await serve(tpm, dir);
+      const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
+      try {
+        if (flag(p, "check")) {
+          const hsmPart = root === "tpm+hsm" ? await hsmCheck(await prepareHsm(dir), dir, root) : undefined;
+          return await check(tpm, dir, flag(p, "json"), hsmPart);
+        }
+        return await serve(tpm, dir);
+      } finally {
+        await tpm.stop();
+      }
     } finally {
-      await tpm.stop();
+      await instance.release();
     }
   },
 };
@@ -245,6 +266,7 @@ async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
       socket,
       [`TPM2TOOLS_TCTI=${tpm.tcti}`, `SOFTHSM2_CONF=${hsm.conf}`],
       `swtpm in ${join(dir, "tpm")}, SoftHSM2 in ${join(dir, "hsm")}`,
+      tpm,
     );
   } finally {
     await tpm.stop();
@@ -263,7 +285,15 @@ async function runDev(
   socket: string,
   env: string[],
   what: string,
+  tpm?: Swtpm,
 ): Promise<number> {
+  // The dev EK CA for `audit verify --trust`: swtpm_localca's root and issuer in one PEM file
+  // (the root alone does not verify the EK certificates, which the issuer signed).
+  const ekCa = join(dir, "ek-ca.pem");
+  if (tpm) {
+    const pems = [await readFile(tpm.paths.rootCa, "utf8"), await readFile(tpm.paths.issuerCa, "utf8")];
+    await writeFile(ekCa, pems.map((t) => (t.endsWith("\n") ? t : `${t}\n`)).join(""));
+  }
   await writeFile(
     join(dir, "env"),
     [`EXECGATE_CONFIG=${config}`, `EXECGATE_SOCKET=${socket}`, ...env, ""].join("\n"),
@@ -282,7 +312,10 @@ async function runDev(
   process.stderr.write(
     `execgate dev: daemon on ${daemon.socket} (${what}); stop with Ctrl-C\n` +
       `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
-      "                     execgate status; execgate run --scope dev -- echo hello\n",
+      "                     execgate status; execgate run --scope dev -- echo hello\n" +
+      (tpm
+        ? `  dev EK CA (swtpm_localca root + issuer, in ${tpm.paths.caDir}) for audit verify: --trust ${ekCa}\n`
+        : ""),
   );
   return daemon.done;
 }
@@ -302,7 +335,7 @@ async function serve(tpm: Swtpm, dir: string): Promise<number> {
   if (!(await exists(config))) {
     await writeFile(config, devConfigToml({ socket, stateDir: join(dir, "state"), tcti: tpm.tcti, policy }));
   }
-  return runDev(dir, config, socket, [`TPM2TOOLS_TCTI=${tpm.tcti}`], `swtpm in ${join(dir, "tpm")}`);
+  return runDev(dir, config, socket, [`TPM2TOOLS_TCTI=${tpm.tcti}`], `swtpm in ${join(dir, "tpm")}`, tpm);
 }
 
 async function check(tpm: Swtpm, dir: string, json: boolean, hsmPart?: CheckPart): Promise<number> {

@@ -24,7 +24,8 @@ export function devConfigToml(o: {
 }
 
 /**
- * The dev policy: the invoking user may ask for scope `dev`; the golden PCR values are the
+ * The dev policy: the invoking user may ask for scopes `dev` and `dev-fresh` (which waits for
+ * an epoch started after the request); the golden PCR values are the
  * TPM's current ones (so the host is "approved" until a PCR changes).
  */
 export function devPolicyToml(o: {
@@ -36,7 +37,7 @@ export function devPolicyToml(o: {
     "[[executors]]",
     'name = "developer"',
     `uids = [${o.uid}]`,
-    'scopes = ["dev"]',
+    'scopes = ["dev", "dev-fresh"]',
     "",
     "[scopes.dev]",
     "ttl_s = 60",

@@ -19,7 +19,8 @@ export class LockFile {
     private readonly fh: FileHandle,
   ) {}
 
-  static async acquire(dir: string): Promise<LockFile> {
+  /** `what` names the directory in the refusal ("lineage directory" unless told). */
+  static async acquire(dir: string, what = "lineage directory"): Promise<LockFile> {
     const path = `${dir}/LOCK`;
     let fh: FileHandle;
     try {
@@ -30,13 +31,10 @@ export class LockFile {
     try {
       if (!loadNative().lockExclusive(fh.fd)) {
         const holder = (await fh.readFile("utf8").catch(() => "")).trim();
-        throw new ExecgateError(
-          "io_error",
-          `lineage directory ${dir} is locked by ${holder || "another process"}`,
-          {
-            lock: path,
-          },
-        );
+        throw new ExecgateError("io_error", `${what} ${dir} is locked by ${holder || "another process"}`, {
+          lock: path,
+          holder,
+        });
       }
       await fh.truncate(0);
       await fh.write(`${process.pid} ${bootId()}\n`, 0);

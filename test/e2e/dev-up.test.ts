@@ -58,6 +58,54 @@ describeTpm("execgate dev up (the embedded default)", () => {
     expect(stderr).not.toMatch(/stop_step_failed/);
   });
 
+  it("a second dev up on a running DIR refuses (exit 3) and leaves the first daemon's swtpm alone; dev-fresh is granted; DIR/ek-ca.pem verifies an export", async () => {
+    const dir = await scratch("dev-");
+    const child = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "dev", "up", "--dir", dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      await until("the daemon", () => stderr.includes("daemon on") || child.exitCode !== null);
+      expect(stderr).toContain(`--trust ${join(dir, "ek-ca.pem")}`);
+      const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
+      const fresh = await execgate(["run", "--scope", "dev-fresh", "--", "/bin/true"], env);
+      expect(fresh.stderr).toBe("");
+      expect(fresh.code).toBe(0);
+
+      for (const extra of [[], ["--check"]]) {
+        const second = await execgate(["dev", "up", "--dir", dir, ...extra]);
+        expect(second.code, second.stderr).toBe(3);
+        expect(second.stderr).toContain(
+          `execgate dev up: ${dir} is in use by another execgate dev up (pid ${child.pid})`,
+        );
+      }
+      // A fresh scope needs a new epoch, so a quote from the first daemon's swtpm after the refusals.
+      for (const scope of ["dev-fresh", "dev"]) {
+        const r = await execgate(["run", "--scope", scope, "--", "/bin/true"], env);
+        expect(r.code, `${scope}: ${r.stderr}\n${stderr.slice(-2000)}`).toBe(0);
+      }
+      expect(stderr).not.toMatch(/hardware_unavailable/);
+
+      const bundle = join(dir, "bundle");
+      const ex = await execgate(["audit", "export", "--out", bundle], env);
+      expect(ex.code, ex.stderr).toBe(0);
+      const v = await execgate(["audit", "verify", bundle, "--trust", join(dir, "ek-ca.pem"), "--json"]);
+      expect(JSON.parse(v.stdout).failures, v.stderr).toEqual([]);
+      expect(v.code).toBe(0);
+      // The help names what --trust needs: the root and the intermediate, as DIR/ek-ca.pem has them.
+      const help = await execgate(["audit", "verify", "--help"]);
+      expect(help.stdout).toMatch(/--trust: .*root AND intermediate/);
+      expect(help.stdout).toContain("DIR/ek-ca.pem");
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+  });
+
   it("under sudo, the user the dev policy grants can read DIR/env and ask the daemon for a token", async () => {
     // The run's scratch directory is 0700 root; the developer must be able to reach DIR.
     const base = await mkdtemp(join(tmpdir(), "execgate-dev-sudo-"));
