@@ -12,6 +12,14 @@ import { EXIT, usageError } from "../exit.js";
  * should come from the auditor (--vkey, the key recorded at enrollment); without it the key in
  * the bundle is used and the output says so, since a bundle cannot vouch for its own key.
  */
+/** The --trust file's PEM text; a file without a certificate is the auditor's mistake, named. */
+async function trustAnchors(path: string): Promise<string> {
+  const pem = new TextDecoder().decode(await readInput(path, "trust anchors"));
+  if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+    throw usageError(`--trust ${path} holds no PEM certificate (give the EK CA root and intermediates)`);
+  return pem;
+}
+
 export const command: Command = {
   summary: "verify a lineage bundle offline; exit 0 only if everything holds",
   usage:
@@ -88,9 +96,7 @@ export const command: Command = {
             ? { hsmKeyPem: new TextDecoder().decode(await readInput(str(p, "hsm-key")!, "HSM key")) }
             : {}),
           ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
-          ...(trustPath
-            ? { trustPem: new TextDecoder().decode(await readInput(trustPath, "trust anchors")) }
-            : {}),
+          ...(trustPath ? { trustPem: await trustAnchors(trustPath) } : {}),
           origin: str(p, "origin") ?? files.origin,
         });
     const report = {

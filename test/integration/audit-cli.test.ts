@@ -76,5 +76,9 @@ describe("execgate audit verify", () => {
     expect(pinned.code).toBe(2);
     expect(pinned.stderr).toContain("--ak-pub has no effect with --log-only");
     expect((await execgate(["audit", "verify", join(dir, "nope")])).code).toBe(3);
+    // A --trust file without a certificate is named, not reported as a failed chain.
+    const noCert = await execgate(["audit", "verify", bundle, "--vkey", vkeyFile, "--trust", vkeyFile]);
+    expect(noCert.code).toBe(2);
+    expect(noCert.stderr).toContain(`--trust ${vkeyFile} holds no PEM certificate`);
   });
 });
