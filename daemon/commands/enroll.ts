@@ -7,6 +7,7 @@ import { generateHsmKey } from "../../src/hsm/hsm.js";
 import { readPin } from "../../src/hsm/pin.js";
 import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
 import { verifierKeyString } from "../../src/lineage/note.js";
+import { IMA_PCR } from "../../src/measure/ima-replay.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 import { enroll } from "../../src/tpm/enroll.js";
@@ -28,6 +29,9 @@ import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
 
+/** Every PCR index (0..23), for goldenFromPcrs. */
+const PCR_INDICES = Array.from({ length: 24 }, (_, i) => i);
+
 /**
  * Provisions the EK (if absent), the AK and the AK-certified checkpoint signing key, and writes
  * what a verifier needs into --out: public areas (TPM2B_PUBLIC) and PEM keys, EK certificates,
@@ -40,6 +44,8 @@ export const command: Command = {
     `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
     "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
+    `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
+    "    so IMA is judged by the [integrity.ima] rules; PCR 10 is written only if --pcrs names it)\n" +
     "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
     "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
     "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
@@ -132,11 +138,16 @@ export const command: Command = {
     );
     const goldenOut = str(p, "golden-out");
     if (goldenOut !== undefined) {
-      const selection = parsePcrSelectionText(str(p, "pcrs") ?? DEFAULT_PCR_SELECTION_TEXT);
+      const named = str(p, "pcrs");
+      const selection = parsePcrSelectionText(named ?? DEFAULT_PCR_SELECTION_TEXT);
       const pcrs = pcrHexFromTpm(await pcrRead(runner, selection)) as Record<string, Record<string, string>>;
+      // PCR 10 (IMA) changes with every measurement on a host running IMA, so a golden value
+      // for it would soon deny pcr_mismatch: IMA is judged by [integrity.ima], and PCR 10 is
+      // written only when --pcrs names it.
+      const indices = named === undefined ? PCR_INDICES.filter((i) => i !== IMA_PCR) : undefined;
       await writeOutput(
         goldenOut,
-        `# Golden PCR values of this TPM, written by execgate enroll\n${goldenFromPcrs(pcrs)}`,
+        `# Golden PCR values of this TPM, written by execgate enroll\n${goldenFromPcrs(pcrs, indices)}`,
         "golden values",
       );
     }

@@ -4,13 +4,14 @@ import { parseImaList } from "../../src/measure/ima-parse.js";
 import { parsePcrValuesFile } from "../../src/measure/pcrs-input.js";
 import type { IntegrityEvidence, RuleResult } from "../../src/policy/integrity.js";
 import { evaluateIntegrity } from "../../src/policy/integrity.js";
-import { loadIntegrityPolicy } from "../../src/policy/integrity-load.js";
+import { loadPolicy } from "../../src/policy/load.js";
 import { flag, parseCommandArgs, printJson, readInput, requireStr, str } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT } from "../exit.js";
 
 export const command: Command = {
-  summary: "dry-run the integrity policy against recorded evidence; print every rule's result",
+  summary:
+    "validate the whole policy file as the daemon loads it, then dry-run its integrity rules against recorded evidence",
   usage: "--policy F [--pcrs F] [--eventlog F] [--ima F] [--json]",
   async run(argv) {
     const p = parseCommandArgs(argv, {
@@ -20,7 +21,10 @@ export const command: Command = {
       ima: { type: "string" },
       json: { type: "boolean" },
     });
-    const policy = await loadIntegrityPolicy(requireStr(p, "policy"));
+    // The daemon's own loader: the whole file (executors, scopes, integrity and the files it
+    // names) is validated, so a policy the daemon would refuse is refused here (config_invalid,
+    // exit 2, naming the key) before any rule is evaluated.
+    const policy = (await loadPolicy(requireStr(p, "policy"))).integrity;
     const pcrsPath = str(p, "pcrs");
     const elPath = str(p, "eventlog");
     const imaPath = str(p, "ima");

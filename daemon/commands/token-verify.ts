@@ -45,11 +45,13 @@ export const command: Command = {
   usage:
     "(--in F | TOKEN_B64URL) --audience A (--epoch-record F (--ak-pub AK.pem | --hsm-pub KEY.pem --hsm-signature F) | --issuer-key PEM) [--now SECONDS] [--json]\n" +
     "  --hsm-pub + --hsm-signature: an HSM-rooted epoch (docs/hsm.md): the HSM signature over the binding\n" +
+    "    names the issuer key (no TPM quote is checked; not with --ak-pub)\n" +
     "  --epoch-record + --ak-pub: the full chain — the quote in the epoch record verifies with the AK over the\n" +
     "    epoch binding, the binding names the issuer key, the token is signed by it and names that epoch\n" +
     "    (get the record with `execgate evidence --epoch <token epoch> --record-out F`, or from the lineage)\n" +
     "  --issuer-key: only the token's own signature and claims, against a key you already trust\n" +
     "  --now: the time to judge nbf/exp at, seconds since the epoch (default: this host's clock)\n" +
+    '--json: { valid, boundTo: "tpm-quote" | "hsm-signature" | "none", boundToQuote, claims }\n' +
     "Exit: 0 valid, 1 invalid (the reason on stderr, or in --json), 2 usage, 3 unreadable file.",
   async run(argv) {
     const p = parseCommandArgs(
@@ -79,11 +81,25 @@ export const command: Command = {
     if (bound === (str(p, "issuer-key") !== undefined)) {
       throw usageError("give either --epoch-record with --ak-pub, or --issuer-key");
     }
+    // Two roots, two different checks: one of them would be silently ignored.
+    if (str(p, "ak-pub") !== undefined && str(p, "hsm-pub") !== undefined)
+      throw usageError(
+        "--ak-pub (a TPM-quoted epoch) and --hsm-pub (an HSM-signed epoch) are two different roots; give one",
+      );
+    if (str(p, "hsm-signature") !== undefined && str(p, "hsm-pub") === undefined)
+      throw usageError("--hsm-signature goes with --hsm-pub");
+    const hsm = str(p, "hsm-pub") !== undefined;
+    /** What the token was verified down to. */
+    const boundTo: "tpm-quote" | "hsm-signature" | "none" = !bound
+      ? "none"
+      : hsm
+        ? "hsm-signature"
+        : "tpm-quote";
     const token = await tokenInput(p);
     let r: { ok: true; claims: TokenClaims } | { ok: false; reason: string; detail: string };
     if (bound) {
       const record = await readInput(requireStr(p, "epoch-record"), "epoch record");
-      if (str(p, "hsm-pub") !== undefined) {
+      if (hsm) {
         const hsmPublicKey = publicKeyFrom(
           await readInput(requireStr(p, "hsm-pub"), "HSM public key"),
           "--hsm-pub",
@@ -112,10 +128,15 @@ export const command: Command = {
       return EXIT.failed;
     }
     const claims = claimsToJson(r.claims);
-    if (flag(p, "json")) printJson({ valid: true, boundToQuote: bound, claims });
+    if (flag(p, "json")) printJson({ valid: true, boundToQuote: boundTo === "tpm-quote", boundTo, claims });
     else {
+      const how = {
+        "tpm-quote": " (bound to a verified TPM quote)",
+        "hsm-signature": " (bound to an HSM-signed epoch)",
+        none: "",
+      }[boundTo];
       process.stdout.write(
-        `token valid${bound ? " (bound to a verified TPM quote)" : ""}: ${claims.cti}, scope ${r.claims.scope}, action ${claims.action}\n` +
+        `token valid${how}: ${claims.cti}, scope ${r.claims.scope}, action ${claims.action}\n` +
           `  aud ${r.claims.aud}, nbf ${r.claims.nbf}, exp ${r.claims.exp}, boot ${r.claims.bootId}\n`,
       );
     }

@@ -210,7 +210,11 @@ describeHsm("the daemon with an HSM root (SoftHSM2)", () => {
           "--json",
         ]);
         expect(v.code, v.stdout + v.stderr).toBe(0);
-        expect(JSON.parse(v.stdout)).toMatchObject({ valid: true, boundToQuote: true });
+        expect(JSON.parse(v.stdout)).toMatchObject({
+          valid: true,
+          boundToQuote: false,
+          boundTo: "hsm-signature",
+        });
       });
 
       it("the token's key files removed → hardware_unavailable, recorded; back → tokens again", async () => {

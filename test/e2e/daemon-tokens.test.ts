@@ -181,7 +181,7 @@ describeTpm("the daemon end to end: tokens, and every token denial", () => {
       "--json",
     ]);
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, boundToQuote: true });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, boundToQuote: true, boundTo: "tpm-quote" });
     const { generateKeyPairSync } = await import("node:crypto");
     await writeFile(
       f("other.pem"),

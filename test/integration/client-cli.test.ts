@@ -1,10 +1,12 @@
 import { ChildProcess, spawn } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, sign } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { type EpochBinding, encodeEpochBinding, epochHash } from "../../src/attest/binding.js";
+import { evaluateEpoch } from "../../src/attest/epoch.js";
 import { actionDigest, type Request } from "../../src/server/protocol.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { issueToken } from "../../src/token/token.js";
@@ -509,5 +511,77 @@ describe("execgate token verify (offline)", () => {
         .code,
     ).toBe(3);
     expect((await execgate(["token", "verify", token, "--issuer-key", keyFile])).code).toBe(2);
+  });
+
+  // An HSM-rooted epoch (as the daemon writes it with an HSM root, no TPM): the binding names
+  // the issuer key and the HSM signs the binding. No quote is involved, so the CLI must not say so.
+  describe("--hsm-pub: bound to an HSM-signed epoch, not to a quote", () => {
+    const hsm = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    const binding: EpochBinding = {
+      seq: 1,
+      prev: new Uint8Array(32),
+      issuer: new Uint8Array(Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url")),
+      checkpoint: { size: 0, root: new Uint8Array(32) },
+      bootId: "boot-1",
+      nonce: new Uint8Array(32).fill(9),
+    };
+    const hsmSig = sign("sha256", encodeEpochBinding(binding), {
+      key: hsm.privateKey,
+      dsaEncoding: "ieee-p1363",
+    });
+    const record = evaluateEpoch({
+      binding,
+      hsm: { signature: new Uint8Array(hsmSig), publicKey: hsm.publicKey },
+      policy: { pcrs: {}, eventlog: undefined, ima: undefined },
+      policyDigest: new Uint8Array(32),
+      startedAtMs: 0,
+      startedMonoUs: 0,
+      verifiedAtMs: 0,
+    }).record;
+    const f = (n: string) => join(tmp, n);
+    writeFileSync(f("hsm-epoch.cbor"), record);
+    writeFileSync(f("hsm-epoch.sig"), hsmSig);
+    writeFileSync(f("hsm-pub.pem"), hsm.publicKey.export({ type: "spki", format: "pem" }));
+    const hsmToken = Buffer.from(issueToken({ ...claims, epoch: epochHash(binding) }, privateKey)).toString(
+      "base64url",
+    );
+    const hsmArgs = [
+      "token",
+      "verify",
+      hsmToken,
+      "--epoch-record",
+      f("hsm-epoch.cbor"),
+      "--hsm-pub",
+      f("hsm-pub.pem"),
+      "--hsm-signature",
+      f("hsm-epoch.sig"),
+      "--audience",
+      "host-a",
+      "--now",
+      "1700000030",
+    ];
+
+    it("says so in text and JSON (boundToQuote false, boundTo hsm-signature)", async () => {
+      const text = await execgate(hsmArgs);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/^token valid \(bound to an HSM-signed epoch\): /);
+      expect(text.stdout).not.toContain("TPM quote");
+      const json = await execgate([...hsmArgs, "--json"]);
+      expect(json.code, json.stderr).toBe(0);
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        valid: true,
+        boundToQuote: false,
+        boundTo: "hsm-signature",
+      });
+      const bare = await verify("--now", "1700000030", "--json");
+      expect(JSON.parse(bare.stdout)).toMatchObject({ valid: true, boundToQuote: false, boundTo: "none" });
+    });
+
+    it("--ak-pub with --hsm-pub is a usage error (exit 2), not an ignored flag", async () => {
+      const r = await execgate([...hsmArgs, "--ak-pub", f("hsm-pub.pem")]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--ak-pub .* and --hsm-pub .* give one/);
+      expect(r.stdout).toBe("");
+    });
   });
 });

@@ -122,6 +122,9 @@ describe("execgate measure ima", () => {
 });
 
 describe("execgate policy check", () => {
+  // A valid access part (the daemon refuses a policy file whose access part is wrong).
+  const ACCESS =
+    '[[executors]]\nname = "trainer"\nuids = [1000]\nscopes = ["default"]\n\n[scopes.default]\nttl_s = 30\n';
   const win = JSON.parse(
     readFileSync(c("eventlog/go-attestation/expected/windows_gcp_shielded_vm.pcrs.json"), "utf8"),
   );
@@ -133,7 +136,7 @@ describe("execgate policy check", () => {
     const policy = join(tmp, "ok.toml");
     writeFileSync(
       policy,
-      `[scopes.default]\nx = 1\n\n[integrity.pcrs.sha1]\n"0" = ["${win.pcrs.sha1["0"]}"]\n\n[integrity.eventlog]\nsecure_boot = true\n`,
+      `${ACCESS}\n[integrity.pcrs.sha1]\n"0" = ["${win.pcrs.sha1["0"]}"]\n\n[integrity.eventlog]\nsecure_boot = true\n`,
     );
     const r = await execgate([
       "policy",
@@ -167,6 +170,26 @@ describe("execgate policy check", () => {
     expect(r.stdout).toContain("FAIL  pcrs.sha1.7");
     expect(r.stdout).toContain("FAIL  ima.pcr10: no IMA list in the evidence");
     expect(r.stdout).toContain("result: deny (pcr_mismatch, pcrs.sha1.7)");
+  });
+
+  // What the daemon refuses to load (exit 2 naming the key), policy check refuses too, before
+  // evaluating anything — it used to judge only [integrity] and print "result: allow".
+  it.each([
+    ["an unknown key in a scope", ACCESS.replace("ttl_s = 30", "ttl_s = 30\nttl = 60"), "scopes.default.ttl"],
+    [
+      "an executor naming an undefined scope",
+      ACCESS.replace('scopes = ["default"]', 'scopes = ["default", "serve"]'),
+      "executors[0].scopes[1]",
+    ],
+    ["a user name as a uid", ACCESS.replace("uids = [1000]", 'uids = ["root"]'), "executors[0].uids[0]"],
+    ["a scope without ttl_s", ACCESS.replace("ttl_s = 30", 'audiences = ["a"]'), "scopes.default.ttl_s"],
+  ])("refuses %s as the daemon does (exit 2, names the key)", async (_what, access, key) => {
+    const policy = join(tmp, "access-bad.toml");
+    writeFileSync(policy, `${access}\n[integrity.pcrs.sha1]\n"0" = ["${win.pcrs.sha1["0"]}"]\n`);
+    const r = await execgate(["policy", "check", "--policy", policy, "--pcrs", pcrs]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${policy}: ${key}: `);
+    expect(r.stdout).not.toContain("result: allow");
   });
 
   it("an unknown key is a configuration error naming it (exit 2)", async () => {

@@ -208,7 +208,18 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     expect((await execgate(["enroll", "--out", out, "--golden-out", golden], env)).code).toBe(0);
     const text = await readFile(golden, "utf8");
     expect(text).toMatch(/^\[integrity\.pcrs\.sha256\]$/m);
-    expect(text).toMatch(/^"10" = \["[0-9a-f]{64}"\]$/m);
+    expect(text).toMatch(/^"7" = \["[0-9a-f]{64}"\]$/m);
+    // PCR 10 (IMA) moves with every measurement: not a golden value unless --pcrs names it.
+    expect(text).not.toMatch(/"10"/);
+    expect(
+      (await execgate(["enroll", "--out", out, "--golden-out", golden, "--pcrs", "sha256:7,10"], env)).code,
+    ).toBe(0);
+    const named = await readFile(golden, "utf8");
+    expect(named).toMatch(/^"10" = \["[0-9a-f]{64}"\]$/m);
+    expect(named).toMatch(/^"7" = \["[0-9a-f]{64}"\]$/m);
+    expect(named).not.toMatch(/^"0" = /m);
+    const help = await execgate(["enroll", "--help"]);
+    expect(help.stdout).toMatch(/without PCR 10/);
   });
 
   it("usage errors exit 2, unreadable files exit 3", async () => {
