@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
-import { parseEnv, scratch, until } from "../helpers/dev.js";
+import { parseEnv, scratch, spawnDevUp, until } from "../helpers/dev.js";
 import { describeTpm } from "../helpers/hardware.js";
 
 describeTpm("execgate dev up (the embedded default)", () => {
@@ -29,16 +29,9 @@ describeTpm("execgate dev up (the embedded default)", () => {
 
   it("serves tokens on its socket, writes DIR/env for other shells, and stops cleanly on SIGINT", async () => {
     const dir = await scratch("dev-");
-    const child = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "dev", "up", "--dir", dir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const dev = spawnDevUp(["--dir", dir]);
     try {
-      await until("the daemon", () => stderr.includes("daemon on"));
+      await until("the daemon", () => dev.stderr().includes("daemon on"));
       const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
       expect(Object.keys(env)).toEqual(
         expect.arrayContaining(["EXECGATE_CONFIG", "EXECGATE_SOCKET", "TPM2TOOLS_TCTI", "SOFTHSM2_CONF"]),
@@ -51,26 +44,19 @@ describeTpm("execgate dev up (the embedded default)", () => {
       expect(status.code).toBe(0);
       expect(JSON.parse(status.stdout).epoch.verified).toBe(true);
     } finally {
-      child.kill("SIGINT");
+      dev.child.kill("SIGINT");
     }
-    expect(await exited).toBe(0);
-    expect(stderr).toMatch(/daemon_stopping/);
-    expect(stderr).not.toMatch(/stop_step_failed/);
+    expect(await dev.exited).toBe(0);
+    expect(dev.stderr()).toMatch(/daemon_stopping/);
+    expect(dev.stderr()).not.toMatch(/stop_step_failed/);
   });
 
   it("a second dev up on a running DIR refuses (exit 3) and leaves the first daemon's swtpm alone; dev-fresh is granted; DIR/ek-ca.pem verifies an export", async () => {
     const dir = await scratch("dev-");
-    const child = spawn(process.execPath, [resolve("dist/daemon/cli.js"), "dev", "up", "--dir", dir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const dev = spawnDevUp(["--dir", dir]);
     try {
-      await until("the daemon", () => stderr.includes("daemon on") || child.exitCode !== null);
-      expect(stderr).toContain(`--trust ${join(dir, "ek-ca.pem")}`);
+      await dev.ready();
+      expect(dev.stderr()).toContain(`--trust ${join(dir, "ek-ca.pem")}`);
       const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
       const fresh = await execgate(["run", "--scope", "dev-fresh", "--", "/bin/true"], env);
       expect(fresh.stderr).toBe("");
@@ -80,15 +66,15 @@ describeTpm("execgate dev up (the embedded default)", () => {
         const second = await execgate(["dev", "up", "--dir", dir, ...extra]);
         expect(second.code, second.stderr).toBe(3);
         expect(second.stderr).toContain(
-          `execgate dev up: ${dir} is in use by another execgate dev up (pid ${child.pid})`,
+          `execgate dev up: ${dir} is in use by another execgate dev up (pid ${dev.child.pid})`,
         );
       }
       // A fresh scope needs a new epoch, so a quote from the first daemon's swtpm after the refusals.
       for (const scope of ["dev-fresh", "dev"]) {
         const r = await execgate(["run", "--scope", scope, "--", "/bin/true"], env);
-        expect(r.code, `${scope}: ${r.stderr}\n${stderr.slice(-2000)}`).toBe(0);
+        expect(r.code, `${scope}: ${r.stderr}\n${dev.stderr().slice(-2000)}`).toBe(0);
       }
-      expect(stderr).not.toMatch(/hardware_unavailable/);
+      expect(dev.stderr()).not.toMatch(/hardware_unavailable/);
 
       const bundle = join(dir, "bundle");
       const ex = await execgate(["audit", "export", "--out", bundle], env);
@@ -101,9 +87,9 @@ describeTpm("execgate dev up (the embedded default)", () => {
       expect(help.stdout).toMatch(/--trust: .*root AND intermediate/);
       expect(help.stdout).toContain("DIR/ek-ca.pem");
     } finally {
-      child.kill("SIGINT");
+      dev.child.kill("SIGINT");
     }
-    expect(await exited).toBe(0);
+    expect(await dev.exited).toBe(0);
   });
 
   it("under sudo, the user the dev policy grants can read DIR/env and ask the daemon for a token", async () => {
@@ -112,23 +98,15 @@ describeTpm("execgate dev up (the embedded default)", () => {
     await chmod(base, 0o755);
     const dir = join(base, "dev");
     const nobody = { uid: 65534, gid: 65534 };
-    const child = spawn(
-      process.execPath,
-      [resolve("dist/daemon/cli.js"), "dev", "up", "--root", "tpm", "--dir", dir],
-      {
-        stdio: ["ignore", "ignore", "pipe"],
-        env: { ...process.env, SUDO_UID: String(nobody.uid), SUDO_GID: String(nobody.gid) },
-      },
-    );
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
+    const dev = spawnDevUp(["--root", "tpm", "--dir", dir], {
+      ...process.env,
+      SUDO_UID: String(nobody.uid),
+      SUDO_GID: String(nobody.gid),
     });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     const asNobody = promisify(execFile);
     try {
-      await until("the daemon", () => stderr.includes("daemon on") || child.exitCode !== null);
-      expect(stderr).toContain("daemon on");
+      await dev.ready();
+      expect(dev.stderr()).toContain("daemon on");
       for (const f of [dir, join(dir, "env")]) expect((await stat(f)).uid, f).toBe(nobody.uid);
       const envText = (await asNobody("/bin/cat", [join(dir, "env")], nobody)).stdout;
       const env = { PATH: process.env.PATH, ...parseEnv(envText) };
@@ -139,8 +117,8 @@ describeTpm("execgate dev up (the embedded default)", () => {
       );
       expect(r.stderr).toBe("");
     } finally {
-      child.kill("SIGINT");
-      expect(await exited).toBe(0);
+      dev.child.kill("SIGINT");
+      expect(await dev.exited).toBe(0);
       await rm(base, { recursive: true, force: true });
     }
   });

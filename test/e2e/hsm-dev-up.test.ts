@@ -1,30 +1,18 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
-import { parseEnv, scratch, until } from "../helpers/dev.js";
+import { parseEnv, scratch, spawnDevUp } from "../helpers/dev.js";
 import { describeHsm, describeTpm } from "../helpers/hardware.js";
 
 /** Runs `dev up --root ROOT`, runs one command through it, and stops it with SIGINT. */
 async function serveOnce(root: string, wantEnv: string[]): Promise<void> {
   const dir = await scratch("dev-hsm-");
-  const child = spawn(
-    process.execPath,
-    [resolve("dist/daemon/cli.js"), "dev", "up", "--root", root, "--dir", dir],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const dev = spawnDevUp(["--root", root, "--dir", dir]);
   try {
-    await until("the daemon", () => stderr.includes("daemon on") || child.exitCode !== null);
-    expect(stderr).toContain("daemon on");
+    await dev.ready();
+    expect(dev.stderr()).toContain("daemon on");
     const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
     expect(Object.keys(env).sort()).toEqual(wantEnv);
     const marker = join(dir, "ran");
@@ -32,10 +20,10 @@ async function serveOnce(root: string, wantEnv: string[]): Promise<void> {
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(marker)).toBe(true);
   } finally {
-    child.kill("SIGINT");
+    dev.child.kill("SIGINT");
   }
-  expect(await exited).toBe(0);
-  expect(stderr).not.toMatch(/stop_step_failed/);
+  expect(await dev.exited).toBe(0);
+  expect(dev.stderr()).not.toMatch(/stop_step_failed/);
 }
 
 describeHsm("execgate dev up --root hsm (SoftHSM2 only, no swtpm)", () => {
