@@ -631,7 +631,9 @@ export class Gate {
       epoch: ev
         ? {
             seq: ev.epochSeq,
-            age_ms: Math.max(0, this.o.now() - ev.verifiedAtMs),
+            // From the epoch's start on the monotonic clock, as evidence_age_ms: a wall-clock
+            // step does not change it.
+            age_ms: Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000)),
             verified: ev.integrity.ok,
             ...(ev.integrity.ok ? {} : { reason: ev.integrity.reason }),
             reset_count: ev.resetCount,
