@@ -15,6 +15,7 @@ import { hsmNoteSigner } from "../src/hsm/note-signer.js";
 import { readPin } from "../src/hsm/pin.js";
 import { hsmTokenSigner } from "../src/hsm/token.js";
 import { BlobStore } from "../src/lineage/blobs.js";
+import { DISK_SAMPLE_MS, DiskSpaceWatch } from "../src/lineage/disk-space.js";
 import { makeEntry } from "../src/lineage/entry.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
 import { algById, type BankName } from "../src/measure/hash.js";
@@ -251,6 +252,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     await lineage.close().catch(() => undefined);
     throw refuse("lineage store is not writable", e);
   }
+  // The lineage grows with every token and a full disk denies everything: its free space is
+  // sampled for status and metrics, and logged when low (src/lineage/disk-space.ts).
+  const disk = new DiskSpaceWatch(config.lineage.dir, DISK_SAMPLE_MS, log.child({ component: "lineage" }));
+  await disk.start();
 
   const tpmRoot: TpmEpochRoot | { readonly runner?: undefined } =
     useTpm && akPublic ? { runner, akHandle: config.tpm.akHandle, akPublic, selection: config.tpm.pcrs } : {};
@@ -290,6 +295,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     now: Date.now,
     monoUs,
     log: log.child({ component: "gate" }),
+    diskSpace: () => disk.latest(),
   });
 
   /** The current epoch's evidence, or a recent epoch's by hash (what a token names). */
@@ -400,6 +406,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     if (activated && opened.address !== config.daemon.socket)
       log.warn({ activated: opened.address, configured: config.daemon.socket }, "activated_socket_differs");
   } catch (e) {
+    disk.stop();
     await loop.stop();
     await lineage.close().catch(() => undefined);
     throw refuse(`socket ${config.daemon.socket}`, e);
@@ -425,6 +432,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
             lineage: {
               size: lineage.journal.size,
               checkpointSize: lineage.checkpointer.latest()?.checkpoint.size ?? 0,
+              disk: disk.latest(),
             },
             connections: { open: server.connectionCount, ...server.stats },
           }),
@@ -432,6 +440,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       );
     } catch (e) {
       await server.close(listener);
+      disk.stop();
       await loop.stop();
       await lineage.close().catch(() => undefined);
       throw refuse("metrics listener", e);
@@ -475,6 +484,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
           ["lineage", () => lineage.close()],
           ["hsm", () => hsmKey?.close()],
           ["gate", () => gate.close()],
+          ["disk", () => disk.stop()],
         ],
         log,
       );

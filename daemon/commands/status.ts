@@ -1,6 +1,7 @@
 import type { CborValue } from "../../src/cbor/index.js";
 import { cborToJson, type JsonValue } from "../../src/client/index.js";
 import { asExecgateError } from "../../src/core/errors.js";
+import { isLow } from "../../src/lineage/disk-space.js";
 import { flag, parseCommandArgs, printJson } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, exitCodeFor } from "../exit.js";
@@ -92,7 +93,7 @@ function summary(st: JsonObject, lines: string[]): void {
     row(
       "lineage",
       "lineage",
-      `${String(l.size)} entries, signed checkpoint at ${String(l.checkpoint_size)} (lag ${String(l.checkpoint_lag)})`,
+      `${String(l.size)} entries, signed checkpoint at ${String(l.checkpoint_size)} (lag ${String(l.checkpoint_lag)})${diskText(l)}`,
     );
   const hw = obj(st.hardware);
   if (hw) {
@@ -141,3 +142,13 @@ export const command: Command = {
     }
   },
 };
+
+/** ", disk 3.1 GiB free of 40.0 GiB" (with "LOW" under the daemon's threshold), or "" when not reported. */
+function diskText(l: JsonObject): string {
+  const free = num(l.fs_free_bytes);
+  const size = num(l.fs_size_bytes);
+  if (free === undefined || size === undefined) return "";
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  const low = isLow({ freeBytes: free, sizeBytes: size }) ? " (LOW: a full disk denies every request)" : "";
+  return `, disk ${gib(free)} free of ${gib(size)}${low}`;
+}

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
-import { open as openFile, readFile, rm, writeFile } from "node:fs/promises";
+import { open as openFile, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { get as httpGet } from "node:http";
 import { Socket as NetSocket, type Socket } from "node:net";
 import { join, resolve } from "node:path";
@@ -197,6 +197,17 @@ function daemonSide(before: Map<string, number>, after: Map<string, number>) {
   };
 }
 
+/** Bytes in the files under `dir`, recursively. */
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await dirBytes(p);
+    else if (e.isFile()) total += (await stat(p)).size;
+  }
+  return total;
+}
+
 async function rssKiB(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : Number.NaN;
@@ -380,6 +391,7 @@ export const suite: BenchSuite = {
       // Memory: RSS after many tokens.
       const many = ctx.quick ? 20_000 : 1_000_000;
       const rssBefore = await rssKiB(daemon.pid!);
+      const lineageBefore = await dirBytes(join(ctx.dir, "state", "lineage"));
       const workers = await Promise.all(Array.from({ length: 8 }, () => ExecgateClient.connect(socket)));
       let issued = 0;
       // 8 connections × 32 requests in flight, as in the pipelined measurement above.
@@ -394,6 +406,14 @@ export const suite: BenchSuite = {
       rows.push({
         name: `daemon RSS after ${many.toLocaleString("en-US")} tokens`,
         values: { rss_before_mib: rssBefore / 1024, rss_after_mib: (await rssKiB(daemon.pid!)) / 1024 },
+      });
+      // Disk: what each token adds to the lineage (request, decision, token_issued; epochs and
+      // checkpoints of the same seconds included), for sizing its filesystem (docs/operations.md §6).
+      rows.push({
+        name: `lineage growth over the same ${many.toLocaleString("en-US")} tokens`,
+        values: {
+          bytes_per_token: ((await dirBytes(join(ctx.dir, "state", "lineage"))) - lineageBefore) / many,
+        },
       });
       // Redeemed tokens are what the daemon keeps (single use, until expiry + 60 s): the same
       // pipeline, each token redeemed, within one TTL (the dev scope's 60 s).

@@ -9,6 +9,7 @@ import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
+import type { DiskSpace } from "../lineage/disk-space.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
 import type { Lineage } from "../lineage/lineage.js";
@@ -61,6 +62,8 @@ export interface GateOptions {
    * (default SIGNATURE_TIMEOUT_MS).
    */
   readonly signatureTimeoutMs?: number;
+  /** Free space of the lineage's filesystem, for status (absent: not reported). */
+  readonly diskSpace?: () => DiskSpace | undefined;
   /**
    * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
    * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
@@ -613,6 +616,7 @@ export class Gate {
     const size = this.o.lineage.journal.size;
     const now = this.o.now();
     const stats = this.o.loop.stats;
+    const disk = this.o.diskSpace?.();
     // Newest first: the reasons of the last denials, each with how often it occurred among them.
     const recent = [...this.counters.lastDenials].reverse();
     const recentCounts = new Map<string, number>();
@@ -627,7 +631,9 @@ export class Gate {
       epoch: ev
         ? {
             seq: ev.epochSeq,
-            age_ms: Math.max(0, this.o.now() - ev.verifiedAtMs),
+            // From the epoch's start on the monotonic clock, as evidence_age_ms: a wall-clock
+            // step does not change it.
+            age_ms: Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000)),
             verified: ev.integrity.ok,
             ...(ev.integrity.ok ? {} : { reason: ev.integrity.reason }),
             reset_count: ev.resetCount,
@@ -638,6 +644,7 @@ export class Gate {
         size,
         checkpoint_size: cp?.checkpoint.size ?? 0,
         checkpoint_lag: size - (cp?.checkpoint.size ?? 0),
+        ...(disk ? { fs_free_bytes: disk.freeBytes, fs_size_bytes: disk.sizeBytes } : {}),
       },
       tokens: {
         requests: this.counters.requests,

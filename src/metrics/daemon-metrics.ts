@@ -1,5 +1,6 @@
 import type { EvidenceState } from "../attest/evidence.js";
 import { DENIAL_REASONS, type DenialReason } from "../core/denial.js";
+import type { DiskSpace } from "../lineage/disk-space.js";
 import type { MetricFamily } from "./exposition.js";
 import { Histogram, LabelledHistogram, REQUEST_BUCKETS_S } from "./histogram.js";
 
@@ -15,7 +16,12 @@ export interface MetricsSnapshot {
   readonly denials: ReadonlyMap<DenialReason, number>;
   readonly epoch: EvidenceState | undefined;
   readonly epochs: { readonly total: number; readonly failed: number };
-  readonly lineage: { readonly size: number; readonly checkpointSize: number };
+  readonly lineage: {
+    readonly size: number;
+    readonly checkpointSize: number;
+    /** The lineage filesystem's space (absent: not sampled yet, or unreadable). */
+    readonly disk?: DiskSpace | undefined;
+  };
   readonly connections: {
     readonly open: number;
     readonly accepted: number;
@@ -128,6 +134,16 @@ export class DaemonMetrics {
         "entries not yet covered by a signed checkpoint",
         Math.max(0, s.lineage.size - s.lineage.checkpointSize),
       ),
+      ...(s.lineage.disk
+        ? [
+            g(
+              "execgate_lineage_fs_free_bytes",
+              "bytes free on the lineage's filesystem for the daemon's user",
+              s.lineage.disk.freeBytes,
+            ),
+            g("execgate_lineage_fs_size_bytes", "size of the lineage's filesystem", s.lineage.disk.sizeBytes),
+          ]
+        : []),
       g("execgate_connections", "open client connections", s.connections.open),
       c("execgate_connections_accepted_total", "client connections accepted", s.connections.accepted),
       c("execgate_connections_refused_total", "connections refused (max_connections)", s.connections.refused),

@@ -90,6 +90,8 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect(m.get('execgate_request_duration_seconds_sum{op="token.request"}')).toBeGreaterThan(0);
     expect(m.get("execgate_lineage_size")).toBeGreaterThan(0);
     expect(m.get("execgate_lineage_checkpoint_lag")).toBeGreaterThanOrEqual(0);
+    expect(m.get("execgate_lineage_fs_size_bytes")).toBeGreaterThan(0);
+    expect(m.get("execgate_lineage_fs_free_bytes")).toBeGreaterThanOrEqual(0);
     expect(m.get("execgate_connections_accepted_total")).toBeGreaterThanOrEqual(1);
     // Only GET/HEAD /metrics.
     expect((await get(target, "/")).status).toBe(404);
@@ -113,6 +115,8 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     });
     expect(st.evidence_age_ms).toBeGreaterThanOrEqual(0);
     expect(st.lineage.checkpoint_lag).toBe(st.lineage.size - st.lineage.checkpoint_size);
+    expect(st.lineage.fs_size_bytes).toBeGreaterThan(0);
+    expect(st.lineage.fs_free_bytes).toBeLessThanOrEqual(st.lineage.fs_size_bytes);
     expect(st.hardware.epochs).toBeGreaterThanOrEqual(1);
 
     const h = await execgate(["status"], d.env);
@@ -124,7 +128,9 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect(h.stdout).toMatch(
       /^ {2}last denial: scope_not_allowed, [\d.]+ m?s ago \(recent: scope_not_allowed 1\)$/m,
     );
-    expect(h.stdout).toMatch(/^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\)$/m);
+    expect(h.stdout).toMatch(
+      /^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\), disk [\d.]+ GiB free of [\d.]+ GiB( \(LOW: .*\))?$/m,
+    );
     expect(h.stdout).toMatch(/^ {2}hardware: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
 
     // No daemon at all: --json still prints a parseable answer, and exits 3.

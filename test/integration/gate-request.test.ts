@@ -60,6 +60,7 @@ async function setup(o: Setup = {}) {
     current: () => loop.evidence,
     touch: () => undefined,
     waitForEpochAfter: () => loop.onWait(),
+    stats: { epochs: 1, failed: 0, lastDurationMs: 0 },
   } as unknown as AttestationLoop;
   const issuer = generateKeyPairSync("ed25519");
   const gate = new Gate({
@@ -220,6 +221,19 @@ describe("the gate's request path", () => {
       });
       await lineage.close();
     });
+
+    it.each(walls)(
+      "status: the wall clock %s → the epoch's age and the evidence age are still 10 s",
+      async (_n, wallMs) => {
+        const { lineage, gate, clock } = await setup();
+        clock.monoUs = MONO0 + 10_000_000;
+        clock.wallMs = wallMs;
+        const st = gate.status();
+        expect(st.evidence_age_ms).toBe(10_000);
+        expect(st.epoch).toMatchObject({ age_ms: 10_000 });
+        await lineage.close();
+      },
+    );
 
     it("redeem within the maximum age on the monotonic clock succeeds", async () => {
       const { lineage, gate, clock } = await setup();

@@ -96,11 +96,13 @@ describe("DaemonMetrics", () => {
         denials: new Map([["pcr_mismatch", 2]]),
         epoch: failed as unknown as EvidenceState,
         epochs: { total: 6, failed: 1 },
-        lineage: { size: 40, checkpointSize: 37 },
+        lineage: { size: 40, checkpointSize: 37, disk: { freeBytes: 2048, sizeBytes: 8192 } },
         connections: { open: 1, accepted: 9, refused: 0, malformed: 1, rateLimited: 0 },
       }),
     );
     const lines = text.split("\n");
+    expect(lines).toContain("execgate_lineage_fs_free_bytes 2048");
+    expect(lines).toContain("execgate_lineage_fs_size_bytes 8192");
     for (const r of DENIAL_REASONS)
       expect(lines.some((l) => l.startsWith(`execgate_denials_total{reason="${r}"} `))).toBe(true);
     expect(lines).toContain('execgate_denials_total{reason="pcr_mismatch"} 2');
