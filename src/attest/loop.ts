@@ -135,6 +135,7 @@ export class AttestationLoop {
     return this.recentHsm.get(Buffer.from(epochHash).toString("hex"));
   }
 
+  /** Called after every epoch, verified or not; a listener that throws is logged and skipped. */
   onEpoch(f: (s: EvidenceState) => void): void {
     this.listeners.push(f);
   }
@@ -328,7 +329,15 @@ export class AttestationLoop {
         { seq: state.epochSeq, reason: state.integrity.reason, detail: state.integrity.detail },
         "epoch_failed",
       );
-    for (const f of this.listeners) f(state);
+    // Listeners report (metrics, systemd); none grants anything. One that throws must not keep
+    // the others, or the requests waiting for this epoch, from hearing of it.
+    for (const f of this.listeners) {
+      try {
+        f(state);
+      } catch (e) {
+        this.o.log.error({ seq: state.epochSeq, err: asExecgateError(e).message }, "epoch_listener_failed");
+      }
+    }
     const ready = this.waiters.filter((w) => state.startedMonoUs >= w.after);
     this.waiters = this.waiters.filter((w) => state.startedMonoUs < w.after);
     for (const w of ready) w.resolve(state);
