@@ -452,7 +452,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       metricsServer = await startMetricsServer(metricsListen, () =>
         renderExposition(
           metrics.families({
-            nowMs: Date.now(),
+            nowMonoUs: monoUs(),
             tokens: { ...gate.counters, issued: gate.counters.allowed },
             denials: gate.counters.denials,
             epoch: loop.current(),
