@@ -8,6 +8,7 @@ import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
 import { digest } from "../src/core/digest.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
+import { RepeatedFailure } from "../src/core/repeated-failure.js";
 import { Gate } from "../src/gate/gate.js";
 import { HsmKey } from "../src/hsm/hsm.js";
 import { spkiDer } from "../src/hsm/keys.js";
@@ -440,7 +441,19 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw await refuseOpened(`socket ${config.daemon.socket}`, e, stopSteps);
   }
   loop.start();
-  lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
+  // A TPM that is down fails every checkpoint: logged on the change, then once a minute.
+  const checkpointFailures = new RepeatedFailure();
+  lineage.checkpointer.start(
+    (e) => {
+      const err = asExecgateError(e);
+      const line = checkpointFailures.failed(err.code, monoUs() / 1000);
+      if (line) log.error({ err: err.message, ...line }, "checkpoint_failed");
+    },
+    () => {
+      const failedInRow = checkpointFailures.succeeded();
+      if (failedInRow !== undefined) log.info({ failedInRow }, "checkpoint_recovered");
+    },
+  );
   const metricsListen =
     config.metrics.socket !== undefined
       ? { socket: config.metrics.socket, mode: config.metrics.socketMode }

@@ -366,6 +366,7 @@ describeHsm("attestation loop, HSM-only", () => {
 async function rootlessLoop(
   name: string,
   policy: IntegrityPolicy | (() => IntegrityPolicy) = { pcrs: {}, eventlog: undefined, ima: undefined },
+  monoUs?: () => number,
 ) {
   const dir = await mkdtemp(join(tmpdir(), `execgate-loop-${name}-`));
   const lineage = await openLineage({
@@ -375,7 +376,7 @@ async function rootlessLoop(
     now: Date.now,
   });
   await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
-  const logged: { msg: string; err?: string; seq?: number }[] = [];
+  const logged: { msg: string; err?: string; seq?: number; failures?: number; inRow?: number }[] = [];
   const loop = new AttestationLoop({
     ...commonOptions({
       policy,
@@ -385,6 +386,7 @@ async function rootlessLoop(
       imaPath: join(dir, "ima.bin"),
     }),
     log: pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+    ...(monoUs ? { monoUs } : {}),
   });
   const dispose = async () => {
     await lineage.close();
@@ -411,6 +413,26 @@ describe("attestation loop, listeners", () => {
         expect.objectContaining({ msg: "epoch_listener_failed", err: "metrics broke", seq: state.epochSeq }),
       );
       expect(logged.filter((l) => l.msg === "epoch_crashed")).toEqual([]);
+      await loop.stop();
+    } finally {
+      await dispose();
+    }
+  });
+});
+
+describe("attestation loop, failing epochs in the log", () => {
+  it("epoch_failed is logged at the first failure, then once a minute (monotonic clock) with the count", async () => {
+    let nowUs = 0;
+    const { loop, logged, dispose } = await rootlessLoop("flood", undefined, () => nowUs);
+    try {
+      for (let i = 0; i < 3; i++) await loop.runEpoch();
+      nowUs = 60_000_000;
+      await loop.runEpoch();
+      expect(loop.stats.failed).toBe(4);
+      expect(logged.filter((l) => l.msg === "epoch_failed")).toEqual([
+        expect.objectContaining({ seq: 0, reason: "internal_error", failures: 1, inRow: 1 }),
+        expect.objectContaining({ seq: 3, reason: "internal_error", failures: 3, inRow: 4 }),
+      ]);
       await loop.stop();
     } finally {
       await dispose();
