@@ -8,6 +8,7 @@ import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
 import { digest } from "../src/core/digest.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
+import { RepeatedFailure } from "../src/core/repeated-failure.js";
 import { Gate } from "../src/gate/gate.js";
 import { HsmKey } from "../src/hsm/hsm.js";
 import { spkiDer } from "../src/hsm/keys.js";
@@ -40,7 +41,7 @@ import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
 import { gateHandler, imaExeCheck } from "./handler.js";
-import { runStopSteps } from "./stop.js";
+import { runStopSteps, type StopStep } from "./stop.js";
 
 /**
  * `execgate daemon`: reads the configuration, checks that every part it depends on is usable
@@ -195,7 +196,6 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
 
   const hostId = Buffer.from(ueid.subarray(1, 9)).toString("hex");
   let lineage: Lineage;
-  let blobs: BlobStore;
   try {
     lineage = await openLineage({
       dir: config.lineage.dir,
@@ -212,15 +212,39 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       checkpointMs: config.lineage.checkpointMs,
       segmentBytes: config.lineage.segmentBytes,
     });
-    blobs = await BlobStore.open(join(config.lineage.dir, "blobs"));
   } catch (e) {
     await hsmKey?.close();
     throw refuse(`lineage store ${config.lineage.dir}`, e);
   }
+  const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
+  /** The end of every stop once the lineage is open, a refused start included: it records why and closes. */
+  const closeLineageSteps = (reason: string): StopStep[] => [
+    ["daemon_stop", () => lineage.journal.append(makeEntry("daemon_stop", time(), { reason }))],
+    ["lineage", () => lineage.close()],
+    ["hsm", () => hsmKey?.close()],
+  ];
+  /**
+   * A refusal to start once the lineage is open: `steps` stop what was started, in the stop
+   * order, and record the refusal as the daemon_stop reason (each step whatever failed before it).
+   */
+  const refuseOpened = async (
+    what: string,
+    e: unknown,
+    steps: (reason: string) => StopStep[],
+  ): Promise<StartupError> => {
+    const refusal = refuse(what, e);
+    await runStopSteps(steps(refusal.message), log);
+    return refusal;
+  };
+  let blobs: BlobStore;
+  try {
+    blobs = await BlobStore.open(join(config.lineage.dir, "blobs"));
+  } catch (e) {
+    throw await refuseOpened(`lineage store ${config.lineage.dir}`, e, closeLineageSteps);
+  }
 
   const issuer = generateKeyPairSync("ed25519");
   const issuerRaw = new Uint8Array(Buffer.from(issuer.publicKey.export({ format: "jwk" }).x!, "base64url"));
-  const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
   /** The policy's record and files, each by its digest, before a policy_loaded entry names them (for auditors). */
   const storePolicy = async (p: LoadedPolicy): Promise<void> => {
     for (const b of policyBlobs(p)) await blobs.put(b);
@@ -249,8 +273,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       makeEntry("policy_loaded", time(), { policyDigest: current.digest, source: config.daemon.policy }),
     );
   } catch (e) {
-    await lineage.close().catch(() => undefined);
-    throw refuse("lineage store is not writable", e);
+    throw await refuseOpened("lineage store is not writable", e, closeLineageSteps);
   }
   // The lineage grows with every token and a full disk denies everything: its free space is
   // sampled for status and metrics, and logged when low (src/lineage/disk-space.ts).
@@ -385,15 +408,31 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   loop.onEpoch(metrics.onEpoch);
   loop.onEpoch(notifier.onEpoch);
 
+  let listener: Server | undefined;
+  let activated = false;
+  let metricsServer: MetricsServer | undefined;
+  /** The stop sequence (SIGTERM, or a refusal once the loop exists): each step whatever failed before it. */
+  const stopSteps = (reason: string): StopStep[] => [
+    ["metrics", () => metricsServer?.close()],
+    ["server", () => listener && server.close(listener)],
+    ["attest", () => loop.stop()],
+    ...closeLineageSteps(reason),
+    ["gate", () => gate.close()],
+    ["disk", () => disk.stop()],
+  ];
+
   // The first epoch before the socket opens: nothing is served without an attempt at evidence.
   // The periodic epochs and checkpoints start once the socket is bound: binding changes the
   // process umask for an instant (src/server/listen.ts), and no file is being created then.
-  await loop.runEpoch();
+  try {
+    await loop.runEpoch();
+  } catch (e) {
+    // Only a bug gets here (an epoch's failures are values, a listener's are logged): exit 3
+    // like any I/O failure, which systemd restarts, rather than 2, which it leaves stopped.
+    throw await refuseOpened("first attestation epoch", e, stopSteps);
+  }
 
   // The socket systemd passed (execgate.socket), else the configured path bound here.
-  let listener: Server;
-  let activated = false;
-  let metricsServer: MetricsServer | undefined;
   try {
     const opened = await openListener({
       path: config.daemon.socket,
@@ -406,13 +445,22 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     if (activated && opened.address !== config.daemon.socket)
       log.warn({ activated: opened.address, configured: config.daemon.socket }, "activated_socket_differs");
   } catch (e) {
-    disk.stop();
-    await loop.stop();
-    await lineage.close().catch(() => undefined);
-    throw refuse(`socket ${config.daemon.socket}`, e);
+    throw await refuseOpened(`socket ${config.daemon.socket}`, e, stopSteps);
   }
   loop.start();
-  lineage.checkpointer.start((e) => log.error({ err: asExecgateError(e).message }, "checkpoint_failed"));
+  // A TPM that is down fails every checkpoint: logged on the change, then once a minute.
+  const checkpointFailures = new RepeatedFailure();
+  lineage.checkpointer.start(
+    (e) => {
+      const err = asExecgateError(e);
+      const line = checkpointFailures.failed(err.code, monoUs() / 1000);
+      if (line) log.error({ err: err.message, ...line }, "checkpoint_failed");
+    },
+    () => {
+      const failedInRow = checkpointFailures.succeeded();
+      if (failedInRow !== undefined) log.info({ failedInRow }, "checkpoint_recovered");
+    },
+  );
   const metricsListen =
     config.metrics.socket !== undefined
       ? { socket: config.metrics.socket, mode: config.metrics.socketMode }
@@ -424,7 +472,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       metricsServer = await startMetricsServer(metricsListen, () =>
         renderExposition(
           metrics.families({
-            nowMs: Date.now(),
+            nowMonoUs: monoUs(),
             tokens: { ...gate.counters, issued: gate.counters.allowed },
             denials: gate.counters.denials,
             epoch: loop.current(),
@@ -439,11 +487,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         ),
       );
     } catch (e) {
-      await server.close(listener);
-      disk.stop();
-      await loop.stop();
-      await lineage.close().catch(() => undefined);
-      throw refuse("metrics listener", e);
+      throw await refuseOpened("metrics listener", e, stopSteps);
     }
   }
   notifier.serve(loop.current());
@@ -475,19 +519,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     stopping ??= (async () => {
       notifier.stopping();
       log.info({ reason }, "daemon_stopping");
-      const code = await runStopSteps(
-        [
-          ["metrics", () => metricsServer?.close()],
-          ["server", () => server.close(listener)],
-          ["attest", () => loop.stop()],
-          ["daemon_stop", () => lineage.journal.append(makeEntry("daemon_stop", time(), { reason }))],
-          ["lineage", () => lineage.close()],
-          ["hsm", () => hsmKey?.close()],
-          ["gate", () => gate.close()],
-          ["disk", () => disk.stop()],
-        ],
-        log,
-      );
+      const code = await runStopSteps(stopSteps(reason), log);
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onTerm);
       process.off("SIGHUP", onHup);

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
+import { RepeatedFailure } from "../core/repeated-failure.js";
 import type { BlobStore } from "../lineage/blobs.js";
 import { makeEntry } from "../lineage/entry.js";
 import type { Lineage } from "../lineage/lineage.js";
@@ -113,6 +114,8 @@ export class AttestationLoop {
   /** Counters for status and metrics. */
   readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
   private readonly listeners: ((s: EvidenceState) => void)[] = [];
+  /** A TPM that is down fails every epoch: epoch_failed is logged on the change, then once a minute. */
+  private readonly failures = new RepeatedFailure();
 
   constructor(private readonly o: AttestationLoopOptions) {}
 
@@ -135,6 +138,7 @@ export class AttestationLoop {
     return this.recentHsm.get(Buffer.from(epochHash).toString("hex"));
   }
 
+  /** Called after every epoch, verified or not; a listener that throws is logged and skipped. */
   onEpoch(f: (s: EvidenceState) => void): void {
     this.listeners.push(f);
   }
@@ -322,13 +326,27 @@ export class AttestationLoop {
     this.stats.epochs++;
     if (!state.integrity.ok) this.stats.failed++;
     this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;
-    if (state.integrity.ok) this.o.log.debug({ seq: state.epochSeq }, "epoch_verified");
-    else
-      this.o.log.warn(
-        { seq: state.epochSeq, reason: state.integrity.reason, detail: state.integrity.detail },
-        "epoch_failed",
-      );
-    for (const f of this.listeners) f(state);
+    if (state.integrity.ok) {
+      this.o.log.debug({ seq: state.epochSeq }, "epoch_verified");
+      const failedInRow = this.failures.succeeded();
+      if (failedInRow !== undefined) this.o.log.info({ seq: state.epochSeq, failedInRow }, "epoch_recovered");
+    } else {
+      const line = this.failures.failed(state.integrity.reason, this.o.monoUs() / 1000);
+      if (line)
+        this.o.log.warn(
+          { seq: state.epochSeq, reason: state.integrity.reason, detail: state.integrity.detail, ...line },
+          "epoch_failed",
+        );
+    }
+    // Listeners report (metrics, systemd); none grants anything. One that throws must not keep
+    // the others, or the requests waiting for this epoch, from hearing of it.
+    for (const f of this.listeners) {
+      try {
+        f(state);
+      } catch (e) {
+        this.o.log.error({ seq: state.epochSeq, err: asExecgateError(e).message }, "epoch_listener_failed");
+      }
+    }
     const ready = this.waiters.filter((w) => state.startedMonoUs >= w.after);
     this.waiters = this.waiters.filter((w) => state.startedMonoUs < w.after);
     for (const w of ready) w.resolve(state);

@@ -321,13 +321,18 @@ export class Checkpointer {
     }
   }
 
-  /** Starts a timer calling tick(); errors are reported to onError (the daemon logs them). */
-  start(onError: (e: unknown) => void): void {
+  /**
+   * Starts a timer calling tick(); errors are reported to onError, and each checkpoint it signs to
+   * onSigned (the daemon logs failures, and the first success after them).
+   */
+  start(onError: (e: unknown) => void, onSigned?: (cp: SignedCheckpoint) => void): void {
     this.reportError = onError;
     if (this.timer !== undefined) return;
     const period = Math.max(10, Math.floor(this.checkpointMs / 4));
     this.timer = setInterval(() => {
-      this.tick().catch(onError);
+      this.tick().then((cp) => {
+        if (cp) onSigned?.(cp);
+      }, onError);
     }, period);
     this.timer.unref();
   }

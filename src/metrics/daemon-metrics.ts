@@ -6,7 +6,8 @@ import { Histogram, LabelledHistogram, REQUEST_BUCKETS_S } from "./histogram.js"
 
 /** What the daemon's parts report at scrape time (read from their counters, nothing computed). */
 export interface MetricsSnapshot {
-  readonly nowMs: number;
+  /** Now on the monotonic clock of EvidenceState.startedMonoUs, µs (evidence age). */
+  readonly nowMonoUs: number;
   readonly tokens: {
     readonly requests: number;
     readonly issued: number;
@@ -45,14 +46,15 @@ export class DaemonMetrics {
   readonly epochDuration = new Histogram();
   /** Seconds per socket request in the daemon, by operation (fed by GateServer). */
   readonly requestDuration = new LabelledHistogram("op", REQUEST_BUCKETS_S);
-  private lastVerifiedAtMs: number | undefined;
+  /** startedMonoUs of the newest verified epoch: its age counts from there, as the gate's does. */
+  private lastVerifiedMonoUs: number | undefined;
 
   constructor(private readonly startedAtMs: number) {}
 
   /** The attestation loop's onEpoch listener. */
   readonly onEpoch = (s: EvidenceState): void => {
     this.epochDuration.observe(Math.max(0, s.verifiedAtMs - s.startedAtMs) / 1000);
-    if (s.integrity.ok) this.lastVerifiedAtMs = s.verifiedAtMs;
+    if (s.integrity.ok) this.lastVerifiedMonoUs = s.startedMonoUs;
   };
 
   families(s: MetricsSnapshot): MetricFamily[] {
@@ -90,12 +92,12 @@ export class DaemonMetrics {
       ),
       {
         name: "execgate_epoch_age_seconds",
-        help: "age of the newest verified evidence (absent: none yet)",
+        help: "age of the newest verified evidence, since its epoch started, on the monotonic clock (absent: none yet)",
         type: "gauge",
         samples:
-          this.lastVerifiedAtMs === undefined
+          this.lastVerifiedMonoUs === undefined
             ? []
-            : [{ value: Math.max(0, s.nowMs - this.lastVerifiedAtMs) / 1000 }],
+            : [{ value: Math.max(0, s.nowMonoUs - this.lastVerifiedMonoUs) / 1_000_000 }],
       },
       c("execgate_epochs_total", "epochs completed", s.epochs.total),
       c("execgate_epochs_failed_total", "epochs that failed (any reason)", s.epochs.failed),

@@ -3,7 +3,13 @@ import { createServer } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { ExecgateDenied } from "../../src/client/index.js";
 import { execgate } from "../helpers/cli.js";
-import { eventually, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import {
+  eventually,
+  lineageEntries,
+  signedCheckpointRoots,
+  startTestDaemon,
+  type TestDaemon,
+} from "../helpers/daemon.js";
 import { describeHsm, describeTpm, startSoftHsm } from "../helpers/hardware.js";
 
 /** One HTTP request to the metrics listener (Unix socket or localhost port). */
@@ -40,6 +46,16 @@ function samples(body: string): Map<string, number> {
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return out;
+}
+
+/** A localhost port nothing listens on (just now). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
 }
 
 const daemons: TestDaemon[] = [];
@@ -154,18 +170,37 @@ describeTpm("operations: metrics and status of a real daemon", () => {
   });
 
   it("the metrics on a localhost port instead", async () => {
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const a = s.address();
-        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-      });
-    });
+    const port = await freePort();
     const d = await startTestDaemon({ config: { metrics: [`port = ${port}`] } });
     daemons.push(d);
     const r = await get({ port });
     expect(r.status).toBe(200);
     expect(samples(r.body).get("execgate_up")).toBe(1);
     expect(d.stderr()).toContain(`"metrics":"127.0.0.1:${port}"`);
+  });
+
+  it("a metrics port taken at the next start: refuses (exit 3), and the lineage it opened records why and is closed", async () => {
+    const port = await freePort();
+    const d = await startTestDaemon({ config: { metrics: [`port = ${port}`] } });
+    daemons.push(d);
+    expect(await d.stop()).toBe(0);
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(port, "127.0.0.1", resolve));
+    try {
+      await expect(d.start()).rejects.toThrow(/did not start/);
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
+    expect(d.child()?.exitCode).toBe(3);
+    expect(d.stderr()).toMatch(/refusing to start: metrics listener: .*EADDRINUSE/);
+    const entries = await lineageEntries(d.lineageDir);
+    const last = entries.at(-1)!;
+    expect(last.type).toBe("daemon_stop");
+    expect(last.body).toMatchObject({
+      reason: expect.stringMatching(/^refusing to start: metrics listener: /),
+    });
+    // Closed: the final checkpoint covers the daemon_stop entry.
+    expect((await signedCheckpointRoots(d.lineageDir)).has(entries.length)).toBe(true);
   });
 });
 

@@ -359,50 +359,110 @@ describeHsm("attestation loop, HSM-only", () => {
   });
 });
 
+/**
+ * A loop with no root of trust in a fresh directory: each epoch fails (internal_error) but runs
+ * to its end, listeners and waiters included. Logs at info into `logged`.
+ */
+async function rootlessLoop(
+  name: string,
+  policy: IntegrityPolicy | (() => IntegrityPolicy) = { pcrs: {}, eventlog: undefined, ima: undefined },
+  monoUs?: () => number,
+) {
+  const dir = await mkdtemp(join(tmpdir(), `execgate-loop-${name}-`));
+  const lineage = await openLineage({
+    dir: join(dir, "lineage"),
+    origin: `execgate.test/loop-${name}`,
+    signer: softwareEd25519Signer(`execgate.test/loop-${name}`),
+    now: Date.now,
+  });
+  await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
+  const logged: { msg: string; err?: string; seq?: number; failures?: number; inRow?: number }[] = [];
+  const loop = new AttestationLoop({
+    ...commonOptions({
+      policy,
+      lineage,
+      blobs: await BlobStore.open(join(dir, "blobs")),
+      bootIdPath: join(dir, "boot_id"),
+      imaPath: join(dir, "ima.bin"),
+    }),
+    log: pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+    ...(monoUs ? { monoUs } : {}),
+  });
+  const dispose = async () => {
+    await lineage.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { loop, logged, dispose };
+}
+
+describe("attestation loop, listeners", () => {
+  it("a listener that throws is logged; the later listeners and the fresh-epoch waiters still hear of the epoch", async () => {
+    const { loop, logged, dispose } = await rootlessLoop("listeners");
+    try {
+      const heard: number[] = [];
+      loop.onEpoch(() => {
+        throw new Error("metrics broke");
+      });
+      loop.onEpoch((s) => void heard.push(s.epochSeq));
+      // A fresh-quote request waiting for the next epoch (the timeout is far beyond the test's).
+      const waiting = loop.waitForEpochAfter(Math.floor(performance.now() * 1000), 600_000);
+      const state = await loop.runEpoch();
+      expect(heard).toEqual([state.epochSeq]);
+      await expect(waiting).resolves.toBe(state);
+      expect(logged).toContainEqual(
+        expect.objectContaining({ msg: "epoch_listener_failed", err: "metrics broke", seq: state.epochSeq }),
+      );
+      expect(logged.filter((l) => l.msg === "epoch_crashed")).toEqual([]);
+      await loop.stop();
+    } finally {
+      await dispose();
+    }
+  });
+});
+
+describe("attestation loop, failing epochs in the log", () => {
+  it("epoch_failed is logged at the first failure, then once a minute (monotonic clock) with the count", async () => {
+    let nowUs = 0;
+    const { loop, logged, dispose } = await rootlessLoop("flood", undefined, () => nowUs);
+    try {
+      for (let i = 0; i < 3; i++) await loop.runEpoch();
+      nowUs = 60_000_000;
+      await loop.runEpoch();
+      expect(loop.stats.failed).toBe(4);
+      expect(logged.filter((l) => l.msg === "epoch_failed")).toEqual([
+        expect.objectContaining({ seq: 0, reason: "internal_error", failures: 1, inRow: 1 }),
+        expect.objectContaining({ seq: 3, reason: "internal_error", failures: 3, inRow: 4 }),
+      ]);
+      await loop.stop();
+    } finally {
+      await dispose();
+    }
+  });
+});
+
 describe("attestation loop, stopping", () => {
   it("stop() while an epoch runs resolves even though that epoch throws; the scheduler logs the failure", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "execgate-loop-stop-"));
-    const lineage = await openLineage({
-      dir: join(dir, "lineage"),
-      origin: "execgate.test/loop-stop",
-      signer: softwareEd25519Signer("execgate.test/loop-stop"),
-      now: Date.now,
+    let stopped: Promise<void> | undefined;
+    // The policy read in the middle of the epoch throws, and the daemon's SIGTERM arrives just
+    // then: stop() waits for that epoch. The daemon calls stop() with `void`: a rejection would end it.
+    const { loop, logged, dispose } = await rootlessLoop("stop", () => {
+      stopped ??= loop.stop();
+      throw new Error("policy unreadable");
     });
     try {
-      await writeFile(join(dir, "boot_id"), "6b1f0a52-1f0e-4a7e-9c55-0d2b8f1e9a01\n");
-      const logged: { msg: string; err?: string }[] = [];
-      // No root of trust: each epoch fails (internal_error) but runs to its end, listeners included.
-      const loop = new AttestationLoop({
-        ...commonOptions({
-          policy: { pcrs: {}, eventlog: undefined, ima: undefined },
-          lineage,
-          blobs: await BlobStore.open(join(dir, "blobs")),
-          bootIdPath: join(dir, "boot_id"),
-          imaPath: join(dir, "ima.bin"),
-        }),
-        log: pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
-      });
-      let stopped: Promise<void> | undefined;
-      loop.onEpoch(() => {
-        // The daemon's SIGTERM arriving while a periodic epoch runs: stop() waits for that epoch,
-        // which then throws. The daemon calls stop() with `void`: a rejection would end it.
-        stopped = loop.stop();
-        throw new Error("listener failed");
-      });
       loop.start();
       await vi.waitFor(() => expect(stopped).toBeDefined());
       await expect(stopped).resolves.toBeUndefined();
       await vi.waitFor(() =>
         expect(logged).toContainEqual(
-          expect.objectContaining({ msg: "epoch_crashed", err: "listener failed" }),
+          expect.objectContaining({ msg: "epoch_crashed", err: "policy unreadable" }),
         ),
       );
       // Whoever runs an epoch by hand still gets its failure.
-      await expect(loop.runEpoch()).rejects.toThrow("listener failed");
-      expect(loop.stats.epochs).toBe(2);
+      await expect(loop.runEpoch()).rejects.toThrow("policy unreadable");
+      expect(loop.stats.epochs).toBe(0);
     } finally {
-      await lineage.close();
-      await rm(dir, { recursive: true, force: true });
+      await dispose();
     }
   });
 });

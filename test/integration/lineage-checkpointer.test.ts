@@ -1,6 +1,6 @@
 import { appendFile, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type CborValue, encode } from "../../src/cbor/index.js";
 import { openCheckpoint } from "../../src/lineage/checkpoint.js";
 import { Checkpointer } from "../../src/lineage/checkpointer.js";
@@ -42,6 +42,30 @@ describe("checkpointer", () => {
     const v = verifierFromSigner(signer);
     const opened = openCheckpoint(second!.note, ORIGIN, v);
     expect(opened.checkpoint.rootHash).toEqual(lin.journal.rootAt(2));
+    await lin.close();
+  });
+
+  it("start(): a signer that fails goes to onError, each checkpoint signed after it to onSigned", async () => {
+    const dir = await tempDir();
+    const base = softwareEd25519Signer(ORIGIN);
+    let down = true;
+    const flaky: NoteSigner = {
+      ...base,
+      sign: (msg) => (down ? Promise.reject(new Error("TPM gone")) : base.sign(msg)),
+    };
+    const lin = await openLineage({ dir, origin: ORIGIN, signer: flaky, now: Date.now, checkpointMs: 40 });
+    const errors: string[] = [];
+    const signed: number[] = [];
+    lin.checkpointer.start(
+      (e) => void errors.push(String(e)),
+      (cp) => void signed.push(cp.checkpoint.size),
+    );
+    await lin.journal.append(entry(0));
+    await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0), { timeout: 10_000 });
+    expect(signed).toEqual([]);
+    down = false;
+    await vi.waitFor(() => expect(signed).toEqual([1]), { timeout: 10_000 });
+    expect(errors.every((e) => e.includes("TPM gone"))).toBe(true);
     await lin.close();
   });
 

@@ -72,12 +72,26 @@ describe("Prometheus text exposition", () => {
   });
 });
 
+/** A scrape at `nowMonoUs` whose latest epoch is `epoch` (the other counts are fixed). */
+function snapshot(nowMonoUs: number, epoch: EvidenceState) {
+  return {
+    nowMonoUs,
+    tokens: { requests: 5, issued: 3, redeemed: 2, reports: 1 },
+    denials: new Map([["pcr_mismatch", 2] as const]),
+    epoch,
+    epochs: { total: 6, failed: 1 },
+    lineage: { size: 40, checkpointSize: 37, disk: { freeBytes: 2048, sizeBytes: 8192 } },
+    connections: { open: 1, accepted: 9, refused: 0, malformed: 1, rateLimited: 0 },
+  };
+}
+
 describe("DaemonMetrics", () => {
   it("every denial reason appears (zeros included); evidence age counts from the newest verified epoch", () => {
     const m = new DaemonMetrics(1_000_000);
     const verified = {
       epochSeq: 4,
       startedAtMs: 1_000_900,
+      startedMonoUs: 5_000_000,
       verifiedAtMs: 1_001_000,
       integrity: { ok: true },
     };
@@ -85,21 +99,12 @@ describe("DaemonMetrics", () => {
     const failed = {
       epochSeq: 5,
       startedAtMs: 1_002_000,
+      startedMonoUs: 6_100_000,
       verifiedAtMs: 1_002_050,
       integrity: { ok: false, reason: "pcr_mismatch", detail: "" },
     };
     m.onEpoch(failed as unknown as EvidenceState);
-    const text = renderExposition(
-      m.families({
-        nowMs: 1_003_000,
-        tokens: { requests: 5, issued: 3, redeemed: 2, reports: 1 },
-        denials: new Map([["pcr_mismatch", 2]]),
-        epoch: failed as unknown as EvidenceState,
-        epochs: { total: 6, failed: 1 },
-        lineage: { size: 40, checkpointSize: 37, disk: { freeBytes: 2048, sizeBytes: 8192 } },
-        connections: { open: 1, accepted: 9, refused: 0, malformed: 1, rateLimited: 0 },
-      }),
-    );
+    const text = renderExposition(m.families(snapshot(7_000_000, failed as unknown as EvidenceState)));
     const lines = text.split("\n");
     expect(lines).toContain("execgate_lineage_fs_free_bytes 2048");
     expect(lines).toContain("execgate_lineage_fs_size_bytes 8192");
@@ -115,5 +120,24 @@ describe("DaemonMetrics", () => {
     const sum = lines.find((l) => l.startsWith("execgate_epoch_duration_seconds_sum "));
     expect(Number(sum?.split(" ")[1])).toBeCloseTo(0.15, 9);
     expect(lines).toContain("execgate_start_time_seconds 1000");
+  });
+
+  it("evidence age follows the monotonic clock from the epoch's start, whatever the wall clock read then", () => {
+    const m = new DaemonMetrics(1_000_000);
+    // Verified when the wall clock read an hour ahead; it was then stepped back.
+    const verified = {
+      epochSeq: 1,
+      startedAtMs: 4_600_000,
+      startedMonoUs: 10_000_000,
+      verifiedAtMs: 4_600_020,
+      integrity: { ok: true },
+    } as unknown as EvidenceState;
+    m.onEpoch(verified);
+    const age = (nowMonoUs: number) =>
+      renderExposition(m.families(snapshot(nowMonoUs, verified)))
+        .split("\n")
+        .find((l) => l.startsWith("execgate_epoch_age_seconds "));
+    expect(age(11_500_000)).toBe("execgate_epoch_age_seconds 1.5");
+    expect(age(12_000_000)).toBe("execgate_epoch_age_seconds 2");
   });
 });
