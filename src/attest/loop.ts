@@ -4,16 +4,22 @@ import { open, readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
-import { toHex } from "../core/hex.js";
 import { RepeatedFailure } from "../core/repeated-failure.js";
 import type { BlobStore } from "../lineage/blobs.js";
 import { makeEntry } from "../lineage/entry.js";
 import type { Lineage } from "../lineage/lineage.js";
 import { type EventLog, parseEventLog } from "../measure/eventlog-parse.js";
+import type { Allowlist } from "../measure/ima-allowlist.js";
+import { checkMeasured, ImaMeasuredSet, sha256FileDigests } from "../measure/ima-measured.js";
 import type { ImaEntry } from "../measure/ima-parse.js";
 import { detectImaFormat } from "../measure/ima-parse.js";
 import { type ImaState, initialImaState, parseNewEntries } from "../measure/ima-replay.js";
-import type { IntegrityPolicy } from "../policy/integrity.js";
+import {
+  type BootAggregateVerdict,
+  type IntegrityPolicy,
+  MAX_DETAIL_ITEMS,
+  type PriorImaViolations,
+} from "../policy/integrity.js";
 import { quote } from "../tpm/ops/attest.js";
 import type { TpmRunner } from "../tpm/runner.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
@@ -103,14 +109,27 @@ export class AttestationLoop {
    * the list is not read, so a reload that brings them back judges everything from here on.
    */
   private imaReadOffset = 0;
-  private imaViolations = 0;
   /**
-   * File name → the SHA-256 digests (hex) of its measurements that a verified quote's PCR 10
-   * covers, or "unknown" once a measurement of it was not a plain SHA-256 file digest (another
-   * algorithm, an fs-verity digest in ima-ngv2). Peer identification checks executables against
-   * it (imaMeasurements).
+   * Every measurement this boot that a verified quote's PCR 10 covers, compactly: peer
+   * identification checks executables against it (imaMeasurements), and a new allowlist
+   * judges it all again.
    */
-  private readonly measured = new Map<string, Set<string> | "unknown">();
+  private readonly imaMeasured = new ImaMeasuredSet();
+  /**
+   * The verdict of `imaJudgedUnder` on imaMeasured. The current policy judges everything
+   * measured this boot: when its allowlist is another one (a reload builds a new Allowlist, so
+   * identity tells), imaMeasured is judged again and this is replaced — a stricter allowlist
+   * catches a file run before the reload, a looser one clears what it now allows.
+   */
+  private imaViolations: PriorImaViolations = { count: 0, first: [] };
+  private imaJudgedUnder: Allowlist | undefined;
+  /**
+   * The boot_aggregate verdict, once an epoch covered the list's first entry. Not about the
+   * allowlist, so no reload clears it; nor do a failed PCR 10 replay (nothing is consumed, so
+   * every later epoch fails it again) or a list that does not parse (read again, and again
+   * refused, at every epoch).
+   */
+  private imaBootAggregate: BootAggregateVerdict | undefined;
   /** Counters for status and metrics. */
   readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
   private readonly listeners: ((s: EvidenceState) => void)[] = [];
@@ -251,6 +270,7 @@ export class AttestationLoop {
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
     const ima = policy.integrity.ima ? await this.readIma(evidenceDigests) : undefined;
+    if (policy.integrity.ima) this.judgeMeasuredUnder(policy.integrity.ima.allowlist);
     const result = evaluateEpoch({
       binding,
       ...(q ? { quote: q } : {}),
@@ -261,17 +281,29 @@ export class AttestationLoop {
       policyDigest: policy.digest,
       ...(eventlog ? { eventlog } : {}),
       ...(ima
-        ? { ima: { state: ima.state, entries: ima.entries, priorViolations: this.imaViolations } }
+        ? {
+            ima: {
+              state: ima.state,
+              entries: ima.entries,
+              priorViolations: this.imaViolations,
+              ...(this.imaBootAggregate ? { bootAggregate: this.imaBootAggregate } : {}),
+            },
+          }
         : {}),
       startedAtMs,
       startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
     if (result.ima) {
-      if (ima) this.noteMeasured(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
+      if (ima) this.imaMeasured.add(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
       this.imaState = result.ima.state;
       this.imaPending = [...result.ima.pending];
-      this.imaViolations += result.ima.violations.length;
+      const v = result.ima.violations;
+      this.imaViolations = {
+        count: this.imaViolations.count + v.length,
+        first: [...this.imaViolations.first, ...v.slice(0, MAX_DETAIL_ITEMS)].slice(0, MAX_DETAIL_ITEMS),
+      };
+      this.imaBootAggregate ??= result.ima.bootAggregate;
     } else if (ima) {
       // Read, but not judged (no quote, no PCR 10): the next epoch judges them. Past the read
       // offset now, so dropping them would leave the replay short of PCR 10 for good.
@@ -380,15 +412,14 @@ export class AttestationLoop {
     }
   }
 
-  private noteMeasured(covered: readonly ImaEntry[]): void {
-    for (const e of covered) {
-      if (e.violation || e.buf !== undefined) continue; // not a file measurement
-      const known = this.measured.get(e.name);
-      if (known === "unknown") continue;
-      if (e.digestAlg !== "sha256" || e.template === "ima-ngv2") this.measured.set(e.name, "unknown");
-      else if (known) known.add(toHex(e.fileDigest));
-      else this.measured.set(e.name, new Set([toHex(e.fileDigest)]));
-    }
+  /** Makes imaViolations the verdict of `allowlist` (none: nothing is judged) on imaMeasured. */
+  private judgeMeasuredUnder(allowlist: Allowlist | undefined): void {
+    if (allowlist === this.imaJudgedUnder) return;
+    const v = allowlist ? checkMeasured(this.imaMeasured, allowlist) : [];
+    this.imaViolations = { count: v.length, first: v.slice(0, MAX_DETAIL_ITEMS) };
+    this.imaJudgedUnder = allowlist;
+    if (this.imaMeasured.size > 0)
+      this.o.log.info({ measurements: this.imaMeasured.size, violations: v.length }, "ima_rejudged");
   }
 
   /**
@@ -399,8 +430,7 @@ export class AttestationLoop {
    */
   imaMeasurements(path: string): ReadonlySet<string> | undefined {
     if (!this.o.policy().integrity.ima) return undefined;
-    const m = this.measured.get(path);
-    return m === "unknown" ? undefined : m;
+    return sha256FileDigests(this.imaMeasured, path);
   }
 
   /** The boot id, or why there is none (the epoch then fails environment_mismatch). */

@@ -33,8 +33,26 @@ export interface ImaEvidence {
   readonly state?: ImaState;
   /** Entries after `state` (the quote may cover only a prefix of them). */
   readonly entries: readonly ImaEntry[];
-  /** Allowlist violations already seen in earlier epochs of this boot (they taint the boot). */
-  readonly priorViolations?: number;
+  /**
+   * The allowlist's verdict on the entries judged in earlier epochs of this boot (they taint
+   * the boot): the attestation loop keeps it, and re-judges those entries when the allowlist
+   * changes (checkMeasured), so that it is always the current allowlist's.
+   */
+  readonly priorViolations?: PriorImaViolations;
+  /** The boot_aggregate check of an earlier epoch (ImaOutcome.bootAggregate), kept for the boot. */
+  readonly bootAggregate?: BootAggregateVerdict;
+}
+
+export interface PriorImaViolations {
+  readonly count: number;
+  /** The first few of them (at most MAX_DETAIL_ITEMS), for the denial's detail. */
+  readonly first: readonly ImaViolation[];
+}
+
+/** Whether the list's first entry matched PCRs 0–7/0–9, and the rule's detail. */
+export interface BootAggregateVerdict {
+  readonly ok: boolean;
+  readonly detail: string;
 }
 
 /** Verified evidence: PCR values from a verified quote, and the logs read at the same time. */
@@ -60,6 +78,12 @@ export interface ImaOutcome {
   /** Entries beyond the quote, for the next epoch. */
   readonly pending: readonly ImaEntry[];
   readonly violations: readonly ImaViolation[];
+  /**
+   * The boot_aggregate check, when this epoch covered the list's first entry — made whether
+   * the policy asks for it or not, so that a later policy that does can still be answered:
+   * the first entry is judged only once, and its verdict is kept for the boot.
+   */
+  readonly bootAggregate?: BootAggregateVerdict;
   readonly quirks?: never;
 }
 
@@ -72,7 +96,7 @@ export type IntegrityDecision = (
   readonly ima: ImaOutcome | undefined;
 };
 
-const MAX_DETAIL_ITEMS = 5;
+export const MAX_DETAIL_ITEMS = 5;
 
 function list<T>(xs: readonly T[], f: (x: T) => string): string {
   const shown = xs.slice(0, MAX_DETAIL_ITEMS).map(f).join(", ");
@@ -215,32 +239,45 @@ export function evaluateIntegrity(policy: IntegrityPolicy, evidence: IntegrityEv
           `${bank}: ${m.state.entries} entries (${m.pending.length} after the quote)`,
         );
         const first = covered.find((e) => e.seq === 0);
+        let bootAggregate: BootAggregateVerdict | undefined;
+        if (first) {
+          const b = checkBootAggregate(first, evidence.pcrs);
+          bootAggregate = {
+            ok: b.ok,
+            detail: b.ok
+              ? `${b.bank} over PCRs ${b.pcrs[0]}–${b.pcrs[b.pcrs.length - 1]}`
+              : (b.detail ?? `listed ${b.listed}, expected ${b.expected}`),
+          };
+        }
         if (ip.bootAggregate) {
-          if (!first) push("ima.boot_aggregate", "skip", "checked in an earlier epoch");
-          else {
-            const b = checkBootAggregate(first, evidence.pcrs);
+          // Judged once, when the epoch covers the first entry; a failure stays for the boot.
+          const earlier = ev.bootAggregate;
+          if (bootAggregate)
             push(
               "ima.boot_aggregate",
-              b.ok ? "pass" : "fail",
-              b.ok
-                ? `${b.bank} over PCRs ${b.pcrs[0]}–${b.pcrs[b.pcrs.length - 1]}`
-                : (b.detail ?? `listed ${b.listed}, expected ${b.expected}`),
+              bootAggregate.ok ? "pass" : "fail",
+              bootAggregate.detail,
               "ima_violation",
             );
-          }
+          else if (earlier && !earlier.ok)
+            push("ima.boot_aggregate", "fail", `${earlier.detail} (earlier epoch)`, "ima_violation");
+          else push("ima.boot_aggregate", "skip", "checked in an earlier epoch");
         }
         const violations = ip.allowlist
           ? checkAllowlist(covered, ip.allowlist).filter((v) => v.kind !== "invalidated")
           : [];
-        const prior = ev.priorViolations ?? 0;
+        const prior = ev.priorViolations ?? { count: 0, first: [] };
+        const total = prior.count + violations.length;
         if (!ip.allowlist) push("ima.allowlist", "skip", "no allowlist configured");
-        else if (violations.length === 0 && prior === 0)
-          push("ima.allowlist", "pass", `${covered.length} entries checked`);
+        else if (total === 0) push("ima.allowlist", "pass", `${covered.length} entries checked`);
         else {
-          const detail = `${violations.length + prior} files not allowed${violations.length ? `: ${list(violations, (v) => `${v.path} (${v.kind})`)}` : " (earlier epochs)"}`;
+          const shown = [...prior.first, ...violations].slice(0, MAX_DETAIL_ITEMS);
+          const more = total > shown.length ? ` … (${total} in all)` : "";
+          const names = shown.length > 0 ? `: ${shown.map((v) => `${v.path} (${v.kind})`).join(", ")}` : "";
+          const detail = `${total} files not allowed${names}${more}`;
           push("ima.allowlist", ip.mode === "enforce" ? "fail" : "warn", detail, "ima_violation");
         }
-        ima = { state: m.state, pending: m.pending, violations };
+        ima = { state: m.state, pending: m.pending, violations, ...(bootAggregate ? { bootAggregate } : {}) };
       }
     }
   }

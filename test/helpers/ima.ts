@@ -20,6 +20,24 @@ export function imaNg(path: string, fileDigest: Buffer): Buffer {
   return Buffer.concat([u32le(10), th, u32le(6), Buffer.from("ima-ng"), u32le(data.length), data]);
 }
 
+/** One binary record of any template with a SHA-1 template hash; `violation` lists it with an all-zero hash. */
+export function imaRecord(
+  template: string,
+  fields: Buffer[],
+  opts: { violation?: boolean; pcr?: number } = {},
+): Buffer {
+  const data = Buffer.concat(fields.flatMap((f) => [u32le(f.length), f]));
+  const th = opts.violation ? Buffer.alloc(20) : createHash("sha1").update(data).digest();
+  return Buffer.concat([
+    u32le(opts.pcr ?? 10),
+    th,
+    u32le(template.length),
+    Buffer.from(template),
+    u32le(data.length),
+    data,
+  ]);
+}
+
 /** Extends PCR 10 of both banks for each record, exactly as the kernel does, in step with the list. */
 export async function measure(tpm: Swtpm, records: Buffer): Promise<void> {
   for (const e of parseImaList(new Uint8Array(records), "binary").entries) {

@@ -16,7 +16,7 @@ import type { IntegrityPolicy } from "../../src/policy/integrity.js";
 import { enroll } from "../../src/tpm/enroll.js";
 import { quote } from "../../src/tpm/ops/attest.js";
 import { DEFAULT_PCR_SELECTION } from "../../src/tpm/ops/pcr.js";
-import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
+import { type PcrSelection, parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-file.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { describeHsm, describeTpm, startSoftHsm, startSwtpm } from "../helpers/hardware.js";
@@ -73,7 +73,7 @@ describeTpm("attestation loop on swtpm", () => {
   async function loopWith(
     policy: IntegrityPolicy | (() => IntegrityPolicy),
     imaPath: string,
-    opts: { tpm?: Swtpm; blobs?: BlobStore } = {},
+    opts: { tpm?: Swtpm; blobs?: BlobStore; selection?: PcrSelection } = {},
   ): Promise<AttestationLoop> {
     const on = opts.tpm ?? tpm;
     const e = await enroll(on.runner);
@@ -89,7 +89,7 @@ describeTpm("attestation loop on swtpm", () => {
       runner: on.runner,
       akHandle: e.akHandle,
       akPublic: tpmPublicKey(parseTpm2bPublic(e.akPublic)),
-      selection: DEFAULT_PCR_SELECTION,
+      selection: opts.selection ?? DEFAULT_PCR_SELECTION,
       ...commonOptions({
         policy,
         lineage,
@@ -257,8 +257,109 @@ describeTpm("attestation loop on swtpm", () => {
       expect((await loop.runEpoch()).integrity).toEqual({
         ok: false,
         reason: "ima_violation",
-        detail: "ima.allowlist: 1 files not allowed (earlier epochs)",
+        detail: "ima.allowlist: 1 files not allowed: /tmp/miner (not_in_allowlist)",
       });
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  // The current policy judges everything measured this boot: a reload with another allowlist
+  // judges again the files measured (and judged) before it.
+
+  it("a reload with a stricter allowlist fails the next epoch on a file measured before it", async () => {
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      const { imaPath } = await measuredList(own, "ima-stricter.bin");
+      let policy = imaRules({ "/usr/bin/python3": "python", "/usr/bin/trainer": "trainer" });
+      const loop = await loopWith(() => policy, imaPath, { tpm: own });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      // The trainer that ran is found vulnerable: only a fixed build is allowed now. Nothing
+      // new is measured; the trainer's measurement was judged two epochs ago.
+      policy = imaRules({ "/usr/bin/python3": "python", "/usr/bin/trainer": "trainer, fixed" });
+      const denied = {
+        ok: false,
+        reason: "ima_violation",
+        detail: "ima.allowlist: 1 files not allowed: /usr/bin/trainer (digest_mismatch)",
+      };
+      expect((await loop.runEpoch()).integrity).toEqual(denied);
+      expect((await loop.runEpoch()).integrity).toEqual(denied);
+      // What callers' executables are checked against is unchanged: what IMA measured.
+      expect(loop.imaMeasurements("/usr/bin/trainer")).toEqual(
+        new Set([fileHash("trainer").toString("hex")]),
+      );
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("a reload with an allowlist that allows what was denied clears the violation: the next epoch passes", async () => {
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      const { imaPath } = await measuredList(own, "ima-looser.bin");
+      let policy = imaRules({ "/usr/bin/python3": "python" });
+      const loop = await loopWith(() => policy, imaPath, { tpm: own });
+      const denied = {
+        ok: false,
+        reason: "ima_violation",
+        detail: "ima.allowlist: 1 files not allowed: /usr/bin/trainer (not_in_allowlist)",
+      };
+      expect((await loop.runEpoch()).integrity).toEqual(denied);
+      expect((await loop.runEpoch()).integrity).toEqual(denied);
+      // The operator adds the trainer's hash that was missing.
+      policy = imaRules({ "/usr/bin/python3": "python", "/usr/bin/trainer": "trainer" });
+      expect((await loop.runEpoch()).integrity).toEqual({ ok: true });
+      // And files measured from then on are judged by it as usual.
+      await measureMore(own, imaPath, imaNg("/tmp/miner", fileHash("miner")));
+      expect((await loop.runEpoch()).integrity).toEqual({
+        ok: false,
+        reason: "ima_violation",
+        detail: "ima.allowlist: 1 files not allowed: /tmp/miner (not_in_allowlist)",
+      });
+      await loop.stop();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("a boot_aggregate that does not match PCRs 0–9 fails every later epoch, across reloads of the allowlist", async () => {
+    const own = await startSwtpm({ timeoutMs: 1500 });
+    try {
+      // All zeros: what IMA lists when it found no TPM at boot; never PCRs 0–9's hash.
+      const list = Buffer.concat([
+        imaNg("boot_aggregate", Buffer.alloc(32)),
+        imaNg("/usr/bin/python3", fileHash("python")),
+      ]);
+      await measure(own, list);
+      const imaPath = join(dir, "ima-boot-aggregate.bin");
+      await writeFile(imaPath, list);
+      const withBootAggregate = (files: Record<string, string>): IntegrityPolicy => {
+        const rules = imaRules(files);
+        return { ...rules, ima: { ...rules.ima!, bootAggregate: true } };
+      };
+      // The allowlist allows every file measured: boot_aggregate is the only thing wrong.
+      let policy = withBootAggregate({ "/usr/bin/python3": "python" });
+      const loop = await loopWith(() => policy, imaPath, {
+        tpm: own,
+        selection: parsePcrSelectionText("sha256:0,1,2,3,4,5,6,7,8,9,10"),
+      });
+      const first = (await loop.runEpoch()).integrity;
+      expect(first).toMatchObject({ ok: false, reason: "ima_violation" });
+      expect(!first.ok && first.detail).toMatch(/^ima\.boot_aggregate: listed 0{64}, expected [0-9a-f]{64}$/);
+      const later = {
+        ok: false,
+        reason: "ima_violation",
+        detail: `${!first.ok && first.detail} (earlier epoch)`,
+      };
+      expect((await loop.runEpoch()).integrity).toEqual(later);
+      // Reloads with another allowlist (looser, then the same again) re-judge the files; not this.
+      policy = withBootAggregate({ "/usr/bin/python3": "python", "/usr/bin/trainer": "trainer" });
+      expect((await loop.runEpoch()).integrity).toEqual(later);
+      policy = withBootAggregate({ "/usr/bin/python3": "python" });
+      expect((await loop.runEpoch()).integrity).toEqual(later);
       await loop.stop();
     } finally {
       await own.stop();

@@ -5,39 +5,16 @@ import { type Allowlist, buildAllowlist, checkAllowlist } from "../../src/measur
 import { AllowlistPathIndex, globLiteralPrefix, hashAscii } from "../../src/measure/ima-allowlist-index.js";
 import { type ImaEntry, parseImaList } from "../../src/measure/ima-parse.js";
 import { applyEntries, initialImaState, replayUntilQuote } from "../../src/measure/ima-replay.js";
+import { imaRecord } from "../helpers/ima.js";
 
 // The fast paths of the IMA pipeline (entry methods that make no views, the byte-level
 // allowlist index, the one-pass replay) checked against the plain definitions.
-
-function u32le(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-/** One binary record with a SHA-1 template hash; `violation` lists it with an all-zero hash. */
-function record(
-  template: string,
-  fields: Buffer[],
-  opts: { violation?: boolean; pcr?: number } = {},
-): Buffer {
-  const data = Buffer.concat(fields.flatMap((f) => [u32le(f.length), f]));
-  const th = opts.violation ? Buffer.alloc(20) : createHash("sha1").update(data).digest();
-  return Buffer.concat([
-    u32le(opts.pcr ?? 10),
-    th,
-    u32le(template.length),
-    Buffer.from(template),
-    u32le(data.length),
-    data,
-  ]);
-}
 
 const fd = (s: string): Buffer => createHash("sha256").update(s).digest();
 const dng = (d: Buffer, alg = "sha256"): Buffer => Buffer.concat([Buffer.from(`${alg}:\0`), d]);
 const nng = (name: Buffer | string): Buffer => Buffer.concat([Buffer.from(name), Buffer.from([0])]);
 const ng = (name: Buffer | string, d: Buffer, opts: { violation?: boolean; pcr?: number } = {}): Buffer =>
-  record("ima-ng", [dng(d), nng(name)], opts);
+  imaRecord("ima-ng", [dng(d), nng(name)], opts);
 
 const list = Buffer.concat([
   ng("boot_aggregate", Buffer.alloc(32)),
@@ -53,8 +30,8 @@ const list = Buffer.concat([
   ng("/usr/bin/odd", fd("odd")),
   ng("/usr/bin/violated", fd("v"), { violation: true }),
   ng("/usr/bin/pcr11", fd("p11"), { pcr: 11 }),
-  record("ima-buf", [dng(fd("key")), nng(".ima"), Buffer.from("key")]),
-  record("ima-sig", [dng(fd("sig")), nng("/usr/bin/signed"), Buffer.from([1, 2, 3])]),
+  imaRecord("ima-buf", [dng(fd("key")), nng(".ima"), Buffer.from("key")]),
+  imaRecord("ima-sig", [dng(fd("sig")), nng("/usr/bin/signed"), Buffer.from([1, 2, 3])]),
   ng("/usr/bin/sha1", fd("sha1").subarray(0, 20)),
 ]);
 

@@ -343,9 +343,17 @@ describe("evaluateIntegrity: IMA", () => {
     expect(o.ima?.violations).toHaveLength(2);
   });
 
-  it("violations from earlier epochs keep denying in enforce mode", () => {
-    const d = evaluateIntegrity(ima("enforce"), { pcrs: pcr10, ima: { entries, priorViolations: 1 } });
-    expect(d).toMatchObject({ ok: false, deny: "ima_violation" });
+  it("violations from earlier epochs keep denying in enforce mode, naming the files", () => {
+    const earlier = { seq: 7, kind: "not_in_allowlist" as const, path: "/tmp/miner", digest: "ab" };
+    const d = evaluateIntegrity(ima("enforce"), {
+      pcrs: pcr10,
+      ima: { entries, priorViolations: { count: 1, first: [earlier] } },
+    });
+    expect(d).toMatchObject({
+      ok: false,
+      deny: "ima_violation",
+      detail: "1 files not allowed: /tmp/miner (not_in_allowlist)",
+    });
   });
 
   it("PCR 10 not reproduced, or missing: ima_violation", () => {
@@ -393,5 +401,34 @@ describe("evaluateIntegrity: IMA", () => {
       deny: "ima_violation",
       rule: "ima.boot_aggregate",
     });
+  });
+
+  it("boot_aggregate is judged once, and its verdict kept: a failure fails every later epoch while the policy checks it", () => {
+    const list = parseImaList(bin("ima/ima-evm-utils/sample-ascii_runtime_measurements-pcrs-8-9")).entries;
+    const log = parseEventLog(bin("eventlog/ima-evm-utils/sample-binary_bios_measurements-pcrs-8-9"));
+    const good = { ...replayToPcrValues(replayEventLog(log)), sha1: replayIma(list, ["sha1"]).sha1 ?? {} };
+    const pcrs = { ...good, sha256: { ...good.sha256, "8": "00".repeat(32) } };
+    const checks = (bootAggregate: boolean) => ({
+      ...noRules,
+      ima: { mode: "enforce" as const, allowlist: undefined, bootAggregate },
+    });
+    // The first epoch covers the first entry: judged even when the policy does not ask.
+    const first = evaluateIntegrity(checks(false), { pcrs, ima: { entries: list.slice(0, 1) } });
+    expect(first.ok).toBe(true);
+    const verdict = first.ima?.bootAggregate;
+    expect(verdict).toMatchObject({ ok: false });
+    // A later epoch (nothing new measured): the kept verdict fails it under a policy that checks.
+    const later = { state: first.ima!.state, entries: list.slice(1) };
+    expect(
+      evaluateIntegrity(checks(true), { pcrs, ima: { ...later, bootAggregate: verdict! } }),
+    ).toMatchObject({
+      ok: false,
+      deny: "ima_violation",
+      rule: "ima.boot_aggregate",
+      detail: `${verdict!.detail} (earlier epoch)`,
+    });
+    expect(evaluateIntegrity(checks(false), { pcrs, ima: { ...later, bootAggregate: verdict! } }).ok).toBe(
+      true,
+    );
   });
 });
