@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { loadConfig } from "../../src/config/index.js";
+import type { Config } from "../../src/config/index.js";
 import { toHex } from "../../src/core/hex.js";
 import { makeDirs } from "../../src/core/mkdirs.js";
 import { generateHsmKey } from "../../src/hsm/hsm.js";
@@ -15,19 +15,11 @@ import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import {
-  configArg,
-  flag,
-  type Parsed,
-  parseCommandArgs,
-  printJson,
-  requireStr,
-  str,
-  writeOutput,
-} from "../args.js";
+import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
-import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 /** Every PCR index (0..23), for goldenFromPcrs. */
 const PCR_INDICES = Array.from({ length: 24 }, (_, i) => i);
@@ -42,7 +34,7 @@ export const command: Command = {
     "provision EK/AK and the AK-certified checkpoint key (and with --hsm the HSM root key); write the enrollment record to --out",
   usage:
     `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
-    "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
+    "  [--hsm [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
     `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
     "    so IMA is judged by the [integrity.ima] rules; PCR 10 is written only if --pcrs names it)\n" +
@@ -61,18 +53,19 @@ export const command: Command = {
       hsm: { type: "boolean" },
       "hsm-alg": { type: "string" },
       "no-tpm": { type: "boolean" },
-      config: { type: "string" },
     });
     const out = requireStr(p, "out");
     const alg = str(p, "ak-alg") ?? "ecc";
     if (alg !== "ecc" && alg !== "rsa") throw usageError("--ak-alg must be ecc or rsa");
     if (flag(p, "no-tpm") && !flag(p, "hsm")) throw usageError("--no-tpm needs --hsm");
+    const config = await loadConfigArg(p);
+    const tpm = tpmSettings(p, config);
     try {
       await makeDirs(out);
     } catch (err) {
       throw usageError(`cannot create --out ${out}: ${(err as Error).message}`);
     }
-    const hsm = flag(p, "hsm") ? await enrollHsm(p, out) : undefined;
+    const hsm = flag(p, "hsm") ? await enrollHsm(p, config, out) : undefined;
     if (flag(p, "no-tpm")) {
       // HSM-only hosts: the daemon's host id is the HSM key's SPKI digest.
       await hsm!.putVkey(hsm!.keyId);
@@ -86,8 +79,8 @@ export const command: Command = {
       else process.stdout.write(`${hsm!.line}; record in ${join(out, "enrollment.json")}\n`);
       return EXIT.ok;
     }
-    const runner = runnerFrom(p);
-    const e = await enroll(runner, { akHandle: akHandleFrom(p), akAlgorithm: alg });
+    const runner = runnerFor(tpm);
+    const e = await enroll(runner, { akHandle: tpm.akHandle, akAlgorithm: alg });
 
     // With a TPM the host id comes from the EK (SHA-256 of its name), as the daemon derives it.
     await hsm?.putVkey(
@@ -166,9 +159,8 @@ export const command: Command = {
  * `--hsm`: the HSM root key by token and key label (generated on the token, never exported),
  * its public key as PEM and as a C2SP note verifier key, and the record naming them.
  */
-async function enrollHsm(p: Parsed, out: string) {
-  const configPath = configArg(p);
-  const hsm = configPath !== undefined ? (await loadConfig(configPath)).hsm : undefined;
+async function enrollHsm(p: Parsed, config: Config | undefined, out: string) {
+  const hsm = config?.hsm;
   const module = hsm?.module ?? DEFAULT_MODULE;
   const tokenLabel = hsm?.tokenLabel ?? "execgate";
   const keyLabel = hsm?.keyLabel ?? "execgate-root";

@@ -10,8 +10,9 @@ import { readPublic } from "../../src/tpm/ops/keys.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT } from "../exit.js";
-import { akHandleFrom, resolveTcti, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 interface KeyInfo {
   handle: string;
@@ -34,7 +35,8 @@ export const command: Command = {
       trust: { type: "string" },
       json: { type: "boolean" },
     });
-    const runner = runnerFrom(p);
+    const tpm = tpmSettings(p, await loadConfigArg(p));
+    const runner = runnerFor(tpm);
     const props = await readFixedProperties(runner);
 
     const key = async (handle: number): Promise<KeyInfo> => {
@@ -74,12 +76,12 @@ export const command: Command = {
     });
 
     const info = {
-      tcti: resolveTcti(p),
+      tcti: tpm.tcti,
       manufacturer: props.manufacturer,
       vendor: props.vendor,
       firmwareVersion: props.firmwareVersion,
       ek: await key(HANDLES.ekRsa),
-      ak: await key(akHandleFrom(p)),
+      ak: await key(tpm.akHandle),
       signingKey: await key(HANDLES.signingKey),
       ekCertificates: certs,
     };

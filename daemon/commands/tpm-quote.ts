@@ -5,8 +5,9 @@ import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { hexArg, parseCommandArgs, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
-import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 export const command: Command = {
   summary: "quote PCRs with the AK, writing tpm2-tools' binary formats (TPMS_ATTEST, TPMT_SIGNATURE, pcrs)",
@@ -29,8 +30,8 @@ export const command: Command = {
       requireStr(p, "signature"),
       requireStr(p, "pcrs-out"),
     ];
-    const runner = runnerFrom(p);
-    const akHandle = akHandleFrom(p);
+    const { akHandle, ...tpm } = tpmSettings(p, await loadConfigArg(p));
+    const runner = runnerFor({ akHandle, ...tpm });
     const q = await quote(runner, { akHandle, selection, qualifyingData: nonce });
     await writeOutput(messageOut, q.attest, "message");
     await writeOutput(signatureOut, q.signature, "signature");
