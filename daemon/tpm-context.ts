@@ -1,5 +1,5 @@
 import type { Config } from "../src/config/index.js";
-import { HANDLES, parsePersistentHandle } from "../src/tpm/ops/handles.js";
+import { HANDLES, handleHex, parsePersistentHandle } from "../src/tpm/ops/handles.js";
 import { TpmRunner } from "../src/tpm/runner.js";
 import { type Parsed, str } from "./args.js";
 import { usageError } from "./exit.js";
@@ -59,5 +59,21 @@ export function handleArg(p: Parsed, name: string): number | undefined {
   if (s === undefined) return undefined;
   const h = parsePersistentHandle(s);
   if (h === undefined) throw usageError(`--${name} ${s} is not a persistent handle (0x81xxxxxx)`);
+  return h;
+}
+
+/**
+ * The checkpoint signing key's handle: --signing-key-handle, else the config's
+ * tpm.signing_key_handle, else the default. It must differ from the AK's, as the config schema
+ * demands: one handle cannot hold both keys.
+ */
+export function signingKeyHandle(p: Parsed, config: Config | undefined, akHandle: number): number {
+  const h = handleArg(p, "signing-key-handle") ?? config?.tpm.signingKeyHandle ?? HANDLES.signingKey;
+  if (h === akHandle) {
+    throw usageError(
+      `the signing key handle ${handleHex(h)} must differ from the AK handle ${handleHex(akHandle)}` +
+        " (set --signing-key-handle or tpm.signing_key_handle)",
+    );
+  }
   return h;
 }

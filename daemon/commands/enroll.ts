@@ -19,7 +19,7 @@ import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeO
 import type { Command } from "../cli.js";
 import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
-import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
+import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 /** Every PCR index (0..23), for goldenFromPcrs. */
 const PCR_INDICES = Array.from({ length: 24 }, (_, i) => i);
@@ -33,7 +33,8 @@ export const command: Command = {
   summary:
     "provision EK/AK and the AK-certified checkpoint key (and with --hsm the HSM root key); write the enrollment record to --out",
   usage:
-    `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
+    "--out DIR [--ak-alg ecc|rsa] [--signing-key-handle 0x81000020] [--golden-out F [--pcrs SEL]] [--json]\n" +
+    `  ${TPM_USAGE}\n` +
     "  [--hsm [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
     `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
@@ -41,12 +42,15 @@ export const command: Command = {
     "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
     "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
     "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
+    "  --signing-key-handle: where the checkpoint signing key is made or found; else tpm.signing_key_handle\n" +
+    "    of the config, else 0x81000020; must differ from the AK handle\n" +
     "  --no-tpm: HSM-only host",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
       out: { type: "string" },
       "ak-alg": { type: "string" },
+      "signing-key-handle": { type: "string" },
       "golden-out": { type: "string" },
       pcrs: { type: "string" },
       json: { type: "boolean" },
@@ -60,6 +64,7 @@ export const command: Command = {
     if (flag(p, "no-tpm") && !flag(p, "hsm")) throw usageError("--no-tpm needs --hsm");
     const config = await loadConfigArg(p);
     const tpm = tpmSettings(p, config);
+    const skHandle = signingKeyHandle(p, config, tpm.akHandle);
     try {
       await makeDirs(out);
     } catch (err) {
@@ -80,7 +85,7 @@ export const command: Command = {
       return EXIT.ok;
     }
     const runner = runnerFor(tpm);
-    const e = await enroll(runner, { akHandle: tpm.akHandle, akAlgorithm: alg });
+    const e = await enroll(runner, { akHandle: tpm.akHandle, signingKeyHandle: skHandle, akAlgorithm: alg });
 
     // With a TPM the host id comes from the EK (SHA-256 of its name), as the daemon derives it.
     await hsm?.putVkey(

@@ -30,8 +30,9 @@ export const command: Command = {
       requireStr(p, "signature"),
       requireStr(p, "pcrs-out"),
     ];
-    const { akHandle, ...tpm } = tpmSettings(p, await loadConfigArg(p));
-    const runner = runnerFor({ akHandle, ...tpm });
+    const tpm = tpmSettings(p, await loadConfigArg(p));
+    const runner = runnerFor(tpm);
+    const akHandle = tpm.akHandle;
     const q = await quote(runner, { akHandle, selection, qualifyingData: nonce });
     await writeOutput(messageOut, q.attest, "message");
     await writeOutput(signatureOut, q.signature, "signature");

@@ -264,6 +264,43 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     await expect(readFile(join(f("enroll-bad"), "enrollment.json"))).rejects.toThrow();
   });
 
+  it("enroll --signing-key-handle, else tpm.signing_key_handle of the config, places the checkpoint key", async () => {
+    const flagged = await execgate(
+      ["enroll", "--out", f("enroll-sk"), "--json", "--signing-key-handle", "0x81000031"],
+      env,
+    );
+    expect(flagged.code, flagged.stderr).toBe(0);
+    const rec = JSON.parse(flagged.stdout);
+    expect(rec.signingKey.handle).toBe("0x81000031");
+    const info = JSON.parse(
+      (await execgate(["tpm", "info", "--json", "--signing-key-handle", "0x81000031"], env)).stdout,
+    );
+    expect(info.signingKey).toMatchObject({ handle: "0x81000031", present: true, name: rec.signingKey.name });
+    const config = f("execgate-sk.toml");
+    await writeFile(config, `[tpm]\ntcti = ${JSON.stringify(tpm.tcti)}\nsigning_key_handle = "0x81000032"\n`);
+    const byConfig = await execgate(["enroll", "--out", f("enroll-sk"), "--json"], {
+      EXECGATE_CONFIG: config,
+    });
+    expect(byConfig.code, byConfig.stderr).toBe(0);
+    expect(JSON.parse(byConfig.stdout).signingKey.handle).toBe("0x81000032");
+    const infoByConfig = await execgate(["tpm", "info", "--json"], { EXECGATE_CONFIG: config });
+    expect(JSON.parse(infoByConfig.stdout).signingKey).toMatchObject({ handle: "0x81000032", present: true });
+    // One handle cannot hold both keys: refused before anything is made, as the config refuses it.
+    for (const args of [
+      ["--signing-key-handle", "0x81000010"],
+      ["--ak-handle", "0x81000020"],
+      ["--config", config, "--ak-handle", "0x81000032"],
+    ]) {
+      const same = await execgate(["enroll", "--out", f("enroll-same"), ...args], env);
+      expect(same.code).toBe(2);
+      expect(same.stderr).toMatch(/signing key handle 0x810000\w\w must differ from the AK handle/);
+    }
+    await expect(readFile(join(f("enroll-same"), "enrollment.json"))).rejects.toThrow();
+    expect(
+      (await execgate(["enroll", "--out", f("enroll-same"), "--signing-key-handle", "7"], env)).code,
+    ).toBe(2);
+  });
+
   it("usage errors exit 2, unreadable files exit 3", async () => {
     expect((await execgate(["tpm", "verify-quote", "--nonce", "zz"])).code).toBe(2);
     expect((await execgate(["tpm", "quote", "--bogus"])).code).toBe(2);
