@@ -11,7 +11,10 @@ import { connect, orDenied, SOCKET_HELP, SOCKET_OPTION } from "./token-common.js
  */
 export const command: Command = {
   summary: "export a self-contained lineage bundle for auditors (needs root or the daemon's user)",
-  usage: `--out DIR [--json] [--socket P]\n  DIR must not exist. Verify it anywhere with: execgate audit verify DIR --trust CA.pem\n${SOCKET_HELP}`,
+  usage:
+    `--out DIR [--json] [--socket P]\n  DIR must not exist. Verify it anywhere with: execgate audit verify DIR --trust CA.pem\n${SOCKET_HELP}\n` +
+    "Exit: 0 exported, 1 denied (execgate: denied: <reason> on stderr), 2 usage,\n" +
+    "  3 daemon unreachable, its export failed, or DIR cannot be written (also when it exists).",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...SOCKET_OPTION,

@@ -34,8 +34,8 @@ export const command: Command = {
     "provision EK/AK and the AK-certified checkpoint key (and with --hsm the HSM root key); write the enrollment record to --out",
   usage:
     "--out DIR [--ak-alg ecc|rsa] [--signing-key-handle 0x81000020] [--golden-out F [--pcrs SEL]] [--json]\n" +
-    `  ${TPM_USAGE}\n` +
     "  [--hsm [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
+    `  ${TPM_USAGE}\n` +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
     `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
     "    so IMA is judged by the [integrity.ima] rules; PCR 10 is written only if --pcrs names it)\n" +
@@ -44,7 +44,10 @@ export const command: Command = {
     "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
     "  --signing-key-handle: where the checkpoint signing key is made or found; else tpm.signing_key_handle\n" +
     "    of the config, else 0x81000020; must differ from the AK handle\n" +
-    "  --no-tpm: HSM-only host",
+    "  --no-tpm: HSM-only host\n" +
+    "Exit: 0 enrolled; 2 usage or configuration (--config unreadable or invalid, signing key handle =\n" +
+    "  AK handle, --out cannot be made a directory, wrong HSM PIN); 3 TPM or HSM unreachable or failing,\n" +
+    "  or a file cannot be written.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,

@@ -11,7 +11,10 @@ import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.j
 
 export const command: Command = {
   summary: "quote PCRs with the AK, writing tpm2-tools' binary formats (TPMS_ATTEST, TPMT_SIGNATURE, pcrs)",
-  usage: `--nonce HEX [--pcrs ${DEFAULT_PCR_SELECTION_TEXT}] --message F --signature F --pcrs-out F [--ak-pub-out F.pem] ${TPM_USAGE}`,
+  usage:
+    `--nonce HEX [--pcrs ${DEFAULT_PCR_SELECTION_TEXT}] --message F --signature F --pcrs-out F [--ak-pub-out F.pem] ${TPM_USAGE}\n` +
+    "Exit: 0 quoted, 2 usage or configuration, 3 TPM unreachable or failing (e.g. no AK at the\n" +
+    "  handle) or an output file cannot be written.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
