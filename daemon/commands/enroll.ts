@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Config } from "../../src/config/index.js";
 import { toHex } from "../../src/core/hex.js";
-import { makeDirs } from "../../src/core/mkdirs.js";
 import { generateHsmKey } from "../../src/hsm/hsm.js";
 import { readPin } from "../../src/hsm/pin.js";
 import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
@@ -19,6 +18,7 @@ import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeO
 import type { Command } from "../cli.js";
 import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
+import { makeOutDir } from "../out-dir.js";
 import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 /** Every PCR index (0..23), for goldenFromPcrs. */
@@ -46,8 +46,8 @@ export const command: Command = {
     "    of the config, else 0x81000020; must differ from the AK handle\n" +
     "  --no-tpm: HSM-only host\n" +
     "Exit: 0 enrolled; 2 usage or configuration (--config unreadable or invalid, signing key handle =\n" +
-    "  AK handle, --out cannot be made a directory, wrong HSM PIN); 3 TPM or HSM unreachable or failing,\n" +
-    "  or a file cannot be written.",
+    "  AK handle, --out an existing file or a path no directory can be made at, wrong HSM PIN);\n" +
+    "  3 TPM or HSM unreachable or failing, or the filesystem refuses (permissions, read-only, full).",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -68,11 +68,7 @@ export const command: Command = {
     const config = await loadConfigArg(p);
     const tpm = tpmSettings(p, config);
     const skHandle = signingKeyHandle(p, config, tpm.akHandle);
-    try {
-      await makeDirs(out);
-    } catch (err) {
-      throw usageError(`cannot create --out ${out}: ${(err as Error).message}`);
-    }
+    await makeOutDir(out);
     const hsm = flag(p, "hsm") ? await enrollHsm(p, config, out) : undefined;
     if (flag(p, "no-tpm")) {
       // HSM-only hosts: the daemon's host id is the HSM key's SPKI digest.
