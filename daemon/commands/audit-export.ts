@@ -3,6 +3,7 @@ import { ExecgateError } from "../../src/core/errors.js";
 import { flag, parseCommandArgs, printJson, requireStr } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT } from "../exit.js";
+import { requireNewOutDir } from "../out-dir.js";
 import { connect, orDenied, SOCKET_HELP, SOCKET_OPTION } from "./token-common.js";
 
 /**
@@ -11,7 +12,10 @@ import { connect, orDenied, SOCKET_HELP, SOCKET_OPTION } from "./token-common.js
  */
 export const command: Command = {
   summary: "export a self-contained lineage bundle for auditors (needs root or the daemon's user)",
-  usage: `--out DIR [--json] [--socket P]\n  DIR must not exist. Verify it anywhere with: execgate audit verify DIR --trust CA.pem\n${SOCKET_HELP}`,
+  usage:
+    `--out DIR [--json] [--socket P]\n  DIR must not exist. Verify it anywhere with: execgate audit verify DIR --trust CA.pem\n${SOCKET_HELP}\n` +
+    "Exit: 0 exported, 1 denied (execgate: denied: <reason> on stderr), 2 usage (also: DIR exists),\n" +
+    "  3 daemon unreachable, its export failed, or DIR cannot be written.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...SOCKET_OPTION,
@@ -19,6 +23,7 @@ export const command: Command = {
       json: { type: "boolean" },
     });
     const out = requireStr(p, "out");
+    await requireNewOutDir(out);
     return orDenied(async () => {
       const c = await connect(p);
       try {

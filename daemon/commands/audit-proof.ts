@@ -33,7 +33,9 @@ function bundleDir(p: Parsed): string {
 
 export const inclusion: Command = {
   summary: "RFC 9162 inclusion proof of one entry in a bundle's tree, verified against its root",
-  usage: "DIR --index I [--size N (default: all entries)] [--json]",
+  usage:
+    "DIR --index I [--size N (default: all entries)] [--json]\n" +
+    "Exit: 0 the proof verifies, 1 it does not or the bundle is malformed, 2 usage, 3 unreadable bundle.",
   async run(argv) {
     const p = parseCommandArgs(
       argv,
@@ -66,7 +68,10 @@ export const inclusion: Command = {
 
 export const consistency: Command = {
   summary: "RFC 9162 consistency proof between two sizes of a bundle's tree (or from a checkpoint you kept)",
-  usage: "DIR (--from M | --old-checkpoint NOTE_FILE) [--to N (default: all entries)] [--json]",
+  usage:
+    "DIR (--from M | --old-checkpoint NOTE_FILE) [--to N (default: all entries)] [--json]\n" +
+    "Exit: 0 consistent, 1 not consistent or the bundle / checkpoint is malformed, 2 usage,\n" +
+    "  3 unreadable bundle or checkpoint.",
   async run(argv) {
     const p = parseCommandArgs(
       argv,

@@ -40,7 +40,10 @@ export const command: Command = {
   usage:
     "[--dir DIR (default ./.execgate-dev)] [--root tpm|hsm|tpm+hsm (default)] [--check] [--json]\n" +
     "  --root tpm+hsm: every epoch is a swtpm quote AND a SoftHSM2 signature; tpm: swtpm only;\n" +
-    "  hsm: SoftHSM2 only, as on a host without a TPM (docs/hsm.md)",
+    "  hsm: SoftHSM2 only, as on a host without a TPM (docs/hsm.md)\n" +
+    "Exit: with --check 0 attested, 1 not; serving, as execgate daemon (0 stopped cleanly, 2 refused:\n" +
+    "  configuration, 3 refused: hardware or lineage); 2 usage; 3 DIR in use by another dev up,\n" +
+    "  swtpm or SoftHSM2 unavailable.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       dir: { type: "string" },

@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { loadConfig } from "../../src/config/index.js";
+import type { Config } from "../../src/config/index.js";
 import { toHex } from "../../src/core/hex.js";
-import { makeDirs } from "../../src/core/mkdirs.js";
 import { generateHsmKey } from "../../src/hsm/hsm.js";
 import { readPin } from "../../src/hsm/pin.js";
 import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
@@ -15,19 +14,12 @@ import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import {
-  configArg,
-  flag,
-  type Parsed,
-  parseCommandArgs,
-  printJson,
-  requireStr,
-  str,
-  writeOutput,
-} from "../args.js";
+import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
-import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { makeOutDir } from "../out-dir.js";
+import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 /** Every PCR index (0..23), for goldenFromPcrs. */
 const PCR_INDICES = Array.from({ length: 24 }, (_, i) => i);
@@ -41,38 +33,43 @@ export const command: Command = {
   summary:
     "provision EK/AK and the AK-certified checkpoint key (and with --hsm the HSM root key); write the enrollment record to --out",
   usage:
-    `--out DIR [--ak-alg ecc|rsa] [--golden-out F [--pcrs SEL]] [--json] ${TPM_USAGE}\n` +
-    "  [--hsm [--config F] [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
+    "--out DIR [--ak-alg ecc|rsa] [--signing-key-handle 0x81000020] [--golden-out F [--pcrs SEL]] [--json]\n" +
+    "  [--hsm [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
+    `  ${TPM_USAGE}\n` +
     "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
     `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
     "    so IMA is judged by the [integrity.ima] rules; PCR 10 is written only if --pcrs names it)\n" +
     "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
     "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
     "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
-    "  --no-tpm: HSM-only host",
+    "  --signing-key-handle: where the checkpoint signing key is made or found; else tpm.signing_key_handle\n" +
+    "    of the config, else 0x81000020; must differ from the AK handle\n" +
+    "  --no-tpm: HSM-only host\n" +
+    "Exit: 0 enrolled; 2 usage or configuration (--config unreadable or invalid, signing key handle =\n" +
+    "  AK handle, --out an existing file or a path no directory can be made at, wrong HSM PIN);\n" +
+    "  3 TPM or HSM unreachable or failing, or the filesystem refuses (permissions, read-only, full).",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
       out: { type: "string" },
       "ak-alg": { type: "string" },
+      "signing-key-handle": { type: "string" },
       "golden-out": { type: "string" },
       pcrs: { type: "string" },
       json: { type: "boolean" },
       hsm: { type: "boolean" },
       "hsm-alg": { type: "string" },
       "no-tpm": { type: "boolean" },
-      config: { type: "string" },
     });
     const out = requireStr(p, "out");
     const alg = str(p, "ak-alg") ?? "ecc";
     if (alg !== "ecc" && alg !== "rsa") throw usageError("--ak-alg must be ecc or rsa");
     if (flag(p, "no-tpm") && !flag(p, "hsm")) throw usageError("--no-tpm needs --hsm");
-    try {
-      await makeDirs(out);
-    } catch (err) {
-      throw usageError(`cannot create --out ${out}: ${(err as Error).message}`);
-    }
-    const hsm = flag(p, "hsm") ? await enrollHsm(p, out) : undefined;
+    const config = await loadConfigArg(p);
+    const tpm = tpmSettings(p, config);
+    const skHandle = signingKeyHandle(p, config, tpm.akHandle);
+    await makeOutDir(out);
+    const hsm = flag(p, "hsm") ? await enrollHsm(p, config, out) : undefined;
     if (flag(p, "no-tpm")) {
       // HSM-only hosts: the daemon's host id is the HSM key's SPKI digest.
       await hsm!.putVkey(hsm!.keyId);
@@ -86,8 +83,8 @@ export const command: Command = {
       else process.stdout.write(`${hsm!.line}; record in ${join(out, "enrollment.json")}\n`);
       return EXIT.ok;
     }
-    const runner = runnerFrom(p);
-    const e = await enroll(runner, { akHandle: akHandleFrom(p), akAlgorithm: alg });
+    const runner = runnerFor(tpm);
+    const e = await enroll(runner, { akHandle: tpm.akHandle, signingKeyHandle: skHandle, akAlgorithm: alg });
 
     // With a TPM the host id comes from the EK (SHA-256 of its name), as the daemon derives it.
     await hsm?.putVkey(
@@ -166,9 +163,8 @@ export const command: Command = {
  * `--hsm`: the HSM root key by token and key label (generated on the token, never exported),
  * its public key as PEM and as a C2SP note verifier key, and the record naming them.
  */
-async function enrollHsm(p: Parsed, out: string) {
-  const configPath = configArg(p);
-  const hsm = configPath !== undefined ? (await loadConfig(configPath)).hsm : undefined;
+async function enrollHsm(p: Parsed, config: Config | undefined, out: string) {
+  const hsm = config?.hsm;
   const module = hsm?.module ?? DEFAULT_MODULE;
   const tokenLabel = hsm?.tokenLabel ?? "execgate";
   const keyLabel = hsm?.keyLabel ?? "execgate-root";

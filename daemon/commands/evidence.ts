@@ -13,7 +13,9 @@ export const command: Command = {
     "[--epoch HEX] [--record-out F] [--ak-pub-out F.pem] [--checkpoint-out F] [--hsm-signature-out F] [--hsm-pub-out F.pem] [--json] [--socket P]\n" +
     "  --hsm-*: with an HSM root, the HSM signature over the epoch binding and the HSM public key\n" +
     "  --epoch: the epoch a token names (its `epoch` claim); default: the current one\n" +
-    `${SOCKET_HELP}`,
+    `${SOCKET_HELP}\n` +
+    "Exit: 0 ok, 1 denied (execgate: denied: <reason> on stderr), 2 usage,\n" +
+    "  3 daemon unreachable or an output file cannot be written.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...SOCKET_OPTION,

@@ -9,7 +9,10 @@ import { EXIT, usageError } from "../exit.js";
 
 export const command: Command = {
   summary: "parse + replay a TCG event log; print PCR values per bank",
-  usage: "FILE [--json] [--pcrs PCRS_FILE]",
+  usage:
+    "FILE [--json] [--pcrs PCRS_FILE]\n" +
+    "Exit: 0 parsed (with --pcrs: the replay matches it), 1 malformed log or PCR file, or the replay\n" +
+    "  does not match --pcrs; 2 usage; 3 unreadable file.",
   async run(argv) {
     const p = parseCommandArgs(argv, { json: { type: "boolean" }, pcrs: { type: "string" } }, true);
     const file = p.positionals[0];

@@ -9,7 +9,10 @@ import { EXIT, usageError } from "../exit.js";
 
 export const command: Command = {
   summary: "parse + replay an IMA list; print the PCR 10 aggregate",
-  usage: "FILE [--json] [--allowlist F] [--keylime-policy F] [--exclude GLOB]…",
+  usage:
+    "FILE [--json] [--allowlist F] [--keylime-policy F] [--exclude GLOB]…\n" +
+    "Exit: 0 parsed and no allowlist violation (invalidated entries alone do not fail), 1 malformed\n" +
+    "  list or a violation, 2 usage or a malformed allowlist / Keylime policy, 3 unreadable file.",
   async run(argv) {
     const p = parseCommandArgs(
       argv,

@@ -12,7 +12,10 @@ import { EXIT } from "../exit.js";
 export const command: Command = {
   summary:
     "validate the whole policy file as the daemon loads it, then dry-run its integrity rules against recorded evidence",
-  usage: "--policy F [--pcrs F] [--eventlog F] [--ima F] [--json]",
+  usage:
+    "--policy F [--pcrs F] [--eventlog F] [--ima F] [--json]\n" +
+    "Exit: 0 allow, 1 deny (a rule fails or evidence is malformed), 2 usage or a policy the daemon\n" +
+    "  would refuse (naming the key), 3 unreadable policy or evidence file.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       policy: { type: "string" },

@@ -111,7 +111,7 @@ function summary(st: JsonObject, lines: string[]): void {
 
 export const command: Command = {
   summary: "daemon health: epoch, evidence age, tokens, denials, lineage, TPM (--json: the status reply)",
-  usage: `[--json] [--socket P]\n${SOCKET_HELP}\nExit: 0 the daemon answered, 1 denied, 3 unreachable (--json: {"up": false, "error": …}).`,
+  usage: `[--json] [--socket P]\n${SOCKET_HELP}\nExit: 0 the daemon answered, 1 denied, 2 usage, 3 unreachable (--json: {"up": false, "error": …}).`,
   async run(argv) {
     const p = parseCommandArgs(argv, { json: { type: "boolean" }, ...SOCKET_OPTION });
     let client: Awaited<ReturnType<typeof connect>>;

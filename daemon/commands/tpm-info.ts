@@ -10,8 +10,9 @@ import { readPublic } from "../../src/tpm/ops/keys.js";
 import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT } from "../exit.js";
-import { akHandleFrom, resolveTcti, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 interface KeyInfo {
   handle: string;
@@ -23,18 +24,22 @@ interface KeyInfo {
 export const command: Command = {
   summary: "show the TPM: TCTI, manufacturer, EK/AK/signing-key handles and public keys, EK certificates",
   usage:
-    `[--trust CA.pem] [--json] ${TPM_USAGE}\n` +
+    `[--trust CA.pem] [--signing-key-handle 0x81000020] [--json] ${TPM_USAGE}\n` +
     "  --trust: EK CA certificates (PEM, root and intermediates) to check each EK certificate's chain against,\n" +
     "           as the daemon's tpm.ek_ca_bundle does\n" +
     "Exit: 0 ok (with --trust: at least one EK certificate chains to it), 1 no EK certificate chains to --trust,\n" +
-    "      2 usage, 3 TPM unreachable or --trust unreadable.",
+    "      2 usage or configuration, 3 TPM unreachable or --trust unreadable.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
       trust: { type: "string" },
+      "signing-key-handle": { type: "string" },
       json: { type: "boolean" },
     });
-    const runner = runnerFrom(p);
+    const config = await loadConfigArg(p);
+    const tpm = tpmSettings(p, config);
+    const skHandle = signingKeyHandle(p, config, tpm.akHandle);
+    const runner = runnerFor(tpm);
     const props = await readFixedProperties(runner);
 
     const key = async (handle: number): Promise<KeyInfo> => {
@@ -74,13 +79,13 @@ export const command: Command = {
     });
 
     const info = {
-      tcti: resolveTcti(p),
+      tcti: tpm.tcti,
       manufacturer: props.manufacturer,
       vendor: props.vendor,
       firmwareVersion: props.firmwareVersion,
       ek: await key(HANDLES.ekRsa),
-      ak: await key(akHandleFrom(p)),
-      signingKey: await key(HANDLES.signingKey),
+      ak: await key(tpm.akHandle),
+      signingKey: await key(skHandle),
       ekCertificates: certs,
     };
     // With --trust the answer is the daemon's start-up check (daemon/ek-check.ts): one EK

@@ -5,12 +5,16 @@ import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { hexArg, parseCommandArgs, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
+import { loadConfigArg } from "../config-arg.js";
 import { EXIT, usageError } from "../exit.js";
-import { akHandleFrom, runnerFrom, TPM_OPTIONS, TPM_USAGE } from "../tpm-context.js";
+import { runnerFor, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
 export const command: Command = {
   summary: "quote PCRs with the AK, writing tpm2-tools' binary formats (TPMS_ATTEST, TPMT_SIGNATURE, pcrs)",
-  usage: `--nonce HEX [--pcrs ${DEFAULT_PCR_SELECTION_TEXT}] --message F --signature F --pcrs-out F [--ak-pub-out F.pem] ${TPM_USAGE}`,
+  usage:
+    `--nonce HEX [--pcrs ${DEFAULT_PCR_SELECTION_TEXT}] --message F --signature F --pcrs-out F [--ak-pub-out F.pem] ${TPM_USAGE}\n` +
+    "Exit: 0 quoted, 2 usage or configuration, 3 TPM unreachable or failing (e.g. no AK at the\n" +
+    "  handle) or an output file cannot be written.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       ...TPM_OPTIONS,
@@ -29,8 +33,9 @@ export const command: Command = {
       requireStr(p, "signature"),
       requireStr(p, "pcrs-out"),
     ];
-    const runner = runnerFrom(p);
-    const akHandle = akHandleFrom(p);
+    const tpm = tpmSettings(p, await loadConfigArg(p));
+    const runner = runnerFor(tpm);
+    const akHandle = tpm.akHandle;
     const q = await quote(runner, { akHandle, selection, qualifyingData: nonce });
     await writeOutput(messageOut, q.attest, "message");
     await writeOutput(signatureOut, q.signature, "signature");

@@ -17,7 +17,9 @@ export const command: Command = {
   summary: "verify a quote offline (tpm2_quote or execgate tpm quote output); exit 0 only if valid",
   usage:
     "--ak-pub AK.pem --message F --signature F --pcrs F --nonce HEX [--pcr-selection sha256:0,…] [--allow-sha1] [--json]\n" +
-    "  --pcr-selection: the selection you asked for (default: the one recorded in the pcrs file)",
+    "  --pcr-selection: the selection you asked for (default: the one recorded in the pcrs file)\n" +
+    "Exit: 0 valid, 1 invalid or malformed input (the failed check on stderr, or in --json), 2 usage,\n" +
+    "  3 unreadable file.",
   async run(argv) {
     const p = parseCommandArgs(argv, {
       "ak-pub": { type: "string" },

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { COMMANDS } from "../../daemon/command-table.js";
 import { execgate } from "../helpers/cli.js";
 
 describe("execgate help and version", () => {
@@ -28,5 +29,18 @@ describe("execgate help and version", () => {
     const r = await execgate(["--version"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`execgate ${version}\n`);
+  });
+
+  it("every command's --help states its exit codes (an Exit: line)", async () => {
+    const keys = Object.keys(COMMANDS);
+    expect(keys.length).toBeGreaterThan(15);
+    const missing: string[] = [];
+    for (const key of keys) {
+      const r = await execgate([...key.split(" "), "--help"]);
+      expect(r.code, `${key}: ${r.stderr}`).toBe(0);
+      // Every command can be misused, so every Exit: line names at least exit 2.
+      if (!/^Exit: [^]*\b2 usage/m.test(r.stdout)) missing.push(key);
+    }
+    expect(missing).toEqual([]);
   });
 });

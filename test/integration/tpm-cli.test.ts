@@ -222,6 +222,85 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     expect(help.stdout).toMatch(/without PCR 10/);
   });
 
+  it("TPM commands take tcti and ak_handle from [tpm] of --config, else $EXECGATE_CONFIG; flags win", async () => {
+    const config = f("execgate.toml");
+    await writeFile(config, `[tpm]\ntcti = ${JSON.stringify(tpm.tcti)}\nak_handle = "0x81000030"\n`);
+    // No $TPM2TOOLS_TCTI: the config names the TPM, and enroll makes the AK where the daemon looks.
+    const e = await execgate(["enroll", "--out", f("enroll-config"), "--json", "--config", config]);
+    expect(e.code, e.stderr).toBe(0);
+    expect(JSON.parse(e.stdout).ak).toMatchObject({ handle: "0x81000030", created: true });
+    const info = await execgate(["tpm", "info", "--json"], { EXECGATE_CONFIG: config });
+    expect(info.code, info.stderr).toBe(0);
+    const akPem = JSON.parse(info.stdout).ak.publicKeyPem;
+    expect(JSON.parse(info.stdout)).toMatchObject({
+      tcti: tpm.tcti,
+      ak: { handle: "0x81000030", present: true },
+    });
+    const flagged = await execgate(["tpm", "info", "--json", "--ak-handle", "0x81000010"], {
+      EXECGATE_CONFIG: config,
+    });
+    expect(JSON.parse(flagged.stdout).ak.handle).toBe("0x81000010");
+    const q = await execgate(
+      [
+        ...["tpm", "quote", "--nonce", NONCE, "--config", config],
+        ...["--message", f("cfg.msg"), "--signature", f("cfg.sig"), "--pcrs-out", f("cfg.pcrs")],
+        ...["--ak-pub-out", f("cfg.pem")],
+      ],
+      { EXECGATE_CONFIG: f("missing.toml") },
+    );
+    expect(q.code, q.stderr).toBe(0);
+    expect(await readFile(f("cfg.pem"), "utf8")).toBe(akPem);
+    expect((await execgate(verifyArgs("cfg"))).code).toBe(0);
+
+    // A config that is named but unreadable or invalid is a configuration error naming it.
+    const missing = await execgate(["tpm", "info"], { ...env, EXECGATE_CONFIG: f("missing.toml") });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`cannot read config ${f("missing.toml")}`);
+    expect(missing.stderr).toContain("$EXECGATE_CONFIG");
+    await writeFile(f("bad.toml"), '[tpm]\nak_handle = "0x01000000"\n');
+    const bad = await execgate(["enroll", "--out", f("enroll-bad"), "--config", f("bad.toml")], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`${f("bad.toml")}: tpm.ak_handle`);
+    await expect(readFile(join(f("enroll-bad"), "enrollment.json"))).rejects.toThrow();
+  });
+
+  it("enroll --signing-key-handle, else tpm.signing_key_handle of the config, places the checkpoint key", async () => {
+    const flagged = await execgate(
+      ["enroll", "--out", f("enroll-sk"), "--json", "--signing-key-handle", "0x81000031"],
+      env,
+    );
+    expect(flagged.code, flagged.stderr).toBe(0);
+    const rec = JSON.parse(flagged.stdout);
+    expect(rec.signingKey.handle).toBe("0x81000031");
+    const info = JSON.parse(
+      (await execgate(["tpm", "info", "--json", "--signing-key-handle", "0x81000031"], env)).stdout,
+    );
+    expect(info.signingKey).toMatchObject({ handle: "0x81000031", present: true, name: rec.signingKey.name });
+    const config = f("execgate-sk.toml");
+    await writeFile(config, `[tpm]\ntcti = ${JSON.stringify(tpm.tcti)}\nsigning_key_handle = "0x81000032"\n`);
+    const byConfig = await execgate(["enroll", "--out", f("enroll-sk"), "--json"], {
+      EXECGATE_CONFIG: config,
+    });
+    expect(byConfig.code, byConfig.stderr).toBe(0);
+    expect(JSON.parse(byConfig.stdout).signingKey.handle).toBe("0x81000032");
+    const infoByConfig = await execgate(["tpm", "info", "--json"], { EXECGATE_CONFIG: config });
+    expect(JSON.parse(infoByConfig.stdout).signingKey).toMatchObject({ handle: "0x81000032", present: true });
+    // One handle cannot hold both keys: refused before anything is made, as the config refuses it.
+    for (const args of [
+      ["--signing-key-handle", "0x81000010"],
+      ["--ak-handle", "0x81000020"],
+      ["--config", config, "--ak-handle", "0x81000032"],
+    ]) {
+      const same = await execgate(["enroll", "--out", f("enroll-same"), ...args], env);
+      expect(same.code).toBe(2);
+      expect(same.stderr).toMatch(/signing key handle 0x810000\w\w must differ from the AK handle/);
+    }
+    await expect(readFile(join(f("enroll-same"), "enrollment.json"))).rejects.toThrow();
+    expect(
+      (await execgate(["enroll", "--out", f("enroll-same"), "--signing-key-handle", "7"], env)).code,
+    ).toBe(2);
+  });
+
   it("usage errors exit 2, unreadable files exit 3", async () => {
     expect((await execgate(["tpm", "verify-quote", "--nonce", "zz"])).code).toBe(2);
     expect((await execgate(["tpm", "quote", "--bogus"])).code).toBe(2);
