@@ -54,13 +54,7 @@ function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string
  */
 export async function auditPolicyBlobs(dir: string, entries: readonly Entry[]): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
-  const store = new BlobStore(join(dir, "blobs"));
-  /** Why the blob cannot be read (missing, or not what its name says), or its bytes. */
-  const read = (d: Uint8Array) =>
-    store.get(d).then(
-      (bytes) => ({ bytes }),
-      (err: unknown) => ({ why: asExecgateError(err).message }),
-    );
+  const read = blobReader(dir);
   const seen = new Set<string>();
   for (let index = 0; index < entries.length; index++) {
     const e = entries[index]!;
@@ -89,6 +83,43 @@ export async function auditPolicyBlobs(dir: string, entries: readonly Entry[]): 
     }
   }
   return failures;
+}
+
+/**
+ * Every blob an epoch names as its evidence (the event log, each IMA list segment it read) is in
+ * blobs/ and is what its digest says: without them an auditor cannot re-check what the epoch
+ * judged. A bundle exported without blobs fails here, as it should.
+ */
+export async function auditEvidenceBlobs(dir: string, entries: readonly Entry[]): Promise<AuditFailure[]> {
+  const failures: AuditFailure[] = [];
+  const read = blobReader(dir);
+  /** Digest → why it failed (undefined: it is fine), so a blob many epochs name is read once. */
+  const checked = new Map<string, string | undefined>();
+  for (let index = 0; index < entries.length; index++) {
+    const e = entries[index]!;
+    if (e.type !== "epoch") continue;
+    for (const d of e.body.evidence ?? []) {
+      const hex = toHex(d);
+      if (!checked.has(hex)) {
+        const r = await read(d);
+        checked.set(hex, "why" in r ? r.why : undefined);
+      }
+      const why = checked.get(hex);
+      if (why !== undefined)
+        failures.push({ check: "evidence_blob", index, reason: `evidence ${hex}: ${why}` });
+    }
+  }
+  return failures;
+}
+
+/** Reads blobs of a bundle: the bytes, or why not (missing, or not what its name says). */
+function blobReader(dir: string) {
+  const store = new BlobStore(join(dir, "blobs"));
+  return (d: Uint8Array): Promise<{ bytes: Uint8Array } | { why: string }> =>
+    store.get(d).then(
+      (bytes) => ({ bytes }),
+      (err: unknown) => ({ why: asExecgateError(err).message }),
+    );
 }
 
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
@@ -192,7 +223,11 @@ export async function auditKeysAndAttestation(
     requireTpm,
     ...(hsmPublic ? { hsmPublic } : {}),
   });
-  failures.push(...a.failures, ...(await auditPolicyBlobs(dir, entries)));
+  failures.push(
+    ...a.failures,
+    ...(await auditPolicyBlobs(dir, entries)),
+    ...(await auditEvidenceBlobs(dir, entries)),
+  );
   return {
     failures,
     summary: {

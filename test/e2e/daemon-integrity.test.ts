@@ -184,6 +184,24 @@ describeTpm("runtime integrity end to end on swtpm: event log and IMA against th
       const r = await verify(partial);
       expect(r.code).toBe(1);
       expect(r.failures.map((f) => f.check)).toEqual(["policy_blob"]);
+
+      // The IMA list segments the epochs read are in the bundle; one missing or altered is
+      // evidence_blob (the first epoch's, which the bundle holds).
+      const evidence = entries.flatMap((e) => (e.type === "epoch" ? (e.body.evidence ?? []) : []));
+      expect(evidence.length).toBeGreaterThan(0);
+      const first = toHex(evidence[0]!);
+      expect(blobs).toContain(first);
+      for (const [name, damage] of [
+        ["bundle-evidence-missing", (f: string) => rm(f)],
+        ["bundle-evidence-altered", (f: string) => writeFile(f, "another list\n")],
+      ] as const) {
+        const copy = join(d.dir, name);
+        await cp(bundle, copy, { recursive: true });
+        await damage(join(copy, "blobs", first));
+        const v = await verify(copy);
+        expect(v.code).toBe(1);
+        expect(new Set(v.failures.map((f) => f.check))).toEqual(new Set(["evidence_blob"]));
+      }
     });
   });
 

@@ -1,8 +1,9 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { auditPolicyBlobs } from "../../daemon/audit-files.js";
+import { auditEvidenceBlobs, auditPolicyBlobs } from "../../daemon/audit-files.js";
 import { digest } from "../../src/core/digest.js";
+import { toHex } from "../../src/core/hex.js";
 import { BlobStore } from "../../src/lineage/blobs.js";
 import { type Entry, makeEntry } from "../../src/lineage/entry.js";
 import { encodePolicyRecord, type PolicyFiles } from "../../src/policy/record.js";
@@ -59,5 +60,36 @@ describe("audit: every loaded policy's record and files are in blobs/ (policy_bl
     expect((await auditPolicyBlobs(dir, [loaded(digest("sha256", legacy))])).map((x) => x.check)).toEqual([
       "policy_blob",
     ]);
+  });
+});
+
+describe("audit: every epoch's evidence is in blobs/ (evidence_blob)", () => {
+  const list = text("10 ab sha256:00 boot_aggregate\n");
+  const eventlog = text("an event log");
+  const epoch = (evidence: Uint8Array[]): Entry =>
+    makeEntry("epoch", time, {
+      quote: new Uint8Array(0),
+      issuerKey: new Uint8Array(32),
+      verified: true,
+      evidence,
+    });
+  const both = [digest("sha256", eventlog), digest("sha256", list)];
+
+  it("passes when each is there, however many epochs name it", async () => {
+    const { dir } = await bundleWith([eventlog, list]);
+    expect(await auditEvidenceBlobs(dir, [epoch(both), epoch(both), loaded(policyDigest)])).toEqual([]);
+  });
+
+  it("a missing blob fails for each epoch naming it; an altered one fails too", async () => {
+    const missing = await bundleWith([eventlog]);
+    expect(await auditEvidenceBlobs(missing.dir, [epoch(both), epoch([both[1]!])])).toEqual([
+      { check: "evidence_blob", index: 0, reason: expect.stringContaining(toHex(both[1]!)) },
+      { check: "evidence_blob", index: 1, reason: expect.stringContaining(toHex(both[1]!)) },
+    ]);
+    const altered = await bundleWith([eventlog, list]);
+    await writeFile(altered.store.pathOf(both[0]!), text("another event log"));
+    const f = await auditEvidenceBlobs(altered.dir, [epoch(both)]);
+    expect(f.map((x) => x.check)).toEqual(["evidence_blob"]);
+    expect(f[0]!.reason).toMatch(/does not match its digest/);
   });
 });
