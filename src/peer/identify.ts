@@ -33,10 +33,12 @@ import { procfs } from "./procfs.js";
  * cannot see (ProtectHome=, PrivateTmp=) leave it unverified.
  *
  * Limits that no lookup can remove: identity is that of the process that called connect(),
- * as it is at lookup time. A process that connects and exec()s another image before the
- * lookup, or passes the connection to another process, is reported as what the connecting
- * pid runs at lookup. The server should therefore identify a connection at accept, before
- * reading any request (net.Server `pauseOnConnect`).
+ * as it is at lookup time, not of whoever writes to the socket. A process that connects,
+ * forks (the child keeps the socket) and exec()s an allowed image is reported as that image
+ * while its child sends the requests; identifying at accept (net.Server `pauseOnConnect`, as
+ * the server does) narrows the window but does not close it, and a same-uid ptrace needs no
+ * window at all. So the executable separates callers of different uids only
+ * (docs/threat-model.md); `execgate policy check` warns about executors relying on it alone.
  */
 
 /** An executable digest as IMA measured it; filled in by the IMA component's hook. */
