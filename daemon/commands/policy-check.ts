@@ -2,6 +2,7 @@ import { asExecgateError, isExecgateError } from "../../src/core/errors.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { parseImaList } from "../../src/measure/ima-parse.js";
 import { parsePcrValuesFile } from "../../src/measure/pcrs-input.js";
+import { accessWarnings } from "../../src/policy/access-warnings.js";
 import type { IntegrityEvidence, RuleResult } from "../../src/policy/integrity.js";
 import { evaluateIntegrity } from "../../src/policy/integrity.js";
 import { loadPolicy } from "../../src/policy/load.js";
@@ -27,7 +28,13 @@ export const command: Command = {
     // The daemon's own loader: the whole file (executors, scopes, integrity and the files it
     // names) is validated, so a policy the daemon would refuse is refused here (config_invalid,
     // exit 2, naming the key) before any rule is evaluated.
-    const policy = (await loadPolicy(requireStr(p, "policy"))).integrity;
+    const loaded = await loadPolicy(requireStr(p, "policy"));
+    const policy = loaded.integrity;
+    // Warnings, not failures: the policy is valid, only weaker than it may read.
+    const warnings: RuleResult[] = accessWarnings(loaded.policy.access).map((w) => ({
+      ...w,
+      status: "warn",
+    }));
     const pcrsPath = str(p, "pcrs");
     const elPath = str(p, "eventlog");
     const imaPath = str(p, "ima");
@@ -64,7 +71,7 @@ export const command: Command = {
       });
     }
     const d = evaluateIntegrity(policy, evidence);
-    const all = [...results, ...d.results];
+    const all = [...warnings, ...results, ...d.results];
     const ok = d.ok && results.length === 0;
     if (flag(p, "json")) {
       printJson({

@@ -9,8 +9,11 @@ import { procError } from "./procfs.js";
  * SHA-256 of the image a process runs, cached per file version. Every lookup opens
  * /proc/<pid>/exe afresh (which resolves to the file the process really executes, even when
  * its path has since been replaced or unlinked) and fstat()s it; the cached digest is used
- * only when device, inode, size, mtime and ctime all match. Any write to the file moves
- * ctime (utimes() cannot set it back), so a rewritten executable is hashed again.
+ * only when device, inode, size, mtime and ctime all match. A write to the file moves ctime
+ * (utimes() cannot set it back), so a rewritten executable is hashed again — on local
+ * filesystems with fine enough timestamps. A FUSE server (mountable inside a user namespace)
+ * answers stat and read as it likes, and a same-size rewrite within one coarse ctime tick goes
+ * unseen; IMA's measurements are the mitigation (docs/threat-model.md).
  */
 
 export const DEFAULT_EXE_CACHE_ENTRIES = 1024;

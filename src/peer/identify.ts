@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { ExecgateError } from "../core/errors.js";
 import type { Native } from "../native/index.js";
@@ -24,11 +25,20 @@ import { procfs } from "./procfs.js";
  * The executable is opened and hashed first and /proc/<pid>/exe is stat'ed again at the end,
  * so an exec() of another file during the lookup is refused (exec keeps pid and start time).
  *
+ * The path readlink(/proc/<pid>/exe) gives is the file's place in the CALLER's mount
+ * namespace: anyone can unshare one (user namespaces) and bind-mount any binary over any path.
+ * The path is therefore vouched for (`exePathVerified`) only when the same path, stat'ed in the
+ * daemon's own mount namespace, is the very file the process runs (device and inode of the
+ * image opened for hashing). Other namespaces, replaced or deleted files, and paths the daemon
+ * cannot see (ProtectHome=, PrivateTmp=) leave it unverified.
+ *
  * Limits that no lookup can remove: identity is that of the process that called connect(),
- * as it is at lookup time. A process that connects and exec()s another image before the
- * lookup, or passes the connection to another process, is reported as what the connecting
- * pid runs at lookup. The server should therefore identify a connection at accept, before
- * reading any request (net.Server `pauseOnConnect`).
+ * as it is at lookup time, not of whoever writes to the socket. A process that connects,
+ * forks (the child keeps the socket) and exec()s an allowed image is reported as that image
+ * while its child sends the requests; identifying at accept (net.Server `pauseOnConnect`, as
+ * the server does) narrows the window but does not close it, and a same-uid ptrace needs no
+ * window at all. So the executable separates callers of different uids only
+ * (docs/threat-model.md); `execgate policy check` warns about executors relying on it alone.
  */
 
 /** An executable digest as IMA measured it; filled in by the IMA component's hook. */
@@ -57,8 +67,17 @@ export interface PeerIdentity {
   readonly gid: number;
   /** /proc/<pid>/stat field 22: start time after boot in clock ticks; (pid, startTime) names one process per boot. */
   readonly startTime: number;
-  /** readlink(/proc/<pid>/exe), as the kernel reports it (may end in " (deleted)"). */
+  /**
+   * readlink(/proc/<pid>/exe), as the kernel reports it (may end in " (deleted)"): the path in
+   * the caller's mount namespace, for logs. Only with `exePathVerified` does it name the file.
+   */
   readonly exe: string;
+  /**
+   * True when stat(exe) in the daemon's mount namespace is the file the process runs (same
+   * device and inode); false otherwise (another mount namespace, a file replaced or deleted
+   * since, a path hidden from the daemon). Policy matches `exe_paths` only on a verified path.
+   */
+  readonly exePathVerified: boolean;
   /** SHA-256 (hex) of the file the process executes. */
   readonly exeSha256: string;
   /** System manager unit: "foo.service", "session-3.scope", or "user@UID.service" for user-manager processes. */
@@ -172,6 +191,7 @@ async function lookup(
   // exec() to another file anywhere in between shows up as a different dev/ino.
   const digest = await exeDigests.digest(pid, proc, options.signal);
   const exe = await proc.readExeLink(pid);
+  const exePathVerified = await isFileAt(exe, digest.file);
   const cgroup = parseCgroup(await proc.readCgroup(pid));
   const ima = options.imaExeDigest
     ? await options.imaExeDigest({ pid, exe, file: digest.file, exeSha256: digest.sha256 })
@@ -203,10 +223,24 @@ async function lookup(
     gid: cred.gid,
     startTime: first.startTime,
     exe,
+    exePathVerified,
     exeSha256: digest.sha256,
     ...(cgroup?.unit !== undefined ? { unit: cgroup.unit } : {}),
     ...(cgroup?.userUnit !== undefined ? { userUnit: cgroup.userUnit } : {}),
     ...(ima !== undefined ? { imaExeDigest: ima } : {}),
     pidfdChecked: pidfd !== null,
   };
+}
+
+/**
+ * Whether `path`, resolved in the daemon's mount namespace, is `file`. Any failure to stat it
+ * (missing, " (deleted)", hidden, not permitted) is a no: the path then vouches for nothing.
+ */
+async function isFileAt(path: string, file: ExeFile): Promise<boolean> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return st.dev === file.dev && st.ino === file.ino;
+  } catch {
+    return false;
+  }
 }

@@ -9,7 +9,8 @@ import { ExecgateError } from "../core/errors.js";
  *   uids = [1000]                      at least one of uids / gids is non-empty
  *   gids = []
  *   exe_sha256 = ["<hex>"]             optional: SHA-256 of the caller's executable
- *   exe_paths = ["/usr/bin/python3.12"] optional: the kernel's path of the executable
+ *   exe_paths = ["/usr/bin/python3.12"] optional: the kernel's path of the executable, verified
+ *                                      in the daemon's mount namespace (PeerIdentity.exePathVerified)
  *   units = ["trainer.service"]        optional: the caller's systemd (system manager) unit
  *   scopes = ["train", "dev"]
  *

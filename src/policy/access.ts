@@ -4,7 +4,7 @@ import type { PeerIdentity } from "../peer/identify.js";
 import type { AccessPolicy, Executor } from "./access-schema.js";
 
 /** What access evaluation reads of the caller: the kernel's word only (src/peer). */
-export type AccessPeer = Pick<PeerIdentity, "uid" | "gid" | "exe" | "exeSha256" | "unit">;
+export type AccessPeer = Pick<PeerIdentity, "uid" | "gid" | "exe" | "exePathVerified" | "exeSha256" | "unit">;
 
 /** The part of a token request access evaluation reads (a subset of TokenRequestArgs). */
 export interface AccessRequest {
@@ -33,22 +33,24 @@ export type AccessDecision =
 /**
  * An executor matches a caller only if every attribute it names matches: the uid is listed
  * (when uids is non-empty), the primary gid is listed (when gids is non-empty), the
- * executable's SHA-256, the executable's path exactly as the kernel reports it, and the
- * system manager's unit. A user-manager unit (userUnit) never matches `units`: any user can
- * name a unit of their own like a system one.
+ * executable's SHA-256, the executable's path exactly as the kernel reports it (and only when
+ * identification verified that path in the daemon's own mount namespace: a caller in another
+ * one can bind-mount any binary over any path), and the system manager's unit. A user-manager
+ * unit (userUnit) never matches `units`: any user can name a unit of their own like a system one.
  */
 export function executorMatches(e: Executor, peer: AccessPeer): boolean {
   if (e.uids.length === 0 && e.gids.length === 0) return false; // the schema forbids it; fail closed anyway
   if (e.uids.length > 0 && !e.uids.includes(peer.uid)) return false;
   if (e.gids.length > 0 && !e.gids.includes(peer.gid)) return false;
   if (e.exeSha256 !== undefined && !e.exeSha256.includes(peer.exeSha256.toLowerCase())) return false;
-  if (e.exePaths !== undefined && !e.exePaths.includes(peer.exe)) return false;
+  if (e.exePaths !== undefined && !(peer.exePathVerified && e.exePaths.includes(peer.exe))) return false;
   if (e.units !== undefined && (peer.unit === undefined || !e.units.includes(peer.unit))) return false;
   return true;
 }
 
 function describePeer(peer: AccessPeer): string {
-  return `uid ${peer.uid} gid ${peer.gid} exe ${peer.exe} sha256 ${peer.exeSha256}${peer.unit ? ` unit ${peer.unit}` : ""}`;
+  const path = peer.exePathVerified ? peer.exe : `${peer.exe} (path unverified)`;
+  return `uid ${peer.uid} gid ${peer.gid} exe ${path} sha256 ${peer.exeSha256}${peer.unit ? ` unit ${peer.unit}` : ""}`;
 }
 
 /**

@@ -13,6 +13,7 @@ export const TEST_PEER: PeerIdentity = {
   gid: 1000,
   startTime: 1,
   exe: "/usr/bin/python3",
+  exePathVerified: true,
   exeSha256: "a".repeat(64),
   pidfdChecked: true,
 };

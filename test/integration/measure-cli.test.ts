@@ -192,6 +192,41 @@ describe("execgate policy check", () => {
     expect(r.stdout).not.toContain("result: allow");
   });
 
+  it("warns (exit code unchanged) for each executor that relies on exe_sha256 / exe_paths without units", async () => {
+    const policy = join(tmp, "exe-only.toml");
+    const H = "ab".repeat(32);
+    writeFileSync(
+      policy,
+      [
+        `[[executors]]\nname = "by-digest"\nuids = [1000]\nexe_sha256 = ["${H}"]\nscopes = ["default"]`,
+        '[[executors]]\nname = "by-path"\ngids = [50]\nexe_paths = ["/usr/bin/python3.12"]\nscopes = ["default"]',
+        `[[executors]]\nname = "in-unit"\nuids = [1000]\nexe_sha256 = ["${H}"]\nunits = ["t.service"]\nscopes = ["default"]`,
+        '[[executors]]\nname = "uid-only"\nuids = [1001]\nscopes = ["default"]',
+        `[scopes.default]\nttl_s = 30\n\n[integrity.pcrs.sha1]\n"0" = ["${win.pcrs.sha1["0"]}"]\n`,
+      ].join("\n\n"),
+    );
+    const text = await execgate(["policy", "check", "--policy", policy, "--pcrs", pcrs]);
+    expect(text.code).toBe(0);
+    const warned = text.stdout.split("\n").filter((l) => l.startsWith("WARN"));
+    expect(warned).toEqual([
+      expect.stringMatching(
+        /^WARN {2}executors\.by-digest: exe_sha256 without units only distinguishes the executable from callers of other uids/,
+      ),
+      expect.stringMatching(/^WARN {2}executors\.by-path: exe_paths without units only distinguishes/),
+    ]);
+    expect(text.stdout).toContain("result: allow");
+
+    const json = await execgate(["policy", "check", "--policy", policy, "--pcrs", pcrs, "--json"]);
+    expect(json.code).toBe(0);
+    const out = JSON.parse(json.stdout);
+    expect(out.ok).toBe(true);
+    expect(out.results.map((x: { rule: string; status: string }) => `${x.rule}=${x.status}`)).toEqual([
+      "executors.by-digest=warn",
+      "executors.by-path=warn",
+      "pcrs.sha1.0=pass",
+    ]);
+  });
+
   it("an unknown key is a configuration error naming it (exit 2)", async () => {
     const policy = join(tmp, "unknown.toml");
     writeFileSync(policy, "[integrity.eventlog]\nsecure_bot = true\n");

@@ -23,6 +23,7 @@ import { ExeDigestCache, MAX_EXE_BYTES } from "../../src/peer/exe-digest.js";
 import { type IdentifyOptions, identifyPeer, type PeerIdentity } from "../../src/peer/identify.js";
 import { parseProcStat } from "../../src/peer/proc-parse.js";
 import { type ProcSource, procfs } from "../../src/peer/procfs.js";
+import { executorMatches } from "../../src/policy/access.js";
 import {
   type Client,
   listenUnix,
@@ -102,6 +103,7 @@ describe("identifyPeer: who is calling, from the kernel", () => {
         gid: NOGROUP,
         startTime: startTimeOf(client.pid),
         exe,
+        exePathVerified: true,
         exeSha256: sha256File(exe),
         pidfdChecked: true,
       });
@@ -434,10 +436,64 @@ describe("identifyPeer: executable digest cache", () => {
       const id = await identifyPeer(conn, { native, exeDigests: new ExeDigestCache() });
       expect(id.exeSha256).toBe(sha256File(SYSTEM_PYTHON));
       expect(id.exe).toBe(`${exe} (deleted)`);
+      expect(id.exePathVerified).toBe(false);
     } finally {
       conn.destroy();
       await client.kill();
     }
+  });
+});
+
+describe("identifyPeer: the executable's path from another mount namespace", () => {
+  /** Bind-mounts `fake` over `path` in a private mount namespace (unshare -m, as root), then runs `path`. */
+  function boundOver(fake: string, path: string): Parameters<typeof spawnClient>[1] {
+    return {
+      argv: [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$0" "$1" && exec "$1" -c "$2" "$3"',
+        fake,
+        path,
+        PYTHON_CLIENT,
+      ],
+    };
+  }
+
+  it("a binary bind-mounted over an allowed path is not that path: exe_paths does not match, exe_sha256 still does", async () => {
+    const dir = join(srv.dir, "bin-ns");
+    await mkdir(dir, { recursive: true });
+    const allowed = join(dir, "allowed");
+    const evil = join(dir, "evil");
+    await copyFile(SYSTEM_PYTHON, allowed);
+    await copyFile(SYSTEM_PYTHON, evil);
+    await appendFile(evil, "\n# execgate test: not the allowed binary\n");
+    const { client, id } = await identified(boundOver(evil, allowed), {
+      exeDigests: new ExeDigestCache(),
+    });
+    // the path is the caller's view; the image it runs is the bound file, another inode here
+    expect(id).toMatchObject({ pid: client.pid, uid: 0, exe: allowed });
+    expect(id.exeSha256).toBe(sha256File(evil));
+    expect(id.exePathVerified).toBe(false);
+    const byPath = { name: "p", uids: [0], gids: [], exePaths: [allowed], scopes: ["s"] };
+    expect(executorMatches(byPath, id)).toBe(false);
+    const byDigest = { name: "d", uids: [0], gids: [], exeSha256: [sha256File(evil)], scopes: ["s"] };
+    expect(executorMatches(byDigest, id)).toBe(true);
+
+    // control: the same path run in the daemon's namespace is verified and matches
+    const plain = await identified(
+      { argv: [allowed, "-c", PYTHON_CLIENT] },
+      { exeDigests: new ExeDigestCache() },
+    );
+    expect(plain.id).toMatchObject({
+      exe: allowed,
+      exeSha256: sha256File(SYSTEM_PYTHON),
+      exePathVerified: true,
+    });
+    expect(executorMatches(byPath, plain.id)).toBe(true);
   });
 });
 

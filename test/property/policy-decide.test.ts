@@ -82,10 +82,11 @@ const peer: fc.Arbitrary<AccessPeer> = fc.record(
     uid: fc.constantFrom(1000, 0, 50, 4242),
     gid: fc.constantFrom(1000, 50, 0),
     exe: fc.constantFrom("/usr/bin/python3.12", "/bin/sh"),
+    exePathVerified: fc.boolean(),
     exeSha256: fc.oneof(fc.constantFrom(H("a"), H("A"), H("c")), fc.string()),
     unit: fc.constantFrom("ops.service", "other.service"),
   },
-  { requiredKeys: ["uid", "gid", "exe", "exeSha256"] },
+  { requiredKeys: ["uid", "gid", "exe", "exePathVerified", "exeSha256"] },
 );
 
 const request = fc.record(

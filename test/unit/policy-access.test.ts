@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ExecgateError } from "../../src/core/errors.js";
-import { type AccessPeer, evaluateAccess } from "../../src/policy/access.js";
+import { type AccessPeer, evaluateAccess, executorMatches } from "../../src/policy/access.js";
 import { loadIntegrityPolicy } from "../../src/policy/integrity-load.js";
 import { loadPolicy, parsePolicy } from "../../src/policy/load.js";
 import { decodePolicyRecord } from "../../src/policy/record.js";
@@ -55,6 +55,7 @@ const trainer: AccessPeer = {
   uid: 1000,
   gid: 1000,
   exe: "/usr/bin/python3.12",
+  exePathVerified: true,
   exeSha256: H("a"),
   unit: "trainer.service",
 };
@@ -232,8 +233,14 @@ describe("policy: evaluateAccess", () => {
     ["wrong exe path", { ...trainer, exe: "/usr/bin/python3" }, { scope: "train" }, "peer_unknown"],
     ["deleted exe", { ...trainer, exe: "/usr/bin/python3.12 (deleted)" }, { scope: "train" }, "peer_unknown"],
     [
+      "the listed exe path, unverified (another mount namespace)",
+      { ...trainer, exePathVerified: false },
+      { scope: "train" },
+      "peer_unknown",
+    ],
+    [
       "no unit",
-      { uid: 1000, gid: 1000, exe: "/usr/bin/python3.12", exeSha256: H("a") },
+      { uid: 1000, gid: 1000, exe: "/usr/bin/python3.12", exePathVerified: true, exeSha256: H("a") },
       { scope: "train" },
       "peer_unknown",
     ],
@@ -279,6 +286,22 @@ describe("policy: evaluateAccess", () => {
       expect(r).toMatchObject({ ok: false, reason: want });
       if (!r.ok) expect(r.detail.length).toBeGreaterThan(0);
     }
+  });
+
+  it("exe_paths matches only a path verified in the daemon's mount namespace; other attributes still match", () => {
+    const unverified: AccessPeer = { ...trainer, exePathVerified: false };
+    const base = { name: "x", uids: [1000], gids: [], scopes: ["dev"] };
+    expect(executorMatches({ ...base, exePaths: [trainer.exe] }, trainer)).toBe(true);
+    expect(executorMatches({ ...base, exePaths: [trainer.exe] }, unverified)).toBe(false);
+    expect(executorMatches({ ...base, exeSha256: [H("a")] }, unverified)).toBe(true);
+    expect(executorMatches({ ...base, units: ["trainer.service"] }, unverified)).toBe(true);
+    expect(executorMatches(base, unverified)).toBe(true);
+    // the denial's detail says what was seen, and that the path vouched for nothing
+    const r = evaluateAccess(policy, { ...unverified, gid: 1 }, { scope: "train", action: act });
+    expect(r).toMatchObject({ ok: false, reason: "peer_unknown" });
+    if (!r.ok) expect(r.detail).toContain("exe /usr/bin/python3.12 (path unverified) sha256");
+    const v = evaluateAccess(policy, { ...trainer, gid: 1, uid: 1 }, { scope: "train", action: act });
+    if (!v.ok) expect(v.detail).toContain("exe /usr/bin/python3.12 sha256");
   });
 
   it("the grant carries the scope's settings", () => {

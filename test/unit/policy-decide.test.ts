@@ -30,7 +30,13 @@ actions = ["${H("b")}"]
   "/etc/execgate",
 );
 
-const peer: AccessPeer = { uid: 1000, gid: 1000, exe: "/usr/bin/python3.12", exeSha256: H("a") };
+const peer: AccessPeer = {
+  uid: 1000,
+  gid: 1000,
+  exe: "/usr/bin/python3.12",
+  exePathVerified: true,
+  exeSha256: H("a"),
+};
 
 const evidence: EvidenceState = {
   epochSeq: 42,
