@@ -3,7 +3,7 @@ import type { CborValue } from "../src/cbor/index.js";
 import type { DenialReason } from "../src/core/denial.js";
 import { ExecgateError } from "../src/core/errors.js";
 import type { Gate } from "../src/gate/gate.js";
-import { type ImaExeDigestHook, identifyPeer, type PeerIdentity } from "../src/peer/index.js";
+import { type ImaExeDigestHook, identifyPeer, type PeerIdentity, peerUid } from "../src/peer/index.js";
 import { errorReply, okReply, type Request } from "../src/server/protocol.js";
 import type { RequestHandler } from "../src/server/server.js";
 
@@ -54,6 +54,7 @@ export function gateHandler(
   return {
     identify: (socket: Socket, signal: AbortSignal): Promise<PeerIdentity> =>
       identifyPeer(socket, { signal, ...(imaExeDigest ? { imaExeDigest } : {}) }),
+    peerUid: (socket: Socket) => peerUid(socket),
     rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
       void gate.recordDenial(peer, reason, detail);
     },

@@ -155,10 +155,13 @@ export const SCHEMA: Schema = {
       kind: { type: "integer", min: 1024, max: 1 << 20 },
       doc: "largest socket frame accepted (checked before allocation)",
     },
-    max_connections: { kind: { type: "integer", min: 1, max: 65_536 }, doc: "concurrent client connections" },
+    max_connections: {
+      kind: { type: "integer", min: 1, max: 65_536 },
+      doc: "concurrent client connections being identified or served (refused ones still closing are not counted)",
+    },
     max_connections_per_uid: {
       kind: { type: "integer", min: 1, max: 65_536 },
-      doc: "concurrent connections of one caller uid; more are refused busy once identified",
+      doc: "concurrent connections of one caller uid, counted from accept (SO_PEERCRED); more are refused busy",
     },
     read_timeout_ms: {
       kind: ms(100, 600_000),

@@ -146,7 +146,7 @@ export class DaemonMetrics {
             g("execgate_lineage_fs_size_bytes", "size of the lineage's filesystem", s.lineage.disk.sizeBytes),
           ]
         : []),
-      g("execgate_connections", "open client connections", s.connections.open),
+      g("execgate_connections", "client connections being identified or served", s.connections.open),
       c("execgate_connections_accepted_total", "client connections accepted", s.connections.accepted),
       c("execgate_connections_refused_total", "connections refused (max_connections)", s.connections.refused),
       c("execgate_requests_malformed_total", "malformed requests", s.connections.malformed),

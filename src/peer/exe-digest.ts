@@ -23,6 +23,13 @@ export const DEFAULT_EXE_CACHE_ENTRIES = 1024;
  */
 export const MAX_EXE_BYTES = 512 * 1024 * 1024;
 const HASH_CHUNK = 1 << 20;
+/**
+ * Hashes of new file versions run at most this many at once; later ones wait their turn (and
+ * give up at their deadline without starting). Callers could otherwise start one per connection
+ * with executables made to defeat the cache (large sparse files, touched between connections):
+ * each holds a descriptor and a 1 MiB buffer and takes event-loop time. Cached lookups never wait.
+ */
+export const MAX_CONCURRENT_HASHES = 2;
 
 /** The file a process executes, as identified by fstat on /proc/<pid>/exe. */
 export interface ExeFile {
@@ -59,13 +66,18 @@ export class ExeDigestCache {
   private readonly inFlight = new Map<string, Promise<string>>();
   private readonly maxEntries: number;
   private readonly maxBytes: bigint;
+  private readonly maxHashes: number;
+  private hashing = 0;
+  /** Lookups waiting for a hash slot, oldest first. */
+  private readonly hashQueue: (() => void)[] = [];
   /** Lookups served from the cache / by hashing; for tests and metrics. */
   hits = 0;
   misses = 0;
 
-  constructor(opts: { maxEntries?: number; maxBytes?: number } = {}) {
+  constructor(opts: { maxEntries?: number; maxBytes?: number; maxHashes?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? DEFAULT_EXE_CACHE_ENTRIES;
     this.maxBytes = BigInt(opts.maxBytes ?? MAX_EXE_BYTES);
+    this.maxHashes = opts.maxHashes ?? MAX_CONCURRENT_HASHES;
     if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) {
       throw new ExecgateError("internal", "ExeDigestCache: maxEntries must be a positive integer");
     }
@@ -76,7 +88,8 @@ export class ExeDigestCache {
    * larger than `maxBytes`, or `signal` aborts first (`timeout`). An abort stops only this
    * lookup's wait: the hash, shared by every lookup of that file version, runs to the end (at
    * most `maxBytes`) and is cached, so a slow first lookup does not leave the file unhashed for
-   * every later one.
+   * every later one. A lookup waiting for a hash slot (MAX_CONCURRENT_HASHES) gives up at its
+   * deadline without starting one.
    */
   async digest(pid: number, proc: ProcSource, signal?: AbortSignal): Promise<ExeDigest> {
     const handle = await proc.openExe(pid);
@@ -96,8 +109,14 @@ export class ExeDigestCache {
       if (!pending) {
         // A lookup already past its deadline starts no hash nobody would wait for.
         if (signal?.aborted) throw deadlinePassed(pid);
-        handedOver = true; // the hash closes the handle when it is done
-        pending = this.hashVersion(handle, pid, file, key, version);
+        await this.hashSlot(signal, pid);
+        // Another lookup of this version may have started its hash while this one waited.
+        pending = this.inFlight.get(version);
+        if (pending) this.releaseHashSlot();
+        else {
+          handedOver = true; // the hash closes the handle and frees the slot when it is done
+          pending = this.hashVersion(handle, pid, file, key, version);
+        }
       }
       return { file, sha256: await untilAborted(pending, signal, pid) };
     } finally {
@@ -133,12 +152,45 @@ export class ExeDigestCache {
   ): Promise<string> {
     const task = this.hashAndRemember(handle, pid, file, key).finally(() => {
       this.inFlight.delete(version);
+      this.releaseHashSlot();
       return handle.close().catch(() => undefined);
     });
     // Every waiter may stop waiting (deadline): a failure must not go unhandled then.
     task.catch(() => undefined);
     this.inFlight.set(version, task);
     return task;
+  }
+
+  /** Waits for one of the maxHashes slots; a signal that aborts meanwhile leaves the queue (timeout). */
+  private hashSlot(signal: AbortSignal | undefined, pid: number): Promise<void> {
+    if (this.hashing < this.maxHashes) {
+      this.hashing++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const take = () => {
+        signal?.removeEventListener("abort", giveUp);
+        this.hashing++;
+        resolve();
+      };
+      const giveUp = () => {
+        const i = this.hashQueue.indexOf(take);
+        if (i >= 0) this.hashQueue.splice(i, 1);
+        reject(deadlinePassed(pid));
+      };
+      this.hashQueue.push(take);
+      signal?.addEventListener("abort", giveUp, { once: true });
+    });
+  }
+
+  private releaseHashSlot(): void {
+    this.hashing--;
+    this.hashQueue.shift()?.();
+  }
+
+  /** Lookups waiting for a hash slot now; for tests. */
+  get waitingForHash(): number {
+    return this.hashQueue.length;
   }
 
   /** The file's SHA-256, cached, if it did not change while it was read. */

@@ -113,6 +113,11 @@ function failed(check: string, message: string, detail: Record<string, unknown>)
   return new ExecgateError("verification_failed", message, { check, ...detail });
 }
 
+/** The uid SO_PEERCRED gives for an accepted AF_UNIX stream socket (what the server counts connections by). */
+export function peerUid(socket: Socket, native: Native = loadNative()): number {
+  return native.peerCred(socketFd(socket)).uid;
+}
+
 /** Identifies the peer of an accepted AF_UNIX stream socket (a net.Socket from a net.Server on a path). */
 export async function identifyPeer(socket: Socket, options: IdentifyOptions = {}): Promise<PeerIdentity> {
   const native = options.native ?? loadNative();

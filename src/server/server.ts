@@ -5,13 +5,15 @@ import type { DenialReason } from "../core/denial.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { Connection, closeWith } from "./connection.js";
+import { encodeFrame } from "./frame.js";
 import { errorReply, type Request } from "./protocol.js";
 import { RateLimiter, RecordThrottle } from "./rate-limit.js";
 
 export interface ServerLimits {
   readonly maxFrameBytes: number;
+  /** Connections being identified or served at once (refused ones, still closing, are not counted). */
   readonly maxConnections: number;
-  /** Connections one uid may hold at once (counted once identified); unset: maxConnections. */
+  /** Connections one uid may hold at once (counted from accept); unset: maxConnections. */
   readonly maxConnectionsPerUid?: number;
   /** A frame that has started must be complete within this time; so must a new peer's identification. */
   readonly readTimeoutMs: number;
@@ -29,6 +31,11 @@ export interface RequestHandler {
    * connection when this has not settled by the deadline, and aborts `signal` then to stop the work.
    */
   identify(socket: Socket, signal: AbortSignal): Promise<PeerIdentity>;
+  /**
+   * The peer's uid from SO_PEERCRED, which costs nothing: the connection is counted against its
+   * uid (max_connections_per_uid) before the slower identification. Without it, once identified.
+   */
+  peerUid?(socket: Socket): number;
   /** Answers one well-formed request; must never throw (a failure is a denial reply). */
   handle(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
   /** Records a refusal that never reached `handle`. */
@@ -43,7 +50,12 @@ const DEFAULT_MAX_IN_FLIGHT = 64;
  * a failure into an allow, because only `handle` produces successful replies.
  */
 export class GateServer {
+  /** Every open socket (close() drops them all), refused ones that are still closing included. */
   private readonly connections = new Set<Socket>();
+  /** Sockets being identified or served: what max_connections bounds. */
+  private active = 0;
+  /** Refused sockets given time to read their reply; beyond maxConnections they are cut at once. */
+  private closing = 0;
   private readonly connectionsPerUid = new Map<number, number>();
   private readonly limiter: RateLimiter;
   private readonly recordThrottle = new RecordThrottle();
@@ -64,32 +76,51 @@ export class GateServer {
     this.limiter = new RateLimiter(limits.requestsPerSecondPerUid, limits.burstPerUid);
   }
 
+  /** Connections being identified or served (not those refused and still closing). */
   get connectionCount(): number {
-    return this.connections.size;
+    return this.active;
   }
 
   /** The net.Server's connection callback (listenUnix / an activated socket). */
   readonly onConnection = (socket: Socket): void => {
     socket.on("error", () => socket.destroy());
-    if (this.connections.size >= this.limits.maxConnections) {
+    this.connections.add(socket);
+    socket.once("close", () => this.connections.delete(socket));
+    if (this.active >= this.limits.maxConnections) {
       this.stats.refused++;
-      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
+      this.closeRefused(socket, errorReply(0, "busy"));
       return;
     }
-    this.connections.add(socket);
+    this.active++;
+    let counted = true;
+    /** The connection stops counting against max_connections: closed, or refused. */
+    const release = () => {
+      if (counted) this.active--;
+      counted = false;
+    };
+    socket.once("close", release);
     this.stats.accepted++;
-    socket.once("close", () => this.connections.delete(socket));
-    void this.serve(socket);
+    void this.serve(socket, release);
   };
 
-  private async serve(socket: Socket): Promise<void> {
-    const peer = await this.identify(socket);
-    if (peer === undefined || socket.destroyed) return;
-    if (!this.holdUidSlot(peer.uid, socket)) {
+  private async serve(socket: Socket, release: () => void): Promise<void> {
+    const refuseBusy = () => {
       this.stats.refused++;
-      closeWith(socket, errorReply(0, "busy"), this.limits.readTimeoutMs);
-      return;
+      release();
+      this.closeRefused(socket, errorReply(0, "busy"));
+    };
+    // Counted against its uid from accept: one uid's connections waiting for identification
+    // fill its own max_connections_per_uid, not the pool every uid shares.
+    let uid: number | undefined;
+    try {
+      uid = this.handler.peerUid?.(socket);
+    } catch {
+      uid = undefined; // identification fails on the same call and refuses it
     }
+    if (uid !== undefined && !this.holdUidSlot(uid, socket)) return refuseBusy();
+    const peer = await this.identify(socket, release);
+    if (peer === undefined || socket.destroyed) return;
+    if (uid === undefined && !this.holdUidSlot(peer.uid, socket)) return refuseBusy();
     const connection = new Connection(
       socket,
       peer,
@@ -116,7 +147,7 @@ export class GateServer {
    * The peer of a new connection, within read_timeout_ms; otherwise the connection is denied
    * (id 0, peer_unknown) and closed, which frees its slot even though it was never read.
    */
-  private async identify(socket: Socket): Promise<PeerIdentity | undefined> {
+  private async identify(socket: Socket, release: () => void): Promise<PeerIdentity | undefined> {
     try {
       const ms = this.limits.readTimeoutMs;
       return await withDeadline(
@@ -126,9 +157,27 @@ export class GateServer {
       );
     } catch (e) {
       this.refuse(undefined, "peer_unknown", `peer not identifiable: ${asExecgateError(e).message}`);
-      closeWith(socket, errorReply(0, "denied", "peer_unknown"), this.limits.readTimeoutMs);
+      release();
+      this.closeRefused(socket, errorReply(0, "denied", "peer_unknown"));
       return undefined;
     }
+  }
+
+  /**
+   * Answers a refused connection and closes it. It may stay read_timeout_ms for the client to read
+   * the reply, uncounted by max_connections; but no more than maxConnections at once linger, so
+   * clients that never close cannot pile up descriptors: past that, it is cut once the reply is
+   * handed to the kernel (on a Unix socket the client can still read it).
+   */
+  private closeRefused(socket: Socket, reply: Uint8Array): void {
+    if (socket.destroyed) return;
+    if (this.closing >= this.limits.maxConnections) {
+      socket.end(encodeFrame(reply), () => socket.destroy());
+      return;
+    }
+    this.closing++;
+    socket.once("close", () => this.closing--);
+    closeWith(socket, reply, this.limits.readTimeoutMs);
   }
 
   /** Counts the connection against its uid until it closes; false when the uid has no slot left. */

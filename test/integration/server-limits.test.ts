@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { decode } from "../../src/cbor/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { identifyPeer, type PeerIdentity } from "../../src/peer/index.js";
+import { identifyPeer, type PeerIdentity, peerUid } from "../../src/peer/index.js";
 import { MAX_UNSENT_REPLY_BYTES } from "../../src/server/connection.js";
 import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { listenUnix } from "../../src/server/listen.js";
@@ -98,8 +98,12 @@ interface RawClient {
   isClosed(): boolean;
 }
 
-async function rawClient(path: string, read = true): Promise<RawClient> {
-  const socket = connect(path);
+/**
+ * `read`: false pauses the socket. `halfOpen`: the client does not close its side when the
+ * daemon closes its own (as a client that never closes: the daemon's socket stays open).
+ */
+async function rawClient(path: string, read = true, halfOpen = false): Promise<RawClient> {
+  const socket = connect({ path, allowHalfOpen: halfOpen });
   const replies: Map<string, unknown>[] = [];
   const decoder = new FrameDecoder(1 << 20);
   let isClosed = false;
@@ -241,6 +245,78 @@ describe("GateServer: connections per uid", () => {
     fourth.socket.write(request(4));
     await until("a reply", () => fourth.replies.length === 1);
     expect(fourth.replies[0]!.get("ok")).toBe(true);
+  });
+});
+
+describe("GateServer: refused connections and connections being identified", () => {
+  /** A handler whose identification refuses the first `n` connections, then identifies for real. */
+  const refusingFirst = (n: number): Partial<RequestHandler> => {
+    let left = n;
+    return {
+      identify: (socket, signal) =>
+        left-- > 0
+          ? Promise.reject(new ExecgateError("verification_failed", "refused for the test"))
+          : identifyPeer(socket, { signal }),
+    };
+  };
+
+  /** Writes a byte to each client: one the daemon has let go fails (EPIPE) and closes. */
+  const poke = async (clients: RawClient[]) => {
+    for (const c of clients) c.socket.write(Uint8Array.of(0));
+    await settled(() => clients.filter((c) => c.isClosed()).length);
+  };
+
+  it("refused connections whose clients never close do not hold max_connections", async () => {
+    const t = await startServer({ maxConnections: 2, readTimeoutMs: 60_000 }, refusingFirst(2));
+    const refused = [await rawClient(t.path, true, true), await rawClient(t.path, true, true)];
+    await until("both refused", () => refused.every((c) => c.replies.length === 1));
+    await poke(refused);
+    expect(refused.some((c) => c.isClosed())).toBe(false); // lingering, for read_timeout_ms
+    const c = await rawClient(t.path);
+    c.socket.write(request(1));
+    await until("a reply", () => c.replies.length > 0);
+    expect(Object.fromEntries(c.replies[0]!)).toMatchObject({ id: 1, ok: true });
+  });
+
+  it("no more than max_connections refused connections linger: the next is cut once answered", async () => {
+    const t = await startServer({ maxConnections: 2, readTimeoutMs: 60_000 }, refusingFirst(3));
+    const clients = [
+      await rawClient(t.path, true, true),
+      await rawClient(t.path, true, true),
+      await rawClient(t.path, true, true),
+    ];
+    await until("all three refused", () => clients.every((c) => c.replies.length === 1));
+    for (const c of clients)
+      expect(c.replies.map((r) => Object.fromEntries(r))).toEqual([
+        { v: 1, id: 0, ok: false, error: "denied", reason: "peer_unknown" },
+      ]);
+    await poke(clients);
+    // The third was let go once answered, well before read_timeout_ms (60 s).
+    expect(clients.map((c) => c.isClosed())).toEqual([false, false, true]);
+  });
+
+  it("connections still being identified count against their uid (SO_PEERCRED at accept): busy at once", async () => {
+    let identifying = 0;
+    const t = await startServer(
+      { maxConnectionsPerUid: 2, readTimeoutMs: 60_000 },
+      {
+        peerUid: (socket) => peerUid(socket),
+        identify: () => {
+          identifying++;
+          return new Promise<never>(() => undefined); // stays unidentified
+        },
+      },
+    );
+    await rawClient(t.path);
+    await rawClient(t.path);
+    await until("both being identified", () => identifying === 2);
+    const third = await rawClient(t.path);
+    await third.closed;
+    expect(third.replies.map((r) => Object.fromEntries(r))).toEqual([
+      { v: 1, id: 0, ok: false, error: "busy" },
+    ]);
+    expect(identifying).toBe(2);
+    expect(t.gate.connectionCount).toBe(2);
   });
 });
 

@@ -64,3 +64,57 @@ describe("ExeDigestCache with a lookup deadline", () => {
     }
   });
 });
+
+/** Stand-in executables by pid (= inode): each read waits for its gate, then ends the file. */
+function gatedExes() {
+  const gates = new Map<number, () => void>();
+  const reads: number[] = [];
+  const proc = {
+    async openExe(pid: number) {
+      const st = { isFile: () => true, dev: 1n, ino: BigInt(pid), size: 0n, mtimeNs: 1n, ctimeNs: 1n };
+      return {
+        stat: async () => st,
+        read: async () => {
+          reads.push(pid);
+          await new Promise<void>((r) => gates.set(pid, r));
+          return { bytesRead: 0 };
+        },
+        close: async () => undefined,
+      } as unknown as FileHandle;
+    },
+  } as unknown as ProcSource;
+  const open = (pid: number) => gates.get(pid)?.();
+  return { proc, reads, open };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe("ExeDigestCache: hashes of new executables are capped", () => {
+  it("at most maxHashes run; the next waits its turn, gives up at its deadline without hashing, and cached lookups never wait", async () => {
+    const { proc, reads, open } = gatedExes();
+    const cache = new ExeDigestCache({ maxHashes: 2 });
+    const first = cache.digest(1, proc);
+    await tick();
+    open(1);
+    await first; // version 1 is cached now
+    const b = cache.digest(2, proc);
+    const c = cache.digest(3, proc);
+    const d = cache.digest(4, proc, AbortSignal.timeout(30));
+    const e = cache.digest(5, proc);
+    await tick();
+    expect(reads).toEqual([1, 2, 3]);
+    expect(cache.waitingForHash).toBe(2);
+    // A cached executable is answered while both slots are busy.
+    expect((await cache.digest(1, proc)).file.ino).toBe(1n);
+    await expect(d).rejects.toMatchObject({ code: "timeout" });
+    expect(cache.waitingForHash).toBe(1);
+    open(2);
+    await b;
+    await tick();
+    expect(reads).toEqual([1, 2, 3, 5]); // 4 gave up: never hashed
+    open(3);
+    open(5);
+    await Promise.all([c, e]);
+    expect(cache.waitingForHash).toBe(0);
+  });
+});
