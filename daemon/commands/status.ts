@@ -60,8 +60,7 @@ function summary(st: JsonObject, lines: string[]): void {
         : "";
     // seq counts from 0 in each run; the hardware line counts epochs from 1: say both alike.
     const seq = num(ep.seq);
-    const nth =
-      seq === undefined ? String(ep.seq) : `#${String(seq + 1)} of this run (seq ${String(seq)})`;
+    const nth = seq === undefined ? String(ep.seq) : `#${String(seq + 1)} of this run (seq ${String(seq)})`;
     row("epoch", "epoch", `${nth}, ${outcome}${counts}`);
   } else if (st.epoch === null) row("epoch", "epoch", "none yet");
   if ("evidence_age_ms" in st) {
