@@ -8,6 +8,7 @@ import { withDeadline } from "../core/deadline.js";
 import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
+import { toHex } from "../core/hex.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import type { DiskSpace } from "../lineage/disk-space.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
@@ -42,6 +43,8 @@ export interface GateOptions {
   readonly loop: AttestationLoop;
   /** The policy in force and its digest (replaced on reload). */
   readonly policy: () => LoadedPolicy;
+  /** The policy's digest, age and last reload for `status` (default: the digest alone). */
+  readonly policyStatus?: () => Record<string, CborValue>;
   readonly issuerPrivateKey: KeyObject;
   readonly issuerPublicKey: KeyObject;
   /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
@@ -651,8 +654,10 @@ export class Gate {
         issued: this.counters.allowed,
         redeemed: this.counters.redeemed,
         reports: this.counters.reports,
-        live: this.issued.size,
+        live: this.issued.liveAt(Math.floor(now / 1000)),
       },
+      // The policy in force and the last reload's outcome (a refused reload keeps the old policy).
+      policy: this.o.policyStatus?.() ?? { digest: toHex(this.o.policy().digest) },
       denials: Object.fromEntries(this.counters.denials),
       last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
       recent_denials: Object.fromEntries(recentCounts),

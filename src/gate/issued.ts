@@ -49,6 +49,14 @@ export class IssuedTokens {
     return this.liveCount;
   }
 
+  /** Tokens issued by this run that are still usable at `nowS`: not expired and not redeemed. */
+  liveAt(nowS: number): number {
+    let n = 0;
+    for (const [exp, count] of this.liveByExp) if (exp > nowS) n += count;
+    for (const [exp, ids] of this.redeemedByExp) if (exp > nowS) n -= ids.length;
+    return Math.max(0, n);
+  }
+
   /** Records a token issued on the epoch `epochHash` (the token's `epoch` claim), expiring at `exp`. */
   issued(epochHash: Uint8Array, counts: EpochCounts, exp: number): void {
     const key = toHex(epochHash);
