@@ -19,7 +19,7 @@ import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/de
 import type { LoadedPolicy } from "../policy/load.js";
 import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
-import type { TokenClaims } from "../token/claims.js";
+import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
@@ -219,8 +219,7 @@ export class Gate {
     this.o.loop.touch();
     const requestedMonoUs = this.o.monoUs();
     let inForce = this.o.policy();
-    // This request's number, taken now: the token id uses it after awaits, where other requests
-    // have taken theirs.
+    // This request's number in this run (the request entry's requestId), taken before any await.
     this.counter += 1n;
     const requestSeq = this.counter;
     const request = makeEntry("request", this.time(), {
@@ -293,10 +292,6 @@ export class Gate {
     const grant = decision.grant;
     const policyDigest = inForce.digest;
     const nowS = Math.floor(this.o.now() / 1000);
-    const cti = new Uint8Array(16);
-    const view = new DataView(cti.buffer);
-    view.setBigUint64(0, BigInt(evidence.epochSeq));
-    view.setBigUint64(8, requestSeq);
     const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
       iss: this.o.issuer,
       sub: `uid:${peer.uid}`,
@@ -304,7 +299,7 @@ export class Gate {
       exp: nowS + grant.ttlS,
       nbf: nowS,
       iat: nowS,
-      cti,
+      cti: tokenIdFor(decisionIndex, decisionLeaf),
       ...(args.nonce ? { nonce: args.nonce } : {}),
       ueid: this.o.ueid,
       scope: grant.scope,

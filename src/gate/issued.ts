@@ -2,7 +2,8 @@ import { toHex } from "../core/hex.js";
 
 /**
  * What this daemon run remembers of the tokens it issued, in memory only (the in-memory issuer key
- * dies with the process; an HSM-signed token names an epoch of the run that issued it).
+ * dies with the process; an HSM-signed token names an epoch of the run that issued it). So nothing
+ * is recovered at start: every earlier run's token, spent or not, is refused as not issued by this run.
  *
  * A token carries everything a redeem checks except two things, which are kept here:
  *   - the epochs tokens were issued on, with the TPM reset/restart counts then: a token naming an
