@@ -65,8 +65,9 @@ if [ ! -f "$addon" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash"
 fi
 
 # dist/, rebuilt only when a source is newer than the last build or the set of sources changed
-# (a rename keeps the mtime); tsc takes seconds even with nothing to do. The stamp is written
-# before tsc runs, so a file saved during the build is seen as newer next time.
+# (a rename keeps the mtime); tsc takes seconds even with nothing to do. The stamp is removed
+# before tsc runs (a failed build still emits, so the next run must rebuild) and its new one
+# dated before tsc, so a file saved during the build is seen as newer next time.
 build_stamp=dist/.execgate-build
 sources=$(find daemon src scripts -name '*.ts' | LC_ALL=C sort)
 build_id=$(printf '%s\n%s\n' "$lock_hash" "$sources" | sha256sum | cut -d' ' -f1)
@@ -74,6 +75,7 @@ if [ ! -f "$build_stamp" ] || [ ! -f dist/daemon/cli.js ] || [ "$(cat "$build_st
   [ -n "$(find daemon src scripts tsconfig.json -newer "$build_stamp" \( -name '*.ts' -o -name tsconfig.json \) -print -quit)" ]; then
   mkdir -p dist
   pending="$build_stamp.pending"
+  rm -f "$build_stamp"
   echo "$build_id" > "$pending"
   "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
   mv "$pending" "$build_stamp"
