@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # python3, make, g++: node-gyp, which builds native/ and pkcs11js (absent from slim images).
 APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++)
 
-# One dpkg-query for all: a dozen separate ones cost half a second on every dev.sh start.
+# One dpkg-query for all, not one per package: this runs on every dev.sh start.
 installed=" $(dpkg-query -W -f='${Package}:${Status} ' "${APT_PACKAGES[@]}" 2>/dev/null || true)"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -65,7 +65,7 @@ if [ ! -f "$addon" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash"
 fi
 
 # dist/, rebuilt only when a source is newer than the last build or the set of sources changed
-# (a rename keeps the mtime); tsc takes seconds even with nothing to do. The stamp is removed
+# (a rename keeps the mtime); tsc is slow even with nothing to do. The stamp is removed
 # before tsc runs (a failed build still emits, so the next run must rebuild) and its new one
 # dated before tsc, so a file saved during the build is seen as newer next time.
 build_stamp=dist/.execgate-build
