@@ -500,6 +500,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     {
       socket: config.daemon.socket,
       activated,
+      // The runtime, for operators checking that the host runs the pinned Node.
+      node: process.version,
       metrics: metricsServer?.address,
       watchdogMs: watchdogUsec === undefined ? undefined : watchdogUsec / 1000,
       ready: notifier.isReady,
