@@ -85,6 +85,10 @@ describe("test/corpus: every file has one MANIFEST line with its origin, license
     const rows = manifestRows(readFileSync(join(dir, "MANIFEST.md"), "utf8"));
     const present = filesUnder(dir).filter((f) => f !== "MANIFEST.md");
     expect([...rows.keys()].sort()).toEqual(present);
+    // An ignored file (.gitignore has *.log) would be here but missing from every clone.
+    const inGit = new Set(repositoryFiles());
+    const ignored = present.filter((f) => !inGit.has(`test/corpus/${category}/${f}`));
+    expect(ignored).toEqual([]);
     for (const f of present) {
       const digest = createHash("sha256")
         .update(readFileSync(join(dir, f)))
