@@ -1,6 +1,6 @@
 import { asExecgateError, type ErrorCode, ExecgateError } from "../src/core/errors.js";
 
-/** Exit codes (DESIGN.md): 0 ok, 1 verification failed / denied, 2 usage or config, 3 I/O or hardware. */
+/** Exit codes (docs/fail-closed.md): 0 ok, 1 verification failed / denied, 2 usage or config, 3 I/O or hardware. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, io: 3 } as const;
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {

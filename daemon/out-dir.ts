@@ -5,7 +5,7 @@ import { usageError } from "./exit.js";
 
 /**
  * The commands that write a directory (`enroll --out`, `audit export --out`) answer alike
- * (DESIGN.md's exit codes): a path that cannot be a new or existing directory — an existing
+ * (the exit codes of docs/fail-closed.md): a path that cannot be a new or existing directory — an existing
  * file, a parent that is a file, a place no directory can be made (under /proc, below a dangling
  * symlink) — is the operator naming the wrong thing, a usage error (exit 2) that running again
  * will not fix; a filesystem that refuses (permissions, read-only, full) is I/O (exit 3).

@@ -30,7 +30,7 @@ import { EXIT, usageError } from "../exit.js";
 /**
  * The embedded default: a swtpm in DIR (manufactured with EK certificates on first run, resumed
  * afterwards), enrollment, a generated dev config and policy (the invoking user may ask for
- * scopes `dev` and `dev-fresh`; golden PCRs are the current ones), then the daemon in the foreground. DIR/env
+ * scopes `dev` and `dev-fresh`; golden PCRs are the current ones but PCR 10), then the daemon in the foreground. DIR/env
  * holds EXECGATE_CONFIG, EXECGATE_SOCKET and TPM2TOOLS_TCTI for other shells; DIR/ek-ca.pem the
  * swtpm's EK CA (root + issuer) for `audit verify --trust`. One dev up per DIR (DIR/LOCK).
  * `--check` instead enrolls, quotes once, verifies everything and exits.

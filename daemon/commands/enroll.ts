@@ -6,9 +6,8 @@ import { generateHsmKey } from "../../src/hsm/hsm.js";
 import { readPin } from "../../src/hsm/pin.js";
 import { DEFAULT_MODULE } from "../../src/hsm/pkcs11.js";
 import { verifierKeyString } from "../../src/lineage/note.js";
-import { IMA_PCR } from "../../src/measure/ima-replay.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
-import { goldenFromPcrs } from "../../src/policy/integrity-schema.js";
+import { DEFAULT_GOLDEN_PCRS, goldenFromPcrs } from "../../src/policy/integrity-schema.js";
 import { enroll } from "../../src/tpm/enroll.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
@@ -22,9 +21,6 @@ import { EXIT, usageError } from "../exit.js";
 import { makeOutDir } from "../out-dir.js";
 import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
 
-/** Every PCR index (0..23), for goldenFromPcrs. */
-const PCR_INDICES = Array.from({ length: 24 }, (_, i) => i);
-
 /**
  * Provisions the EK (if absent), the AK and the AK-certified checkpoint signing key, and writes
  * what a verifier needs into --out: public areas (TPM2B_PUBLIC) and PEM keys, EK certificates,
@@ -37,9 +33,10 @@ export const command: Command = {
     "--out DIR [--ak-alg ecc|rsa] [--signing-key-handle 0x81000020] [--golden-out F [--pcrs SEL]] [--json]\n" +
     "  [--hsm [--hsm-alg p256|ed25519] [--no-tpm]]\n" +
     `  ${TPM_USAGE}\n` +
-    "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current PCR values\n" +
-    `    (default: ${DEFAULT_PCR_SELECTION_TEXT} without PCR 10 — IMA extends it with every measurement,\n` +
-    "    so IMA is judged by the [integrity.ima] rules; PCR 10 is written only if --pcrs names it)\n" +
+    "  --golden-out: write the [integrity.pcrs.*] policy section with the TPM's current values of the\n" +
+    `    PCRs the daemon quotes (tpm.pcrs of the config, default ${DEFAULT_PCR_SELECTION_TEXT})\n` +
+    "    without PCR 10 — IMA extends it with every measurement, so the [integrity.ima] rules judge it\n" +
+    "  --pcrs SEL: these PCRs instead (e.g. sha256:0,7); PCR 10 is written only if SEL names it\n" +
     "  --hsm: make the HSM signing key unless it exists; [hsm] of --config, else $EXECGATE_CONFIG, else\n" +
     "         the defaults; PIN from $EXECGATE_HSM_PIN_FILE, else hsm.pin_file, else hsm.pin_credential\n" +
     "         ($CREDENTIALS_DIRECTORY/<name>, outside systemd /etc/execgate/credentials/<name>)\n" +
@@ -131,12 +128,14 @@ export const command: Command = {
     const goldenOut = str(p, "golden-out");
     if (goldenOut !== undefined) {
       const named = str(p, "pcrs");
-      const selection = parsePcrSelectionText(named ?? DEFAULT_PCR_SELECTION_TEXT);
+      // By default the PCRs the daemon quotes: a golden value for any other one makes the daemon
+      // refuse the policy. PCR 10 only when named (DEFAULT_GOLDEN_PCRS says why).
+      const selection =
+        named !== undefined
+          ? parsePcrSelectionText(named)
+          : (config?.tpm.pcrs ?? parsePcrSelectionText(DEFAULT_PCR_SELECTION_TEXT));
       const pcrs = pcrHexFromTpm(await pcrRead(runner, selection)) as Record<string, Record<string, string>>;
-      // PCR 10 (IMA) changes with every measurement on a host running IMA, so a golden value
-      // for it would soon deny pcr_mismatch: IMA is judged by [integrity.ima], and PCR 10 is
-      // written only when --pcrs names it.
-      const indices = named === undefined ? PCR_INDICES.filter((i) => i !== IMA_PCR) : undefined;
+      const indices = named === undefined ? DEFAULT_GOLDEN_PCRS : undefined;
       await writeOutput(
         goldenOut,
         `# Golden PCR values of this TPM, written by execgate enroll\n${goldenFromPcrs(pcrs, indices)}`,

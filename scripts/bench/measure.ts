@@ -64,7 +64,7 @@ function generateAllowlist(entries: number, bytes: number): string {
 }
 
 function largestCorpusLog(): { path: string; bytes: Uint8Array } | undefined {
-  const root = resolve(process.cwd(), "../shared/corpus/eventlog");
+  const root = resolve(process.cwd(), "test/corpus/eventlog");
   let best: { path: string; size: number } | undefined;
   const walk = (d: string): void => {
     for (const f of readdirSync(d)) {
@@ -175,9 +175,9 @@ export const suite: BenchSuite = {
     // Event log replay, largest corpus log.
     const big = largestCorpusLog();
     if (!big) {
-      rows.push({ name: "event log replay", values: {}, note: "../shared/corpus/eventlog not found" });
+      rows.push({ name: "event log replay", values: {}, note: "test/corpus/eventlog not found" });
     } else {
-      const name = big.path.split("/shared/corpus/eventlog/")[1] ?? big.path;
+      const name = big.path.split("/test/corpus/eventlog/")[1] ?? big.path;
       const base = await timeRuns(200, 20, () => createHash("sha256").update(big.bytes).digest());
       rows.push({
         name: `baseline: sha256 over ${name} (${big.bytes.length} bytes)`,

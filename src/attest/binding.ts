@@ -3,7 +3,7 @@ import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 
 /*
- * What one epoch's quote commits to (DESIGN.md "Epochs"). qualifyingData of the quote is
+ * What one epoch's quote commits to (docs/architecture.md, "Epochs"). qualifyingData of the quote is
  *   SHA-256( deterministic-CBOR( EpochBinding ) )
  * and that same hash is the epoch's id: the next epoch names it as `prev`, tokens carry it.
  *

@@ -76,7 +76,7 @@ const ZERO32 = new Uint8Array(32);
 const RECENT_RECORDS = 4096;
 
 /**
- * The attestation loop (DESIGN.md "Epochs"): one TPM quote per epoch, bound to the issuer key,
+ * The attestation loop (docs/architecture.md, "Epochs"): one TPM quote per epoch, bound to the issuer key,
  * the latest lineage checkpoint, the previous epoch and a fresh nonce; verified here; checked
  * against the integrity policy; logged as an epoch entry, good or bad. `current()` is the only
  * evidence the gate ever decides against. One epoch runs at a time.

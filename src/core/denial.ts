@@ -1,5 +1,5 @@
 /**
- * The closed set of denial reasons (DESIGN.md). Shared by socket replies, the lineage log
+ * The closed set of denial reasons (docs/fail-closed.md: each one, its fault and its test). Shared by socket replies, the lineage log
  * and the auditor. Add reasons at the end; never reuse or rename one.
  */
 export const DENIAL_REASONS = [

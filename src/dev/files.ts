@@ -1,4 +1,4 @@
-import { goldenFromPcrs } from "../policy/integrity-schema.js";
+import { DEFAULT_GOLDEN_PCRS, goldenFromPcrs } from "../policy/integrity-schema.js";
 
 /** The dev config for `execgate dev up` (every other key keeps its documented default). */
 export function devConfigToml(o: {
@@ -26,7 +26,8 @@ export function devConfigToml(o: {
 /**
  * The dev policy: the invoking user may ask for scopes `dev` and `dev-fresh` (which waits for
  * an epoch started after the request); the golden PCR values are the
- * TPM's current ones (so the host is "approved" until a PCR changes).
+ * TPM's current ones (so the host is "approved" until a PCR changes) but for PCR 10, left out as
+ * `execgate enroll --golden-out` leaves it out (DEFAULT_GOLDEN_PCRS).
  */
 export function devPolicyToml(o: {
   uid: number;
@@ -46,6 +47,6 @@ export function devPolicyToml(o: {
     "ttl_s = 60",
     "fresh = true",
     "",
-    goldenFromPcrs(o.pcrs),
+    goldenFromPcrs(o.pcrs, DEFAULT_GOLDEN_PCRS),
   ].join("\n");
 }

@@ -99,7 +99,7 @@ function initialize(p11: PKCS11): void {
   const P = pkcs11js();
   try {
     // CKF_OS_LOCKING_OK: without it SoftHSM2 disables its locks and C_SignAsync from the
-    // threadpool corrupts its heap (research/baselines.md §5).
+    // threadpool corrupts its heap (docs/hsm.md).
     p11.C_Initialize({ flags: P.CKF_OS_LOCKING_OK });
   } catch (e) {
     if (pkcs11Code(e) !== P.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw mapPkcs11Error(e, "C_Initialize");

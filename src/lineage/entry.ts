@@ -19,8 +19,8 @@ import { HASH_SIZE } from "./hash.js";
 
 export const ENTRY_VERSION = 1;
 /**
- * DESIGN.md: an entry is at most 64 KiB; larger evidence goes to the blob store by digest. New
- * entries are one byte short of it, so that every entry fits a tlog-tiles entry bundle's uint16
+ * An entry is at most 64 KiB; larger evidence goes to the blob store by digest (docs/lineage.md).
+ * New entries are one byte short of it, so that every entry fits a tlog-tiles entry bundle's uint16
  * length; reading accepts the full 64 KiB that earlier versions wrote (an export of a log holding
  * such an entry fails, with a message that says so, rather than the log becoming unreadable).
  */

@@ -2,6 +2,7 @@ import { ExecgateError } from "../core/errors.js";
 import { fromHex, toHex } from "../core/hex.js";
 import { MAX_PCR_INDEX, pcrIndexFromKey } from "../measure/eventlog-types.js";
 import { algByName, type BankName } from "../measure/hash.js";
+import { IMA_PCR } from "../measure/ima-replay.js";
 
 /**
  * The `[integrity]` part of the policy file (TOML), a closed schema:
@@ -216,6 +217,16 @@ export function checkQuotedPcrs(
   if (cfg.ima && !selected("sha256", 10) && !selected("sha1", 10))
     throw bad("integrity.ima", "PCR 10 of the sha256 or sha1 bank is not in tpm.pcrs (never quoted)");
 }
+
+/**
+ * The PCRs given golden values unless the operator names others: all but PCR 10, which IMA
+ * extends with every measurement (a golden value would soon deny `pcr_mismatch`); the
+ * `[integrity.ima]` rules judge it. `execgate enroll --golden-out` and the `dev up` policy use it.
+ */
+export const DEFAULT_GOLDEN_PCRS: readonly number[] = Array.from(
+  { length: MAX_PCR_INDEX + 1 },
+  (_, i) => i,
+).filter((i) => i !== IMA_PCR);
 
 /**
  * The `[integrity.pcrs.<bank>]` TOML section holding the given PCR values as the only allowed

@@ -5,7 +5,7 @@ import { ExecgateError } from "../core/errors.js";
 import { type ExecOutcome, execOutside } from "./spawner.js";
 
 /**
- * Runs tpm2-tools as untrusted child processes (STYLE.md §6): absolute tool path, fixed argv,
+ * Runs tpm2-tools as untrusted child processes (docs/tpm.md): absolute tool path, fixed argv,
  * no shell, an environment that holds only the TCTI, a timeout, a private temp directory per
  * call (inputs written in, outputs read back as bytes), and one call in flight at a time — a
  * TPM executes one command at a time and swtpm serves one connection at a time.

@@ -10,7 +10,7 @@ import { parseSignature, type TpmtSignature, verifyTpmSignature } from "./struct
 
 /*
  * Quote and certify verification, pure (no I/O, no clock). The checks run in one fixed order
- * (STYLE.md §4): signature over the raw TPMS_ATTEST bytes first, then magic, type, extraData,
+ * (docs/tpm.md, "Quote verification"): signature over the raw TPMS_ATTEST bytes first, then magic, type, extraData,
  * the signed PCR selection against the requested one, then the recomputed PCR digest. Only a
  * value that passed all of them is returned as a Verified* type; nothing here throws for bad
  * input — a parse failure is the check "malformed".

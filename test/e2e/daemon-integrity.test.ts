@@ -9,6 +9,7 @@ import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { decodePolicyRecord } from "../../src/policy/record.js";
 import { pcrExtend } from "../../src/tpm/ops/pcr.js";
 import { execgate } from "../helpers/cli.js";
+import { corpusPath } from "../helpers/corpus.js";
 import {
   eventually,
   lineageEntries,
@@ -20,8 +21,8 @@ import {
 import { describeTpm } from "../helpers/hardware.js";
 import { fileHash, imaNg, measure } from "../helpers/ima.js";
 
-// A real crypto-agile event log (go-tpm-tools, Apache-2.0; ../shared/corpus/eventlog/MANIFEST.md).
-const EVENTLOG = "../shared/corpus/eventlog/go-tpm-tools/ubuntu-2104-no-dbx.bin";
+// A real crypto-agile event log (go-tpm-tools, Apache-2.0; test/corpus/eventlog/MANIFEST.md).
+const EVENTLOG = corpusPath("eventlog/go-tpm-tools/ubuntu-2104-no-dbx.bin");
 const EV_NO_ACTION = 0x3;
 const BANKS: Record<number, "sha1" | "sha256"> = { 4: "sha1", 11: "sha256" };
 

@@ -1,12 +1,12 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { execgate } from "../helpers/cli.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-// The built CLI against the shared corpus (read in place; a missing corpus fails).
-const CORPUS = resolve(import.meta.dirname, "../../../shared/corpus");
-const c = (p: string) => join(CORPUS, p);
+// The built CLI against the corpus in test/corpus (a missing file fails).
+const c = (p: string) => corpusPath(p);
 const tmp = mkdtempSync(join(tmpdir(), "execgate-measure-"));
 
 describe("execgate measure eventlog", () => {

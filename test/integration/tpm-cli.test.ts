@@ -218,8 +218,19 @@ describeTpm("execgate tpm CLI against swtpm, and interop with tpm2_quote / tpm2_
     expect(named).toMatch(/^"10" = \["[0-9a-f]{64}"\]$/m);
     expect(named).toMatch(/^"7" = \["[0-9a-f]{64}"\]$/m);
     expect(named).not.toMatch(/^"0" = /m);
+    // Without --pcrs: the PCRs the daemon quotes (tpm.pcrs of the config), PCR 10 still left out.
+    const quoted = f("quoted.toml");
+    await writeFile(quoted, `[tpm]\ntcti = ${JSON.stringify(tpm.tcti)}\npcrs = "sha256:0,7,10"\n`);
+    const fromConfig = await execgate(
+      ["enroll", "--out", out, "--golden-out", golden, "--config", quoted],
+      env,
+    );
+    expect(fromConfig.code, fromConfig.stderr).toBe(0);
+    const configured = await readFile(golden, "utf8");
+    expect([...configured.matchAll(/^"(\d+)" = /gm)].map((m) => m[1])).toEqual(["0", "7"]);
     const help = await execgate(["enroll", "--help"]);
     expect(help.stdout).toMatch(/without PCR 10/);
+    expect(help.stdout).toContain("PCRs the daemon quotes (tpm.pcrs of the config");
   });
 
   it("TPM commands take tcti and ak_handle from [tpm] of --config, else $EXECGATE_CONFIG; flags win", async () => {

@@ -12,8 +12,8 @@ import { MAX_TEMPLATE_DATA, parseImaBinaryChunk, parseImaList } from "../../src/
 import { applyEntries, initialImaState, parseNewEntries, replayIma } from "../../src/measure/ima-replay.js";
 import { parsePcrValuesJson } from "../../src/measure/pcrs-input.js";
 import { parseIntegrityPolicyToml } from "../../src/policy/integrity-load.js";
+import { CORPUS } from "../helpers/corpus.js";
 
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
 const bin = (p: string) => new Uint8Array(readFileSync(join(CORPUS, p)));
 const RUNS = { numRuns: 300 };
 

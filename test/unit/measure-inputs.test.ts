@@ -4,9 +4,9 @@ import { describe, expect, it } from "vitest";
 import { ExecgateError } from "../../src/core/errors.js";
 import { buildAllowlist, parseAllowlistText } from "../../src/measure/ima-allowlist.js";
 import { parsePcrValuesFile, parsePcrValuesJson } from "../../src/measure/pcrs-input.js";
+import { CORPUS } from "../helpers/corpus.js";
 
 const FIXTURES = join(import.meta.dirname, "../fixtures/tpm");
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
 
 describe("recorded PCR values (--pcrs)", () => {
   it("reads the tpm2-tools PCR file written by tpm2_quote (2 banks) as pcrread.txt shows it", () => {

@@ -11,8 +11,8 @@ import { replayIma } from "../../src/measure/ima-replay.js";
 import { evaluateIntegrity, type IntegrityPolicy } from "../../src/policy/integrity.js";
 import { parseIntegrityPolicyToml } from "../../src/policy/integrity-load.js";
 import { checkQuotedPcrs, goldenFromPcrs } from "../../src/policy/integrity-schema.js";
+import { CORPUS } from "../helpers/corpus.js";
 
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
 const bin = (p: string) => new Uint8Array(readFileSync(join(CORPUS, p)));
 const txt = (p: string) => readFileSync(join(CORPUS, p), "utf8");
 

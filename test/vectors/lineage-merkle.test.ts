@@ -4,9 +4,10 @@ import { describe, expect, it } from "vitest";
 import { fromHex, toHex } from "../../src/core/hex.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { MerkleTree, verifyConsistency, verifyInclusion } from "../../src/lineage/merkle.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-/** transparency-dev/merkle probes (../shared/corpus/merkle/MANIFEST.md); a missing corpus fails. */
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus/merkle/transparency-dev-merkle");
+/** transparency-dev/merkle probes (test/corpus/merkle/MANIFEST.md); a missing file fails. */
+const CORPUS = corpusPath("merkle/transparency-dev-merkle");
 
 function jsonFiles(dir: string): string[] {
   const out: string[] = [];

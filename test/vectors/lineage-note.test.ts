@@ -22,9 +22,10 @@ import {
   softwareEcdsaP256Signer,
   softwareEd25519Signer,
 } from "../../src/lineage/signer.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-/** ../shared/corpus/checkpoint (see its MANIFEST.md); a missing corpus fails these tests. */
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus/checkpoint");
+/** test/corpus/checkpoint (see its MANIFEST.md); a missing file fails these tests. */
+const CORPUS = corpusPath("checkpoint");
 const read = (p: string): string => readFileSync(join(CORPUS, p), "utf8");
 const readBytes = (p: string): Uint8Array => new Uint8Array(readFileSync(join(CORPUS, p)));
 const json = <T>(p: string): T => JSON.parse(read(p)) as T;

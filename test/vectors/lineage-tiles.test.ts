@@ -5,9 +5,10 @@ import { MAX_ENTRY_BYTES } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { rootOfLeaves } from "../../src/lineage/merkle.js";
 import { entryBundles, hashTiles, TILE_WIDTH, tileIndexPath } from "../../src/lineage/tiles.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-// transparency-dev/tessera testdata log (Apache-2.0), read in place: ../shared/corpus/checkpoint/MANIFEST.md
-const LOG = "../shared/corpus/checkpoint/tessera-testdata-log";
+// transparency-dev/tessera testdata log (Apache-2.0): test/corpus/checkpoint/MANIFEST.md
+const LOG = corpusPath("checkpoint/tessera-testdata-log");
 
 describe("C2SP tlog-tiles layout", () => {
   it("names tile indices in three-digit groups", () => {

@@ -6,9 +6,10 @@ import { eventLogFacts } from "../../src/measure/eventlog-decode.js";
 import { parseEventLog } from "../../src/measure/eventlog-parse.js";
 import { compareWithQuote, replayEventLog, replayToPcrValues } from "../../src/measure/eventlog-replay.js";
 import type { PcrHexValues } from "../../src/measure/hash.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-// The shared corpus is read in place (CI has shared/ beside the clone). A missing corpus fails.
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus/eventlog");
+// test/corpus/eventlog (provenance and expected results in its MANIFEST.md). A missing file fails.
+const CORPUS = corpusPath("eventlog");
 const read = (p: string) => new Uint8Array(readFileSync(join(CORPUS, p)));
 const json = (p: string) => JSON.parse(readFileSync(join(CORPUS, p), "utf8")) as Record<string, unknown>;
 

@@ -16,9 +16,9 @@ import {
   replayIma,
   replayUntilQuote,
 } from "../../src/measure/ima-replay.js";
+import { CORPUS } from "../helpers/corpus.js";
 
-// Read in place from the shared corpus; a missing corpus fails the test.
-const CORPUS = join(import.meta.dirname, "../../../shared/corpus");
+// test/corpus/ima and test/corpus/eventlog (see their MANIFEST.md); a missing file fails the test.
 const read = (p: string) => new Uint8Array(readFileSync(join(CORPUS, "ima", p)));
 const text = (p: string) => readFileSync(join(CORPUS, "ima", p), "utf8");
 const derived = JSON.parse(text("DERIVED-ima-check.json")).files as Record<string, Record<string, unknown>>;

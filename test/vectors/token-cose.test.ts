@@ -3,10 +3,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeSign1, verifySign1 } from "../../src/token/cose.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-// cose-wg/Examples (Unlicense) and veraison/services (Apache-2.0), read in place from the shared
-// corpus; see ../shared/corpus/cose/MANIFEST.md for provenance and expected results.
-const ROOT = "../shared/corpus/cose";
+// cose-wg/Examples (Unlicense) and veraison/services (Apache-2.0); provenance and expected results
+// in test/corpus/cose/MANIFEST.md.
+const ROOT = corpusPath("cose");
 
 interface JwkLike {
   kty: string;

@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { fromHex, toHex } from "../../src/core/hex.js";
 import { TPM_ALG, TPM_ST } from "../../src/tpm/constants.js";
@@ -10,14 +11,16 @@ import { parsePcrsFile, serializePcrsFile } from "../../src/tpm/structures/pcrs-
 import { parseTpm2bPublic, parseTpmtPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
 import { parseSignature, serializeSignature } from "../../src/tpm/structures/signature.js";
 import { verifyQuote } from "../../src/tpm/verify-quote.js";
-import { fixture, fixtureText } from "../fixtures/tpm/load.js";
+import { corpusPath } from "../helpers/corpus.js";
 
-// Public vectors copied from /work/shared/corpus/quote; provenance in test/fixtures/tpm/corpus/MANIFEST.md.
+// Public quote vectors; provenance and expected results in test/corpus/quote/MANIFEST.md.
+const quote = (p: string): Uint8Array => new Uint8Array(readFileSync(corpusPath("quote", p)));
+const quoteText = (p: string): string => readFileSync(corpusPath("quote", p), "utf8").trim();
 
 const ALL_24 = Array.from({ length: 24 }, (_, i) => i);
 
 function json<T>(name: string): T {
-  return JSON.parse(fixtureText(`corpus/${name}`)) as T;
+  return JSON.parse(quoteText(name)) as T;
 }
 
 function valuesFromList(bank: "sha1" | "sha256" | "sha384", list: readonly string[]): PcrValues {
@@ -31,11 +34,11 @@ function flipHex(hex: string, byte: number): string {
 }
 
 describe("keylime test-data (swtpm + tpm2-tools, RSA-2048 AK, RSASSA-SHA256)", () => {
-  const ak = parseTpm2bPublic(fixture("corpus/keylime/ak.pub"));
-  const pcrsFile = fixture("corpus/keylime/quotepcr.out");
+  const ak = parseTpm2bPublic(quote("keylime/ak.pub"));
+  const pcrsFile = quote("keylime/quotepcr.out");
   const input = {
-    attest: fixture("corpus/keylime/quote.out"),
-    signature: fixture("corpus/keylime/quotesig.out"),
+    attest: quote("keylime/quote.out"),
+    signature: quote("keylime/quotesig.out"),
     akPublic: tpmPublicKey(ak),
     expectedQualifyingData: fromHex("db1db298db6d60e6385b7231743e9c3056a18003"),
     expectedSelection: parsePcrSelectionText("sha256:15,16,22"),
@@ -43,7 +46,7 @@ describe("keylime test-data (swtpm + tpm2-tools, RSA-2048 AK, RSASSA-SHA256)", (
   };
 
   it("AK Name matches ak.name", () => {
-    expect(toHex(tpmName(ak))).toBe(toHex(fixture("corpus/keylime/ak.name")));
+    expect(toHex(tpmName(ak))).toBe(toHex(quote("keylime/ak.name")));
     expect(toHex(tpmName(ak))).toBe("000b2d3fb7830f6cb214fac7d7cb213a21a0609148c4505927db61287e1e80322336");
   });
 
@@ -80,7 +83,7 @@ describe("keylime test-data (swtpm + tpm2-tools, RSA-2048 AK, RSASSA-SHA256)", (
 });
 
 describe("rust-keylime test-quote.txt (parse-only: the AK is not published)", () => {
-  const text = fixtureText("corpus/rust-keylime/test-quote.txt");
+  const text = quoteText("rust-keylime/test-quote.txt");
   const [attestB64, sigB64, pcrsB64] = text.slice(1).split(":");
   const b64 = (s: string | undefined) => new Uint8Array(Buffer.from(s ?? "", "base64"));
 
@@ -188,8 +191,8 @@ for (const dir of ["az-snp-vtpm", "az-tdx-vtpm"]) {
 describe("trustee az-snp-vtpm/tpm-quote.msg (a quote from another vTPM)", () => {
   it("does not verify with this HCLAkPub → signature", () => {
     const r = verifyQuote({
-      attest: fixture("corpus/trustee/az-snp-vtpm/tpm-quote.msg"),
-      signature: rsassaSha256(toHex(fixture("corpus/trustee/az-snp-vtpm/tpm-quote.sig"))),
+      attest: quote("trustee/az-snp-vtpm/tpm-quote.msg"),
+      signature: rsassaSha256(toHex(quote("trustee/az-snp-vtpm/tpm-quote.sig"))),
       akPublic: hclAkPub("az-snp-vtpm"),
       expectedQualifyingData: new Uint8Array(Buffer.from("challenge")),
       expectedSelection: [bankSelection(TPM_ALG.SHA256, ALL_24)],
@@ -285,9 +288,9 @@ for (const name of ["gce-cos-85-nonce9009", "gce-cos-85-no-nonce"]) {
     }
 
     it("the AK certificate chains to the GCE EK/AK root via the published intermediate", () => {
-      const der = fixture("go-tpm-tools/ca-certs/tpm_ek_root_1.cer".replace(/^/, "corpus/"));
+      const der = quote("go-tpm-tools/ca-certs/tpm_ek_root_1.cer");
       const rootPem = `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
-      const intermediate = fixture("corpus/go-tpm-tools/ca-certs/tpm_ek_intermediate_2.crt");
+      const intermediate = quote("go-tpm-tools/ca-certs/tpm_ek_intermediate_2.crt");
       const now = new Date("2024-01-01T00:00:00Z");
       const r = verifyEkChain({
         ekCert: fromHex(g.akCertDER),
