@@ -38,7 +38,8 @@ async function walk(dir: string): Promise<{ files: string[]; odd: OddPath[] }> {
   const odd: OddPath[] = [];
   const visit = async (rel: string, depth: number): Promise<void> => {
     const names = (await readdir(join(dir, rel))).sort();
-    if (names.length === 0 && rel !== "") odd.push({ path: `${rel}/`, kind: "an empty directory" });
+    if (names.length === 0 && rel !== "")
+      odd.push({ path: `${rel}/`, kind: "an empty directory", emptyDir: true });
     for (const name of names) {
       const p = rel === "" ? name : `${rel}/${name}`;
       // lstat: a symlink in a bundle could point anywhere on the auditor's machine.

@@ -196,7 +196,13 @@ export async function auditKeysAndAttestation(
 
   const entries: Entry[] = [];
   for (const s of files.segments) {
-    for (const b of parseSegment(s).entries) {
+    let parsed: ReturnType<typeof parseSegment>;
+    try {
+      parsed = parseSegment(s);
+    } catch {
+      break; // segment_header (verifyBundle) reports it; the entries after it cannot be indexed
+    }
+    for (const b of parsed.entries) {
       try {
         entries.push(decodeEntry(b));
       } catch (err) {

@@ -1,3 +1,4 @@
+import { parseCheckpointLog } from "../../src/audit/bundle.js";
 import { pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
 import { asExecgateError } from "../../src/core/errors.js";
@@ -58,13 +59,9 @@ function logKeys(
         reason: "the bundle's log.vkey is not the pinned key (--vkey)",
       });
   }
-  // The origin the bundle's checkpoint claims (unverified here): names an origin file that lies.
-  let claimed: string | undefined;
-  try {
-    if (bundle.checkpointFile) claimed = parseCheckpoint(parseNote(bundle.checkpointFile).text).origin;
-  } catch {
-    // checkpoint_file_signature reports it
-  }
+  // The origin both the checkpoint file and checkpoints.log claim (unverified here) names an
+  // origin file that lies; when they disagree, one of them is at fault and their checks say so.
+  const claimed = claimedOrigin(bundle.checkpointLog, bundle.checkpointFile);
   let origin = pins.origin;
   if (bundle.originText !== undefined) {
     const m = /^([^\n]+)\n$/.exec(bundle.originText);
@@ -88,6 +85,24 @@ function logKeys(
   origin ??= claimed;
   if (verifiers === undefined || origin === undefined) return undefined;
   return { verifiers, origin, source: pins.vkey !== undefined ? "argument" : "bundle" };
+}
+
+function claimedOrigin(
+  checkpointLog: Uint8Array | undefined,
+  checkpointFile: Uint8Array | undefined,
+): string | undefined {
+  const originOf = (note: Uint8Array | string) => {
+    try {
+      return parseCheckpoint(parseNote(note).text).origin;
+    } catch {
+      return undefined; // checkpoint_signature, checkpoint_file_signature report it
+    }
+  };
+  let fromLog: string | undefined;
+  for (const r of checkpointLog ? parseCheckpointLog(checkpointLog).records : [])
+    if (r.kind === "checkpoint") fromLog = originOf(r.note);
+  const fromFile = checkpointFile && originOf(checkpointFile);
+  return fromLog === fromFile ? fromLog : undefined;
 }
 
 function emptyReport(failures: readonly AuditFailure[]): VerifyReport {

@@ -31,7 +31,8 @@ const LOG_CHECKS = [
 ];
 
 export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
-  { pattern: /^segments\/\d{20}\.seg$/, what: "journal segment", checks: LOG_CHECKS },
+  // An export needs a signed checkpoint, so a bundle holds at least one entry, in a segment.
+  { pattern: /^segments\/\d{20}\.seg$/, what: "journal segment", checks: LOG_CHECKS, required: "segments/" },
   {
     pattern: /^checkpoints\.log$/,
     what: "checkpoint log",
@@ -55,7 +56,7 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
   // enrollment/: the key chain (src/audit/enrollment.ts); files no check reads yet are informational.
   { pattern: /^enrollment\/ek\.pub$/, what: "EK public area", checks: [], keyChain: true },
   {
-    pattern: /^enrollment\/ek-cert-[0-9a-f]+\.der$/,
+    pattern: /^enrollment\/ek-cert-0x[0-9a-f]{8}\.der$/,
     what: "EK certificate",
     checks: ["ek_chain"],
     keyChain: true,
@@ -88,6 +89,9 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
   { pattern: /^enrollment\/hsm-key\.pem$/, what: "HSM root key", checks: ["hsm_key"], keyChain: true },
 ];
 
+/** Directories a bundle has, which may be empty (a log with no blobs; tile/ of nothing). */
+const BUNDLE_DIRS = /^(segments|blobs|enrollment|tile(\/(\d+|entries)(\/x\d{3})*(\/\d{3}\.p)?)?)\/$/;
+
 export interface Inventory {
   /** Paths by the rule they match (a rule's index in BUNDLE_INVENTORY). */
   readonly byRule: ReadonlyMap<InventoryRule, readonly string[]>;
@@ -100,6 +104,7 @@ export interface Inventory {
 export interface OddPath {
   readonly path: string;
   readonly kind: string;
+  readonly emptyDir?: boolean;
 }
 
 export function takeInventory(
@@ -110,7 +115,7 @@ export function takeInventory(
   const byRule = new Map<InventoryRule, string[]>();
   const failures: AuditFailure[] = [];
   const unverified: string[] = [];
-  for (const o of odd)
+  for (const o of odd.filter((o) => !(o.emptyDir === true && BUNDLE_DIRS.test(o.path))))
     failures.push({
       check: "unknown_file",
       path: o.path,
