@@ -138,8 +138,10 @@ export const command: Command = {
     "  --trust: EK certificate trust anchors, one PEM file with the root AND intermediate certificates\n" +
     "    (the TPM vendor's CA chain; for dev: DIR/ek-ca.pem, which `dev up` writes with swtpm_localca's\n" +
     "    root and issuer: DIR/tpm/ca/swtpm-localca-rootca-cert.pem + DIR/tpm/ca/issuercert.pem)\n" +
-    "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
-    "chain (EK certificate → trust anchors; AK; the AK-certified checkpoint key signs the checkpoints)\n" +
+    "Checks every file is a bundle file (unknown_file, missing_file: docs/audit.md lists them), the log\n" +
+    "(segments, entries, back-references, tree, checkpoints, consistency, the checkpoint file, tiles,\n" +
+    "blob digests), then the key chain (EK certificate → trust anchors; AK; the AK-certified\n" +
+    "checkpoint key signs the checkpoints)\n" +
     "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token,\n" +
     "every loaded policy's record, file and allowlists in blobs/).\n" +
     "Exit: 0 only if everything holds, 1 with every failure listed, 2 usage, 3 unreadable bundle.",
