@@ -221,7 +221,7 @@ describe("audit: verifyBundle", () => {
     expect(checks(older)).toEqual(["checkpoint_file_stale"]);
     expect(older.latestCheckpoint).toBeUndefined();
     const other = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
-    const unsigned = verifyBundle({ ...good, checkpointFile: enc(notes[2]!.replace(/\n\n[^]*$/, "\n")) });
+    const unsigned = verifyBundle({ ...good, checkpointFile: enc(notes[2]!.replace(/\n\n[\s\S]*$/, "\n")) });
     expect(checks(unsigned)).toEqual(["checkpoint_file_signature"]);
     const kept = [{ source: "kept.note", note: enc(notes[1]!) }];
     expect(verifyBundle({ ...good, trustedCheckpointNotes: kept }).failures).toEqual([]);
