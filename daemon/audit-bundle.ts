@@ -3,7 +3,14 @@ import { createReadStream } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseSegment, type SegmentFile } from "../src/audit/bundle.js";
-import { type Inventory, type OddPath, pathsOf, takeInventory } from "../src/audit/inventory.js";
+import {
+  type Inventory,
+  type InventoryRule,
+  LOG_FILES,
+  type OddPath,
+  pathsOf,
+  takeInventory,
+} from "../src/audit/inventory.js";
 import type { AuditFailure } from "../src/audit/verify.js";
 import { ExecgateError } from "../src/core/errors.js";
 import { assertBundleDir } from "../src/lineage/export.js";
@@ -61,18 +68,18 @@ export async function readAuditBundle(dir: string, opts: { keyChain: boolean }):
   const { files, odd } = await walk(dir);
   const inventory = takeInventory(files, odd, opts);
   const read = async (rel: string) => new Uint8Array(await readFile(join(dir, rel)));
-  const one = async (what: string) => {
-    const [p] = pathsOf(inventory, what);
+  const one = async (rule: InventoryRule) => {
+    const [p] = pathsOf(inventory, rule);
     return p === undefined ? undefined : read(p);
   };
   const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b));
   const segments: SegmentFile[] = [];
-  for (const p of pathsOf(inventory, "journal segment"))
+  for (const p of pathsOf(inventory, LOG_FILES.segment))
     segments.push({ name: p.slice("segments/".length), bytes: await read(p) });
-  const checkpointLog = await one("checkpoint log");
-  const checkpointFile = await one("latest checkpoint");
-  const vkeyText = text(await one("log verifier key"));
-  const originText = text(await one("log origin"));
+  const checkpointLog = await one(LOG_FILES.checkpointLog);
+  const checkpointFile = await one(LOG_FILES.checkpoint);
+  const vkeyText = text(await one(LOG_FILES.vkey));
+  const originText = text(await one(LOG_FILES.origin));
   return {
     inventory,
     segments,

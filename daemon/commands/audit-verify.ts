@@ -1,5 +1,5 @@
 import { parseCheckpointLog } from "../../src/audit/bundle.js";
-import { pathsOf } from "../../src/audit/inventory.js";
+import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
 import { asExecgateError } from "../../src/core/errors.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
@@ -206,8 +206,8 @@ export const command: Command = {
     if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
     failures.push(
       ...bundleReport.failures,
-      ...(await auditTiles(dir, segments, pathsOf(bundle.inventory, "tlog tile"))),
-      ...(await auditBlobDigests(dir, pathsOf(bundle.inventory, "blob"))),
+      ...(await auditTiles(dir, segments, pathsOf(bundle.inventory, LOG_FILES.tile))),
+      ...(await auditBlobDigests(dir, pathsOf(bundle.inventory, LOG_FILES.blob))),
     );
     const trustPath = str(p, "trust");
     const files = { origin: keys.origin, vkeys: [], segments, checkpointLog, blobNames: [] };

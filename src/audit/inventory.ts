@@ -30,29 +30,60 @@ const LOG_CHECKS = [
   "backref",
 ];
 
-export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
+/** The log-side rules by name, so readers take their files from the rule, not a string. */
+export const LOG_FILES = {
   // An export needs a signed checkpoint, so a bundle holds at least one entry, in a segment.
-  { pattern: /^segments\/\d{20}\.seg$/, what: "journal segment", checks: LOG_CHECKS, required: "segments/" },
-  {
+  segment: {
+    pattern: /^segments\/\d{20}\.seg$/,
+    what: "journal segment",
+    checks: LOG_CHECKS,
+    required: "segments/",
+  },
+  checkpointLog: {
     pattern: /^checkpoints\.log$/,
     what: "checkpoint log",
-    checks: ["checkpoint_log", "checkpoint_signature", "checkpoint_root", "checkpoint_consistency"],
+    checks: [
+      "checkpoint_log",
+      "intent_fork",
+      "checkpoint_signature",
+      "checkpoint_fork",
+      "checkpoint_size",
+      "checkpoint_root",
+      "checkpoint_rollback",
+      "checkpoint_consistency",
+      "checkpoint_missing",
+      "checkpoint_coverage",
+    ],
     required: "checkpoints.log",
   },
-  {
+  checkpoint: {
     pattern: /^checkpoint$/,
     what: "latest checkpoint",
-    checks: ["checkpoint_file_signature", "checkpoint_file_fork", "checkpoint_file_stale"],
+    checks: [
+      "checkpoint_file_signature",
+      "checkpoint_file_size",
+      "checkpoint_file_fork",
+      "checkpoint_file_stale",
+    ],
     required: "checkpoint",
   },
-  { pattern: /^log\.vkey$/, what: "log verifier key", checks: ["log_vkey"], required: "log.vkey" },
-  { pattern: /^origin$/, what: "log origin", checks: ["origin_file"], required: "origin" },
-  {
+  vkey: { pattern: /^log\.vkey$/, what: "log verifier key", checks: ["log_vkey"], required: "log.vkey" },
+  origin: { pattern: /^origin$/, what: "log origin", checks: ["origin_file"], required: "origin" },
+  tile: {
     pattern: /^tile\/(\d+|entries)\/(x\d{3}\/)*\d{3}(\.p\/\d+)?$/,
     what: "tlog tile",
     checks: ["tile_mismatch", "tile_missing", "tile_extra"],
   },
-  { pattern: /^blobs\/[0-9a-f]{64}$/, what: "blob", checks: ["blob_digest"] },
+  // policy_blob and evidence_blob (presence of what the log references) run with the key chain.
+  blob: {
+    pattern: /^blobs\/[0-9a-f]{64}$/,
+    what: "blob",
+    checks: ["blob_digest", "policy_blob", "evidence_blob"],
+  },
+} as const satisfies Record<string, InventoryRule>;
+
+export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
+  ...Object.values(LOG_FILES),
   // enrollment/: the key chain (src/audit/enrollment.ts); files no check reads yet are informational.
   { pattern: /^enrollment\/ek\.pub$/, what: "EK public area", checks: [], keyChain: true },
   {
@@ -93,7 +124,7 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
 const BUNDLE_DIRS = /^(segments|blobs|enrollment|tile(\/(\d+|entries)(\/x\d{3})*(\/\d{3}\.p)?)?)\/$/;
 
 export interface Inventory {
-  /** Paths by the rule they match (a rule's index in BUNDLE_INVENTORY). */
+  /** Paths by the rule they match. */
   readonly byRule: ReadonlyMap<InventoryRule, readonly string[]>;
   /** Present files no check verifies (informational rules, or key-chain files with --log-only). */
   readonly unverified: readonly string[];
@@ -127,7 +158,9 @@ export function takeInventory(
       failures.push({ check: "unknown_file", path: p, reason: `${p} is no file a bundle holds` });
       continue;
     }
-    byRule.set(rule, [...(byRule.get(rule) ?? []), p]);
+    const list = byRule.get(rule);
+    if (list) list.push(p);
+    else byRule.set(rule, [p]);
     if (rule.checks.length === 0 || (rule.keyChain === true && !opts.keyChain)) unverified.push(p);
   }
   for (const r of BUNDLE_INVENTORY)
@@ -140,8 +173,7 @@ export function takeInventory(
   return { byRule, unverified, failures };
 }
 
-/** The paths matching the rule whose `what` is given (the reader's way to find its files). */
-export function pathsOf(inv: Inventory, what: string): readonly string[] {
-  const rule = BUNDLE_INVENTORY.find((r) => r.what === what);
-  return (rule && inv.byRule.get(rule)) ?? [];
+/** The paths a rule matched. */
+export function pathsOf(inv: Inventory, rule: InventoryRule): readonly string[] {
+  return inv.byRule.get(rule) ?? [];
 }
