@@ -207,8 +207,8 @@ export const command: Command = {
     failures.push(
       ...bundleReport.failures,
       ...(await auditTiles(dir, segments, pathsOf(bundle.inventory, LOG_FILES.tile))),
-      ...(await auditBlobDigests(dir, pathsOf(bundle.inventory, LOG_FILES.blob))),
     );
+    const blobsRead = new Set<string>();
     const trustPath = str(p, "trust");
     const files = { origin: keys.origin, vkeys: [], segments, checkpointLog, blobNames: [] };
     const attestation = logOnly
@@ -220,8 +220,13 @@ export const command: Command = {
           ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
           ...(trustPath ? { trustPem: await trustAnchors(trustPath) } : {}),
           origin: keys.origin,
+          blobsRead,
         });
     failures.push(...attestation.failures);
+    // The blobs the log references were read and hashed above (policy_blob, evidence_blob);
+    // every other one, and all of them with --log-only, is hashed here.
+    const unread = pathsOf(bundle.inventory, LOG_FILES.blob).filter((p) => !blobsRead.has(p.slice(6)));
+    failures.push(...(await auditBlobDigests(dir, unread)));
     // The latest checkpoint reported is the bundle's `checkpoint` file, verified as the latest.
     const { latestCheckpoint, ...logReport } = bundleReport;
     const report: VerifyReport = {

@@ -294,17 +294,17 @@ const CASES: TamperCase[] = [
   // blobs/
   {
     name: "blob: a byte flipped",
-    check: "blob_digest",
+    check: "policy_blob",
     change: async (d) => flip((await files(d, "blobs"))[0]!, 0),
   },
   {
     name: "blob: truncated",
-    check: "blob_digest",
+    check: "policy_blob",
     change: async (d) => cut((await files(d, "blobs"))[0]!, 1),
   },
   {
     name: "blob: two swapped",
-    check: "blob_digest",
+    check: "policy_blob",
     change: async (d) => {
       const [a, b] = await files(d, "blobs");
       await swap(a!, b!);
@@ -312,7 +312,7 @@ const CASES: TamperCase[] = [
   },
   {
     name: "blob: replaced by another host's",
-    check: "blob_digest",
+    check: "policy_blob",
     change: async (d, w) => {
       const [a] = await files(d, "blobs");
       // A blob only the other host has (both hosts store the same policy file).
@@ -320,6 +320,24 @@ const CASES: TamperCase[] = [
       const o = (await files(w.other, "blobs")).find((p) => !ours.has(basename(p)));
       await cp(o!, a!);
     },
+  },
+  {
+    // The blobs the log references are checked by what references them (policy_blob above);
+    // any other is checked by its digest alone.
+    name: "blob: one nothing references, altered",
+    check: "blob_digest",
+    change: async (d, w) => {
+      const ours = new Set(await readdir(join(d, "blobs")));
+      const o = (await files(w.other, "blobs")).find((p) => !ours.has(basename(p)));
+      await cp(o!, join(d, "blobs", basename(o!)));
+      await flip(join(d, "blobs", basename(o!)), 0);
+    },
+  },
+  {
+    name: "blob: a byte flipped (--log-only)",
+    check: "blob_digest",
+    args: (w) => ["--log-only", "--vkey", w.vkey],
+    change: async (d) => flip((await files(d, "blobs"))[0]!, 0),
   },
   {
     name: "blob: every blob deleted",
