@@ -1,7 +1,7 @@
 import { parseCheckpointLog } from "../../src/audit/bundle.js";
 import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
-import { asExecgateError } from "../../src/core/errors.js";
+import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
 import { flag, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
@@ -39,7 +39,7 @@ function logKeys(
   if (bundle.vkeyText !== undefined) {
     try {
       own = lines(bundle.vkeyText).map((l) => parseVerifierKey(l.trim()));
-      if (own.length === 0) throw new Error("it holds no key");
+      if (own.length === 0) throw new ExecgateError("malformed", "it holds no key");
     } catch (err) {
       failures.push({
         check: "log_vkey",
