@@ -52,9 +52,12 @@ function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string
  * epoch was judged by. A blob that is no policy record is a policy file stored before records
  * existed (its digest is the file's own), with nothing more to find.
  */
-export async function auditPolicyBlobs(dir: string, entries: readonly Entry[]): Promise<AuditFailure[]> {
+export async function auditPolicyBlobs(
+  dir: string,
+  entries: readonly Entry[],
+  read = blobReader(dir),
+): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
-  const read = blobReader(dir);
   const seen = new Set<string>();
   for (let index = 0; index < entries.length; index++) {
     const e = entries[index]!;
@@ -90,9 +93,12 @@ export async function auditPolicyBlobs(dir: string, entries: readonly Entry[]): 
  * blobs/ and is what its digest says: without them an auditor cannot re-check what the epoch
  * judged. A bundle exported without blobs fails here, as it should.
  */
-export async function auditEvidenceBlobs(dir: string, entries: readonly Entry[]): Promise<AuditFailure[]> {
+export async function auditEvidenceBlobs(
+  dir: string,
+  entries: readonly Entry[],
+  read = blobReader(dir),
+): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
-  const read = blobReader(dir);
   /** Digest → why it failed (undefined: it is fine), so a blob many epochs name is read once. */
   const checked = new Map<string, string | undefined>();
   for (let index = 0; index < entries.length; index++) {
@@ -112,14 +118,20 @@ export async function auditEvidenceBlobs(dir: string, entries: readonly Entry[])
   return failures;
 }
 
-/** Reads blobs of a bundle: the bytes, or why not (missing, or not what its name says). */
-function blobReader(dir: string) {
+/**
+ * Reads blobs of a bundle: the bytes, or why not (missing, or not what its name says). Each
+ * digest asked for is added to `asked`: those blobs' digests are checked here, the others'
+ * by blob_digest.
+ */
+function blobReader(dir: string, asked?: Set<string>) {
   const store = new BlobStore(join(dir, "blobs"));
-  return (d: Uint8Array): Promise<{ bytes: Uint8Array } | { why: string }> =>
-    store.get(d).then(
+  return (d: Uint8Array): Promise<{ bytes: Uint8Array } | { why: string }> => {
+    asked?.add(toHex(d));
+    return store.get(d).then(
       (bytes) => ({ bytes }),
       (err: unknown) => ({ why: asExecgateError(err).message }),
     );
+  };
 }
 
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
@@ -127,7 +139,14 @@ export async function auditKeysAndAttestation(
   dir: string,
   files: BundleFiles,
   logKey: NoteVerifier,
-  opts: { trustPem?: string; origin: string; hsmKeyPem?: string; akPin?: Uint8Array },
+  opts: {
+    trustPem?: string;
+    origin: string;
+    hsmKeyPem?: string;
+    akPin?: Uint8Array;
+    /** Filled with the hex digest of every blob the log references (and these checks read). */
+    blobsRead?: Set<string>;
+  },
 ): Promise<{
   failures: AuditFailure[];
   summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
@@ -196,7 +215,13 @@ export async function auditKeysAndAttestation(
 
   const entries: Entry[] = [];
   for (const s of files.segments) {
-    for (const b of parseSegment(s).entries) {
+    let parsed: ReturnType<typeof parseSegment>;
+    try {
+      parsed = parseSegment(s);
+    } catch {
+      break; // segment_header (verifyBundle) reports it; the entries after it cannot be indexed
+    }
+    for (const b of parsed.entries) {
       try {
         entries.push(decodeEntry(b));
       } catch (err) {
@@ -225,8 +250,8 @@ export async function auditKeysAndAttestation(
   });
   failures.push(
     ...a.failures,
-    ...(await auditPolicyBlobs(dir, entries)),
-    ...(await auditEvidenceBlobs(dir, entries)),
+    ...(await auditPolicyBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
+    ...(await auditEvidenceBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
   );
   return {
     failures,

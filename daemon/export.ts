@@ -1,13 +1,9 @@
 import type { KeyObject } from "node:crypto";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { parseSegment } from "../src/audit/bundle.js";
-import { ExecgateError } from "../src/core/errors.js";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { makeDirs } from "../src/core/mkdirs.js";
 import { exportBundle } from "../src/lineage/export.js";
-import { leafHash } from "../src/lineage/hash.js";
 import type { Lineage } from "../src/lineage/lineage.js";
-import { EntryBundleStream, HashTileStream, type TileFile } from "../src/lineage/tiles.js";
 import { certify } from "../src/tpm/ops/attest.js";
 import { readEkCertificates } from "../src/tpm/ops/ek-certs.js";
 import { HANDLES, handleHex } from "../src/tpm/ops/handles.js";
@@ -18,9 +14,8 @@ import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js"
 /**
  * The auditor's bundle, written by the daemon (which holds the journal lock) into its state
  * directory; `execgate audit export` copies it out. Layout (docs/audit.md):
- *   segments/, checkpoints.log, log.vkey, origin, blobs/   the lineage (src/lineage/export.ts)
- *   checkpoint                                            the latest signed checkpoint note
- *   tile/…                                                C2SP tlog-tiles view of the same log
+ *   segments/, checkpoints.log, log.vkey, origin, blobs/,  the lineage (src/lineage/export.ts)
+ *   checkpoint, tile/…
  *   enrollment/                                           ek.pub, ek-cert-<nv>.der, ak.pub, ak.pem,
  *                                                         signing-key.pub, signing-key.pem,
  *                                                         signing-key.certify.{attest,sig,qd},
@@ -44,10 +39,6 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
     await rm(join(o.exportsDir, old), { recursive: true, force: true });
   const out = join(o.exportsDir, new Date().toISOString().replace(/[:.]/g, "-"));
   const r = await exportBundle({ lineage: o.lineage, out, blobsDir: o.blobsDir });
-  await writeFile(join(out, "checkpoint"), r.checkpoint.note);
-
-  await writeTiles(out);
-
   const e = join(out, "enrollment");
   await mkdir(e);
   if (o.hsmPublicKey)
@@ -78,38 +69,4 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
       await writeFile(join(e, `ek-cert-${handleHex(cert.nvIndex)}.der`), cert.der);
   }
   return { path: out, size: r.size };
-}
-
-/**
- * The tlog-tiles view of the bundle's segments, written as it is built: one segment in memory at
- * a time, one tile's hashes per level, and a write (a turn of the event loop, where token requests
- * go on being served) after every tile — never the whole log in memory or in one turn.
- */
-async function writeTiles(out: string): Promise<void> {
-  const hashes = new HashTileStream();
-  const bundles = new EntryBundleStream();
-  const dirs = new Set<string>();
-  const write = async (t: TileFile) => {
-    const path = join(out, t.path);
-    const dir = dirname(path);
-    if (!dirs.has(dir)) {
-      await makeDirs(dir);
-      dirs.add(dir);
-    }
-    await writeFile(path, t.bytes);
-  };
-  const segDir = join(out, "segments");
-  for (const name of (await readdir(segDir)).filter((n) => n.endsWith(".seg")).sort()) {
-    const seg = parseSegment({ name, bytes: new Uint8Array(await readFile(join(segDir, name))) });
-    if (seg.badOffset !== undefined)
-      throw new ExecgateError("internal", `audit export: segment ${name} does not parse at ${seg.badOffset}`);
-    for (const entry of seg.entries) {
-      for (const t of hashes.push(leafHash(entry))) await write(t);
-      const bundle = bundles.push(entry);
-      if (bundle) await write(bundle);
-    }
-  }
-  for (const t of hashes.finish()) await write(t);
-  const last = bundles.finish();
-  if (last) await write(last);
 }

@@ -1,9 +1,13 @@
-import { verifyBundle } from "../../src/audit/verify.js";
-import { type Checkpoint, parseCheckpoint } from "../../src/lineage/checkpoint.js";
-import { readBundle } from "../../src/lineage/export.js";
-import { parseNote, parseVerifierKey } from "../../src/lineage/note.js";
-import { flag, parseCommandArgs, printJson, readInput, str } from "../args.js";
+import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
+import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
+import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
+import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
+import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
+import { flag, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
+import { type AuditBundle, auditBlobDigests, auditTiles, readAuditBundle } from "../audit-bundle.js";
 import { auditKeysAndAttestation } from "../audit-files.js";
+import { formatVerifyReport, type VerifyReport } from "../audit-report.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 
@@ -20,6 +24,109 @@ async function trustAnchors(path: string): Promise<string> {
   return pem;
 }
 
+/**
+ * The log key and origin to verify with: the auditor's pins if given (the bundle's log.vkey and
+ * origin must then be them), else the bundle's own. Undefined when there is none to use (the
+ * failure is already listed).
+ */
+function logKeys(
+  bundle: AuditBundle,
+  pins: { vkey?: string; origin?: string },
+  failures: AuditFailure[],
+): { verifiers: NoteVerifier[]; origin: string; source: "bundle" | "argument" } | undefined {
+  const lines = (t: string) => t.split("\n").filter((l) => l.trim().length > 0);
+  let own: NoteVerifier[] | undefined;
+  if (bundle.vkeyText !== undefined) {
+    try {
+      own = lines(bundle.vkeyText).map((l) => parseVerifierKey(l.trim()));
+      if (own.length === 0) throw new ExecgateError("malformed", "it holds no key");
+    } catch (err) {
+      failures.push({
+        check: "log_vkey",
+        path: "log.vkey",
+        reason: `log.vkey: ${asExecgateError(err).message}`,
+      });
+      own = undefined;
+    }
+  }
+  let verifiers = own;
+  if (pins.vkey !== undefined) {
+    verifiers = lines(pins.vkey).map((l) => parseVerifierKey(l.trim()));
+    if (own !== undefined && own[0]!.vkey !== verifiers[0]!.vkey)
+      failures.push({
+        check: "log_vkey",
+        path: "log.vkey",
+        reason: "the bundle's log.vkey is not the pinned key (--vkey)",
+      });
+  }
+  // The origin both the checkpoint file and checkpoints.log claim (unverified here) names an
+  // origin file that lies; when they disagree, one of them is at fault and their checks say so.
+  const claimed = claimedOrigin(bundle.checkpointLog, bundle.checkpointFile);
+  let origin = pins.origin;
+  if (bundle.originText !== undefined) {
+    const m = /^([^\n]+)\n$/.exec(bundle.originText);
+    const own = m?.[1];
+    if (own === undefined)
+      failures.push({ check: "origin_file", path: "origin", reason: "origin is not one line" });
+    else if (pins.origin !== undefined && own !== pins.origin)
+      failures.push({
+        check: "origin_file",
+        path: "origin",
+        reason: `origin names ${own}, not the pinned ${pins.origin}`,
+      });
+    else if (pins.origin === undefined && claimed !== undefined && own !== claimed)
+      failures.push({
+        check: "origin_file",
+        path: "origin",
+        reason: `origin names ${own}, the checkpoint ${claimed}`,
+      });
+    origin ??= own;
+  }
+  origin ??= claimed;
+  if (verifiers === undefined || origin === undefined) return undefined;
+  return { verifiers, origin, source: pins.vkey !== undefined ? "argument" : "bundle" };
+}
+
+function claimedOrigin(
+  checkpointLog: Uint8Array | undefined,
+  checkpointFile: Uint8Array | undefined,
+): string | undefined {
+  const originOf = (note: Uint8Array | string) => {
+    try {
+      return parseCheckpoint(parseNote(note).text).origin;
+    } catch {
+      return undefined; // checkpoint_signature, checkpoint_file_signature report it
+    }
+  };
+  let fromLog: string | undefined;
+  for (const r of checkpointLog ? parseCheckpointLog(checkpointLog).records : [])
+    if (r.kind === "checkpoint") fromLog = originOf(r.note);
+  const fromFile = checkpointFile && originOf(checkpointFile);
+  return fromLog === fromFile ? fromLog : undefined;
+}
+
+function emptyReport(failures: readonly AuditFailure[]): VerifyReport {
+  return {
+    ok: false,
+    entries: 0,
+    root: "",
+    checkpointsVerified: 0,
+    failures,
+    attestation: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 },
+  };
+}
+
+function finish(
+  p: Parsed,
+  report: VerifyReport,
+  unverified: readonly string[],
+  keySource: "bundle" | "argument",
+): number {
+  if (flag(p, "json")) printJson({ ...report, keySource, unverified });
+  else process.stdout.write(formatVerifyReport(report, unverified, keySource));
+  return report.ok ? EXIT.ok : EXIT.failed;
+}
+
 export const command: Command = {
   summary: "verify a lineage bundle offline; exit 0 only if everything holds",
   usage:
@@ -31,8 +138,10 @@ export const command: Command = {
     "  --trust: EK certificate trust anchors, one PEM file with the root AND intermediate certificates\n" +
     "    (the TPM vendor's CA chain; for dev: DIR/ek-ca.pem, which `dev up` writes with swtpm_localca's\n" +
     "    root and issuer: DIR/tpm/ca/swtpm-localca-rootca-cert.pem + DIR/tpm/ca/issuercert.pem)\n" +
-    "Checks the log (segments, entries, back-references, tree, checkpoints, consistency), then the key\n" +
-    "chain (EK certificate → trust anchors; AK; the AK-certified checkpoint key signs the checkpoints)\n" +
+    "Checks every file is a bundle file (unknown_file, missing_file: docs/audit.md lists them), the log\n" +
+    "(segments, entries, back-references, tree, checkpoints, consistency, the checkpoint file, tiles,\n" +
+    "blob digests), then the key chain (EK certificate → trust anchors; AK; the AK-certified\n" +
+    "checkpoint key signs the checkpoints)\n" +
     "and the attestation (every epoch quote, every allow on a verified epoch, every redeemed token,\n" +
     "every loaded policy's record, file and allowlists in blobs/).\n" +
     "Exit: 0 only if everything holds, 1 with every failure listed, 2 usage, 3 unreadable bundle.",
@@ -57,28 +166,35 @@ export const command: Command = {
     for (const k of ["ak-pub", "trust", "hsm-key"] as const)
       if (flag(p, "log-only") && str(p, k) !== undefined)
         throw usageError(`--${k} has no effect with --log-only`);
-    const files = await readBundle(dir);
-    const vkeyPath = str(p, "vkey");
-    const vkeyText =
-      vkeyPath === undefined
-        ? files.vkeys.join("\n")
-        : new TextDecoder().decode(await readInput(vkeyPath, "vkey"));
-    const vkeys = vkeyText.split("\n").filter((l) => l.trim().length > 0);
-    if (vkeys.length === 0) throw usageError("no verifier key (give --vkey FILE)");
-    const [logKey, ...others] = vkeys.map((k) => parseVerifierKey(k.trim()));
+    const logOnly = flag(p, "log-only");
+    const bundle = await readAuditBundle(dir, { keyChain: !logOnly });
+    const pins = {
+      ...(str(p, "vkey") !== undefined
+        ? { vkey: new TextDecoder().decode(await readInput(str(p, "vkey")!, "vkey")) }
+        : {}),
+      ...(str(p, "origin") !== undefined ? { origin: str(p, "origin")! } : {}),
+    };
+    if (pins.vkey !== undefined && pins.vkey.trim().length === 0)
+      throw usageError("no verifier key (give --vkey FILE)");
+    // Root causes first: the inventory (missing and unknown files), then the key and origin.
+    const failures: AuditFailure[] = [...bundle.inventory.failures];
+    const keys = logKeys(bundle, pins, failures);
+    if (keys === undefined) return finish(p, emptyReport(failures), bundle.inventory.unverified, "bundle");
+    const [logKey, ...others] = keys.verifiers;
+    const trustedNotes: { source: string; note: Uint8Array }[] = [];
     const trustedPaths = p.values["trusted-checkpoint"];
-    const trusted: Checkpoint[] = [];
-    for (const path of Array.isArray(trustedPaths) ? trustedPaths : []) {
-      // Checkpoints the auditor kept are trusted as given; their signatures were checked back then.
-      trusted.push(parseCheckpoint(parseNote(await readInput(path, "checkpoint")).text));
-    }
+    for (const path of Array.isArray(trustedPaths) ? trustedPaths : [])
+      trustedNotes.push({ source: path, note: await readInput(path, "checkpoint") });
+    const segments = bundle.segments;
+    const checkpointLog = bundle.checkpointLog ?? new Uint8Array(0);
     const bundleReport = verifyBundle({
-      origin: str(p, "origin") ?? files.origin,
+      origin: keys.origin,
       logVerifier: logKey!,
       otherVerifiers: others,
-      segments: files.segments,
-      checkpointLog: files.checkpointLog,
-      trustedCheckpoints: trusted,
+      segments,
+      checkpointLog,
+      trustedCheckpointNotes: trustedNotes,
+      ...(bundle.checkpointFile ? { checkpointFile: bundle.checkpointFile } : {}),
       // A progress line on a terminal for large bundles (stderr, so --json output stays clean).
       ...(process.stderr.isTTY
         ? {
@@ -88,8 +204,14 @@ export const command: Command = {
         : {}),
     });
     if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+    failures.push(
+      ...bundleReport.failures,
+      ...(await auditTiles(dir, segments, pathsOf(bundle.inventory, LOG_FILES.tile))),
+    );
+    const blobsRead = new Set<string>();
     const trustPath = str(p, "trust");
-    const attestation = flag(p, "log-only")
+    const files = { origin: keys.origin, vkeys: [], segments, checkpointLog, blobNames: [] };
+    const attestation = logOnly
       ? { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } }
       : await auditKeysAndAttestation(dir, files, logKey!, {
           ...(str(p, "hsm-key")
@@ -97,33 +219,24 @@ export const command: Command = {
             : {}),
           ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
           ...(trustPath ? { trustPem: await trustAnchors(trustPath) } : {}),
-          origin: str(p, "origin") ?? files.origin,
+          origin: keys.origin,
+          blobsRead,
         });
-    const report = {
-      ...bundleReport,
-      ok: bundleReport.ok && attestation.failures.length === 0,
-      failures: [...bundleReport.failures, ...attestation.failures],
+    failures.push(...attestation.failures);
+    // The blobs the log references were read and hashed above (policy_blob, evidence_blob);
+    // every other one, and all of them with --log-only, is hashed here.
+    const unread = pathsOf(bundle.inventory, LOG_FILES.blob).filter((p) => !blobsRead.has(p.slice(6)));
+    failures.push(...(await auditBlobDigests(dir, unread)));
+    // The latest checkpoint reported is the bundle's `checkpoint` file, verified as the latest.
+    const { latestCheckpoint, ...logReport } = bundleReport;
+    const report: VerifyReport = {
+      ...logReport,
+      ...(latestCheckpoint && bundle.checkpointFile ? { latestCheckpoint } : {}),
+      ok: failures.length === 0,
+      failures,
       attestation: attestation.summary,
+      logKey: logKey!.vkey,
     };
-    const keySource = vkeyPath === undefined ? "bundle" : "argument";
-    if (flag(p, "json")) {
-      printJson({ ...report, keySource });
-    } else {
-      const lines = [
-        `${report.ok ? "OK" : "FAILED"}: ${report.entries} entries, root ${report.root}`,
-        `checkpoints verified: ${report.checkpointsVerified}` +
-          (report.latestCheckpoint ? `, latest size ${report.latestCheckpoint.size}` : ""),
-        `attestation: ${report.attestation.verifiedEpochs}/${report.attestation.epochs} epochs verified, ${report.attestation.allows} allows, ${report.attestation.tokensRedeemed} tokens redeemed`,
-        `log key: ${logKey!.vkey} (from the ${keySource}${keySource === "bundle" ? "; pass --vkey to pin it" : ""})`,
-        ...report.failures.map(
-          (f) =>
-            `  ${f.check}${f.index !== undefined ? ` entry ${f.index}` : ""}` +
-            `${f.checkpoint !== undefined ? ` checkpoint #${f.checkpoint}` : ""}` +
-            `${f.segment !== undefined ? ` (${f.segment})` : ""}: ${f.reason}`,
-        ),
-      ];
-      process.stdout.write(`${lines.join("\n")}\n`);
-    }
-    return report.ok ? EXIT.ok : EXIT.failed;
+    return finish(p, report, bundle.inventory.unverified, keys.source);
   },
 };

@@ -5,6 +5,7 @@ import { decodeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
 import { MerkleTree, verifyConsistency } from "../lineage/merkle.js";
 import type { NoteVerifier } from "../lineage/note.js";
+import { segmentName } from "../lineage/record.js";
 import { parseCheckpointLog, parseSegment, type SegmentFile } from "./bundle.js";
 
 /**
@@ -30,6 +31,10 @@ export interface AuditInput {
   readonly checkpointLog: Uint8Array;
   /** Checkpoints the auditor obtained earlier (e.g. from a previous audit) — anti-rollback. */
   readonly trustedCheckpoints?: readonly Checkpoint[];
+  /** The same as signed notes, as kept: each is opened with the log key before it is trusted. */
+  readonly trustedCheckpointNotes?: readonly { readonly source: string; readonly note: Uint8Array }[];
+  /** The bundle's `checkpoint` file: it must be the latest signed checkpoint of checkpoints.log. */
+  readonly checkpointFile?: Uint8Array;
   /** Called every `progressEvery` entries with the count so far (a terminal progress line). */
   readonly onProgress?: (entries: number) => void;
   readonly progressEvery?: number;
@@ -43,6 +48,8 @@ export interface AuditFailure {
   readonly index?: number;
   readonly checkpoint?: number;
   readonly segment?: string;
+  /** The bundle file at fault, when the failure is about one file. */
+  readonly path?: string;
 }
 
 export interface AuditReport {
@@ -67,6 +74,13 @@ export function verifyBundle(input: AuditInput): AuditReport {
     } catch (e) {
       failures.push({ check: "segment_header", reason: asExecgateError(e).message, segment: file.name });
       continue;
+    }
+    if (file.name !== segmentName(seg.first)) {
+      failures.push({
+        check: "segment_name",
+        reason: `segment named ${file.name} starts at entry ${seg.first}`,
+        segment: file.name,
+      });
     }
     if (seg.first !== tree.size) {
       failures.push({
@@ -181,7 +195,21 @@ export function verifyBundle(input: AuditInput): AuditReport {
   // a rollback): the tree holds every leaf, so its root at that size is what a consistency proof
   // from there would prove; and the latest signed checkpoint must reach at least as far.
   const latest = verified[verified.length - 1];
-  for (const t of input.trustedCheckpoints ?? []) {
+  const trusted = [...(input.trustedCheckpoints ?? [])];
+  for (const t of input.trustedCheckpointNotes ?? []) {
+    try {
+      trusted.push(
+        openCheckpoint(t.note, input.origin, input.logVerifier, input.otherVerifiers ?? []).checkpoint,
+      );
+    } catch (e) {
+      failures.push({
+        check: "trusted_checkpoint_signature",
+        path: t.source,
+        reason: asExecgateError(e).message,
+      });
+    }
+  }
+  for (const t of trusted) {
     if (t.origin !== input.origin) {
       failures.push({
         check: "checkpoint_origin",
@@ -214,14 +242,67 @@ export function verifyBundle(input: AuditInput): AuditReport {
       index: latest.size,
     });
   }
+  // After coverage: a checkpoints.log rolled back shows there first, not as a stale file.
+  const file =
+    input.checkpointFile === undefined
+      ? undefined
+      : checkpointFileFailure(input, input.checkpointFile, tree, latest);
+  if (file !== undefined) failures.push({ ...file, path: "checkpoint" });
+
   return {
     ok: failures.length === 0,
     entries: tree.size,
     root: toHex(tree.root()),
     checkpointsVerified: verified.length,
-    ...(latest !== undefined
+    // The latest checkpoint reported is the bundle's `checkpoint` file once it verified as such.
+    ...(latest !== undefined && (input.checkpointFile === undefined || file === undefined)
       ? { latestCheckpoint: { size: latest.size, root: toHex(latest.rootHash) } }
       : {}),
     failures,
   };
+}
+
+/**
+ * Why the bundle's `checkpoint` file is not the latest signed checkpoint of this log, in order:
+ * it opens under the log key and origin; its root is the tree's at its size (else a fork, or a
+ * size the log does not reach); it is, byte for byte, the latest checkpoint of checkpoints.log
+ * (an older or re-signed one is stale: an auditor keeps this file for the next audit).
+ */
+function checkpointFileFailure(
+  input: AuditInput,
+  bytes: Uint8Array,
+  tree: MerkleTree,
+  latest: Checkpoint | undefined,
+): { check: string; reason: string } | undefined {
+  let cp: Checkpoint;
+  try {
+    cp = openCheckpoint(bytes, input.origin, input.logVerifier, input.otherVerifiers ?? []).checkpoint;
+  } catch (e) {
+    return { check: "checkpoint_file_signature", reason: asExecgateError(e).message };
+  }
+  if (cp.size > tree.size)
+    return {
+      check: "checkpoint_file_size",
+      reason: `covers ${cp.size} entries, the bundle has ${tree.size}`,
+    };
+  if (!bytesEqual(tree.rootAt(cp.size), cp.rootHash))
+    return { check: "checkpoint_file_fork", reason: `another root at size ${cp.size} than the log's` };
+  if (latest === undefined || latest.size !== cp.size)
+    return {
+      check: "checkpoint_file_stale",
+      reason: `covers ${cp.size} entries, the latest signed checkpoint ${latest?.size ?? "none"}`,
+    };
+  const last = lastCheckpointNote(input.checkpointLog);
+  if (last === undefined || !bytesEqual(new TextEncoder().encode(last), bytes))
+    return {
+      check: "checkpoint_file_stale",
+      reason: "not the latest signed note of checkpoints.log, byte for byte",
+    };
+  return undefined;
+}
+
+function lastCheckpointNote(checkpointLog: Uint8Array): string | undefined {
+  let note: string | undefined;
+  for (const r of parseCheckpointLog(checkpointLog).records) if (r.kind === "checkpoint") note = r.note;
+  return note;
 }

@@ -1,10 +1,14 @@
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { parseSegment } from "../audit/bundle.js";
 import { ExecgateError } from "../core/errors.js";
+import { makeDirs } from "../core/mkdirs.js";
 import type { SignedCheckpoint } from "./checkpointer.js";
 import { fsyncDir, ioError, writeAll, writeNewFileSynced } from "./fsutil.js";
+import { leafHash } from "./hash.js";
 import type { Lineage } from "./lineage.js";
+import { EntryBundleStream, HashTileStream, type TileFile } from "./tiles.js";
 
 /**
  * Bundle export: a self-contained directory an auditor verifies offline (src/audit):
@@ -13,6 +17,8 @@ import type { Lineage } from "./lineage.js";
  *   <out>/checkpoints.log              intents and signed checkpoints, up to the one for N
  *   <out>/log.vkey                     the checkpoint key (signed-note vkey), one line
  *   <out>/origin                       the checkpoint origin, one line
+ *   <out>/checkpoint                   the signed checkpoint for N (the last one in checkpoints.log)
+ *   <out>/tile/…                       C2SP tlog-tiles view of entries [0, N)
  *   <out>/blobs/<sha256 hex>           evidence referenced by digest (when a blob dir is given)
  *
  * N is the size of a checkpoint signed for the export (the tree at the time of the call), so
@@ -63,6 +69,8 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
     new TextEncoder().encode(`${checkpointer.verifier.vkey}\n`),
   );
   await writeFileSynced(join(opts.out, "origin"), new TextEncoder().encode(`${cp.checkpoint.origin}\n`));
+  await writeFileSynced(join(opts.out, "checkpoint"), new TextEncoder().encode(cp.note));
+  await writeTiles(opts.out);
   let blobs = 0;
   if (opts.blobsDir !== undefined) {
     await mkdir(join(opts.out, "blobs"), { mode: 0o750 });
@@ -76,6 +84,43 @@ export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   await fsyncDir(join(opts.out, "segments"));
   await fsyncDir(opts.out);
   return { size, checkpoint: cp, segments: extents.length, blobs };
+}
+
+/**
+ * The tlog-tiles view of the bundle's segments, written as it is built: one segment in memory at
+ * a time, one tile's hashes per level, and a write (a turn of the event loop, where token requests
+ * go on being served) after every tile — never the whole log in memory or in one turn.
+ */
+async function writeTiles(out: string): Promise<void> {
+  const dirs = new Set<string>();
+  const write = async (t: TileFile) => {
+    const path = join(out, t.path);
+    if (!dirs.has(dirname(path))) {
+      await makeDirs(dirname(path), 0o750);
+      dirs.add(dirname(path));
+    }
+    await writeFileSynced(path, t.bytes);
+  };
+  const hashes = new HashTileStream();
+  const bundles = new EntryBundleStream();
+  const segDir = join(out, "segments");
+  for (const name of (await readdir(segDir)).filter((n) => n.endsWith(".seg")).sort()) {
+    const seg = parseSegment({ name, bytes: new Uint8Array(await readFile(join(segDir, name))) });
+    if (seg.badOffset !== undefined)
+      throw new ExecgateError(
+        "internal",
+        `lineage export: segment ${name} does not parse at ${seg.badOffset}`,
+      );
+    for (const entry of seg.entries) {
+      for (const t of hashes.push(leafHash(entry))) await write(t);
+      const bundle = bundles.push(entry);
+      if (bundle) await write(bundle);
+    }
+  }
+  for (const t of hashes.finish()) await write(t);
+  const last = bundles.finish();
+  if (last) await write(last);
+  for (const d of dirs) await fsyncDir(d);
 }
 
 async function copyPrefix(from: string, to: string, length: number): Promise<void> {
@@ -123,8 +168,24 @@ export interface BundleFiles {
   readonly blobNames: readonly string[];
 }
 
+/**
+ * A path that is no directory, or a directory with none of a bundle's lineage files, is not a
+ * lineage bundle: said so (exit 3, unreadable bundle), rather than as the first failed read.
+ */
+export async function assertBundleDir(dir: string): Promise<void> {
+  const notBundle = (why: string) => new ExecgateError("io_error", `not a lineage bundle: ${dir} ${why}`);
+  const st = await stat(dir).catch(() => undefined);
+  if (st === undefined) throw notBundle("does not exist");
+  if (!st.isDirectory()) throw notBundle("is not a directory");
+  const names = await readdir(dir).catch(() => undefined);
+  if (names === undefined) throw notBundle("cannot be read");
+  if (!["segments", "checkpoints.log", "checkpoint"].some((n) => names.includes(n)))
+    throw notBundle("holds no segments/, checkpoints.log or checkpoint");
+}
+
 /** Reads an exported bundle's files for the pure verifier (src/audit/verify.ts). */
 export async function readBundle(dir: string): Promise<BundleFiles> {
+  await assertBundleDir(dir);
   try {
     const names = (await readdir(join(dir, "segments"))).filter((n) => n.endsWith(".seg")).sort();
     const segments = await Promise.all(

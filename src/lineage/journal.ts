@@ -16,6 +16,7 @@ import {
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
+  segmentName,
 } from "./record.js";
 import type { ResumePoint } from "./resume.js";
 
@@ -108,10 +109,6 @@ interface Segment {
 }
 
 const SEGMENT_NAME = /^(\d{20})\.seg$/;
-
-function segmentName(first: number): string {
-  return `${String(first).padStart(20, "0")}.seg`;
-}
 
 /** A resume point that does not fit what replay finds: start over from the beginning. */
 class ResumeMisfit extends Error {}

@@ -64,3 +64,8 @@ export function checkRecord(buf: Uint8Array, at: number, maxPayload: number): nu
   const got = recordCrc(len, buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + len));
   return got === want ? len : -1;
 }
+
+/** A journal segment's file name: its first entry index, zero-padded so names sort by index. */
+export function segmentName(first: number): string {
+  return `${String(first).padStart(20, "0")}.seg`;
+}

@@ -210,4 +210,35 @@ describe("audit: verifyBundle", () => {
     );
     expect(r.failures).toEqual([expect.objectContaining({ check: "checkpoint_coverage", index: 48 })]);
   });
+
+  it("the checkpoint file must be the latest signed checkpoint; kept notes must be signed", () => {
+    const notes = keptNotes();
+    const enc = (n: string) => new TextEncoder().encode(n);
+    const latest = verifyBundle({ ...good, checkpointFile: enc(notes[2]!) });
+    expect(latest.failures).toEqual([]);
+    expect(latest.latestCheckpoint?.size).toBe(48);
+    const older = verifyBundle({ ...good, checkpointFile: enc(notes[1]!) });
+    expect(checks(older)).toEqual(["checkpoint_file_stale"]);
+    expect(older.latestCheckpoint).toBeUndefined();
+    const other = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
+    const unsigned = verifyBundle({ ...good, checkpointFile: enc(notes[2]!.replace(/\n\n[\s\S]*$/, "\n")) });
+    expect(checks(unsigned)).toEqual(["checkpoint_file_signature"]);
+    const kept = [{ source: "kept.note", note: enc(notes[1]!) }];
+    expect(verifyBundle({ ...good, trustedCheckpointNotes: kept }).failures).toEqual([]);
+    const forged = verifyBundle({
+      ...good,
+      trustedCheckpointNotes: [{ source: "forged.note", note: enc(notes[1]!) }],
+      logVerifier: verifierFromSigner(other),
+      otherVerifiers: [verifierFromSigner(signer)],
+    });
+    expect(checks(forged)).toContain("trusted_checkpoint_signature");
+  });
+
+  it("a segment whose name is not its first index fails segment_name", () => {
+    const renamed = {
+      ...good,
+      segments: good.segments.map((s, i) => (i === 1 ? { ...s, name: "00000000000000000001.seg" } : s)),
+    };
+    expect(checks(verifyBundle(renamed))).toContain("segment_name");
+  });
 });
