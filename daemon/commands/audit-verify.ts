@@ -27,6 +27,7 @@ export const command: Command = {
     "  --ak-pub: the AK you enrolled (the ak.pub enroll wrote, or its PEM): the bundle's must be it\n" +
     "    (without it the AK is the one in the bundle's enrollment/)\n" +
     "  --hsm-key: the HSM root key you enrolled (PEM): every epoch must carry its signature\n" +
+    "    (without it the bundle's enrollment/hsm-key.pem checks every HSM signature in the log)\n" +
     "  --log-only: check the log and its checkpoints only (no key chain, no attestation)\n" +
     "  --trust: EK certificate trust anchors, one PEM file with the root AND intermediate certificates\n" +
     "    (the TPM vendor's CA chain; for dev: DIR/ek-ca.pem, which `dev up` writes with swtpm_localca's\n" +
@@ -106,8 +107,9 @@ export const command: Command = {
       attestation: attestation.summary,
     };
     const keySource = vkeyPath === undefined ? "bundle" : "argument";
+    const hsmKeySource = "hsmKeySource" in attestation ? attestation.hsmKeySource : undefined;
     if (flag(p, "json")) {
-      printJson({ ...report, keySource });
+      printJson({ ...report, keySource, ...(hsmKeySource ? { hsmKeySource } : {}) });
     } else {
       const lines = [
         `${report.ok ? "OK" : "FAILED"}: ${report.entries} entries, root ${report.root}`,
@@ -115,6 +117,12 @@ export const command: Command = {
           (report.latestCheckpoint ? `, latest size ${report.latestCheckpoint.size}` : ""),
         `attestation: ${report.attestation.verifiedEpochs}/${report.attestation.epochs} epochs verified, ${report.attestation.allows} allows, ${report.attestation.tokensRedeemed} tokens redeemed`,
         `log key: ${logKey!.vkey} (from the ${keySource}${keySource === "bundle" ? "; pass --vkey to pin it" : ""})`,
+        // Like the log key, an HSM key the bundle brings vouches only for itself.
+        ...(hsmKeySource === "bundle"
+          ? ["HSM key: enrollment/hsm-key.pem (from the bundle; pass --hsm-key to pin it)"]
+          : hsmKeySource === "argument"
+            ? ["HSM key: from the argument (--hsm-key)"]
+            : []),
         ...report.failures.map(
           (f) =>
             `  ${f.check}${f.index !== undefined ? ` entry ${f.index}` : ""}` +
