@@ -1,12 +1,12 @@
 import type { KeyObject } from "node:crypto";
-import { cp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Swtpm } from "../../src/dev/swtpm.js";
 import { type Enrollment, enroll } from "../../src/tpm/enroll.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
-import { execgate } from "../helpers/cli.js";
+import { execgate, run } from "../helpers/cli.js";
 import { startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { describeHsm, describeTpm, startSoftHsm, startSwtpm } from "../helpers/hardware.js";
 
@@ -153,6 +153,51 @@ describeTpm("audit verify: doctored enrollment files of a TPM bundle", () => {
     const v = await verify(dir, ["--trust", both]);
     expect(v.code).toBe(1);
     expect(new Set(v.checks)).toEqual(new Set(["host_origin", "token_ueid"]));
+  });
+
+  // The AK ↔ EK link the bundle cannot prove: the interactive challenge docs/audit.md gives,
+  // run as written (auditor: makecredential without a TPM; host: activatecredential).
+  it("the credential-activation challenge of docs/audit.md: the enrolled AK answers; another host's AK cannot, even loaded from its public area", async () => {
+    expect(await d.stop()).toBe(0); // the swtpm takes one connection at a time
+    /** Runs the challenge for `akPub`; the host answers with the key at `activate` (after `load`). */
+    const challenge = async (akPub: string, tag: string, activate = "0x81000010", load: string[] = []) => {
+      const auditor = [
+        "set -e",
+        `AK_NAME=$( (printf '\\000\\013'; tail -c +3 ${akPub} | openssl dgst -sha256 -binary) | xxd -p -c 256)`,
+        "head -c 32 /dev/urandom > secret.bin",
+        `tpm2_makecredential -T none -u ${join(bundle, "enrollment", "ek.pub")} -s secret.bin -n "$AK_NAME" -o challenge.cred`,
+      ].join("\n");
+      const host = [
+        "set -e",
+        "tpm2_startauthsession --policy-session -S s.ctx",
+        "tpm2_policysecret -S s.ctx -c e",
+        ...load,
+        `tpm2_activatecredential -c ${activate} -C 0x81010001 -i challenge.cred -o answer.bin -P session:s.ctx`,
+      ].join("\n");
+      const cwd = join(d.dir, `challenge-${tag}`);
+      await mkdir(cwd);
+      const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", TPM2TOOLS_TCTI: d.tpm.tcti };
+      const made = await run("sh", ["-c", auditor], env, cwd);
+      expect(made.code, made.stderr).toBe(0);
+      const answered = await run("sh", ["-c", host], env, cwd);
+      // flush the session and any loaded object whatever happened (3 transient slots)
+      await run("tpm2_flushcontext", ["-s"], env, cwd);
+      await run("tpm2_flushcontext", ["-t"], env, cwd);
+      if (answered.code !== 0) return answered.stderr;
+      const same = (await readFile(join(cwd, "answer.bin"))).equals(await readFile(join(cwd, "secret.bin")));
+      return same ? "answered" : "a wrong answer";
+    };
+    expect(await challenge(join(bundle, "enrollment", "ak.pub"), "own")).toBe("answered");
+    const foreign = join(d.dir, "foreign-ak.pub");
+    await writeFile(foreign, otherHost.akPublic);
+    // The TPM unwraps the seed with its EK, but the credential is bound to another Name.
+    expect(await challenge(foreign, "foreign")).toMatch(/integrity/i);
+    // Its public area loaded into this TPM has that Name, but no authorization to activate with.
+    const loaded = await challenge(foreign, "loaded", "ext.ctx", [
+      `tpm2_loadexternal -C n -u ${foreign} -c ext.ctx`,
+    ]);
+    expect(loaded).toMatch(/authValue or authPolicy is not available/);
+    await d.start();
   });
 
   it("ek.pub deleted, or the EK certificate deleted: ek, ek_chain", async () => {
