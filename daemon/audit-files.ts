@@ -3,7 +3,9 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { auditAttestation } from "../src/audit/attestation.js";
 import { parseCheckpointLog, parseSegment } from "../src/audit/bundle.js";
+import { hostUeid, originFailure } from "../src/audit/ek-binding.js";
 import { auditEnrollment } from "../src/audit/enrollment.js";
+import { auditHsmKey } from "../src/audit/hsm-key.js";
 import type { AuditFailure } from "../src/audit/verify.js";
 import { asExecgateError } from "../src/core/errors.js";
 import { bytesEqual, toHex } from "../src/core/hex.js";
@@ -150,6 +152,8 @@ export async function auditKeysAndAttestation(
 ): Promise<{
   failures: AuditFailure[];
   summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
+  /** Where the HSM key the audit used came from (none: the bundle has no HSM key). */
+  hsmKeySource?: "argument" | "bundle";
 }> {
   const failures: AuditFailure[] = [];
   const e = join(dir, "enrollment");
@@ -159,62 +163,33 @@ export async function auditKeysAndAttestation(
       () => undefined,
     );
   const names = await readdir(e).catch(() => [] as string[]);
-  const ekCertificates: Uint8Array[] = [];
-  for (const n of names.filter((x) => /^ek-cert-.*\.der$/.test(x)).sort())
-    ekCertificates.push((await opt(n))!);
-  const [akPublic, signingKeyPublic, attest, signature, qd] = await Promise.all(
-    [
-      "ak.pub",
-      "signing-key.pub",
-      "signing-key.certify.attest",
-      "signing-key.certify.sig",
-      "signing-key.certify.qd",
-    ].map(opt),
-  );
+  const ekCertificates: { name: string; der: Uint8Array }[] = [];
+  for (const name of names.filter((x) => /^ek-cert-.*\.der$/.test(x)).sort()) {
+    const der = await opt(name);
+    if (der) ekCertificates.push({ name, der });
+  }
+  const [ekPublic, akPublic, akPem, signingKeyPublic, signingKeyPem, attest, signature, qd, hsmKeyFile] =
+    await Promise.all(
+      [
+        "ek.pub",
+        "ak.pub",
+        "ak.pem",
+        "signing-key.pub",
+        "signing-key.pem",
+        "signing-key.certify.attest",
+        "signing-key.certify.sig",
+        "signing-key.certify.qd",
+        "hsm-key.pem",
+      ].map(opt),
+    );
   if (opts.akPin !== undefined) {
     const reason = akPinFailure(opts.akPin, akPublic);
     if (reason !== undefined) failures.push({ check: "ak_pin", reason });
   }
-  // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
-  // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
-  const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;
-  let hsmPublic: KeyObject | undefined;
-  if (opts.hsmKeyPem !== undefined) {
-    try {
-      hsmPublic = createPublicKey(opts.hsmKeyPem);
-    } catch (err) {
-      failures.push({ check: "hsm_key", reason: `--hsm-key: ${(err as Error).message}` });
-    }
-    const inBundle = await opt("hsm-key.pem");
-    if (hsmPublic && inBundle) {
-      const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
-      if (!der(createPublicKey(Buffer.from(inBundle))).equals(der(hsmPublic))) {
-        failures.push({ check: "hsm_key", reason: "the bundle's hsm-key.pem is not the pinned HSM key" });
-      }
-    }
-  }
-  const keys = !requireTpm
-    ? { failures: [] as AuditFailure[], ak: undefined }
-    : auditEnrollment({
-        ekCertificates,
-        ...(opts.trustPem ? { trustPem: opts.trustPem } : {}),
-        ...(akPublic ? { akPublic } : {}),
-        ...(signingKeyPublic ? { signingKeyPublic } : {}),
-        ...(attest && signature && qd ? { certify: { attest, signature, qualifyingData: qd } } : {}),
-        logKey: logKey.publicKey,
-        ...(hsmPublic ? { hsmPublic } : {}),
-        now: new Date(),
-      });
-  failures.push(...keys.failures);
-  if (!requireTpm && hsmPublic) {
-    const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
-    if (!der(logKey.publicKey).equals(der(hsmPublic))) {
-      failures.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
-    }
-  }
 
   const entries: Entry[] = [];
-  for (const s of files.segments) {
+  let undecodable: AuditFailure | undefined;
+  decoding: for (const s of files.segments) {
     let parsed: ReturnType<typeof parseSegment>;
     try {
       parsed = parseSegment(s);
@@ -225,15 +200,17 @@ export async function auditKeysAndAttestation(
       try {
         entries.push(decodeEntry(b));
       } catch (err) {
-        // verifyBundle reports undecodable entries; keep indices aligned for the checks here.
-        failures.push({ check: "entry", index: entries.length, reason: asExecgateError(err).message });
-        return { failures, summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } };
+        // verifyBundle reports undecodable entries; the attestation needs them all, in order.
+        undecodable = { check: "entry", index: entries.length, reason: asExecgateError(err).message };
+        break decoding;
       }
     }
   }
+  const checkpointNotes: string[] = [];
   const checkpoints = new Map<number, Uint8Array>();
   for (const r of parseCheckpointLog(files.checkpointLog).records) {
     if (r.kind !== "checkpoint") continue;
+    checkpointNotes.push(r.note);
     try {
       const cp = openCheckpoint(r.note, opts.origin, logKey).checkpoint;
       checkpoints.set(cp.size, cp.rootHash);
@@ -241,12 +218,54 @@ export async function auditKeysAndAttestation(
       // verifyBundle reports it
     }
   }
+
+  // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
+  // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
+  const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;
+  const hsm = auditHsmKey({
+    ...(opts.hsmKeyPem !== undefined ? { pinPem: opts.hsmKeyPem } : {}),
+    ...(hsmKeyFile ? { inBundle: hsmKeyFile } : {}),
+    entries,
+    checkpointNotes,
+    logKeyName: logKey.name,
+  });
+  failures.push(...hsm.failures);
+  const hsmPublic = hsm.key;
+  const keys = !requireTpm
+    ? { failures: [] as AuditFailure[], ak: undefined }
+    : auditEnrollment({
+        ...(ekPublic ? { ekPublic } : {}),
+        ekCertificates,
+        ...(opts.trustPem ? { trustPem: opts.trustPem } : {}),
+        ...(akPublic ? { akPublic } : {}),
+        ...(akPem ? { akPem } : {}),
+        ...(signingKeyPublic ? { signingKeyPublic } : {}),
+        ...(signingKeyPem ? { signingKeyPem } : {}),
+        ...(attest && signature && qd ? { certify: { attest, signature, qualifyingData: qd } } : {}),
+        logKey: logKey.publicKey,
+        ...(hsmPublic ? { hsmPublic } : {}),
+        now: new Date(),
+      });
+  failures.push(...keys.failures);
+  if (!requireTpm && hsmPublic && !logKey.publicKey.equals(hsmPublic)) {
+    failures.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
+  }
+  const ueid = hostUeid(ekPublic, hsmPublic);
+  const origin = ueid && originFailure(ueid, opts.origin);
+  if (origin) failures.push(origin);
+
+  const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
+  const source = hsm.source ? { hsmKeySource: hsm.source } : {};
+  if (undecodable) return { failures: [...failures, undecodable], summary: empty, ...source };
   const a = auditAttestation({
     entries,
     checkpoints,
     akPublic: keys.ak,
     requireTpm,
     ...(hsmPublic ? { hsmPublic } : {}),
+    // A pinned key is the auditor's demand; the bundle's own key holds epochs to it if any is signed.
+    requireHsmEpochs: hsm.source === "argument" || hsm.epochsSigned,
+    ...(ueid ? { ueid } : {}),
   });
   failures.push(
     ...a.failures,
@@ -261,5 +280,6 @@ export async function auditKeysAndAttestation(
       allows: a.allows,
       tokensRedeemed: a.tokensRedeemed,
     },
+    ...source,
   };
 }

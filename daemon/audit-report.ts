@@ -32,6 +32,7 @@ export function formatVerifyReport(
   r: VerifyReport,
   unverified: readonly string[],
   keySource: "bundle" | "argument",
+  hsmKeySource?: "bundle" | "argument",
 ): string {
   const out = [`${r.ok ? "OK" : "FAILED"}: ${r.entries} entries, root ${r.root}`];
   const first = r.failures[0];
@@ -45,6 +46,10 @@ export function formatVerifyReport(
     out.push(
       `log key: ${r.logKey} (from the ${keySource}${keySource === "bundle" ? "; pass --vkey to pin it" : ""})`,
     );
+  // Like the log key, an HSM key the bundle brings vouches only for itself.
+  if (hsmKeySource === "bundle")
+    out.push("HSM key: enrollment/hsm-key.pem (from the bundle; pass --hsm-key to pin it)");
+  else if (hsmKeySource === "argument") out.push("HSM key: from the argument (--hsm-key)");
   const groups = new Map<string, AuditFailure[]>();
   for (const f of r.failures) groups.set(f.check, [...(groups.get(f.check) ?? []), f]);
   if (groups.size > 0) out.push("failures by check:");

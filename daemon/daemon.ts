@@ -6,7 +6,6 @@ import { readBootId } from "../src/attest/boot-id.js";
 import { AttestationLoop, type TpmEpochRoot } from "../src/attest/loop.js";
 import type { CborValue } from "../src/cbor/index.js";
 import { type Config, configDigest, loadConfig } from "../src/config/index.js";
-import { digest } from "../src/core/digest.js";
 import { asExecgateError, ExecgateError } from "../src/core/errors.js";
 import { RepeatedFailure } from "../src/core/repeated-failure.js";
 import { Gate } from "../src/gate/gate.js";
@@ -32,12 +31,13 @@ import { type LoadedPolicy, loadPolicy, policyBlobs } from "../src/policy/load.j
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { SigningThread } from "../src/token/sign-thread.js";
+import { hostIdOf, lineageOrigin, UEID_TYPE_RAND, ueidOfEk, ueidOfKey } from "../src/token/ueid.js";
 import { notAnAttestationKey, notATpmSigningKey } from "../src/tpm/key-attributes.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
 import { HANDLES } from "../src/tpm/ops/handles.js";
 import { readPublic } from "../src/tpm/ops/keys.js";
 import { type PcrSelection, pcrIndices } from "../src/tpm/structures/pcr-selection.js";
-import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { parseTpm2bPublic, type TpmtPublic, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
@@ -164,7 +164,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   let akPublic: KeyObject | undefined;
   let akPublicBytes: Uint8Array | undefined;
   let signingPublic: KeyObject | undefined;
-  let ueid: Uint8Array = new Uint8Array([0x01, ...(hsmKey?.keyId ?? new Uint8Array(32))]);
+  let ueid: Uint8Array = hsmKey
+    ? ueidOfKey(hsmKey.publicKey)
+    : Uint8Array.of(UEID_TYPE_RAND, ...new Uint8Array(32));
   if (useTpm)
     try {
       const ak = await readPublic(runner, config.tpm.akHandle);
@@ -189,18 +191,18 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       akPublic = tpmPublicKey(akArea);
       akPublicBytes = ak;
       signingPublic = tpmPublicKey(skArea);
-      ueid = new Uint8Array([0x01, ...digest("sha256", tpmName(ekArea))]);
+      ueid = ueidOfEk(ekArea);
     } catch (e) {
       await hsmKey?.close();
       throw refuse(`TPM (${config.tpm.tcti})`, e);
     }
 
-  const hostId = Buffer.from(ueid.subarray(1, 9)).toString("hex");
+  const hostId = hostIdOf(ueid);
   let lineage: Lineage;
   try {
     lineage = await openLineage({
       dir: config.lineage.dir,
-      origin: `execgate/${hostId}`,
+      origin: lineageOrigin(ueid),
       signer:
         checkpointSigner === "hsm" && hsmKey
           ? hsmNoteSigner(hsmKey, `execgate-${hostId}`)

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { makeDirs } from "../src/core/mkdirs.js";
 import { exportBundle } from "../src/lineage/export.js";
 import type { Lineage } from "../src/lineage/lineage.js";
+import { ekCertificateKey } from "../src/tpm/ek-chain.js";
 import { certify } from "../src/tpm/ops/attest.js";
 import { readEkCertificates } from "../src/tpm/ops/ek-certs.js";
 import { HANDLES, handleHex } from "../src/tpm/ops/handles.js";
@@ -16,7 +17,7 @@ import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js"
  * directory; `execgate audit export` copies it out. Layout (docs/audit.md):
  *   segments/, checkpoints.log, log.vkey, origin, blobs/,  the lineage (src/lineage/export.ts)
  *   checkpoint, tile/…
- *   enrollment/                                           ek.pub, ek-cert-<nv>.der, ak.pub, ak.pem,
+ *   enrollment/                                           ek.pub, ek-cert-<nv>.der (of ek.pub), ak.pub, ak.pem,
  *                                                         signing-key.pub, signing-key.pem,
  *                                                         signing-key.certify.{attest,sig,qd},
  *                                                         hsm-key.pem (when an HSM root is configured)
@@ -65,8 +66,21 @@ export async function writeAuditBundle(o: AuditExportOptions): Promise<{ path: s
       await writeFile(join(e, "signing-key.certify.sig"), c.signature);
       await writeFile(join(e, "signing-key.certify.qd"), c.qualifyingData);
     }
+    // Only the certificates of ek.pub (the EK the AK is under and the host is named by): the
+    // auditor requires every certificate to certify it, as the bundle binds no other EK.
+    const ekKey = ek && tpmPublicKey(parseTpm2bPublic(ek));
     for (const cert of await readEkCertificates(runner))
-      await writeFile(join(e, `ek-cert-${handleHex(cert.nvIndex)}.der`), cert.der);
+      if (ekKey && certifies(cert.der, ekKey))
+        await writeFile(join(e, `ek-cert-${handleHex(cert.nvIndex)}.der`), cert.der);
   }
   return { path: out, size: r.size };
+}
+
+/** True iff the EK certificate certifies `key` (an unreadable certificate certifies nothing). */
+function certifies(der: Uint8Array, key: KeyObject): boolean {
+  try {
+    return ekCertificateKey(der).equals(key);
+  } catch {
+    return false;
+  }
 }

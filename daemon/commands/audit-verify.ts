@@ -121,9 +121,11 @@ function finish(
   report: VerifyReport,
   unverified: readonly string[],
   keySource: "bundle" | "argument",
+  hsmKeySource?: "bundle" | "argument",
 ): number {
-  if (flag(p, "json")) printJson({ ...report, keySource, unverified });
-  else process.stdout.write(formatVerifyReport(report, unverified, keySource));
+  if (flag(p, "json"))
+    printJson({ ...report, keySource, ...(hsmKeySource ? { hsmKeySource } : {}), unverified });
+  else process.stdout.write(formatVerifyReport(report, unverified, keySource, hsmKeySource));
   return report.ok ? EXIT.ok : EXIT.failed;
 }
 
@@ -134,6 +136,7 @@ export const command: Command = {
     "  --ak-pub: the AK you enrolled (the ak.pub enroll wrote, or its PEM): the bundle's must be it\n" +
     "    (without it the AK is the one in the bundle's enrollment/)\n" +
     "  --hsm-key: the HSM root key you enrolled (PEM): every epoch must carry its signature\n" +
+    "    (without it the bundle's enrollment/hsm-key.pem checks every HSM signature in the log)\n" +
     "  --log-only: check the log and its checkpoints only (no key chain, no attestation)\n" +
     "  --trust: EK certificate trust anchors, one PEM file with the root AND intermediate certificates\n" +
     "    (the TPM vendor's CA chain; for dev: DIR/ek-ca.pem, which `dev up` writes with swtpm_localca's\n" +
@@ -237,6 +240,7 @@ export const command: Command = {
       attestation: attestation.summary,
       logKey: logKey!.vkey,
     };
-    return finish(p, report, bundle.inventory.unverified, keys.source);
+    const hsmKeySource = "hsmKeySource" in attestation ? attestation.hsmKeySource : undefined;
+    return finish(p, report, bundle.inventory.unverified, keys.source, hsmKeySource);
   },
 };

@@ -25,9 +25,9 @@ import type { AuditFailure } from "./verify.js";
  *              (daemon_start, policy_loaded).
  *   decisions: every allow names a verified epoch entry.
  *   tokens:    each redeemed token is signed by the issuer key its epoch bound, names that
- *              epoch and the policy that judged it, was issued (token_issued with its digest)
- *              before, names an allow decision, and is redeemed once: once per allow decision,
- *              and its id once per run.
+ *              epoch and the policy that judged it, carries the host's ueid, was issued
+ *              (token_issued with its digest) before, names an allow decision, and is redeemed
+ *              once: once per allow decision, and its id once per run.
  */
 
 export interface AttestationAuditInput {
@@ -39,8 +39,12 @@ export interface AttestationAuditInput {
   readonly akPublic: KeyObject | undefined;
   /** Every epoch must carry a verifying TPM quote (default true). */
   readonly requireTpm?: boolean;
-  /** The HSM root key: every verified epoch must carry its signature over the binding, and it may sign tokens directly. */
+  /** The HSM root key: every HSM signature an epoch carries must verify with it, and it may sign tokens directly. */
   readonly hsmPublic?: KeyObject;
+  /** Every verified epoch must carry the HSM key's signature (default: whenever hsmPublic is given). */
+  readonly requireHsmEpochs?: boolean;
+  /** The host's ueid (from ek.pub, or the HSM key without a TPM): every redeemed token must carry it. */
+  readonly ueid?: Uint8Array;
   /** The PCR selection every quote must cover exactly (default: the one recorded with each quote). */
   readonly selection?: PcrSelection;
   readonly allowSha1?: boolean;
@@ -95,6 +99,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
   const runIds = new Set<string>();
   let tokensRedeemed = 0;
   const requireTpm = input.requireTpm ?? true;
+  const requireHsmEpochs = input.requireHsmEpochs ?? input.hsmPublic !== undefined;
   if (requireTpm && !input.akPublic) {
     failures.push({ check: "ak", reason: "no AK public key in the bundle: quotes cannot be verified" });
   }
@@ -175,13 +180,15 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           fail("epoch_quote", index, "marked verified without a quote that can be checked");
         }
         let hsmOk = true;
-        if (input.hsmPublic) {
+        const signed = e.body.hsmSignature !== undefined;
+        if (input.hsmPublic && (requireHsmEpochs || signed)) {
           const h = verifyHsmEpoch(
             { quote: e.body.quote, ...(e.body.hsmSignature ? { hsmSignature: e.body.hsmSignature } : {}) },
             input.hsmPublic,
           );
           hsmOk = h.ok;
-          if (!h.ok && rec.verified) fail("epoch_hsm", index, `${h.check}: ${h.detail}`);
+          // A signature that is there must verify, whatever the epoch's verdict.
+          if (!h.ok && (rec.verified || signed)) fail("epoch_hsm", index, `${h.check}: ${h.detail}`);
         }
         const policyDigest = e.body.policyDigest;
         if (policyDigest && !policies.has(toHex(policyDigest)))
@@ -229,6 +236,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         } else if (ep.policyDigest && !bytesEqual(ep.policyDigest, claims.policyDigest)) {
           fail("token_policy", index, "names another policy than the one that judged its epoch");
         }
+        if (input.ueid && !bytesEqual(claims.ueid, input.ueid))
+          fail("token_ueid", index, "names another host (ueid) than the bundle's enrollment");
         const issuedAt = issued.get(toHex(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)
           fail("token_issued", index, "no earlier token_issued entry with its digest");

@@ -1,26 +1,32 @@
-import type { KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { asExecgateError } from "../core/errors.js";
-import { verifyEkChain } from "../tpm/ek-chain.js";
 import { notAnAttestationKey, notATpmSigningKey } from "../tpm/key-attributes.js";
 import { parseTpm2bPublic, type TpmtPublic, tpmPublicKey } from "../tpm/structures/public.js";
 import { verifyCertify } from "../tpm/verify-quote.js";
+import { auditEkBinding } from "./ek-binding.js";
 import type { AuditFailure } from "./verify.js";
 
 /*
- * The key chain of an exported bundle (pure): EK certificate → trust anchors; the AK is a
- * restricted signing key that never leaves its TPM; the AK certifies (TPM2_Certify) the
- * checkpoint signing key as a fixedTPM, TPM-generated signing key; and that certified key is
- * the key the checkpoints are signed with. What this cannot show offline: that the AK lives in
- * the same TPM as the EK — that is established at enrollment (docs/audit.md).
+ * The key chain of an exported bundle (pure): every EK certificate certifies ek.pub and chains
+ * to the trust anchors (ek-binding.ts); the AK is a restricted signing key that never leaves its
+ * TPM; the AK certifies (TPM2_Certify) the checkpoint signing key as a fixedTPM, TPM-generated
+ * signing key; that certified key is the key the checkpoints are signed with; and the PEM copies
+ * (ak.pem, signing-key.pem) are the keys of ak.pub and signing-key.pub. What this cannot show
+ * offline: that the AK lives in the same TPM as the EK (docs/audit.md).
  */
 export interface EnrollmentAuditInput {
-  readonly ekCertificates: readonly Uint8Array[];
+  /** enrollment/ek.pub (TPM2B_PUBLIC). */
+  readonly ekPublic?: Uint8Array;
+  readonly ekCertificates: readonly { readonly name: string; readonly der: Uint8Array }[];
   /** Trust anchors (PEM); without them the EK chain cannot be checked, which is a failure. */
   readonly trustPem?: string;
   readonly intermediatesPem?: readonly string[];
   /** TPM2B_PUBLIC of the AK and of the checkpoint signing key. */
   readonly akPublic?: Uint8Array;
   readonly signingKeyPublic?: Uint8Array;
+  /** The PEM copies of the AK and the signing key (enrollment/ak.pem, signing-key.pem). */
+  readonly akPem?: Uint8Array;
+  readonly signingKeyPem?: Uint8Array;
   readonly certify?: {
     readonly attest: Uint8Array;
     readonly signature: Uint8Array;
@@ -42,22 +48,14 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
   const failures: AuditFailure[] = [];
   const fail = (check: string, reason: string) => failures.push({ check, reason });
 
-  if (input.ekCertificates.length === 0) fail("ek_chain", "no EK certificate in the bundle");
-  else if (input.trustPem === undefined)
-    fail("ek_chain", "no trust anchors given (--trust CA.pem): the EK cannot be checked");
-  else {
-    const results = input.ekCertificates.map((c) =>
-      verifyEkChain({
-        ekCert: c,
-        trustBundlePem: input.trustPem!,
-        ...(input.intermediatesPem ? { intermediates: input.intermediatesPem } : {}),
-        now: input.now,
-      }),
-    );
-    if (!results.some((r) => r.ok)) {
-      fail("ek_chain", results.map((r) => (r.ok ? "" : r.detail)).join("; "));
-    }
-  }
+  const ek = auditEkBinding({
+    ...(input.ekPublic ? { ekPublic: input.ekPublic } : {}),
+    ekCertificates: input.ekCertificates,
+    ...(input.trustPem !== undefined ? { trustPem: input.trustPem } : {}),
+    ...(input.intermediatesPem ? { intermediatesPem: input.intermediatesPem } : {}),
+    now: input.now,
+  });
+  failures.push(...ek);
 
   if (!input.akPublic) {
     fail("ak", "no AK public key in the bundle");
@@ -74,6 +72,18 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
   }
   const akProblem = notAnAttestationKey(ak);
   if (akProblem) fail("ak", akProblem);
+  const akCopy = pemCopyProblem(input.akPem, akKey);
+  if (akCopy) fail("ak_pem", `enrollment/ak.pem ${akCopy} enrollment/ak.pub`);
+  if (input.signingKeyPublic) {
+    let skKey: KeyObject | undefined;
+    try {
+      skKey = tpmPublicKey(parseTpm2bPublic(input.signingKeyPublic));
+    } catch {
+      // verifyCertify below names what is wrong with signing-key.pub
+    }
+    const skCopy = skKey && pemCopyProblem(input.signingKeyPem, skKey);
+    if (skCopy) fail("signing_key_pem", `enrollment/signing-key.pem ${skCopy} enrollment/signing-key.pub`);
+  }
 
   if (!input.signingKeyPublic || !input.certify) {
     fail("signing_key", "no certified checkpoint signing key in the bundle");
@@ -104,4 +114,16 @@ export function auditEnrollment(input: EnrollmentAuditInput): EnrollmentAudit {
     );
   }
   return { ak: akKey, failures };
+}
+
+/** Why a PEM copy is not `key` ("is missing beside", "does not parse beside", "is another key than"), or undefined. */
+function pemCopyProblem(pem: Uint8Array | undefined, key: KeyObject): string | undefined {
+  if (pem === undefined) return "is missing beside";
+  let copy: KeyObject;
+  try {
+    copy = createPublicKey(Buffer.from(pem));
+  } catch {
+    return "does not parse beside";
+  }
+  return copy.equals(key) ? undefined : "is another key than";
 }

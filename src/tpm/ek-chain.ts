@@ -78,6 +78,11 @@ function toCert(input: Uint8Array | string): X509Certificate {
   }
 }
 
+/** The public key an EK certificate (DER, NV padding allowed) certifies; throws `malformed`. */
+export function ekCertificateKey(der: Uint8Array): KeyObject {
+  return toCert(der).publicKey;
+}
+
 function certsOf(list: readonly (Uint8Array | string)[]): X509Certificate[] {
   const out: X509Certificate[] = [];
   for (const item of list) {
