@@ -5,7 +5,7 @@ import type { EvidenceState } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import { withDeadline } from "../core/deadline.js";
-import type { DenialReason } from "../core/denial.js";
+import type { DenialCode, DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
@@ -22,6 +22,7 @@ import type { TokenClaims } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
+import { type DenialKey, type DenialRepeats, type DenialVerdict, DenialWindows } from "./denial-windows.js";
 import { IssuedTokens } from "./issued.js";
 
 /*
@@ -35,6 +36,9 @@ import { IssuedTokens } from "./issued.js";
  *   token.redeem:   verify → single use (marked spent before the append, so a concurrent replay
  *                   loses) → token_redeemed durable → answer.
  *   execution.report: only for a token this run redeemed, by the same uid → execution_report.
+ *   denials:        a caller's repeats of one reason within denial_window_ms are counted, not
+ *                   recorded one by one (denial-windows.ts), unless they name an allow or a
+ *                   request already durable; the reply is the same denial either way.
  */
 
 export interface GateOptions {
@@ -64,6 +68,11 @@ export interface GateOptions {
   readonly signatureTimeoutMs?: number;
   /** Free space of the lineage's filesystem, for status (absent: not reported). */
   readonly diskSpace?: () => DiskSpace | undefined;
+  /**
+   * Repeats of one caller's denial for one reason within this many ms are counted into one
+   * denial_repeats entry (limits.denial_window_ms); absent: every denial is recorded in full.
+   */
+  readonly denialWindowMs?: number;
   /**
    * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
    * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
@@ -135,6 +144,9 @@ function requestPart(
   return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
 }
 
+/** A denial that is recorded in full, outside any window (it names an allow, or windows are off). */
+const RECORD_IN_FULL: DenialVerdict<never> = { record: true };
+
 /** What the ways of issuing a token share once the policy allowed it. */
 interface Allowed {
   readonly peer: PeerIdentity;
@@ -160,9 +172,17 @@ export class Gate {
 
   /** What decide() expects of the evidence: the boot id the daemon started under. */
   private readonly expected: { readonly bootId: string };
+  /** Open windows of repeated denials; each holds the reference of the decision that opened it. */
+  private readonly denials: DenialWindows<Promise<BackRef | undefined>> | undefined;
+  private denialTimer: NodeJS.Timeout | undefined;
+  /** After stop's flush every denial is recorded in full: no window would ever be closed. */
+  private denialsFlushed = false;
+  /** denial_repeats appends under way (stop waits for them before daemon_stop). */
+  private readonly repeatsInFlight = new Set<Promise<void>>();
 
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
+    this.denials = o.denialWindowMs === undefined ? undefined : new DenialWindows(o.denialWindowMs);
   }
 
   private time(): EntryTime {
@@ -181,22 +201,105 @@ export class Gate {
 
   /**
    * Records a denial that has no request entry of its own (malformed frame, rate limit, peer
-   * not identifiable, redeem/report refusals). Fails quietly to the operator log when even the
-   * lineage cannot take it: the reply is a denial either way.
+   * not identifiable, redeem/report refusals), or counts it in its caller's open window when it
+   * names nothing (`refs`: a denial naming an allow is always recorded). Fails quietly to the
+   * operator log when even the lineage cannot take it: the reply is a denial either way.
    */
   async recordDenial(
     peer: PeerIdentity | undefined,
     reason: DenialReason,
     detail: string,
     refs: readonly BackRef[] = [],
+    code?: DenialCode,
   ): Promise<void> {
     this.countDenial(reason);
-    this.o.log.info({ reason, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
+    const verdict = refs.length > 0 ? RECORD_IN_FULL : this.noteDenial({ uid: peer?.uid, reason, code });
+    if (!verdict.record) return;
+    this.o.log.info({ reason, code, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
+    const appended = this.o.lineage.journal.append(
+      makeEntry("decision", this.time(), { allow: false, reason, ...(code ? { code } : {}) }, refs),
+    );
+    if (verdict.window) verdict.window.first = appended.then(refOf, () => undefined);
     try {
-      await this.o.lineage.journal.append(makeEntry("decision", this.time(), { allow: false, reason }, refs));
+      await appended;
     } catch (e) {
       this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
     }
+  }
+
+  /** Counts the denial in its key's open window ({ record: false }), or says to record it in full. */
+  private noteDenial(key: DenialKey): DenialVerdict<Promise<BackRef | undefined>> {
+    if (!this.denials || this.denialsFlushed) return RECORD_IN_FULL;
+    const verdict = this.denials.note(key, this.o.monoUs() / 1000, this.o.now());
+    if (verdict.record && verdict.window) this.armDenialTimer();
+    return verdict;
+  }
+
+  /** One timer, for the window that ends first; it records what ended and re-arms for the rest. */
+  private armDenialTimer(): void {
+    const windows = this.denials;
+    if (this.denialTimer || !windows || this.denialsFlushed) return;
+    const next = windows.nextEndMs();
+    if (next === undefined) return;
+    this.denialTimer = setTimeout(
+      () => {
+        this.denialTimer = undefined;
+        const ended = windows.closed(this.o.monoUs() / 1000);
+        this.armDenialTimer();
+        this.recordRepeats(ended);
+      },
+      Math.max(0, Math.ceil(next - this.o.monoUs() / 1000)),
+    );
+    this.denialTimer.unref();
+  }
+
+  /** Appends one denial_repeats entry per window, naming the decision that opened it when that is durable. */
+  private recordRepeats(ended: readonly DenialRepeats<Promise<BackRef | undefined>>[]): void {
+    const windowMs = this.denials?.windowMs ?? 0;
+    for (const r of ended) {
+      const p = (async () => {
+        const first = await r.first;
+        this.o.log.info({ reason: r.reason, code: r.code, uid: r.uid, count: r.count }, "denials_repeated");
+        try {
+          await this.o.lineage.journal.append(
+            makeEntry(
+              "denial_repeats",
+              this.time(),
+              {
+                reason: r.reason,
+                ...(r.code ? { code: r.code } : {}),
+                ...(r.uid !== undefined ? { uid: r.uid } : {}),
+                count: r.count,
+                firstMs: r.firstMs,
+                lastMs: r.lastMs,
+                windowMs,
+              },
+              first ? [first] : [],
+            ),
+          );
+        } catch (e) {
+          this.o.log.error(
+            { reason: r.reason, uid: r.uid, count: r.count, err: asExecgateError(e).message },
+            "denial_repeats_not_recorded",
+          );
+        }
+      })();
+      this.repeatsInFlight.add(p);
+      void p.finally(() => this.repeatsInFlight.delete(p));
+    }
+  }
+
+  /**
+   * At stop, before daemon_stop: every open window's count is recorded, and denials from now on
+   * are recorded in full. A crash instead loses the counts of the windows open then (at most one
+   * window per key).
+   */
+  async flushDenials(): Promise<void> {
+    this.denialsFlushed = true;
+    clearTimeout(this.denialTimer);
+    this.denialTimer = undefined;
+    if (this.denials) this.recordRepeats(this.denials.drain());
+    await Promise.all([...this.repeatsInFlight]);
   }
 
   async requestToken(peer: PeerIdentity, args: TokenRequestArgs): Promise<GateResult<IssuedReply>> {
@@ -273,13 +376,22 @@ export class Gate {
     if (!decision.allow) {
       const reason = decision.reason;
       this.countDenial(reason);
+      // A request already durable (it waited for an epoch) gets its decision; others may be counted.
+      const verdict = requestRef ? RECORD_IN_FULL : this.noteDenial({ uid: peer.uid, reason });
+      if (!verdict.record) return { ok: false, reason };
       this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
+      const appended = this.o.lineage.journal.appendLinked((first) => {
+        const req = requestPart(request, requestRef, first);
+        const denial = this.denialEntry(reason, req.ref, evidence);
+        return req.bytes ? [req.bytes, denial] : [denial];
+      });
+      if (verdict.window)
+        verdict.window.first = appended.then(
+          (rs) => refOf(rs[rs.length - 1]!),
+          () => undefined,
+        );
       try {
-        await this.o.lineage.journal.appendLinked((first) => {
-          const req = requestPart(request, requestRef, first);
-          const denial = this.denialEntry(reason, req.ref, evidence);
-          return req.bytes ? [req.bytes, denial] : [denial];
-        });
+        await appended;
       } catch (e) {
         this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
       }
@@ -666,6 +778,10 @@ export class Gate {
       },
     };
   }
+}
+
+function refOf(r: { readonly index: number; readonly leafHash: Uint8Array }): BackRef {
+  return { index: r.index, leafHash: r.leafHash };
 }
 
 function epochRef(ev: EvidenceState | undefined): BackRef[] {
