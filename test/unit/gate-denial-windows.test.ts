@@ -83,32 +83,36 @@ describe("DenialWindows (pure: both clocks passed in)", () => {
       fc.record({ kind: fc.constant("close" as const), dt: fc.nat(700) }),
     );
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 2000 }), fc.array(step, { maxLength: 300 }), (windowMs, steps) => {
-        const w = new DenialWindows<never>(windowMs, 5);
-        let mono = 1000;
-        let wall = 1_700_000_000_000;
-        let denials = 0;
-        let recorded = 0;
-        const reports: DenialRepeats<never>[] = [];
-        for (const s of steps) {
-          mono += s.dt;
-          if (s.kind === "close") {
-            reports.push(...w.closed(mono));
-            continue;
+      fc.property(
+        fc.integer({ min: 1, max: 2000 }),
+        fc.array(step, { maxLength: 300 }),
+        (windowMs, steps) => {
+          const w = new DenialWindows<never>(windowMs, 5);
+          let mono = 1000;
+          let wall = 1_700_000_000_000;
+          let denials = 0;
+          let recorded = 0;
+          const reports: DenialRepeats<never>[] = [];
+          for (const s of steps) {
+            mono += s.dt;
+            if (s.kind === "close") {
+              reports.push(...w.closed(mono));
+              continue;
+            }
+            wall = Math.max(0, wall + s.wall); // the wall clock may jump either way
+            denials++;
+            if (w.note(s.key, mono, wall).record) recorded++;
           }
-          wall = Math.max(0, wall + s.wall); // the wall clock may jump either way
-          denials++;
-          if (w.note(s.key, mono, wall).record) recorded++;
-        }
-        reports.push(...w.drain());
-        expect(recorded + reports.reduce((n, r) => n + r.count, 0)).toBe(denials);
-        for (const r of reports) {
-          expect(r.count).toBeGreaterThan(0);
-          expect(r.lastMs).toBeGreaterThanOrEqual(r.firstMs);
-          expect(r.lastMs - r.firstMs).toBeLessThan(windowMs);
-        }
-        expect(w.size).toBe(0);
-      }),
+          reports.push(...w.drain());
+          expect(recorded + reports.reduce((n, r) => n + r.count, 0)).toBe(denials);
+          for (const r of reports) {
+            expect(r.count).toBeGreaterThan(0);
+            expect(r.lastMs).toBeGreaterThanOrEqual(r.firstMs);
+            expect(r.lastMs - r.firstMs).toBeLessThan(windowMs);
+          }
+          expect(w.size).toBe(0);
+        },
+      ),
     );
   });
 });
