@@ -22,7 +22,7 @@ import type { TokenClaims } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
-import { type DenialKey, type DenialRepeats, type DenialVerdict, DenialWindows } from "./denial-windows.js";
+import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
 import { IssuedTokens } from "./issued.js";
 
 /*
@@ -144,9 +144,6 @@ function requestPart(
   return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
 }
 
-/** A denial that is recorded in full, outside any window (it names an allow, or windows are off). */
-const RECORD_IN_FULL: DenialVerdict<never> = { record: true };
-
 /** What the ways of issuing a token share once the policy allowed it. */
 interface Allowed {
   readonly peer: PeerIdentity;
@@ -172,17 +169,18 @@ export class Gate {
 
   /** What decide() expects of the evidence: the boot id the daemon started under. */
   private readonly expected: { readonly bootId: string };
-  /** Open windows of repeated denials; each holds the reference of the decision that opened it. */
-  private readonly denials: DenialWindows<Promise<BackRef | undefined>> | undefined;
-  private denialTimer: NodeJS.Timeout | undefined;
-  /** After stop's flush every denial is recorded in full: no window would ever be closed. */
-  private denialsFlushed = false;
-  /** denial_repeats appends under way (stop waits for them before daemon_stop). */
-  private readonly repeatsInFlight = new Set<Promise<void>>();
+  /** Repeats of a caller's denial, counted instead of recorded one by one. */
+  private readonly denials: DenialRecorder;
 
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
-    this.denials = o.denialWindowMs === undefined ? undefined : new DenialWindows(o.denialWindowMs);
+    this.denials = new DenialRecorder({
+      journal: o.lineage.journal,
+      windowMs: o.denialWindowMs,
+      now: o.now,
+      monoUs: o.monoUs,
+      log: o.log,
+    });
   }
 
   private time(): EntryTime {
@@ -213,7 +211,7 @@ export class Gate {
     code?: DenialCode,
   ): Promise<void> {
     this.countDenial(reason);
-    const verdict = refs.length > 0 ? RECORD_IN_FULL : this.noteDenial({ uid: peer?.uid, reason, code });
+    const verdict = refs.length > 0 ? RECORD_IN_FULL : this.denials.note({ uid: peer?.uid, reason, code });
     if (!verdict.record) return;
     this.o.log.info({ reason, code, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
     const appended = this.o.lineage.journal.append(
@@ -227,79 +225,9 @@ export class Gate {
     }
   }
 
-  /** Counts the denial in its key's open window ({ record: false }), or says to record it in full. */
-  private noteDenial(key: DenialKey): DenialVerdict<Promise<BackRef | undefined>> {
-    if (!this.denials || this.denialsFlushed) return RECORD_IN_FULL;
-    const verdict = this.denials.note(key, this.o.monoUs() / 1000, this.o.now());
-    if (verdict.record && verdict.window) this.armDenialTimer();
-    return verdict;
-  }
-
-  /** One timer, for the window that ends first; it records what ended and re-arms for the rest. */
-  private armDenialTimer(): void {
-    const windows = this.denials;
-    if (this.denialTimer || !windows || this.denialsFlushed) return;
-    const next = windows.nextEndMs();
-    if (next === undefined) return;
-    this.denialTimer = setTimeout(
-      () => {
-        this.denialTimer = undefined;
-        const ended = windows.closed(this.o.monoUs() / 1000);
-        this.armDenialTimer();
-        this.recordRepeats(ended);
-      },
-      Math.max(0, Math.ceil(next - this.o.monoUs() / 1000)),
-    );
-    this.denialTimer.unref();
-  }
-
-  /** Appends one denial_repeats entry per window, naming the decision that opened it when that is durable. */
-  private recordRepeats(ended: readonly DenialRepeats<Promise<BackRef | undefined>>[]): void {
-    const windowMs = this.denials?.windowMs ?? 0;
-    for (const r of ended) {
-      const p = (async () => {
-        const first = await r.first;
-        this.o.log.info({ reason: r.reason, code: r.code, uid: r.uid, count: r.count }, "denials_repeated");
-        try {
-          await this.o.lineage.journal.append(
-            makeEntry(
-              "denial_repeats",
-              this.time(),
-              {
-                reason: r.reason,
-                ...(r.code ? { code: r.code } : {}),
-                ...(r.uid !== undefined ? { uid: r.uid } : {}),
-                count: r.count,
-                firstMs: r.firstMs,
-                lastMs: r.lastMs,
-                windowMs,
-              },
-              first ? [first] : [],
-            ),
-          );
-        } catch (e) {
-          this.o.log.error(
-            { reason: r.reason, uid: r.uid, count: r.count, err: asExecgateError(e).message },
-            "denial_repeats_not_recorded",
-          );
-        }
-      })();
-      this.repeatsInFlight.add(p);
-      void p.finally(() => this.repeatsInFlight.delete(p));
-    }
-  }
-
-  /**
-   * At stop, before daemon_stop: every open window's count is recorded, and denials from now on
-   * are recorded in full. A crash instead loses the counts of the windows open then (at most one
-   * window per key).
-   */
-  async flushDenials(): Promise<void> {
-    this.denialsFlushed = true;
-    clearTimeout(this.denialTimer);
-    this.denialTimer = undefined;
-    if (this.denials) this.recordRepeats(this.denials.drain());
-    await Promise.all([...this.repeatsInFlight]);
+  /** At stop, before daemon_stop: the counts of open denial windows are recorded (DenialRecorder.flush). */
+  flushDenials(): Promise<void> {
+    return this.denials.flush();
   }
 
   async requestToken(peer: PeerIdentity, args: TokenRequestArgs): Promise<GateResult<IssuedReply>> {
@@ -377,7 +305,7 @@ export class Gate {
       const reason = decision.reason;
       this.countDenial(reason);
       // A request already durable (it waited for an epoch) gets its decision; others may be counted.
-      const verdict = requestRef ? RECORD_IN_FULL : this.noteDenial({ uid: peer.uid, reason });
+      const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
       if (!verdict.record) return { ok: false, reason };
       this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
       const appended = this.o.lineage.journal.appendLinked((first) => {
