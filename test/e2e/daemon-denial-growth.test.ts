@@ -162,6 +162,28 @@ describeTpm(
       const v = await execgate(["audit", "verify", bundle, "--json", "--trust", trust]);
       expect(JSON.parse(v.stdout).failures).toEqual([]);
       expect(v.code).toBe(0);
-    }, 180_000);
+
+      // A crash (kill -9) with a window open loses that window's count, and nothing else: its
+      // first denial is in the log, and the log after the restart verifies.
+      const before = entries.length;
+      const again = await asNobody(d);
+      expect(JSON.parse(again.out).reasons).toEqual({ peer_unknown: REQUESTS });
+      await d.crash();
+      await d.start();
+      await d.stop();
+      const after = await lineageEntries(d.lineageDir);
+      const crashed = floodEntries(after).filter((e) => after.indexOf(e) >= before);
+      expect(crashed.filter((e) => e.type === "denial_repeats")).toEqual([]);
+      expect(
+        crashed.filter((e) => e.type === "decision" && e.body.reason === "peer_unknown").length,
+      ).toBeGreaterThan(0);
+      expect(crashed.length).toBeLessThanOrEqual(10);
+      await d.start();
+      const bundle2 = join(d.dir, "bundle-after-crash");
+      expect((await execgate(["audit", "export", "--out", bundle2, "--json"], d.env)).code).toBe(0);
+      const v2 = await execgate(["audit", "verify", bundle2, "--json", "--trust", trust]);
+      expect(JSON.parse(v2.stdout).failures).toEqual([]);
+      expect(v2.code).toBe(0);
+    }, 240_000);
   },
 );
