@@ -20,7 +20,29 @@ export function parseCommandArgs(
     const r = parseArgs({ args: [...argv], options, allowPositionals, strict: true });
     return { values: r.values as Parsed["values"], positionals: r.positionals };
   } catch (e) {
-    throw usageError(e instanceof Error ? e.message : String(e));
+    throw usageError(parseArgsMessage(e));
+  }
+}
+
+/** Node's parseArgs errors, said in our words (the command name and `--help` come from the CLI). */
+function parseArgsMessage(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  const msg = err.message ?? String(e);
+  const quoted = /'([^']*)'/.exec(msg)?.[1];
+  switch (err.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown option ${quoted ?? ""} (--help lists the options)`.replace("  ", " ");
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${quoted ?? ""}: this command takes options only (--help)`.replace(
+        "  ",
+        " ",
+      );
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return /argument missing/.test(msg)
+        ? `${quoted?.split(" ")[0] ?? "an option"} needs a value`
+        : `${quoted?.split(" ")[0] ?? "an option"} takes no value`;
+    default:
+      return msg;
   }
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { readFileSync } from "node:fs";
 import { asExecgateError } from "../src/core/errors.js";
 import { COMMANDS } from "./command-table.js";
 import { EXIT, exitCodeFor } from "./exit.js";
+import { packageVersion, versionText } from "./version.js";
 
 /** A CLI command: parses its own argv, prints, and returns the exit code. */
 export interface Command {
@@ -37,22 +37,6 @@ async function printHelp(group?: string): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-/** The package's version, from the package.json beside dist/ (or beside daemon/ in a checkout). */
-function version(): string {
-  for (const rel of ["../../package.json", "../package.json"]) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (pkg.name === "execgate" && typeof pkg.version === "string") return pkg.version;
-    } catch {
-      // not this one
-    }
-  }
-  return "unknown";
-}
-
 const isHelp = (a: string | undefined) => a === "--help" || a === "-h" || a === "help";
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -61,7 +45,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return argv.length === 0 ? EXIT.usage : EXIT.ok;
   }
   if (argv[0] === "--version" || argv[0] === "-V") {
-    process.stdout.write(`execgate ${version()}\n`);
+    process.stdout.write(
+      versionText(packageVersion(), { version: process.version, lts: process.release.lts }),
+    );
     return EXIT.ok;
   }
   const found = findCommand(argv);

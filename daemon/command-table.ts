@@ -16,6 +16,7 @@ export const COMMANDS: Record<string, Loader> = {
   "measure eventlog": async () => (await import("./commands/measure-eventlog.js")).command,
   "measure ima": async () => (await import("./commands/measure-ima.js")).command,
   "policy check": async () => (await import("./commands/policy-check.js")).command,
+  "action-digest": async () => (await import("./commands/action-digest.js")).command,
   run: async () => (await import("./commands/run.js")).command,
   "token request": async () => (await import("./commands/token-request.js")).command,
   "token redeem": async () => (await import("./commands/token-redeem.js")).command,

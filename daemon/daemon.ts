@@ -26,6 +26,7 @@ import { timeHsmSigning } from "../src/metrics/hsm.js";
 import { type MetricsServer, startMetricsServer } from "../src/metrics/server.js";
 import { TimedTpmRunner } from "../src/metrics/tpm.js";
 import { loadNative, sdNotify } from "../src/native/index.js";
+import { PolicyHolder } from "../src/policy/holder.js";
 import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
 import { type LoadedPolicy, loadPolicy, policyBlobs } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
@@ -105,9 +106,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     throw refuse("systemd watchdog (WATCHDOG_USEC)", e);
   }
 
-  let current: LoadedPolicy;
+  let policy: PolicyHolder;
   try {
-    current = await loadPolicy(config.daemon.policy);
+    policy = new PolicyHolder(await loadPolicy(config.daemon.policy), Date.now());
   } catch (e) {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
@@ -122,7 +123,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     return p;
   };
   try {
-    checkQuoted(current);
+    checkQuoted(policy.current);
   } catch (e) {
     throw refuse(`policy ${config.daemon.policy}`, e);
   }
@@ -265,12 +266,15 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       makeEntry("daemon_start", time(), {
         reason: "start",
         configDigest: configDigest(config),
-        policyDigest: current.digest,
+        policyDigest: policy.current.digest,
       }),
     );
-    await storePolicy(current);
+    await storePolicy(policy.current);
     await lineage.journal.append(
-      makeEntry("policy_loaded", time(), { policyDigest: current.digest, source: config.daemon.policy }),
+      makeEntry("policy_loaded", time(), {
+        policyDigest: policy.current.digest,
+        source: config.daemon.policy,
+      }),
     );
   } catch (e) {
     throw await refuseOpened("lineage store is not writable", e, closeLineageSteps);
@@ -285,7 +289,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const loop = new AttestationLoop({
     ...tpmRoot,
     ...(roots !== "tpm" && hsmKey ? { hsm: hsmKey } : {}),
-    policy: () => current,
+    policy: () => policy.current,
     issuerKey: issuerRaw,
     lineage,
     blobs,
@@ -302,7 +306,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const gate = new Gate({
     lineage,
     loop,
-    policy: () => current,
+    policy: () => policy.current,
+    policyStatus: () => policy.status(Date.now()),
     issuerPrivateKey: issuer.privateKey,
     issuerPublicKey: issuer.publicKey,
     ...(config.hsm.tokenSigner === "hsm" && hsmKey
@@ -498,6 +503,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     {
       socket: config.daemon.socket,
       activated,
+      // The runtime, for operators checking that the host runs the pinned Node.
+      node: process.version,
       metrics: metricsServer?.address,
       watchdogMs: watchdogUsec === undefined ? undefined : watchdogUsec / 1000,
       ready: notifier.isReady,
@@ -539,13 +546,15 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
         await lineage.journal.append(
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
         );
-        current = next;
+        policy.replaced(next, Date.now());
         // Evidence judged under the old policy is not used from now on (decide); a new epoch
         // judges the state under this one at once.
         loop.refresh();
         log.info({ digest: Buffer.from(next.digest).toString("hex") }, "policy_reloaded");
       } catch (e) {
-        log.error({ err: asExecgateError(e).message }, "policy_reload_failed_keeping_old");
+        const err = asExecgateError(e).message;
+        policy.refused(err, Date.now());
+        log.error({ err }, "policy_reload_failed_keeping_old");
       }
     })();
   };

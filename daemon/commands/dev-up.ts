@@ -1,5 +1,5 @@
 import { type KeyObject, randomBytes } from "node:crypto";
-import { access, chown, readFile, writeFile } from "node:fs/promises";
+import { access, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeEpochBinding } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
@@ -14,7 +14,7 @@ import { generateHsmKey, HsmKey } from "../../src/hsm/hsm.js";
 import { LockFile } from "../../src/lineage/lock.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { verifyEkChain } from "../../src/tpm/ek-chain.js";
-import { enroll } from "../../src/tpm/enroll.js";
+import { type Enrollment, enroll } from "../../src/tpm/enroll.js";
 import { freshQuote } from "../../src/tpm/fresh-quote.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION, pcrRead } from "../../src/tpm/ops/pcr.js";
@@ -24,6 +24,7 @@ import { verifyCertify } from "../../src/tpm/verify-quote.js";
 import { flag, parseCommandArgs, printJson, str } from "../args.js";
 import type { Command } from "../cli.js";
 import { StartupError, startDaemon } from "../daemon.js";
+import { pinFiles } from "../enrollment-pins.js";
 import { EXIT, usageError } from "../exit.js";
 
 /**
@@ -248,7 +249,7 @@ async function serveHsm(dir: string, hsm: SoftHsm): Promise<number> {
 async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
   const tpm = await Swtpm.start({ dir: join(dir, "tpm") });
   try {
-    await enroll(tpm.runner);
+    await writePins(dir, await enroll(tpm.runner));
     const config = join(dir, "execgate-tpm+hsm.toml");
     const policy = join(dir, "policy.toml");
     const socket = join(dir, "execgate.sock");
@@ -274,6 +275,13 @@ async function serveTpmHsm(dir: string, hsm: SoftHsm): Promise<number> {
   } finally {
     await tpm.stop();
   }
+}
+
+/** DIR/enrollment: the public keys an auditor pins (as `execgate enroll` writes them), rewritten each start. */
+async function writePins(dir: string, e: Enrollment): Promise<void> {
+  const out = join(dir, "enrollment");
+  await mkdir(out, { recursive: true });
+  for (const [name, data] of pinFiles(e)) await writeFile(join(out, name), data);
 }
 
 const exists = (f: string) =>
@@ -317,14 +325,16 @@ async function runDev(
       `  in another shell:  set -a; . ${join(dir, "env")}; set +a\n` +
       "                     execgate status; execgate run --scope dev -- echo hello\n" +
       (tpm
-        ? `  dev EK CA (swtpm_localca root + issuer, in ${tpm.paths.caDir}) for audit verify: --trust ${ekCa}\n`
+        ? `  dev EK CA (swtpm_localca root + issuer, in ${tpm.paths.caDir}) for audit verify: --trust ${ekCa}\n` +
+          `  the enrollment an auditor pins: ${join(dir, "enrollment")}; audit with:\n` +
+          `    execgate audit export --out BUNDLE && execgate audit verify BUNDLE --trust ${ekCa} --ak-pub ${join(dir, "enrollment", "ak.pub")}\n`
         : ""),
   );
   return daemon.done;
 }
 
 async function serve(tpm: Swtpm, dir: string): Promise<number> {
-  await enroll(tpm.runner);
+  await writePins(dir, await enroll(tpm.runner));
   const config = join(dir, "execgate.toml");
   const policy = join(dir, "policy.toml");
   const socket = join(dir, "execgate.sock");

@@ -13,10 +13,11 @@ import { enroll } from "../../src/tpm/enroll.js";
 import { handleHex } from "../../src/tpm/ops/handles.js";
 import { DEFAULT_PCR_SELECTION_TEXT, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parsePcrSelectionText } from "../../src/tpm/structures/pcr-selection.js";
-import { parseTpm2bPublic, tpmName, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { parseTpm2bPublic, tpmName } from "../../src/tpm/structures/public.js";
 import { flag, type Parsed, parseCommandArgs, printJson, requireStr, str, writeOutput } from "../args.js";
 import type { Command } from "../cli.js";
 import { loadConfigArg } from "../config-arg.js";
+import { pinFiles } from "../enrollment-pins.js";
 import { EXIT, usageError } from "../exit.js";
 import { makeOutDir } from "../out-dir.js";
 import { runnerFor, signingKeyHandle, TPM_OPTIONS, TPM_USAGE, tpmSettings } from "../tpm-context.js";
@@ -99,13 +100,7 @@ export const command: Command = {
       await writeOutput(join(out, name), data, name);
       files[name] = createHash("sha256").update(data).digest("hex");
     };
-    const pem = (pub: Uint8Array) =>
-      String(tpmPublicKey(parseTpm2bPublic(pub)).export({ type: "spki", format: "pem" }));
-    await put("ek.pub", e.ekPublic);
-    await put("ak.pub", e.akPublic);
-    await put("ak.pem", pem(e.akPublic));
-    await put("signing-key.pub", e.signingKeyPublic);
-    await put("signing-key.pem", pem(e.signingKeyPublic));
+    for (const [name, data] of pinFiles(e)) await put(name, data);
     await put("signing-key.certify.attest", e.signingKeyCertify.attest);
     await put("signing-key.certify.sig", e.signingKeyCertify.signature);
     for (const c of e.ekCertificates) await put(`ek-cert-${handleHex(c.nvIndex)}.der`, c.der);

@@ -10,6 +10,29 @@ import { flag, parseCommandArgs, printJson, readInput, requireStr, str } from ".
 import type { Command } from "../cli.js";
 import { EXIT } from "../exit.js";
 
+/**
+ * A dry run judges only the evidence it was given: a rule that fails because its input was not
+ * given on the command line is a skip naming the missing flag, not a failure (the daemon, which
+ * always has its inputs, still fails closed on them).
+ */
+export function skipUngiven(
+  results: readonly RuleResult[],
+  given: { readonly pcrs: boolean; readonly eventlog: boolean; readonly ima: boolean },
+): RuleResult[] {
+  const needs = (rule: string): string | undefined => {
+    const flags: string[] = [];
+    if (!given.pcrs && (rule.startsWith("pcrs.") || rule === "eventlog.replay" || rule === "ima.pcr10"))
+      flags.push("--pcrs");
+    if (!given.eventlog && rule.startsWith("eventlog.")) flags.push("--eventlog");
+    if (!given.ima && rule.startsWith("ima.")) flags.push("--ima");
+    return flags.length === 0 ? undefined : `no ${flags.join(" or ")} given`;
+  };
+  return results.map((r) => {
+    const missing = r.status === "fail" || r.status === "skip" ? needs(r.rule) : undefined;
+    return missing === undefined ? r : { rule: r.rule, status: "skip", detail: missing };
+  });
+}
+
 export const command: Command = {
   summary:
     "validate the whole policy file as the daemon loads it, then dry-run its integrity rules against recorded evidence",
@@ -71,19 +94,26 @@ export const command: Command = {
       });
     }
     const d = evaluateIntegrity(policy, evidence);
-    const all = [...warnings, ...results, ...d.results];
-    const ok = d.ok && results.length === 0;
+    const judged = skipUngiven(d.results, { pcrs: !!pcrsPath, eventlog: !!elPath, ima: !!imaPath });
+    const all = [...warnings, ...results, ...judged];
+    const failed = judged.find((r) => r.status === "fail");
+    const ok = failed === undefined && results.length === 0;
+    const skipped = judged.filter((r) => r.status === "skip" && r.detail.startsWith("no --")).length;
     if (flag(p, "json")) {
       printJson({
         ok,
-        ...(d.ok ? {} : { deny: d.deny, rule: d.rule, detail: d.detail }),
+        ...(failed === undefined ? {} : { deny: failed.reason, rule: failed.rule, detail: failed.detail }),
+        ...(skipped > 0 ? { skipped } : {}),
         quirks: d.eventlogQuirks,
         results: all,
       });
     } else {
       const lines = all.map((r) => `${r.status.toUpperCase().padEnd(4)}  ${r.rule}: ${r.detail}`);
+      const notRun = skipped > 0 ? ` (${skipped} check(s) not run: give the evidence they need)` : "";
       lines.push(
-        ok ? "result: allow" : `result: deny (${d.ok ? "evidence unreadable" : `${d.deny}, ${d.rule}`})`,
+        ok
+          ? `result: allow${skipped > 0 ? " as far as checked" : ""}${notRun}`
+          : `result: deny (${failed === undefined ? "evidence unreadable" : `${failed.reason}, ${failed.rule}`})${notRun}`,
       );
       process.stdout.write(`${lines.join("\n")}\n`);
     }

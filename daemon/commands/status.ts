@@ -58,7 +58,10 @@ function summary(st: JsonObject, lines: string[]): void {
       (num(ep.reset_count) ?? -1) >= 0
         ? ` (TPM reset ${String(ep.reset_count)}, restart ${String(ep.restart_count)})`
         : "";
-    row("epoch", "epoch", `${String(ep.seq)} ${outcome}${counts}`);
+    // seq counts from 0 in each run; the hardware line counts epochs from 1: say both alike.
+    const seq = num(ep.seq);
+    const nth = seq === undefined ? String(ep.seq) : `#${String(seq + 1)} of this run (seq ${String(seq)})`;
+    row("epoch", "epoch", `${nth}, ${outcome}${counts}`);
   } else if (st.epoch === null) row("epoch", "epoch", "none yet");
   if ("evidence_age_ms" in st) {
     const age = num(st.evidence_age_ms);
@@ -95,13 +98,29 @@ function summary(st: JsonObject, lines: string[]): void {
       "lineage",
       `${String(l.size)} entries, signed checkpoint at ${String(l.checkpoint_size)} (lag ${String(l.checkpoint_lag)})${diskText(l)}`,
     );
+  const pol = obj(st.policy);
+  if (pol) {
+    const reload = obj(pol.last_reload);
+    const since = num(pol.loaded_age_ms);
+    const reloadText = reload
+      ? reload.ok === true
+        ? `last reload ok ${ago(num(reload.age_ms) ?? 0)} ago`
+        : `LAST RELOAD REFUSED ${ago(num(reload.age_ms) ?? 0)} ago, old policy kept: ${String(reload.error)}`
+      : "not reloaded since start";
+    row(
+      "policy",
+      "policy",
+      `${String(pol.digest)}${pol.path === undefined ? "" : ` (${String(pol.path)})`}${since === undefined ? "" : `, in force ${ago(since)}`}; ${reloadText}`,
+    );
+  }
   const hw = obj(st.hardware);
   if (hw) {
     const health = hw.healthy === true ? "healthy" : "NOT ANSWERING";
-    const rest = Object.entries(hw)
-      .filter(([k]) => k !== "healthy")
-      .map(([k, v]) => `${k.replaceAll("_", " ")} ${String(v)}`)
-      .join(", ");
+    const epochs = num(hw.epochs);
+    const rest =
+      epochs === undefined
+        ? ""
+        : `${String(epochs)} epochs this run, ${String(hw.failed_epochs)} failed, the last took ${String(hw.last_epoch_ms)} ms`;
     row("hardware", "hardware", rest ? `${health}; ${rest}` : health);
   }
   const other: JsonObject = {};

@@ -16,13 +16,17 @@ export function connect(p: Parsed): Promise<ExecgateClient> {
   return ExecgateClient.connect(str(p, "socket") ?? defaultSocketPath());
 }
 
-/** Runs `fn`; a denial prints `execgate: denied: <reason>` and becomes exit 1. */
-export async function orDenied(fn: () => Promise<number>): Promise<number> {
+/**
+ * Runs `fn`; a denial prints `execgate: denied: <reason>` on stderr and becomes exit 1. With
+ * `json`, stdout also gets `{ "denied": true, "reason": … }`, so a script reading stdout sees it.
+ */
+export async function orDenied(fn: () => Promise<number>, json = false): Promise<number> {
   try {
     return await fn();
   } catch (e) {
     if (!(e instanceof ExecgateDenied)) throw e;
     process.stderr.write(`execgate: denied: ${e.reason}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ denied: true, reason: e.reason })}\n`);
     return EXIT.failed;
   }
 }
@@ -48,8 +52,8 @@ const SCOPE_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 export function scopeArg(p: Parsed): string {
   const v = str(p, "scope");
-  if (v === undefined || !SCOPE_RE.test(v))
-    throw usageError("--scope must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
+  if (v === undefined) throw usageError("--scope is required (the scope to ask the policy for)");
+  if (!SCOPE_RE.test(v)) throw usageError("--scope must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
   return v;
 }
 

@@ -23,14 +23,17 @@ export const command: Command = {
     try {
       client = await connect(p);
       const c = client;
-      return await orDenied(async () => {
-        const r = await c.redeem(token);
-        const out = { tokenId: toHex(r.tokenId), scope: r.scope, action: toHex(r.action) };
-        if (flag(p, "json")) printJson(out);
-        else
-          process.stdout.write(`redeemed token ${out.tokenId}: scope ${out.scope}, action ${out.action}\n`);
-        return EXIT.ok;
-      });
+      return await orDenied(
+        async () => {
+          const r = await c.redeem(token);
+          const out = { tokenId: toHex(r.tokenId), scope: r.scope, action: toHex(r.action) };
+          if (flag(p, "json")) printJson(out);
+          else
+            process.stdout.write(`redeemed token ${out.tokenId}: scope ${out.scope}, action ${out.action}\n`);
+          return EXIT.ok;
+        },
+        flag(p, "json"),
+      );
     } finally {
       await client?.close();
     }

@@ -74,29 +74,32 @@ export const command: Command = {
     try {
       client = await connect(p);
       const c = client;
-      return await orDenied(async () => {
-        const common = { scope, ...(nonce ? { nonce } : {}), ...(audience ? { audience } : {}) };
-        const t = await c.requestToken(
-          argvText !== undefined ? { ...common, argv: argvJson(argvText) } : { ...common, action: action! },
-        );
-        if (out !== undefined) await writeOutput(out, t.token, "token");
-        const tokenId = toHex(t.tokenId);
-        if (flag(p, "json")) {
-          const epoch = tokenEpoch(t.token);
-          printJson({
-            ...(out === undefined ? { token: toBase64url(t.token) } : { out }),
-            tokenId,
-            expiresAt: t.expiresAt,
-            // The epoch the token names (unverified here): what `execgate evidence --epoch` takes.
-            ...(epoch === undefined ? {} : { epoch }),
-          });
-        } else if (out === undefined) {
-          process.stdout.write(`${toBase64url(t.token)}\n`);
-        } else {
-          process.stderr.write(`token ${tokenId} written to ${out}, expires at ${t.expiresAt}\n`);
-        }
-        return EXIT.ok;
-      });
+      return await orDenied(
+        async () => {
+          const common = { scope, ...(nonce ? { nonce } : {}), ...(audience ? { audience } : {}) };
+          const t = await c.requestToken(
+            argvText !== undefined ? { ...common, argv: argvJson(argvText) } : { ...common, action: action! },
+          );
+          if (out !== undefined) await writeOutput(out, t.token, "token");
+          const tokenId = toHex(t.tokenId);
+          if (flag(p, "json")) {
+            const epoch = tokenEpoch(t.token);
+            printJson({
+              ...(out === undefined ? { token: toBase64url(t.token) } : { out }),
+              tokenId,
+              expiresAt: t.expiresAt,
+              // The epoch the token names (unverified here): what `execgate evidence --epoch` takes.
+              ...(epoch === undefined ? {} : { epoch }),
+            });
+          } else if (out === undefined) {
+            process.stdout.write(`${toBase64url(t.token)}\n`);
+          } else {
+            process.stderr.write(`token ${tokenId} written to ${out}, expires at ${t.expiresAt}\n`);
+          }
+          return EXIT.ok;
+        },
+        flag(p, "json"),
+      );
     } finally {
       await client?.close();
     }

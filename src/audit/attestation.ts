@@ -29,7 +29,8 @@ import type { AuditFailure } from "./verify.js";
  *              recorded denial that opened the window (if named: each is named once).
  *   tokens:    each redeemed token is signed by the issuer key its epoch bound, names that
  *              epoch and the policy that judged it, was issued (token_issued with its digest)
- *              before, names an allow decision, and is redeemed once.
+ *              before, names an allow decision, and is redeemed once: once per allow decision,
+ *              and its id once per run.
  */
 
 export interface AttestationAuditInput {
@@ -88,7 +89,13 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
   let verifiedEpochs = 0;
   let allows = 0;
   const issued = new Map<string, number>();
-  const redeemedIds = new Set<string>();
+  /**
+   * Single use, keyed on the allow decision a token names (one allow, one token): token ids of
+   * logs written before they were bound to the decision restart with each run, so they are unique
+   * only within a run, and are checked as such.
+   */
+  const redeemedDecisions = new Map<number, number>();
+  const runIds = new Set<string>();
   /** Decisions a denial_repeats entry named as its window's first: each opens one window. */
   const namedByRepeats = new Set<number>();
   let tokensRedeemed = 0;
@@ -102,6 +109,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
     switch (e.type) {
       case "daemon_start":
         prev = undefined; // a new run starts a new epoch chain
+        runIds.clear(); // and its own token ids
         policies.clear(); // and loads its policy afresh
         policies.add(toHex(e.body.policyDigest));
         break;
@@ -239,10 +247,18 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         const issuedAt = issued.get(toHex(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)
           fail("token_issued", index, "no earlier token_issued entry with its digest");
-        const id = toHex(claims.cti);
-        if (redeemedIds.has(id)) fail("token_replayed", index, `token ${id} redeemed more than once`);
-        redeemedIds.add(id);
         const [decisionIndex, decisionLeaf] = claims.lineage;
+        const id = toHex(claims.cti);
+        const first = redeemedDecisions.get(decisionIndex);
+        if (first !== undefined)
+          fail(
+            "token_replayed",
+            index,
+            `the token of allow ${decisionIndex} was redeemed at ${first} already`,
+          );
+        else if (runIds.has(id)) fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
+        if (first === undefined) redeemedDecisions.set(decisionIndex, index);
+        runIds.add(id);
         const d = input.entries[decisionIndex];
         if (
           d?.type !== "decision" ||

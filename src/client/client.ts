@@ -32,6 +32,8 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
 }
 
 export interface ConnectOptions {
+  /** The daemon's socket (default: defaultSocketPath()); may also be given as connect's first argument. */
+  readonly socketPath?: string;
   /** Deadline for connecting and for each request, ms (default 30 000). */
   readonly timeoutMs?: number;
   /** Largest reply frame accepted (default 64 KiB); checked from the length header. */
@@ -62,6 +64,57 @@ export interface ExecutionReport {
 }
 
 type Result = ReadonlyMap<CborKey, CborValue>;
+
+/** A caller's mistake in the API's arguments: ExecgateError "usage", naming the field. */
+function usage(message: string): ExecgateError {
+  return new ExecgateError("usage", message);
+}
+
+function checkSocketPath(v: unknown): string {
+  if (v === undefined) return defaultSocketPath();
+  if (typeof v !== "string" || v === "" || v.includes("\0"))
+    throw usage("socketPath must be a non-empty path string (the daemon's Unix socket)");
+  return v;
+}
+
+function checkPositive(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
+    throw usage(`${name} must be a positive integer`);
+  return v;
+}
+
+/** What a failed connect means to someone who wants to know whether the daemon runs. */
+function connectHint(code: string | undefined): string {
+  switch (code) {
+    case "ENOENT":
+      return " (no socket there: the daemon is not running, or listens elsewhere: --socket / $EXECGATE_SOCKET)";
+    case "ECONNREFUSED":
+      return " (a socket file but nobody accepts: the daemon is not running)";
+    case "EACCES":
+      return " (this user may not open the socket: add it to the execgate-clients group)";
+    default:
+      return "";
+  }
+}
+
+/** The request's shape, checked before anything is sent, each mistake naming its field. */
+function checkTokenRequest(req: TokenRequest): void {
+  if (typeof req !== "object" || req === null) throw usage("requestToken needs a request object");
+  if (typeof req.scope !== "string" || req.scope === "")
+    throw usage("scope is required (a non-empty string)");
+  const { argv, action } = req as { argv?: unknown; action?: unknown };
+  if (argv === undefined && action === undefined)
+    throw usage("argv is required (the command to run), or action (its SHA-256 digest) instead");
+  if (argv !== undefined && action !== undefined) throw usage("give argv or action, not both");
+  if (
+    argv !== undefined &&
+    (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string"))
+  )
+    throw usage("argv must be a non-empty array of strings");
+  if (action !== undefined && (!(action instanceof Uint8Array) || action.length !== 32))
+    throw usage("action must be a 32-byte Uint8Array (a SHA-256 digest)");
+}
 
 interface Pending {
   readonly op: string;
@@ -105,10 +158,20 @@ export class ExecgateClient {
    * Connects to the daemon's socket (`socketPath`, else defaultSocketPath()). Fails with
    * ExecgateError "io_error" if nothing listens there, "timeout" if the connect does not complete.
    */
-  static connect(socketPath?: string, opts: ConnectOptions = {}): Promise<ExecgateClient> {
-    const path = socketPath ?? defaultSocketPath();
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  static connect(socketPath?: string | ConnectOptions, opts: ConnectOptions = {}): Promise<ExecgateClient> {
+    const o = typeof socketPath === "object" && socketPath !== null ? socketPath : opts;
+    let path: string;
+    let timeoutMs: number;
+    let maxFrameBytes: number;
+    try {
+      path = checkSocketPath(
+        typeof socketPath === "object" && socketPath !== null ? o.socketPath : socketPath,
+      );
+      timeoutMs = checkPositive(o.timeoutMs, "timeoutMs") ?? DEFAULT_TIMEOUT_MS;
+      maxFrameBytes = checkPositive(o.maxFrameBytes, "maxFrameBytes") ?? DEFAULT_MAX_FRAME_BYTES;
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve, reject) => {
       const socket = netConnect({ path });
       const timer = setTimeout(() => {
@@ -123,7 +186,7 @@ export class ExecgateClient {
         reject(
           new ExecgateError(
             "io_error",
-            `cannot connect to ${path}: ${e.code ?? e.message}`,
+            `cannot connect to ${path}: ${e.code ?? e.message}${connectHint(e.code)}`,
             { path, errno: e.code ?? null },
             { cause: e },
           ),
@@ -145,6 +208,7 @@ export class ExecgateClient {
 
   /** Asks for a token. A denial throws ExecgateDenied with its reason. */
   async requestToken(req: TokenRequest): Promise<IssuedToken> {
+    checkTokenRequest(req);
     const r = await this.call("token.request", {
       scope: req.scope,
       argv: req.argv === undefined ? undefined : [...req.argv],

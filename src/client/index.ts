@@ -1,4 +1,6 @@
 /** execgate/client: the executor's API to the daemon's Unix socket (docs/protocol.md). */
+
+export { type ErrorCode, ExecgateError } from "../core/errors.js";
 export {
   type ConnectOptions,
   DEFAULT_SOCKET_PATH,

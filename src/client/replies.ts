@@ -130,7 +130,7 @@ function uintField(r: Result, k: string, op: string): number {
 export interface IssuedToken {
   /** The COSE_Sign1 token bytes (tag 18). */
   readonly token: Uint8Array;
-  /** The token's cti: epoch sequence (8 bytes) ‖ per-epoch counter (8 bytes). */
+  /** The token's cti: its allow decision's lineage index (8 bytes) ‖ that entry's leaf hash prefix (8 bytes). */
   readonly tokenId: Uint8Array;
   /** Expiry, NumericDate (seconds since the epoch). */
   readonly expiresAt: number;

@@ -8,6 +8,7 @@ import { withDeadline } from "../core/deadline.js";
 import type { DenialCode, DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
+import { toHex } from "../core/hex.js";
 import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import type { DiskSpace } from "../lineage/disk-space.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
@@ -18,7 +19,7 @@ import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/de
 import type { LoadedPolicy } from "../policy/load.js";
 import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
-import type { TokenClaims } from "../token/claims.js";
+import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
@@ -46,6 +47,8 @@ export interface GateOptions {
   readonly loop: AttestationLoop;
   /** The policy in force and its digest (replaced on reload). */
   readonly policy: () => LoadedPolicy;
+  /** The policy's digest, age and last reload for `status` (default: the digest alone). */
+  readonly policyStatus?: () => Record<string, CborValue>;
   readonly issuerPrivateKey: KeyObject;
   readonly issuerPublicKey: KeyObject;
   /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
@@ -247,8 +250,7 @@ export class Gate {
     this.o.loop.touch();
     const requestedMonoUs = this.o.monoUs();
     let inForce = this.o.policy();
-    // This request's number, taken now: the token id uses it after awaits, where other requests
-    // have taken theirs.
+    // This request's number in this run (the request entry's requestId), taken before any await.
     this.counter += 1n;
     const requestSeq = this.counter;
     const request = makeEntry("request", this.time(), {
@@ -330,10 +332,6 @@ export class Gate {
     const grant = decision.grant;
     const policyDigest = inForce.digest;
     const nowS = Math.floor(this.o.now() / 1000);
-    const cti = new Uint8Array(16);
-    const view = new DataView(cti.buffer);
-    view.setBigUint64(0, BigInt(evidence.epochSeq));
-    view.setBigUint64(8, requestSeq);
     const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
       iss: this.o.issuer,
       sub: `uid:${peer.uid}`,
@@ -341,7 +339,7 @@ export class Gate {
       exp: nowS + grant.ttlS,
       nbf: nowS,
       iat: nowS,
-      cti,
+      cti: tokenIdFor(decisionIndex, decisionLeaf),
       ...(args.nonce ? { nonce: args.nonce } : {}),
       ueid: this.o.ueid,
       scope: grant.scope,
@@ -691,8 +689,10 @@ export class Gate {
         issued: this.counters.allowed,
         redeemed: this.counters.redeemed,
         reports: this.counters.reports,
-        live: this.issued.size,
+        live: this.issued.liveAt(Math.floor(now / 1000)),
       },
+      // The policy in force and the last reload's outcome (a refused reload keeps the old policy).
+      policy: this.o.policyStatus?.() ?? { digest: toHex(this.o.policy().digest) },
       denials: Object.fromEntries(this.counters.denials),
       last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
       recent_denials: Object.fromEntries(recentCounts),

@@ -2,7 +2,8 @@ import { toHex } from "../core/hex.js";
 
 /**
  * What this daemon run remembers of the tokens it issued, in memory only (the in-memory issuer key
- * dies with the process; an HSM-signed token names an epoch of the run that issued it).
+ * dies with the process; an HSM-signed token names an epoch of the run that issued it). So nothing
+ * is recovered at start: every earlier run's token, spent or not, is refused as not issued by this run.
  *
  * A token carries everything a redeem checks except two things, which are kept here:
  *   - the epochs tokens were issued on, with the TPM reset/restart counts then: a token naming an
@@ -47,6 +48,14 @@ export class IssuedTokens {
   /** Tokens issued by this run and not yet expired past the grace. */
   get size(): number {
     return this.liveCount;
+  }
+
+  /** Tokens issued by this run that are still usable at `nowS`: not expired and not redeemed. */
+  liveAt(nowS: number): number {
+    let n = 0;
+    for (const [exp, count] of this.liveByExp) if (exp > nowS) n += count;
+    for (const [exp, ids] of this.redeemedByExp) if (exp > nowS) n -= ids.length;
+    return Math.max(0, n);
   }
 
   /** Records a token issued on the epoch `epochHash` (the token's `epoch` claim), expiring at `exp`. */

@@ -231,6 +231,18 @@ export class Checkpointer {
     return this.inFlight;
   }
 
+  /**
+   * Signs until a checkpoint covers every entry appended before the call (shutdown): a periodic
+   * signature in flight was snapshotted earlier and may miss the last entries, such as daemon_stop.
+   */
+  async signCovering(): Promise<SignedCheckpoint | undefined> {
+    const target = this.opts.journal.size;
+    let last = await this.signNow();
+    // A second call cannot join the first: it snapshots a size of at least `target`.
+    if ((last?.checkpoint.size ?? 0) < target) last = await this.signNow();
+    return last;
+  }
+
   private async sign(): Promise<SignedCheckpoint | undefined> {
     if (this.poisoned) throw this.poisoned;
     const journal = this.opts.journal;

@@ -72,7 +72,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
       await journal.drain();
       let last: SignedCheckpoint | undefined;
       try {
-        last = await checkpointer.signNow();
+        last = await checkpointer.signCovering();
       } finally {
         try {
           await checkpointer.close();

@@ -35,7 +35,7 @@ export interface TokenClaims {
   readonly exp: number;
   readonly nbf: number;
   readonly iat: number;
-  /** Token id: epoch sequence (8 bytes) ‖ per-epoch counter (8 bytes). */
+  /** Token id: the allow decision's lineage index (8 bytes) ‖ its leaf hash's first 8 bytes (tokenIdFor). */
   readonly cti: Uint8Array;
   readonly nonce?: Uint8Array;
   readonly ueid: Uint8Array;
@@ -53,6 +53,21 @@ export interface TokenClaims {
   readonly bootId: string;
   /** The lineage entry of the allow decision: [index, leaf hash]. */
   readonly lineage: readonly [number, Uint8Array];
+}
+
+/**
+ * The token id (cti) of the token issued under the allow decision at lineage `decisionIndex`: that
+ * index (u64 BE) ‖ the first 8 bytes of the decision's leaf hash. A lineage index is never reused,
+ * so ids stay unique for the life of the log across restarts; the leaf bytes set apart two hosts'
+ * logs and an index a crash cut off before its token was released.
+ */
+export function tokenIdFor(decisionIndex: number, decisionLeaf: Uint8Array): Uint8Array {
+  if (!Number.isSafeInteger(decisionIndex) || decisionIndex < 0 || decisionLeaf.length !== 32)
+    throw new ExecgateError("internal", "token id: decision index or leaf hash out of range");
+  const cti = new Uint8Array(16);
+  new DataView(cti.buffer).setBigUint64(0, BigInt(decisionIndex));
+  cti.set(decisionLeaf.subarray(0, 8), 8);
+  return cti;
 }
 
 export function claimsToCbor(c: TokenClaims): Map<number | string, CborValue> {

@@ -54,7 +54,9 @@ export interface ExecOutcome {
  * sends `{id, pid}` once a tool runs (the daemon kills it if the helper stops answering) and
  * `{id, stdout, stderr, error}` once it has exited.
  */
+export const HELPER_TITLE = "execgate-tpm-helper";
 const HELPER_SOURCE = `
+process.title = "${HELPER_TITLE}";
 const { spawn } = require("node:child_process");
 const running = new Set();
 const killGroup = (child) => {

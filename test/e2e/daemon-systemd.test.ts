@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { type DatagramListener, listenDatagram } from "../fixtures/peer/unix-peer.js";
+import { execgate } from "../helpers/cli.js";
 import {
   eventually,
   lineageEntries,
@@ -159,6 +160,7 @@ describeTpm("the daemon under systemd's protocols", () => {
     const c = await d.client();
     const outcome = (scope: string) => tokenOutcome(c, scope);
     const original = await readFile(d.policy, "utf8");
+    let statusDigest = "";
     try {
       expect(await outcome("dev")).toBe("allow");
       expect(await outcome("gpu")).toBe("scope_not_allowed");
@@ -178,6 +180,15 @@ describeTpm("the daemon under systemd's protocols", () => {
       );
       expect(await outcome("gpu")).toBe("allow");
       expect(await outcome("dev")).toBe("allow");
+      // status names the digest in force and the refused reload, in JSON and in the summary.
+      const st = await execgate(["status", "--json", "--socket", d.socket]);
+      const policy = (JSON.parse(st.stdout) as { policy: Record<string, unknown> }).policy;
+      expect(policy.digest).toMatch(/^[0-9a-f]{64}$/);
+      expect(policy.last_reload).toMatchObject({ ok: false, error: expect.stringContaining("name") });
+      const text = await execgate(["status", "--socket", d.socket]);
+      expect(text.stdout).toContain(`policy: ${String(policy.digest)}`);
+      expect(text.stdout).toContain("LAST RELOAD REFUSED");
+      statusDigest = String(policy.digest);
     } finally {
       await c.close();
     }
@@ -187,6 +198,8 @@ describeTpm("the daemon under systemd's protocols", () => {
     expect(loaded).toHaveLength(2);
     const digests = loaded.map((e) => Buffer.from(e.body.policyDigest as Uint8Array).toString("hex"));
     expect(new Set(digests).size).toBe(2);
+    // The digest status showed is the one the good reload put in force.
+    expect(statusDigest).toBe(digests[1]);
   });
 
   it.runIf(hasStrace || process.env.CI === "true").each(["tpm", "tpm+hsm"] as const)(

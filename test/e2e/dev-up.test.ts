@@ -82,6 +82,33 @@ describeTpm("execgate dev up (the embedded default)", () => {
       const v = await execgate(["audit", "verify", bundle, "--trust", join(dir, "ek-ca.pem"), "--json"]);
       expect(JSON.parse(v.stdout).failures, v.stderr).toEqual([]);
       expect(v.code).toBe(0);
+      // The pins dev up wrote (DIR/enrollment) and the audit line it printed work as printed.
+      const akPub = join(dir, "enrollment", "ak.pub");
+      expect(dev.stderr()).toContain(
+        `execgate audit verify BUNDLE --trust ${join(dir, "ek-ca.pem")} --ak-pub ${akPub}`,
+      );
+      for (const f of ["ek.pub", "ak.pem", "signing-key.pub", "signing-key.pem"])
+        expect((await readFile(join(dir, "enrollment", f))).length).toBeGreaterThan(0);
+      const pinned = await execgate([
+        "audit",
+        "verify",
+        bundle,
+        "--trust",
+        join(dir, "ek-ca.pem"),
+        "--ak-pub",
+        akPub,
+      ]);
+      expect(pinned.code, pinned.stderr + pinned.stdout).toBe(0);
+      const pem = await execgate([
+        "audit",
+        "verify",
+        bundle,
+        "--trust",
+        join(dir, "ek-ca.pem"),
+        "--ak-pub",
+        join(dir, "enrollment", "ak.pem"),
+      ]);
+      expect(pem.code, pem.stderr + pem.stdout).toBe(0);
       // The help names what --trust needs: the root and the intermediate, as DIR/ek-ca.pem has them.
       const help = await execgate(["audit", "verify", "--help"]);
       expect(help.stdout).toMatch(/--trust: .*root AND intermediate/);

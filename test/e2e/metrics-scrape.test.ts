@@ -11,6 +11,7 @@ import {
   type TestDaemon,
 } from "../helpers/daemon.js";
 import { describeHsm, describeTpm, startSoftHsm } from "../helpers/hardware.js";
+import { monitoredMetricNames } from "../helpers/monitoring.js";
 
 /** One HTTP request to the metrics listener (Unix socket or localhost port). */
 function get(
@@ -113,6 +114,10 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect((await get(target, "/")).status).toBe(404);
     expect((await get(target, "/metrics", "POST")).status).toBe(405);
     expect((await get(target, "/metrics", "HEAD")).body).toBe("");
+    // Every series the shipped dashboard and alerting rules read is one this daemon exports.
+    const exported = new Set([...m.keys()].map((k) => k.replace(/\{.*$/, "")));
+    for (const name of monitoredMetricNames())
+      expect(exported.has(name) || exported.has(`${name}_bucket`), `${name} is not exported`).toBe(true);
   });
 
   it("execgate status (--json and human): up, evidence age, last denial with counts, lineage lag, hardware health", async () => {
@@ -138,7 +143,13 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     const h = await execgate(["status"], d.env);
     expect(h.code).toBe(0);
     expect(h.stdout).toMatch(/^execgate daemon at .+: up$/m);
-    expect(h.stdout).toMatch(/^ {2}epoch: \d+ verified \(TPM reset \d+, restart \d+\)$/m);
+    // The epoch line and the hardware line count epochs alike: #N of this run is seq N-1.
+    const nth =
+      /^ {2}epoch: #(\d+) of this run \(seq (\d+)\), verified \(TPM reset \d+, restart \d+\)$/m.exec(
+        h.stdout,
+      );
+    expect(nth, h.stdout).not.toBeNull();
+    expect(Number(nth![1])).toBe(Number(nth![2]) + 1);
     expect(h.stdout).toMatch(/^ {2}evidence: [\d.]+ m?s old$/m);
     expect(h.stdout).toMatch(/^ {2}denials: scope_not_allowed 1$/m);
     expect(h.stdout).toMatch(
@@ -147,7 +158,10 @@ describeTpm("operations: metrics and status of a real daemon", () => {
     expect(h.stdout).toMatch(
       /^ {2}lineage: \d+ entries, signed checkpoint at \d+ \(lag \d+\), disk [\d.]+ GiB free of [\d.]+ GiB( \(LOW: .*\))?$/m,
     );
-    expect(h.stdout).toMatch(/^ {2}hardware: healthy; epochs \d+, failed epochs \d+, last epoch ms \d+$/m);
+    expect(h.stdout).toMatch(
+      /^ {2}hardware: healthy; \d+ epochs this run, \d+ failed, the last took \d+ ms$/m,
+    );
+    expect(h.stdout).toMatch(/^ {2}policy: [0-9a-f]{64} \(.*\), in force .*; not reloaded since start$/m);
 
     // No daemon at all: --json still prints a parseable answer, and exits 3.
     const gone = await execgate(["status", "--json", "--socket", `${d.dir}/no-daemon.sock`]);

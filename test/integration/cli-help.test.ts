@@ -24,11 +24,12 @@ describe("execgate help and version", () => {
     expect(top.stderr).toBe("execgate: unknown command 'nope'; see execgate --help\n");
   });
 
-  it("--version prints the package's version", async () => {
+  it("--version prints the package's version, then the runtime (Node version and LTS codename)", async () => {
     const { version } = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
     const r = await execgate(["--version"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`execgate ${version}\n`);
+    expect(r.stdout.split("\n")[0]).toBe(`execgate ${version}`);
+    expect(r.stdout).toBe(`execgate ${version}\nruntime: node ${process.version} (LTS Krypton)\n`);
   });
 
   it("every command's --help states its exit codes (an Exit: line)", async () => {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -63,9 +63,13 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(existsSync(join(lib(), "dist/scripts"))).toBe(false);
     expect((await stat(join(root, "etc/execgate/credentials"))).mode & 0o777).toBe(0o700);
     expect((await stat(join(root, "etc/execgate/credentials/hsm-pin"))).mode & 0o777).toBe(0o600);
+    // The wrapper runs a private copy of the pinned Node, the one this suite runs on.
     const wrapper = await readFile(join(root, "usr/bin/execgate"), "utf8");
-    expect(wrapper).toContain(`exec ${process.execPath} /usr/lib/execgate/dist/daemon/cli.js "$@"`);
+    expect(wrapper).toContain(
+      `exec /usr/lib/execgate/node/bin/node /usr/lib/execgate/dist/daemon/cli.js "$@"`,
+    );
     expect((await stat(join(root, "usr/bin/execgate"))).mode & 0o111).toBe(0o111);
+    expect((await run(join(lib(), "node/bin/node"), ["--version"])).stdout).toBe(`${process.version}\n`);
     // The installed example config is valid as written.
     const cfg = parseConfig(
       await readFile(join(root, "etc/execgate/execgate.toml"), "utf8"),
@@ -96,6 +100,22 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(existsSync(join(root, "usr/lib/execgate.old"))).toBe(false);
   });
 
+  it("--node runs the wrapper on another Node of the pinned major, no older than the pinned one", async () => {
+    const other = join(tmp, "other-node");
+    await run("bash", [INSTALL, "--destdir", other, "--node", process.execPath], { timeout: 120_000 });
+    const wrapper = await readFile(join(other, "usr/bin/execgate"), "utf8");
+    expect(wrapper).toContain(`exec ${process.execPath} /usr/lib/execgate/dist/daemon/cli.js "$@"`);
+    await rm(other, { recursive: true, force: true });
+    // /usr/bin/node is the machine's bootstrap Node (another major): refused.
+    if (existsSync("/usr/bin/node") && realpathSync("/usr/bin/node") !== realpathSync(process.execPath)) {
+      const e = await run("bash", [INSTALL, "--destdir", join(tmp, "y"), "--node", "/usr/bin/node"]).catch(
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect("code" in e && e.code).toBe(2);
+      expect("stderr" in e && e.stderr).toContain(`--node must be Node ${process.version.split(".")[0]}.x`);
+    }
+  });
+
   it("refuses a Node the unit cannot see (ProtectHome=yes) and unknown arguments", async () => {
     const e = await run("bash", [INSTALL, "--destdir", join(tmp, "x"), "--node", "/root/.nvm/node"]).catch(
       (err: { code: number; stderr: string }) => err,
@@ -117,7 +137,7 @@ describe("scripts/install.sh into a DESTDIR", () => {
 describeTpm("the installed tree serves tokens", () => {
   it("a daemon started from /usr/lib/execgate (in the DESTDIR) issues a token on swtpm", async () => {
     const d = await startTestDaemon({
-      wrap: (argv) => [argv[0]!, join(lib(), "dist/daemon/cli.js"), ...argv.slice(2)],
+      wrap: (argv) => [join(lib(), "node/bin/node"), join(lib(), "dist/daemon/cli.js"), ...argv.slice(2)],
     });
     try {
       const c = await d.client();

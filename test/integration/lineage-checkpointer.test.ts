@@ -69,6 +69,35 @@ describe("checkpointer", () => {
     await lin.close();
   });
 
+  it("close() signs a checkpoint covering the last entry even when a periodic signature is in flight", async () => {
+    const dir = await tempDir();
+    const clock = new FakeClock();
+    const base = softwareEd25519Signer(ORIGIN);
+    let release: () => void = () => undefined;
+    let held = true;
+    const slow: NoteSigner = {
+      ...base,
+      sign: async (msg) => {
+        if (held) {
+          held = false;
+          await new Promise<void>((r) => {
+            release = r;
+          });
+        }
+        return base.sign(msg);
+      },
+    };
+    const lin = await openLineage({ dir, origin: ORIGIN, signer: slow, now: clock.now, checkpointMs: 1000 });
+    await lin.journal.append(entry(0));
+    const periodic = lin.checkpointer.tick(); // snapshots size 1, then waits in the signer
+    await vi.waitFor(() => expect(held).toBe(false));
+    await lin.journal.append(entry(1)); // e.g. daemon_stop, after the snapshot
+    const closing = lin.close();
+    release();
+    expect((await periodic)?.checkpoint.size).toBe(1);
+    expect((await closing)?.checkpoint.size).toBe(2);
+  });
+
   it("at most one signature in flight: concurrent ticks share it", async () => {
     const dir = await tempDir();
     const clock = new FakeClock();

@@ -7,6 +7,17 @@ const counts = { resetCount: 3, restartCount: 1 };
 const id = (n: number) => Uint8Array.of(0, n >> 8, n & 0xff);
 
 describe("issued tokens", () => {
+  it("counts as live only tokens not yet expired and not redeemed (what status shows)", () => {
+    const t = new IssuedTokens();
+    for (const exp of [100, 130, 160]) t.issued(epochA, counts, exp);
+    expect(t.liveAt(90)).toBe(3);
+    t.spend(id(1), 1000, 160); // redeemed: no longer usable
+    expect(t.liveAt(90)).toBe(2);
+    expect(t.liveAt(100)).toBe(1); // exp 100 has passed; still remembered (size) until the grace ends
+    expect(t.size).toBe(3);
+    expect(t.liveAt(160)).toBe(0);
+  });
+
   it("knows the epochs it issued on until their last token is past expiry plus grace", () => {
     const t = new IssuedTokens();
     // Scopes with different TTLs: expiries arrive out of order.

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseProcStat } from "../../src/peer/proc-parse.js";
-import { execOutside, helperPid } from "../../src/tpm/spawner.js";
+import { execOutside, HELPER_TITLE, helperPid } from "../../src/tpm/spawner.js";
 
 const opts = { cwd: tmpdir(), env: { LC_ALL: "C" }, timeoutMs: 5000, maxBuffer: 1 << 20 };
 
@@ -46,6 +46,14 @@ describe("execOutside (tpm2-tools are spawned from a helper process, not the dae
     expect(err).toBe("err");
     expect(Number(ppid)).toBe(helperPid());
     expect(helperPid()).not.toBe(process.pid);
+  });
+
+  it("the helper shows a readable name in ps, not node -e and its script", async () => {
+    await execOutside("/bin/true", [], opts);
+    const pid = helperPid()!;
+    const ps = spawnSync("ps", ["-o", "args=", "-p", String(pid)], { encoding: "utf8" });
+    expect(ps.stdout.trim()).toBe(HELPER_TITLE);
+    expect(readFileSync(`/proc/${pid}/cmdline`, "latin1")).not.toContain("require(");
   });
 
   it("serves concurrent calls, each with its own result", async () => {
