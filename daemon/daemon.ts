@@ -326,6 +326,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     monoUs,
     log: log.child({ component: "gate" }),
     diskSpace: () => disk.latest(),
+    denialWindowMs: config.limits.denialWindowMs,
   });
 
   /** The current epoch's evidence, or a recent epoch's by hash (what a token names). */
@@ -423,6 +424,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     ["metrics", () => metricsServer?.close()],
     ["server", () => listener && server.close(listener)],
     ["attest", () => loop.stop()],
+    // The counts of open denial windows, recorded before daemon_stop.
+    ["denials", () => gate.flushDenials()],
     ...closeLineageSteps(reason),
     ["gate", () => gate.close()],
     ["disk", () => disk.stop()],

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import type { CborValue } from "../src/cbor/index.js";
-import type { DenialReason } from "../src/core/denial.js";
+import type { DenialCode, DenialReason } from "../src/core/denial.js";
 import { ExecgateError } from "../src/core/errors.js";
 import type { Gate } from "../src/gate/gate.js";
 import { type ImaExeDigestHook, identifyPeer, type PeerIdentity, peerUid } from "../src/peer/index.js";
@@ -55,8 +55,8 @@ export function gateHandler(
     identify: (socket: Socket, signal: AbortSignal): Promise<PeerIdentity> =>
       identifyPeer(socket, { signal, ...(imaExeDigest ? { imaExeDigest } : {}) }),
     peerUid: (socket: Socket) => peerUid(socket),
-    rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
-      void gate.recordDenial(peer, reason, detail);
+    rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string, code?: DenialCode): void {
+      void gate.recordDenial(peer, reason, detail, [], code);
     },
     async handle(peer: PeerIdentity, req: Request): Promise<Uint8Array> {
       switch (req.op) {

@@ -1,11 +1,12 @@
 import type { KeyObject } from "node:crypto";
 import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import { decode } from "../cbor/index.js";
+import { codeFitsReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
 import { verifyHsmEpoch } from "../hsm/epoch.js";
-import type { Entry } from "../lineage/entry.js";
+import type { DenialRepeatsBody, Entry } from "../lineage/entry.js";
 import { claimsFromCbor, type TokenClaims } from "../token/claims.js";
 import { COSE_ALG, type CoseSign1, ed25519PublicKey, verifySign1 } from "../token/cose.js";
 import { decodeToken } from "../token/token.js";
@@ -23,7 +24,9 @@ import type { AuditFailure } from "./verify.js";
  *              epoch without a valid quote is a failure); the TPM clock never goes back within
  *              one resetCount/restartCount; the policy that judged it was loaded by the run
  *              (daemon_start, policy_loaded).
- *   decisions: every allow names a verified epoch entry.
+ *   decisions: every allow names a verified epoch entry; a denial's code belongs to its reason.
+ *   denial_repeats: a positive count within one sane window, of the reason and caller of the
+ *              recorded denial that opened the window (if named: each is named once).
  *   tokens:    each redeemed token is signed by the issuer key its epoch bound, names that
  *              epoch and the policy that judged it, carries the host's ueid, was issued
  *              (token_issued with its digest) before, names an allow decision, and is redeemed
@@ -97,6 +100,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
    */
   const redeemedDecisions = new Map<number, number>();
   const runIds = new Set<string>();
+  /** Decisions a denial_repeats entry named as its window's first: each opens one window. */
+  const namedByRepeats = new Set<number>();
   let tokensRedeemed = 0;
   const requireTpm = input.requireTpm ?? true;
   const requireHsmEpochs = input.requireHsmEpochs ?? input.hsmPublic !== undefined;
@@ -206,6 +211,11 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         break;
       }
       case "decision":
+        if (
+          e.body.code !== undefined &&
+          (e.body.allow || !e.body.reason || !codeFitsReason(e.body.reason, e.body.code))
+        )
+          fail("decision_code", index, `code ${e.body.code} is not one of the denial's reason`);
         if (e.body.allow) {
           allows++;
           const ep = e.refs.map((r) => epochsByIndex.get(r.index)).find((x) => x !== undefined);
@@ -217,6 +227,11 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
       case "token_issued":
         issued.set(toHex(e.body.digest), index);
         break;
+      case "denial_repeats": {
+        const problem = repeatsProblem(e.body, e.refs, input.entries, namedByRepeats);
+        if (problem) fail("denial_repeats", index, problem);
+        break;
+      }
       case "token_redeemed": {
         tokensRedeemed++;
         const token = e.body.token;
@@ -268,4 +283,38 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
     }
   }
   return { epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures };
+}
+
+/**
+ * What is wrong with a denial_repeats entry, if anything: counts and times are safe integers, the
+ * count positive, first ≤ last within one window; the decision it names (at most one) is a
+ * denial of the same reason and code, named by no other such entry, and of the same caller where
+ * that denial names its request.
+ */
+function repeatsProblem(
+  b: DenialRepeatsBody,
+  refs: Entry["refs"],
+  entries: readonly Entry[],
+  named: Set<number>,
+): string | undefined {
+  // The decoder gives bigints above 2^53: no honest count or time is that large.
+  const nums = [b.count, b.firstMs, b.lastMs, b.windowMs, b.uid ?? 0];
+  if (!nums.every((n) => typeof n === "number")) return "a count or time beyond 2^53";
+  if (b.count < 1) return "counts no denial";
+  if (b.windowMs < 1) return "a window of 0 ms";
+  if (b.lastMs < b.firstMs || b.lastMs - b.firstMs >= b.windowMs)
+    return `first ${b.firstMs} and last ${b.lastMs} are not within one window of ${b.windowMs} ms`;
+  if (!codeFitsReason(b.reason, b.code)) return `code ${b.code} is not one of reason ${b.reason}`;
+  if (refs.length > 1) return "names more than the denial that opened its window";
+  const ref = refs[0];
+  if (!ref) return undefined;
+  const d = entries[ref.index];
+  if (d?.type !== "decision" || d.body.allow || d.body.reason !== b.reason || d.body.code !== b.code)
+    return `entry ${ref.index} is not a denial of reason ${b.reason}${b.code ? ` (${b.code})` : ""}`;
+  if (named.has(ref.index)) return `the denial at ${ref.index} opened another window already`;
+  named.add(ref.index);
+  const request = d.refs.map((r) => entries[r.index]).find((x) => x?.type === "request");
+  if (request?.type === "request" && request.body.peer.uid !== b.uid)
+    return `counts uid ${b.uid ?? "(unidentified)"}, its first denial was of uid ${request.body.peer.uid}`;
+  return undefined;
 }

@@ -66,6 +66,7 @@ export interface Config {
     readonly idleTimeoutMs: number;
     readonly requestsPerSecondPerUid: number;
     readonly burstPerUid: number;
+    readonly denialWindowMs: number;
   };
   readonly metrics: {
     readonly socket?: string;

@@ -48,6 +48,7 @@ export const DEFAULTS = {
     idle_timeout_ms: 60_000,
     requests_per_second_per_uid: 1000,
     burst_per_uid: 2000,
+    denial_window_ms: 10_000,
   },
   metrics: {
     socket: undefined,

@@ -179,6 +179,10 @@ export const SCHEMA: Schema = {
       kind: { type: "integer", min: 1, max: 10_000_000 },
       doc: "request burst per caller uid (token bucket size)",
     },
+    denial_window_ms: {
+      kind: ms(100, 3_600_000),
+      doc: "a caller's first denial for a reason is recorded in full; its repeats within this window are counted into one `denial_repeats` entry when it ends (docs/lineage.md)",
+    },
   },
   metrics: {
     socket: {

@@ -43,3 +43,24 @@ export interface Denial {
 export function deny(reason: DenialReason, detail?: string): Denial {
   return detail === undefined ? { allow: false, reason } : { allow: false, reason, detail };
 }
+
+/**
+ * Finer codes under one denial reason, where the reason covers faults an operator tells apart
+ * (recorded with the decision and in the log line; never sent to clients). Each belongs to one
+ * reason. Add codes at the end; never reuse or rename one.
+ */
+export const DENIAL_CODES = {
+  /** A frame whose length header is over limits.max_frame_bytes (its bytes are never read). */
+  frame_too_large: "request_malformed",
+} as const satisfies Record<string, DenialReason>;
+
+export type DenialCode = keyof typeof DENIAL_CODES;
+
+export function isDenialCode(s: unknown): s is DenialCode {
+  return typeof s === "string" && Object.hasOwn(DENIAL_CODES, s);
+}
+
+/** True when `code` is one of `reason`'s codes (or there is none). */
+export function codeFitsReason(reason: DenialReason, code: DenialCode | undefined): boolean {
+  return code === undefined || DENIAL_CODES[code] === reason;
+}

@@ -5,7 +5,7 @@ import type { EvidenceState } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import { withDeadline } from "../core/deadline.js";
-import type { DenialReason } from "../core/denial.js";
+import type { DenialCode, DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
@@ -23,6 +23,7 @@ import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
+import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
 import { IssuedTokens } from "./issued.js";
 
 /*
@@ -36,6 +37,9 @@ import { IssuedTokens } from "./issued.js";
  *   token.redeem:   verify → single use (marked spent before the append, so a concurrent replay
  *                   loses) → token_redeemed durable → answer.
  *   execution.report: only for a token this run redeemed, by the same uid → execution_report.
+ *   denials:        a caller's repeats of one reason within denial_window_ms are counted, not
+ *                   recorded one by one (denial-windows.ts), unless they name an allow or a
+ *                   request already durable; the reply is the same denial either way.
  */
 
 export interface GateOptions {
@@ -67,6 +71,11 @@ export interface GateOptions {
   readonly signatureTimeoutMs?: number;
   /** Free space of the lineage's filesystem, for status (absent: not reported). */
   readonly diskSpace?: () => DiskSpace | undefined;
+  /**
+   * Repeats of one caller's denial for one reason within this many ms are counted into one
+   * denial_repeats entry (limits.denial_window_ms); absent: every denial is recorded in full.
+   */
+  readonly denialWindowMs?: number;
   /**
    * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
    * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
@@ -163,9 +172,18 @@ export class Gate {
 
   /** What decide() expects of the evidence: the boot id the daemon started under. */
   private readonly expected: { readonly bootId: string };
+  /** Repeats of a caller's denial, counted instead of recorded one by one. */
+  private readonly denials: DenialRecorder;
 
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
+    this.denials = new DenialRecorder({
+      journal: o.lineage.journal,
+      windowMs: o.denialWindowMs,
+      now: o.now,
+      monoUs: o.monoUs,
+      log: o.log,
+    });
   }
 
   private time(): EntryTime {
@@ -184,22 +202,35 @@ export class Gate {
 
   /**
    * Records a denial that has no request entry of its own (malformed frame, rate limit, peer
-   * not identifiable, redeem/report refusals). Fails quietly to the operator log when even the
-   * lineage cannot take it: the reply is a denial either way.
+   * not identifiable, redeem/report refusals), or counts it in its caller's open window when it
+   * names nothing (`refs`: a denial naming an allow is always recorded). Fails quietly to the
+   * operator log when even the lineage cannot take it: the reply is a denial either way.
    */
   async recordDenial(
     peer: PeerIdentity | undefined,
     reason: DenialReason,
     detail: string,
     refs: readonly BackRef[] = [],
+    code?: DenialCode,
   ): Promise<void> {
     this.countDenial(reason);
-    this.o.log.info({ reason, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
+    const verdict = refs.length > 0 ? RECORD_IN_FULL : this.denials.note({ uid: peer?.uid, reason, code });
+    if (!verdict.record) return;
+    this.o.log.info({ reason, code, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
+    const appended = this.o.lineage.journal.append(
+      makeEntry("decision", this.time(), { allow: false, reason, ...(code ? { code } : {}) }, refs),
+    );
+    if (verdict.window) verdict.window.first = appended.then(refOf, () => undefined);
     try {
-      await this.o.lineage.journal.append(makeEntry("decision", this.time(), { allow: false, reason }, refs));
+      await appended;
     } catch (e) {
       this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
     }
+  }
+
+  /** At stop, before daemon_stop: the counts of open denial windows are recorded (DenialRecorder.flush). */
+  flushDenials(): Promise<void> {
+    return this.denials.flush();
   }
 
   async requestToken(peer: PeerIdentity, args: TokenRequestArgs): Promise<GateResult<IssuedReply>> {
@@ -275,13 +306,22 @@ export class Gate {
     if (!decision.allow) {
       const reason = decision.reason;
       this.countDenial(reason);
+      // A request already durable (it waited for an epoch) gets its decision; others may be counted.
+      const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
+      if (!verdict.record) return { ok: false, reason };
       this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
+      const appended = this.o.lineage.journal.appendLinked((first) => {
+        const req = requestPart(request, requestRef, first);
+        const denial = this.denialEntry(reason, req.ref, evidence);
+        return req.bytes ? [req.bytes, denial] : [denial];
+      });
+      if (verdict.window)
+        verdict.window.first = appended.then(
+          (rs) => refOf(rs[rs.length - 1]!),
+          () => undefined,
+        );
       try {
-        await this.o.lineage.journal.appendLinked((first) => {
-          const req = requestPart(request, requestRef, first);
-          const denial = this.denialEntry(reason, req.ref, evidence);
-          return req.bytes ? [req.bytes, denial] : [denial];
-        });
+        await appended;
       } catch (e) {
         this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
       }
@@ -666,6 +706,10 @@ export class Gate {
       },
     };
   }
+}
+
+function refOf(r: { readonly index: number; readonly leafHash: Uint8Array }): BackRef {
+  return { index: r.index, leafHash: r.leafHash };
 }
 
 function epochRef(ev: EvidenceState | undefined): BackRef[] {

@@ -6,7 +6,7 @@ import {
   decode,
   encodeMapKey,
 } from "../cbor/index.js";
-import { type DenialReason, isDenialReason } from "../core/denial.js";
+import { type DenialCode, type DenialReason, isDenialCode, isDenialReason } from "../core/denial.js";
 import { ExecgateError } from "../core/errors.js";
 import { HASH_SIZE } from "./hash.js";
 
@@ -39,6 +39,7 @@ export const ENTRY_TYPES = [
   "policy_loaded",
   "recovery",
   "daemon_stop",
+  "denial_repeats",
 ] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 
@@ -101,6 +102,8 @@ export interface RequestBody {
 export interface DecisionBody {
   readonly allow: boolean;
   readonly reason?: DenialReason;
+  /** A finer code under the reason (DENIAL_CODES), e.g. frame_too_large under request_malformed. */
+  readonly code?: DenialCode;
 }
 export interface TokenIssuedBody {
   readonly digest: Uint8Array;
@@ -126,6 +129,23 @@ export interface RecoveryBody {
 export interface DaemonStopBody {
   readonly reason: string;
 }
+/**
+ * Denials of one caller and reason (and code) counted instead of recorded, within one window
+ * that a recorded decision opened (refs names it when that decision is durable): docs/lineage.md.
+ */
+export interface DenialRepeatsBody {
+  readonly reason: DenialReason;
+  readonly code?: DenialCode;
+  /** The caller's uid; absent for peers that could not be identified. */
+  readonly uid?: number;
+  /** How many denials were counted (≥ 1). */
+  readonly count: number;
+  /** Wall clock of the first counted denial, ms; the last is this plus the monotonic time between. */
+  readonly firstMs: number;
+  readonly lastMs: number;
+  /** The window's length (limits.denial_window_ms): lastMs − firstMs is less than it. */
+  readonly windowMs: number;
+}
 
 export interface EntryBodies {
   daemon_start: DaemonStartBody;
@@ -138,6 +158,7 @@ export interface EntryBodies {
   policy_loaded: PolicyLoadedBody;
   recovery: RecoveryBody;
   daemon_stop: DaemonStopBody;
+  denial_repeats: DenialRepeatsBody;
 }
 
 export type Entry = {
@@ -152,7 +173,18 @@ export type Entry = {
 
 // ---- schema ---------------------------------------------------------------------------------
 
-type Kind = "uint" | "int" | "text" | "bytes" | "digest" | "bool" | "reason" | "digests" | "peer" | "tpm";
+type Kind =
+  | "uint"
+  | "int"
+  | "text"
+  | "bytes"
+  | "digest"
+  | "bool"
+  | "reason"
+  | "code"
+  | "digests"
+  | "peer"
+  | "tpm";
 type Schema = Readonly<Record<string, { readonly kind: Kind; readonly optional?: true }>>;
 
 const req = (kind: Kind) => ({ kind }) as const;
@@ -170,7 +202,7 @@ const BODY_SCHEMAS: Readonly<Record<EntryType, Schema>> = {
     policyDigest: opt("digest"),
   },
   request: { requestId: req("text"), scope: req("text"), actionDigest: req("digest"), peer: req("peer") },
-  decision: { allow: req("bool"), reason: opt("reason") },
+  decision: { allow: req("bool"), reason: opt("reason"), code: opt("code") },
   token_issued: { digest: req("digest") },
   token_redeemed: { token: req("bytes") },
   execution_report: {
@@ -182,6 +214,15 @@ const BODY_SCHEMAS: Readonly<Record<EntryType, Schema>> = {
   policy_loaded: { policyDigest: req("digest"), source: req("text") },
   recovery: { reason: req("text"), truncatedBytes: req("uint"), recoveredSize: req("uint") },
   daemon_stop: { reason: req("text") },
+  denial_repeats: {
+    reason: req("reason"),
+    code: opt("code"),
+    uid: opt("uint"),
+    count: req("uint"),
+    firstMs: req("uint"),
+    lastMs: req("uint"),
+    windowMs: req("uint"),
+  },
 };
 
 const PEER_SCHEMA: Schema = {
@@ -224,6 +265,9 @@ function checkKind(kind: Kind, v: unknown, where: string): CborValue {
       return v;
     case "reason":
       if (!isDenialReason(v)) throw bad(`${where} must be a denial reason`);
+      return v;
+    case "code":
+      if (!isDenialCode(v)) throw bad(`${where} must be a denial code`);
       return v;
     case "digests":
       if (!Array.isArray(v)) throw bad(`${where} must be an array of digests`);
@@ -339,6 +383,7 @@ function writeKind(w: CborWriter, kind: Kind, v: unknown, where: string): void {
       return;
     case "text":
     case "reason":
+    case "code":
       w.text(checkKind(kind, v, where) as string);
       return;
     case "bytes":

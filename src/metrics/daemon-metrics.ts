@@ -80,7 +80,7 @@ export class DaemonMetrics {
       c("execgate_execution_reports_total", "execution reports recorded", s.tokens.reports),
       {
         name: "execgate_denials_total",
-        help: "denials by reason as recorded (rate_limited at most once a second per uid), every reason listed",
+        help: "denials by reason, every one (recorded, or counted in a denial_repeats entry), every reason listed",
         type: "counter",
         samples: DENIAL_REASONS.map((reason) => ({ labels: { reason }, value: s.denials.get(reason) ?? 0 })),
       },

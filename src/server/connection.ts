@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import type { DenialCode } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { encodeFrame, FrameDecoder } from "./frame.js";
@@ -22,8 +23,8 @@ export interface ConnectionHooks {
   admit(peer: PeerIdentity): boolean;
   /** The reply to a well-formed request; never rejects (a failure is a denial reply). */
   answer(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
-  /** Counts and records a malformed frame or request. */
-  malformed(peer: PeerIdentity, detail: string): void;
+  /** Counts and records a malformed frame or request (`code`: which fault, where one is named). */
+  malformed(peer: PeerIdentity, detail: string, code?: DenialCode): void;
   /** How long an answered request took, from dispatch to its reply handed to the socket. */
   served(op: string, seconds: number): void;
 }
@@ -86,7 +87,9 @@ export class Connection {
     try {
       frames = this.decoder.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     } catch (e) {
-      this.fail(0, "bad_request", asExecgateError(e).message);
+      const err = asExecgateError(e);
+      // The decoder's only limit is the frame length, refused from the header alone.
+      this.fail(0, "bad_request", err.message, err.code === "limit_exceeded" ? "frame_too_large" : undefined);
       return;
     }
     if (frames.length > 0) {
@@ -141,11 +144,12 @@ export class Connection {
     id: number,
     error: "bad_request" | "unsupported_version" | "unknown_op",
     detail: string,
+    code?: DenialCode,
   ): void {
     this.closing = true;
     this.waiting.length = 0;
     this.stopTimers();
-    this.hooks.malformed(this.peer, detail);
+    this.hooks.malformed(this.peer, detail, code);
     closeWith(this.socket, errorReply(id, error, "request_malformed"), this.limits.readTimeoutMs);
   }
 

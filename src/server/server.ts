@@ -1,13 +1,13 @@
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 import { withDeadline } from "../core/deadline.js";
-import type { DenialReason } from "../core/denial.js";
+import type { DenialCode, DenialReason } from "../core/denial.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { Connection, closeWith } from "./connection.js";
 import { encodeFrame } from "./frame.js";
 import { errorReply, type Request } from "./protocol.js";
-import { RateLimiter, RecordThrottle } from "./rate-limit.js";
+import { RateLimiter } from "./rate-limit.js";
 
 export interface ServerLimits {
   readonly maxFrameBytes: number;
@@ -38,8 +38,11 @@ export interface RequestHandler {
   peerUid?(socket: Socket): number;
   /** Answers one well-formed request; must never throw (a failure is a denial reply). */
   handle(peer: PeerIdentity, req: Request): Promise<Uint8Array>;
-  /** Records a refusal that never reached `handle`. */
-  rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void;
+  /**
+   * Records a refusal that never reached `handle` — every one: the handler decides which are
+   * recorded in full and which are counted (repeated denials, src/gate/denial-windows.ts).
+   */
+  rejected(peer: PeerIdentity | undefined, reason: DenialReason, detail: string, code?: DenialCode): void;
 }
 
 const DEFAULT_MAX_IN_FLIGHT = 64;
@@ -58,7 +61,6 @@ export class GateServer {
   private closing = 0;
   private readonly connectionsPerUid = new Map<number, number>();
   private readonly limiter: RateLimiter;
-  private readonly recordThrottle = new RecordThrottle();
   readonly stats = { accepted: 0, refused: 0, malformed: 0, rateLimited: 0 };
 
   constructor(
@@ -133,9 +135,9 @@ export class GateServer {
       {
         admit: (p) => this.admit(p),
         answer: (p, req) => this.dispatch(p, req),
-        malformed: (p, detail) => {
+        malformed: (p, detail, code) => {
           this.stats.malformed++;
-          this.refuse(p, "request_malformed", detail);
+          this.refuse(p, "request_malformed", detail, code);
         },
         served: this.served,
       },
@@ -211,18 +213,17 @@ export class GateServer {
   }
 
   /**
-   * Records a refusal that costs the client nothing (rate_limited, malformed, unidentified) at most
-   * once a second per uid and reason, with the count left unrecorded since; every refusal is
-   * still answered and counted in `stats`. Unidentified peers share one key.
+   * Hands a refusal that costs the client nothing (rate_limited, malformed, unidentified) to the
+   * handler, which counts repeats instead of recording each; every refusal is still answered and
+   * counted in `stats`.
    */
-  private refuse(peer: PeerIdentity | undefined, reason: DenialReason, detail: string): void {
-    const skipped = this.recordThrottle.admit(`${peer?.uid ?? "unidentified"}:${reason}`, this.now());
-    if (skipped === undefined) return;
-    this.handler.rejected(
-      peer,
-      reason,
-      skipped > 0 ? `${detail} (and ${skipped} unrecorded since the last record)` : detail,
-    );
+  private refuse(
+    peer: PeerIdentity | undefined,
+    reason: DenialReason,
+    detail: string,
+    code?: DenialCode,
+  ): void {
+    this.handler.rejected(peer, reason, detail, code);
   }
 
   /** Stops accepting, then drops open connections (their in-flight requests finish or fail). */

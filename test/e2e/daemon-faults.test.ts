@@ -11,6 +11,7 @@ import { pcrExtend } from "../../src/tpm/ops/pcr.js";
 import { execgate } from "../helpers/cli.js";
 import {
   eventually,
+  lineageEntries,
   tokenOutcome as outcome,
   recordedDenials,
   startTestDaemon,
@@ -162,18 +163,28 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
     for (const l of lines) expect(l.match(/"component":/g)?.length ?? 0).toBeLessThanOrEqual(1);
   });
 
-  it("requests over the per-uid rate → rate_limited (recorded at most once a second)", async () => {
+  it("requests over the per-uid rate → rate_limited (the first recorded, its repeats counted)", async () => {
     const d = await daemon({ config: { limits: ["requests_per_second_per_uid = 1", "burst_per_uid = 2"] } });
     const c = await d.client();
+    let limited = 0;
     try {
       const results = await Promise.all(Array.from({ length: 6 }, () => outcome(c)));
       expect(results.filter((r) => r === "allow").length).toBeLessThanOrEqual(3);
       expect(results).toContain("rate_limited");
+      limited = results.filter((r) => r === "rate_limited").length;
     } finally {
       await c.close();
     }
     await d.stop();
     expect(await recordedDenials(d.lineageDir)).toContain("rate_limited");
+    // Every refusal is a decision entry or counted in a denial_repeats entry.
+    const entries = await lineageEntries(d.lineageDir);
+    const recorded = entries.filter((e) => e.type === "decision" && e.body.reason === "rate_limited").length;
+    const counted = entries.reduce(
+      (n, e) => n + (e.type === "denial_repeats" && e.body.reason === "rate_limited" ? e.body.count : 0),
+      0,
+    );
+    expect(recorded + counted).toBe(limited);
   });
 
   // Mounting a tmpfs needs root: skipped on a laptop, a failure (not a skip) under CI=true.

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { decode } from "../../src/cbor/index.js";
-import type { DenialReason } from "../../src/core/denial.js";
+import type { DenialCode, DenialReason } from "../../src/core/denial.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { identifyPeer, type PeerIdentity, peerUid } from "../../src/peer/index.js";
 import { MAX_UNSENT_REPLY_BYTES } from "../../src/server/connection.js";
@@ -29,6 +29,7 @@ interface Recorded {
   readonly peer: PeerIdentity | undefined;
   readonly reason: DenialReason;
   readonly detail: string;
+  readonly code: DenialCode | undefined;
 }
 
 interface TestServer {
@@ -75,7 +76,7 @@ async function startServer(
         handled.push(req);
         return okReply(req.id, {});
       },
-      rejected: (peer, reason, detail) => recorded.push({ peer, reason, detail }),
+      rejected: (peer, reason, detail, code) => recorded.push({ peer, reason, detail, code }),
       ...handler,
     },
     { ...LIMITS, ...limits },
@@ -396,10 +397,12 @@ describe("GateServer: what a connection may make the daemon hold", () => {
   }, 60_000);
 });
 
-describe("GateServer: refusals that cost the client nothing are recorded at most once a second", () => {
+describe("GateServer: refusals that cost the client nothing go to the handler, every one", () => {
   const garbage = encodeFrame(Uint8Array.of(0xff));
 
-  it("malformed frames: every client is answered, one record per uid per second with the count", async () => {
+  // Which of them the lineage records in full and which it counts is the gate's (denial windows:
+  // test/unit/gate-denial-windows.test.ts, test/integration/gate-request.test.ts).
+  it("malformed frames: every client is answered, every refusal handed on and counted", async () => {
     const t = await startServer();
     const replies: unknown[] = [];
     for (let i = 0; i < 5; i++) {
@@ -411,17 +414,37 @@ describe("GateServer: refusals that cost the client nothing are recorded at most
     expect(replies).toEqual(
       Array(5).fill({ v: 1, id: 0, ok: false, error: "bad_request", reason: "request_malformed" }),
     );
-    expect(t.recorded.map((r) => r.reason)).toEqual(["request_malformed"]);
+    expect(t.recorded.map((r) => [r.reason, r.code])).toEqual(
+      Array(5).fill(["request_malformed", undefined]),
+    );
     t.nowMs += 1000;
     const c = await rawClient(t.path);
     c.socket.write(garbage);
     await c.closed;
-    expect(t.recorded).toHaveLength(2);
-    expect(t.recorded[1]!.detail).toContain("4 unrecorded");
+    expect(t.recorded).toHaveLength(6);
     expect(t.gate.stats.malformed).toBe(6);
   });
 
-  it("failed identifications: every client is denied, one record per second", async () => {
+  it("a frame that is only too large: the same reply, handed on with its own code", async () => {
+    const t = await startServer({ maxFrameBytes: 1024 });
+    const c = await rawClient(t.path);
+    const header = new Uint8Array(4);
+    new DataView(header.buffer).setUint32(0, 1025, false);
+    c.socket.write(header);
+    await c.closed;
+    expect(c.replies.map((r) => Object.fromEntries(r))).toEqual([
+      { v: 1, id: 0, ok: false, error: "bad_request", reason: "request_malformed" },
+    ]);
+    expect(t.recorded.map((r) => [r.reason, r.code])).toEqual([["request_malformed", "frame_too_large"]]);
+    expect(t.recorded[0]!.detail).toContain("1025 bytes exceeds 1024");
+    // One byte within the limit but not a request: malformed, with no code.
+    const g = await rawClient(t.path);
+    g.socket.write(garbage);
+    await g.closed;
+    expect(t.recorded.map((r) => r.code)).toEqual(["frame_too_large", undefined]);
+  });
+
+  it("failed identifications: every client is denied, every refusal handed on", async () => {
     const t = await startServer(
       {},
       {
@@ -435,7 +458,7 @@ describe("GateServer: refusals that cost the client nothing are recorded at most
       await c.closed;
       expect(c.replies.map((r) => r.get("reason"))).toEqual(["peer_unknown"]);
     }
-    expect(t.recorded.map((r) => r.reason)).toEqual(["peer_unknown"]);
+    expect(t.recorded.map((r) => r.reason)).toEqual(["peer_unknown", "peer_unknown", "peer_unknown"]);
   });
 });
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type CborValue, encode } from "../../src/cbor/index.js";
-import { DENIAL_REASONS } from "../../src/core/denial.js";
+import { DENIAL_CODES, DENIAL_REASONS } from "../../src/core/denial.js";
 import { decodeEntry, type Entry, type EntryTime, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 
 // encodeEntry writes straight from the schema with pre-sorted keys; the generic deterministic
@@ -12,6 +12,7 @@ const digest = fc.uint8Array({ minLength: 32, maxLength: 32 });
 const uint = fc.oneof(fc.nat(), fc.maxSafeNat(), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }));
 const text = fc.string({ unit: "grapheme", maxLength: 40 });
 const reason = fc.constantFrom(...DENIAL_REASONS);
+const code = fc.constantFrom(...(Object.keys(DENIAL_CODES) as (keyof typeof DENIAL_CODES)[]));
 const opt = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(a, { nil: undefined });
 
 const time = fc.record({
@@ -38,7 +39,7 @@ const bodies: Record<Entry["type"], fc.Arbitrary<unknown>> = {
     actionDigest: digest,
     peer: fc.record({ uid: fc.nat(), gid: fc.nat(), pid: fc.nat(), exeDigest: opt(digest) }),
   }),
-  decision: fc.record({ allow: fc.boolean(), reason: opt(reason) }),
+  decision: fc.record({ allow: fc.boolean(), reason: opt(reason), code: opt(code) }),
   token_issued: fc.record({ digest }),
   token_redeemed: fc.record({ token: fc.uint8Array({ maxLength: 300 }) }),
   execution_report: fc.record({
@@ -50,6 +51,15 @@ const bodies: Record<Entry["type"], fc.Arbitrary<unknown>> = {
   policy_loaded: fc.record({ policyDigest: digest, source: text }),
   recovery: fc.record({ reason: text, truncatedBytes: fc.nat(), recoveredSize: fc.nat() }),
   daemon_stop: fc.record({ reason: text }),
+  denial_repeats: fc.record({
+    reason,
+    code: opt(code),
+    uid: opt(fc.nat()),
+    count: fc.nat(),
+    firstMs: fc.maxSafeNat(),
+    lastMs: fc.maxSafeNat(),
+    windowMs: fc.nat(),
+  }),
 };
 
 const entry: fc.Arbitrary<Entry> = fc.oneof(

@@ -67,6 +67,7 @@ describe("config: defaults", () => {
       idleTimeoutMs: 60_000,
       requestsPerSecondPerUid: 1000,
       burstPerUid: 2000,
+      denialWindowMs: 10_000,
     });
   });
 
@@ -187,6 +188,12 @@ describe("config: closed schema, named errors", () => {
     ["epoch below range", "[attest]\nepoch_ms = 49", "attest.epoch_ms", /outside 50\.\.600000/],
     ["epoch above range", "[attest]\nepoch_ms = 600001", "attest.epoch_ms", /outside/],
     ["negative skew", "[token]\nskew_s = -1", "token.skew_s", /outside 0\.\.300/],
+    [
+      "denial window below range",
+      "[limits]\ndenial_window_ms = 99",
+      "limits.denial_window_ms",
+      /outside 100\.\.3600000/,
+    ],
     [
       "max age below epoch",
       "[attest]\nepoch_ms = 2000\nmax_evidence_age_ms = 1999",

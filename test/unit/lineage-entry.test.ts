@@ -50,6 +50,28 @@ const SAMPLES: Entry[] = [
   makeEntry("policy_loaded", time, { policyDigest: d32(11), source: "/etc/execgate/policy.toml" }),
   makeEntry("recovery", time, { reason: "torn tail", truncatedBytes: 17, recoveredSize: 100 }),
   makeEntry("daemon_stop", time, { reason: "SIGTERM" }),
+  makeEntry("decision", time, { allow: false, reason: "request_malformed", code: "frame_too_large" }),
+  makeEntry(
+    "denial_repeats",
+    time,
+    {
+      reason: "request_malformed",
+      code: "frame_too_large",
+      uid: 65534,
+      count: 599,
+      firstMs: 1_764_000_000_001,
+      lastMs: 1_764_000_000_413,
+      windowMs: 10_000,
+    },
+    [{ index: 12, leafHash: d32(12) }],
+  ),
+  makeEntry("denial_repeats", time, {
+    reason: "peer_unknown",
+    count: 1,
+    firstMs: 5,
+    lastMs: 5,
+    windowMs: 100,
+  }),
 ];
 
 describe("lineage entries", () => {
@@ -104,7 +126,23 @@ describe("lineage entries", () => {
     ).toThrow(expect.objectContaining({ code: "malformed" }));
     expect(() => encodeEntry(makeEntry("token_issued", time, { digest: new Uint8Array(31) }))).toThrow(
       expect.objectContaining({ code: "malformed" }),
-    );
+    ); // Denial codes are a closed set too.
+    expect(() =>
+      encodeEntry(
+        makeEntry("decision", time, { allow: false, reason: "request_malformed", code: "too_big" as never }),
+      ),
+    ).toThrow(expect.objectContaining({ code: "malformed" }));
+    const repeats = decode(encodeEntry(SAMPLES[SAMPLES.length - 1]!)) as Map<string, unknown>;
+    const body = repeats.get("body") as Map<string, unknown>;
+    for (const bad of [
+      new Map([...body, ["code", "too_big"]]),
+      new Map([...body, ["count", -1]]),
+      new Map([...body].filter(([k]) => k !== "windowMs")),
+      new Map([...body, ["uid", "nobody"]]),
+    ])
+      expect(() => decodeEntry(encode(new Map([...repeats, ["body", bad]]) as never))).toThrow(
+        expect.objectContaining({ code: "malformed" }),
+      );
   });
 
   it("rejects fields a plain object inherits (constructor, toString, __proto__…), decoding and encoding", () => {

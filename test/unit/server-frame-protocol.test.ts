@@ -10,7 +10,7 @@ import {
   parseRequest,
   refusalOf,
 } from "../../src/server/protocol.js";
-import { RateLimiter, RecordThrottle } from "../../src/server/rate-limit.js";
+import { RateLimiter } from "../../src/server/rate-limit.js";
 
 describe("frame codec", () => {
   it("reassembles frames from arbitrary chunking", () => {
@@ -67,16 +67,6 @@ describe("per-uid limits", () => {
     expect(r.take(7, t)).toBe(true);
     expect(r.take(7, t - 3_600_000)).toBe(false); // an hour back: no token yet, and no debt
     expect(r.take(7, t - 3_600_000 + 1000)).toBe(true);
-  });
-
-  it("records at most once per key a second, with the count left unrecorded", () => {
-    const th = new RecordThrottle();
-    expect(th.admit("1:request_malformed", 5000)).toBe(0);
-    expect(th.admit("1:request_malformed", 5999)).toBeUndefined();
-    expect(th.admit("1:request_malformed", 5500)).toBeUndefined();
-    expect(th.admit("2:request_malformed", 5500)).toBe(0);
-    expect(th.admit("1:rate_limited", 5500)).toBe(0);
-    expect(th.admit("1:request_malformed", 6000)).toBe(2);
   });
 });
 
