@@ -21,6 +21,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   audit: async () => (await import("./audit.js")).suite,
   daemon: async () => (await import("./daemon.js")).suite,
   hsm: async () => (await import("./hsm.js")).suite,
+  chaos: async () => (await import("./chaos.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {
