@@ -39,6 +39,7 @@ export const suite: BenchSuite = {
         redeems_acknowledged: r.redeemsAcknowledged,
         redeems_lost: r.redeemsLost,
         log_entries: r.entries,
+        daemon_starts_logged: r.starts,
         verifies_after_restart: r.verifyEach?.runs ?? 0,
         verifies_failed: r.verifyEach?.failed ?? 0,
         final_verify_exit: r.verify.exitCode,

@@ -37,6 +37,8 @@ export interface ChaosReport {
   readonly tokensLost: number;
   readonly redeemsLost: number;
   readonly entries: number;
+  /** daemon_start entries in the final bundle: cycles + 1 when every start was recorded. */
+  readonly starts: number;
   /** Restarts that cut a torn tail (recovery entries with truncated bytes). */
   readonly tornTails: number;
   readonly denials: Readonly<Record<string, number>>;
@@ -167,6 +169,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     final.exitCode === 0 &&
     verifyFailed === 0 &&
     unexpected.length === 0 &&
+    finalSeen.starts === o.cycles + 1 &&
     acked.redeems.size > 0;
   return {
     ok,
@@ -177,6 +180,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     tokensLost: lostTokens,
     redeemsLost: lostRedeems,
     entries: finalSeen.size,
+    starts: finalSeen.starts,
     tornTails: finalSeen.tornTails,
     denials: Object.fromEntries(acked.denials),
     restartMs: {

@@ -3,6 +3,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
+import { dieWithParent } from "../../src/dev/pid.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
 import { enroll } from "../../src/tpm/enroll.js";
@@ -77,9 +78,9 @@ export class ChaosHost {
   /** Starts the daemon and resolves once it logged daemon_started (ms taken), or throws. */
   async start(): Promise<number> {
     const t0 = performance.now();
-    const c = spawn(process.execPath, [CLI, "daemon", "--config", this.config], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    // An interrupted run leaves no daemon behind (the swtpm, too, dies with this process).
+    const [cmd, ...args] = await dieWithParent([process.execPath, CLI, "daemon", "--config", this.config]);
+    const c = spawn(cmd!, args, { stdio: ["ignore", "ignore", "pipe"] });
     this.child = c;
     this.killing = false;
     let run = "";

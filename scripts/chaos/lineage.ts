@@ -15,13 +15,15 @@ export interface LineageSeen {
   readonly redeemed: Set<string>;
   /** Entries read so far (the next read starts here). */
   size: number;
+  /** daemon_start entries: one per start of the daemon. */
+  starts: number;
   /** recovery entries whose daemon cut a torn tail, and the bytes cut. */
   tornTails: number;
   tornBytes: number;
 }
 
 export function newLineageSeen(): LineageSeen {
-  return { issued: new Set(), redeemed: new Set(), size: 0, tornTails: 0, tornBytes: 0 };
+  return { issued: new Set(), redeemed: new Set(), size: 0, starts: 0, tornTails: 0, tornBytes: 0 };
 }
 
 const SEGMENT_NAME = /^(\d{20})\.seg$/;
@@ -43,6 +45,7 @@ export async function readBundleEntries(dir: string, seen: LineageSeen): Promise
       const e = decodeEntry(seg.entries[k]!);
       if (e.type === "token_issued") seen.issued.add(toHex(e.body.digest));
       else if (e.type === "token_redeemed") seen.redeemed.add(tokenHash(e.body.token));
+      else if (e.type === "daemon_start") seen.starts += 1;
       else if (e.type === "recovery" && e.body.truncatedBytes > 0) {
         seen.tornTails += 1;
         seen.tornBytes += e.body.truncatedBytes;

@@ -10,7 +10,7 @@ export function summary(r: ChaosReport): string {
     `  cycles (kill -9 under load)   ${r.cycles}`,
     `  tokens acknowledged           ${r.tokensAcknowledged}   lost ${r.tokensLost}`,
     `  redeems acknowledged          ${r.redeemsAcknowledged}   lost ${r.redeemsLost}`,
-    `  log entries at the end        ${r.entries}   torn tails recovered ${r.tornTails}`,
+    `  log entries at the end        ${r.entries}   daemon starts ${r.starts} (of ${r.cycles + 1})   torn tails cut ${r.tornTails}`,
     `  restart to serving (ms)       p50 ${r.restartMs.p50.toFixed(0)}   max ${r.restartMs.max.toFixed(0)}`,
     `  denials seen by the clients   ${denials || "none"}`,
     ...(r.verifyEach

@@ -68,9 +68,20 @@ async function main(): Promise<number> {
     return 2;
   }
   const given = a.values.dir;
-  const dir = given ? resolve(given) : await mkdtemp(join(tmpdir(), "execgate-chaos-"));
-  // A fresh directory: a second run on a used one would resume its TPM and log, not start clean.
-  if (given) await mkdir(dir, { mode: 0o700 });
+  let dir: string;
+  if (given) {
+    dir = resolve(given);
+    // A fresh directory: on a used one the run would resume its TPM and log, not start clean.
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (e) {
+      process.stderr.write(
+        `chaos: --dir ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (it must not exist)\n`,
+      );
+      return 2;
+    }
+  } else dir = await mkdtemp(join(tmpdir(), "execgate-chaos-"));
+  let ok = false;
   try {
     const r = await runChaos({
       dir,
@@ -84,9 +95,12 @@ async function main(): Promise<number> {
       log: (m) => process.stderr.write(`chaos: ${m}\n`),
     });
     process.stdout.write(a.values.json ? `${JSON.stringify(r)}\n` : `${summary(r)}\n`);
-    return r.ok ? 0 : 1;
+    ok = r.ok;
+    return ok ? 0 : 1;
   } finally {
-    if (!given) await rm(dir, { recursive: true, force: true });
+    // A failed run's directory (state, logs, bundle) is kept for a look.
+    if (!given && ok) await rm(dir, { recursive: true, force: true });
+    else if (!ok) process.stderr.write(`chaos: kept ${dir}\n`);
   }
 }
 

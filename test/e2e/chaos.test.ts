@@ -19,7 +19,14 @@ describeTpm("scripts/chaos.sh: kill -9 of the daemon under load, 10 cycles", () 
     );
     const report = JSON.parse(r.stdout || "{}") as Partial<ChaosReport>;
     expect(report.verify?.failures, r.stderr.slice(-3000)).toEqual([]);
-    expect(report).toMatchObject({ ok: true, cycles: 10, tokensLost: 0, redeemsLost: 0, unexpected: [] });
+    expect(report).toMatchObject({
+      ok: true,
+      cycles: 10,
+      tokensLost: 0,
+      redeemsLost: 0,
+      starts: 11,
+      unexpected: [],
+    });
     expect(report.verify?.exitCode).toBe(0);
     expect(report.tokensAcknowledged).toBeGreaterThan(0);
     expect(report.redeemsAcknowledged).toBeGreaterThan(0);

@@ -28,6 +28,7 @@ it("the chaos check finds every token and redeem the log holds, reads only new e
   const seen = newLineageSeen();
   await readBundleEntries(dir, seen);
   expect(seen.size).toBe(30);
+  expect(seen.starts).toBe(0);
   expect(lost(acked, seen)).toEqual({ tokens: [], redeems: [] });
 
   // Acknowledged, never written: each is reported.
