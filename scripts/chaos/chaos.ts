@@ -128,12 +128,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const redeems0 = acked.redeems.size;
       const load = await startLoad({ socket: host.socket, clients: o.clients, depth: o.depth, acked });
       const loadMs = o.minLoadMs + Math.floor(rand() * (o.maxLoadMs - o.minLoadMs));
+      await Promise.race([load.serving, new Promise((r) => setTimeout(r, 30_000))]);
       await new Promise((r) => setTimeout(r, loadMs));
       await host.crash();
       await load.done;
       await load.close();
       o.log(
-        `cycle ${cycle}/${o.cycles}: kill -9 after ${loadMs} ms of load; ` +
+        `cycle ${cycle}/${o.cycles}: kill -9 ${loadMs} ms after the first token; ` +
           `${acked.tokens.size - tokens0} tokens, ${acked.redeems.size - redeems0} redeems acknowledged`,
       );
     }

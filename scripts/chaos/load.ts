@@ -18,6 +18,11 @@ export const tokenHash = (token: Uint8Array): string => createHash("sha256").upd
 export interface Load {
   /** Resolves once every worker stopped (their connection died with the daemon). */
   readonly done: Promise<void>;
+  /**
+   * Resolves at the first token released (or when the workers stop): a fresh daemon first
+   * hashes each new caller's executable, and the kill should fall in load, not in that.
+   */
+  readonly serving: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,6 +48,10 @@ export async function startLoad(o: {
     o.acked.denials.set(e.reason, (o.acked.denials.get(e.reason) ?? 0) + 1);
     return true;
   };
+  let served: () => void = () => undefined;
+  const serving = new Promise<void>((r) => {
+    served = r;
+  });
   const worker = async (c: ExecgateClient, w: number): Promise<void> => {
     for (let n = 0; ; n++) {
       let token: Uint8Array;
@@ -57,6 +66,7 @@ export async function startLoad(o: {
       }
       const h = tokenHash(token);
       o.acked.tokens.add(h);
+      served();
       if (n % SKIP_REDEEM_EVERY === SKIP_REDEEM_EVERY - 1) continue;
       try {
         await c.redeem(token);
@@ -68,9 +78,10 @@ export async function startLoad(o: {
   };
   const done = Promise.all(
     conns.flatMap((c, i) => Array.from({ length: o.depth }, (_, d) => worker(c, i * o.depth + d))),
-  ).then(() => undefined);
+  ).then(() => served());
   return {
     done,
+    serving,
     async close() {
       for (const c of conns) await c.close().catch(() => undefined);
     },
