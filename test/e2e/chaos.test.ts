@@ -11,7 +11,7 @@ describeTpm("scripts/chaos.sh: kill -9 of the daemon under load, 10 cycles", () 
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((done) =>
       execFile(
         resolve("scripts/chaos.sh"),
-        ["--no-setup", "--cycles", "10", "--dir", dir, "--json"],
+        ["--no-setup", "--cycles", "10", "--max-load-ms", "400", "--dir", dir, "--json"],
         { encoding: "utf8", timeout: 170_000, env: { PATH: process.env.PATH } },
         (e, stdout, stderr) =>
           done({ code: e ? (typeof e.code === "number" ? e.code : 99) : 0, stdout, stderr }),
