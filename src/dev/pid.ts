@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { ExecgateError } from "../core/errors.js";
 
-/**
+/*
  * Processes named by a PID we did not just spawn (a pid file left by a killed run): the process
  * may still run, be a zombie its new parent never reaps (an init that does not wait, as in some
  * containers and VMs), or be gone, even between one check and the next signal.
