@@ -21,6 +21,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   audit: async () => (await import("./audit.js")).suite,
   daemon: async () => (await import("./daemon.js")).suite,
   hsm: async () => (await import("./hsm.js")).suite,
+  chaos: async () => (await import("./chaos.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {
@@ -48,6 +49,8 @@ function machine(): Record<string, string | number> {
 
 function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
+  // Counts stay counts ("cycles 50", not "50.0").
+  if (Number.isInteger(v) && Math.abs(v) < 1000) return String(v);
   if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
   return v.toPrecision(3);
 }

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { ExecgateError } from "../core/errors.js";
 import { makeDirs } from "../core/mkdirs.js";
 import { TpmRunner } from "../tpm/runner.js";
+import { dieWithParent, signalProcess, waitEnded } from "./pid.js";
 
 const execFileP = promisify(execFile);
 
@@ -102,11 +103,11 @@ export class Swtpm {
 
   /** Fault injection: freeze the process so calls hang (SIGSTOP); `resume` undoes it. */
   freeze(): void {
-    if (this.child?.pid) process.kill(this.child.pid, "SIGSTOP");
+    if (this.child?.pid) signalProcess(this.child.pid, "SIGSTOP");
   }
 
   resume(): void {
-    if (this.child?.pid) process.kill(this.child.pid, "SIGCONT");
+    if (this.child?.pid) signalProcess(this.child.pid, "SIGCONT");
   }
 
   /** Restart = TPM Reset: PCRs back to zero, resetCount + 1, persistent objects kept. */
@@ -119,24 +120,28 @@ export class Swtpm {
   async launch(): Promise<void> {
     const { socket, state, log } = this.paths;
     await stopLeftover(this.paths.pidFile, state);
-    const child = spawn(
+    // Dies with this process (kill -9 included) instead of lingering as an orphan; what escapes
+    // (no setpriv, or a death before setpriv's prctl) is stopped by stopLeftover at the next start.
+    const [cmd, ...args] = await dieWithParent([
       "/usr/bin/swtpm",
-      [
-        "socket",
-        "--tpm2",
-        "--tpmstate",
-        `dir=${state}`,
-        "--server",
-        `type=unixio,path=${socket}`,
-        "--ctrl",
-        `type=unixio,path=${socket}.ctrl`,
-        "--flags",
-        "not-need-init,startup-clear",
-        "--log",
-        `file=${log},level=1`,
-        "--pid",
-        `file=${this.paths.pidFile}`,
-      ],
+      "socket",
+      "--tpm2",
+      "--tpmstate",
+      `dir=${state}`,
+      "--server",
+      `type=unixio,path=${socket}`,
+      "--ctrl",
+      `type=unixio,path=${socket}.ctrl`,
+      "--flags",
+      "not-need-init,startup-clear",
+      "--log",
+      `file=${log},level=1`,
+      "--pid",
+      `file=${this.paths.pidFile}`,
+    ]);
+    const child = spawn(
+      cmd!,
+      args,
       // Its own process group: a terminal's Ctrl-C (or `timeout`) signals our group, and the
       // TPM must outlive the daemon's shutdown (final checkpoint signature, TPM2_Shutdown).
       { stdio: "ignore", env: {}, detached: true },
@@ -202,20 +207,25 @@ export class Swtpm {
 }
 
 /**
- * A swtpm left running on this state directory by a process that was killed outright (its own
- * process group survives that): stop it, or the new one could not bind the socket.
+ * A swtpm left running on this state directory by a process that was killed outright: stop it,
+ * or the new one could not bind the socket. A zombie (its new parent never reaps it) and a
+ * process that ends between the look and the signal (ESRCH) count as stopped. Returns what it
+ * found: "none", "stopped" (SIGTERM sufficed) or "killed" (SIGKILL after 2 s).
  */
-async function stopLeftover(pidFile: string, stateDir: string): Promise<void> {
+export async function stopLeftover(
+  pidFile: string,
+  stateDir: string,
+): Promise<"none" | "stopped" | "killed"> {
   const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
-  if (!Number.isInteger(pid) || pid <= 1) return;
+  if (!Number.isInteger(pid) || pid <= 1) return "none";
+  // PIDs get reused: only a swtpm serving this very state directory is ours to stop.
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  if (!cmdline.startsWith("/usr/bin/swtpm") || !cmdline.includes(`dir=${stateDir}`)) return;
-  process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 40; i++) {
-    if (!existsSync(`/proc/${pid}`)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  process.kill(pid, "SIGKILL");
+  if (!cmdline.startsWith("/usr/bin/swtpm\0") || !cmdline.includes(`\0dir=${stateDir}\0`)) return "none";
+  if (!signalProcess(pid, "SIGTERM") || (await waitEnded(pid, 2000))) return "stopped";
+  if (!signalProcess(pid, "SIGKILL")) return "stopped";
+  if (!(await waitEnded(pid, 2000)))
+    throw new ExecgateError("hardware_unavailable", `leftover swtpm ${pid} on ${stateDir} survives SIGKILL`);
+  return "killed";
 }
 
 /** Children of this process, killed synchronously if the process exits without stopping them. */
@@ -297,14 +307,13 @@ export async function reapRecorded(pidDir: string): Promise<number> {
     const pid = Number(name);
     // PIDs get reused: only kill a process that is still a swtpm.
     const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (Number.isInteger(pid) && pid > 1 && cmdline.startsWith("/usr/bin/swtpm")) {
-      try {
-        process.kill(pid, "SIGKILL");
-        n++;
-      } catch {
-        // already gone
-      }
-    }
+    if (
+      Number.isInteger(pid) &&
+      pid > 1 &&
+      cmdline.startsWith("/usr/bin/swtpm") &&
+      signalProcess(pid, "SIGKILL")
+    )
+      n++;
     await rm(join(pidDir, name), { force: true });
   }
   return n;

@@ -1,13 +1,27 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { expect, it } from "vitest";
+import { processEnded } from "../../src/dev/pid.js";
 import { execgate } from "../helpers/cli.js";
 import { parseEnv, scratch, spawnDevUp, until } from "../helpers/dev.js";
 import { describeTpm } from "../helpers/hardware.js";
+
+/** Live (not zombie) swtpm processes whose command line holds `marker`. */
+async function swtpmsServing(marker: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.startsWith("/usr/bin/swtpm\0") && cmdline.includes(marker) && !(await processEnded(pid)))
+      out.push(pid);
+  }
+  return out;
+}
 
 describeTpm("execgate dev up (the embedded default)", () => {
   it("--check provisions a swtpm, enrolls, quotes and verifies; a second run resumes the same TPM", async () => {
@@ -148,6 +162,39 @@ describeTpm("execgate dev up (the embedded default)", () => {
       expect(await dev.exited).toBe(0);
       await rm(base, { recursive: true, force: true });
     }
+  });
+
+  it("kill -9 of a running dev up leaves no swtpm serving DIR; a second dev up on DIR starts cleanly", async () => {
+    const dir = await scratch("dev-");
+    const state = `\0dir=${join(dir, "tpm", "state")}\0`;
+    const first = spawnDevUp(["--dir", dir]);
+    let swtpm = 0;
+    try {
+      await first.ready();
+      expect(first.stderr()).toContain("daemon on");
+      swtpm = Number((await readFile(join(dir, "tpm", "swtpm.pid"), "utf8")).trim());
+      expect(await swtpmsServing(state)).toEqual([swtpm]);
+    } finally {
+      first.child.kill("SIGKILL");
+    }
+    expect(await first.exited).toBe(null);
+    // Dead, though maybe a zombie its new parent never reaps (it then holds nothing).
+    await until("no swtpm left serving DIR", async () => (await swtpmsServing(state)).length === 0);
+    expect(await processEnded(swtpm)).toBe(true);
+
+    const second = spawnDevUp(["--dir", dir]);
+    try {
+      await second.ready();
+      expect(second.stderr()).toContain("daemon on");
+      const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
+      const r = await execgate(["run", "--scope", "dev", "--", "/bin/true"], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await swtpmsServing(state)).toHaveLength(1);
+    } finally {
+      second.child.kill("SIGINT");
+    }
+    expect(await second.exited).toBe(0);
+    expect(second.stderr()).not.toMatch(/internal|ESRCH/);
   });
 
   it("a startup refusal (a policy with an unknown key, on resume) is exit 2 with the daemon's message, not internal", async () => {
