@@ -69,7 +69,7 @@ describeTpm("the daemon fails closed on hardware and environment faults", () => 
       expect(st.epoch).toMatchObject({ verified: false, reason: "hardware_unavailable" });
       // No quote, so no TPM counts to show (they were printed as -1).
       const human = (await execgate(["status"], d.env)).stdout;
-      expect(human).toMatch(/^ {2}epoch: \d+ FAILED: hardware_unavailable$/m);
+      expect(human).toMatch(/^ {2}epoch: #\d+ of this run \(seq \d+\), FAILED: hardware_unavailable$/m);
       await d.tpm.launch();
       await eventually("recovery", async () => (await outcome(c)) === "allow");
       expect(await reason(c.redeem(before.token))).toBe("environment_mismatch");
