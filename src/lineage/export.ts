@@ -47,7 +47,7 @@ const BLOB_NAME = /^[0-9a-f]{64}$/;
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
   const { journal, checkpointer } = opts.lineage;
   await journal.drain();
-  const cp = (await checkpointer.signNow()) ?? checkpointer.latest();
+  const cp = (await checkpointer.signCovering()) ?? checkpointer.latest();
   if (cp === undefined)
     throw new ExecgateError("io_error", "lineage export: the log is empty, nothing is signed yet");
   const size = cp.checkpoint.size;
