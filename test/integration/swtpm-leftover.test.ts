@@ -58,8 +58,10 @@ async function unreapedSwtpm(dir: string): Promise<{ pid: number; pidFile: strin
   );
   holders.push(holder);
   await execdSleep(holder);
-  await until("the swtpm's pid file and socket", () => existsSync(pidFile) && existsSync(sock));
-  const pid = Number((await readFile(pidFile, "utf8")).trim());
+  // swtpm writes its pid file in place: wait for a whole number, not just the file.
+  const pidIn = async () => Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  await until("the swtpm's pid file and socket", async () => (await pidIn()) > 1 && existsSync(sock));
+  const pid = await pidIn();
   expect(await processEnded(pid)).toBe(false);
   return { pid, pidFile, state };
 }
