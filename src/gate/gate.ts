@@ -1,4 +1,3 @@
-import type { KeyObject } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
@@ -9,7 +8,6 @@ import type { DenialCode, DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
-import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
 import type { DiskSpace } from "../lineage/disk-space.js";
 import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
@@ -20,9 +18,7 @@ import type { LoadedPolicy } from "../policy/load.js";
 import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
 import { type TokenClaims, tokenIdFor } from "../token/claims.js";
-import { COSE_ALG } from "../token/cose.js";
-import type { SigningThread } from "../token/sign-thread.js";
-import { issueToken, verifyToken } from "../token/token.js";
+import { signTokenWith, type TokenSigner, verifyTokenWith } from "../token/signer.js";
 import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
 import { IssuedTokens } from "./issued.js";
 
@@ -49,25 +45,15 @@ export interface GateOptions {
   readonly policy: () => LoadedPolicy;
   /** The policy's digest, age and last reload for `status` (default: the digest alone). */
   readonly policyStatus?: () => Record<string, CborValue>;
-  readonly issuerPrivateKey: KeyObject;
-  readonly issuerPublicKey: KeyObject;
-  /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
-  readonly tokenSigner?: TokenSigner;
-  /**
-   * The in-memory issuer key's signatures made on this worker thread (the daemon's default); without
-   * it they are made on the event loop (tests, tools).
-   */
-  readonly signingThread?: SigningThread;
+  /** What signs tokens: the in-memory issuer key (memoryTokenSigner) or the HSM key (hsmTokenSigner). */
+  readonly tokenSigner: TokenSigner;
   readonly audience: string;
   readonly issuer: string;
   readonly skewS: number;
   readonly maxEvidenceAgeMs: number;
   /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
   readonly freshWaitMs: number;
-  /**
-   * How long a token's signature (worker thread or HSM) may take before the request is denied
-   * (default SIGNATURE_TIMEOUT_MS).
-   */
+  /** How long a token's signature may take before the request is denied (default SIGNATURE_TIMEOUT_MS). */
   readonly signatureTimeoutMs?: number;
   /** Free space of the lineage's filesystem, for status (absent: not reported). */
   readonly diskSpace?: () => DiskSpace | undefined;
@@ -121,14 +107,8 @@ function exeDigestOf(peer: PeerIdentity): Uint8Array {
 }
 
 /**
- * Token requests in flight above which the in-memory key signs on the worker thread. Measured on
- * the 2-core VM: 1 and 8 closed-loop clients were faster signing on the event loop (921 vs 448,
- * 3.2k vs 2.4k tokens/s), 8 clients × 32 pipelined faster on the worker (8.6k vs 6.6k).
- */
-const THREAD_SIGNING_ABOVE = 16;
-/**
- * How long a token's signature may take before the request is denied: reserved lineage slots
- * hold back every later entry until it is in, and an HSM that never answers would leave the
+ * How long a token's signature may take before the request is denied: its lineage slot holds
+ * back every later entry until it is in, and a signer that never answers would leave the
  * request without a reply.
  */
 const SIGNATURE_TIMEOUT_MS = 5_000;
@@ -147,7 +127,7 @@ function requestPart(
   return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
 }
 
-/** What the ways of issuing a token share once the policy allowed it. */
+/** A request the policy allowed, to be issued a token. */
 interface Allowed {
   readonly peer: PeerIdentity;
   readonly request: Entry;
@@ -178,7 +158,7 @@ export class Gate {
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
     this.denials = new DenialRecorder({
-      journal: o.lineage.journal,
+      lineage: o.lineage,
       windowMs: o.denialWindowMs,
       now: o.now,
       monoUs: o.monoUs,
@@ -217,10 +197,14 @@ export class Gate {
     const verdict = refs.length > 0 ? RECORD_IN_FULL : this.denials.note({ uid: peer?.uid, reason, code });
     if (!verdict.record) return;
     this.o.log.info({ reason, code, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
-    const appended = this.o.lineage.journal.append(
+    const appended = this.o.lineage.add([
       makeEntry("decision", this.time(), { allow: false, reason, ...(code ? { code } : {}) }, refs),
-    );
-    if (verdict.window) verdict.window.first = appended.then(refOf, () => undefined);
+    ]);
+    if (verdict.window)
+      verdict.window.first = appended.then(
+        (rs) => refOf(rs[0]!),
+        () => undefined,
+      );
     try {
       await appended;
     } catch (e) {
@@ -290,8 +274,8 @@ export class Gate {
       // recorded first, then waits (bounded) for an epoch that started after it; concurrent
       // waiters share that epoch's one quote. If none comes in time the denial stands.
       try {
-        const r = await this.o.lineage.journal.append(request);
-        requestRef = { index: r.index, leafHash: r.leafHash };
+        const [r] = await this.o.lineage.add([request]);
+        requestRef = refOf(r!);
       } catch (e) {
         return this.lineageDown(peer, e);
       }
@@ -310,7 +294,7 @@ export class Gate {
       const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
       if (!verdict.record) return { ok: false, reason };
       this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
-      const appended = this.o.lineage.journal.appendLinked((first) => {
+      const appended = this.o.lineage.add((first) => {
         const req = requestPart(request, requestRef, first);
         const denial = this.denialEntry(reason, req.ref, evidence);
         return req.bytes ? [req.bytes, denial] : [denial];
@@ -357,50 +341,89 @@ export class Gate {
       bootId: evidence.bootId,
       lineage: [decisionIndex, decisionLeaf],
     });
-    const allowed: Allowed = { peer, request, requestRef, evidence, claimsFor };
-    if (this.o.tokenSigner) return this.issueSigned(this.o.tokenSigner, allowed);
-    // The worker thread pays off only when requests queue up: its round trip (two thread wake-ups)
-    // costs more than the signature while few requests wait, and its tokens span more batches.
-    if (this.o.signingThread && this.requestsInFlight > THREAD_SIGNING_ABOVE)
-      return this.issueThreaded(this.o.signingThread, allowed);
-    return this.issueInline(allowed);
+    return this.issue({ peer, request, requestRef, evidence, claimsFor });
   }
 
   /**
-   * In-memory issuer key, signing on the event loop, in one group commit: request, allow and
-   * token_issued. A token that cannot be made (signing or encoding fails) is not a lineage
-   * failure: the request is recorded with a deny (internal_error) in place of the allow.
+   * The one issuance path, whatever signs (docs/lineage.md): request, allow and token_issued in
+   * one add — the token names the allow's index and leaf hash, so the token_issued slot is held
+   * until the signature is back — and the token released only when all of them are durable. A
+   * signature that fails or does not come within the timeout fills that slot with a denial
+   * naming the allow (the signer's failure reason). A signer that cannot sign at all is known
+   * before deciding: the request's decision is then that denial, in place of the allow.
    */
-  private async issueInline(a: Allowed): Promise<GateResult<IssuedReply>> {
-    let token: Uint8Array | undefined;
+  private async issue(a: Allowed): Promise<GateResult<IssuedReply>> {
+    const signer = this.o.tokenSigner;
+    if (signer.unusable !== undefined)
+      return this.notIssued(a, new ExecgateError("internal", signer.unusable));
     let claims: TokenClaims | undefined;
-    let failure: { readonly error: unknown } | undefined;
+    let token: Uint8Array | undefined;
+    let failure: DenialReason | undefined;
     try {
-      await this.o.lineage.journal.appendLinked((first) => {
+      await this.o.lineage.add((first) => {
         // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
         // same bytes go to the journal.
         const req = requestPart(a.request, a.requestRef, first);
         const head = req.bytes ? [req.bytes] : [];
+        const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
+        const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
+        const signed = (t: Uint8Array): Uint8Array => {
+          token = t;
+          return encodeEntry(this.issuedEntry(t, decisionRef));
+        };
+        const withdrawn = (e: unknown): Uint8Array => {
+          failure = signer.failure ?? "hardware_unavailable";
+          this.o.log.error({ uid: a.peer.uid, err: asExecgateError(e).message }, "token_not_issued");
+          return encodeEntry(this.denialEntry(failure, decisionRef, undefined));
+        };
+        let last: Uint8Array | Promise<Uint8Array>;
         try {
-          const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
-          const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
           claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
-          token = issueToken(claims, this.o.issuerPrivateKey);
-          return [...head, decisionBytes, this.issuedEntry(token, decisionRef)];
-        } catch (error) {
-          failure = { error };
-          return [...head, this.denialEntry("internal_error", req.ref, a.evidence)];
+          const t = signTokenWith(claims, signer, this.requestsInFlight);
+          last = t instanceof Uint8Array ? signed(t) : this.bounded(t, signer).then(signed, withdrawn);
+        } catch (e) {
+          last = withdrawn(e);
         }
+        return [...head, decisionBytes, last];
       });
     } catch (e) {
       return this.lineageDown(a.peer, e);
     }
-    if (failure) {
-      this.countDenial("internal_error");
-      this.o.log.error({ uid: a.peer.uid, err: asExecgateError(failure.error).message }, "token_not_issued");
-      return { ok: false, reason: "internal_error" };
+    if (failure !== undefined) {
+      this.countDenial(failure);
+      return { ok: false, reason: failure };
     }
     return this.released(a, claims!, token!);
+  }
+
+  /** A signature that has not come back within the timeout fails: its slot holds back every later entry. */
+  private bounded(signature: Promise<Uint8Array>, signer: TokenSigner): Promise<Uint8Array> {
+    const ms = this.o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS;
+    return withDeadline(
+      () => signature,
+      ms,
+      () =>
+        new ExecgateError(
+          signer.failure === "internal_error" ? "internal" : "hardware_unavailable",
+          `no token signature within ${ms} ms`,
+        ),
+    );
+  }
+
+  /** No token can be made: the request is recorded with a denial (internal_error) in place of the allow. */
+  private async notIssued(a: Allowed, e: unknown): Promise<GateResult<IssuedReply>> {
+    this.o.log.error({ uid: a.peer.uid, err: asExecgateError(e).message }, "token_not_issued");
+    try {
+      await this.o.lineage.add((first) => {
+        const req = requestPart(a.request, a.requestRef, first);
+        const denial = this.denialEntry("internal_error", req.ref, a.evidence);
+        return req.bytes ? [req.bytes, denial] : [denial];
+      });
+    } catch (err) {
+      return this.lineageDown(a.peer, err);
+    }
+    this.countDenial("internal_error");
+    return { ok: false, reason: "internal_error" };
   }
 
   /** A request's denial names the request and the epoch entry it was decided on, if any. */
@@ -427,126 +450,9 @@ export class Gate {
     return { ok: true, value: { token, tokenId: claims.cti, expires: claims.exp } };
   }
 
-  /**
-   * In-memory issuer key, signing on the worker thread, in one group commit: the request, decision
-   * and token_issued slots are reserved together (the token names the decision's index and leaf
-   * hash), request and decision are filled at once, token_issued when the signature is back, and
-   * the token is released only when all of them are durable. Every slot is filled on every path:
-   * if no token can be made, the last slot records a denial naming the allow (internal_error).
-   */
-  private async issueThreaded(thread: SigningThread, a: Allowed): Promise<GateResult<IssuedReply>> {
-    const { peer, requestRef } = a;
-    const journal = this.o.lineage.journal;
-    if (journal.failure) return this.lineageDown(peer, journal.failure);
-    const slots = journal.reserve(requestRef ? 2 : 3);
-    const last = requestRef ? 1 : 2;
-    const first = slots.first;
-    const decisionIndex = requestRef ? first : first + 1;
-    let decisionRef: BackRef | undefined;
-    let claims: TokenClaims | undefined;
-    let token: Uint8Array | undefined;
-    let filled = 0;
-    try {
-      const req = requestPart(a.request, a.requestRef, first);
-      if (req.bytes) {
-        slots.fill(filled, req.bytes);
-        filled++;
-      }
-      const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
-      decisionRef = { index: decisionIndex, leafHash: leafHash(decisionBytes) };
-      slots.fill(filled, decisionBytes);
-      filled++;
-      claims = a.claimsFor(decisionIndex, decisionRef.leafHash);
-      // Bounded: the slots hold back every later lineage entry until the signature is in.
-      const signed = claims;
-      token = await withDeadline(
-        () =>
-          signTokenWith(signed, {
-            alg: COSE_ALG.EdDSA,
-            publicKey: this.o.issuerPublicKey,
-            sign: (tbs) => thread.sign(tbs),
-          }),
-        this.signatureTimeoutMs,
-        () => new ExecgateError("internal", "the signing thread did not answer"),
-      );
-      slots.fill(filled, encodeEntry(this.issuedEntry(token, decisionRef)));
-      filled++;
-    } catch (e) {
-      // No token: fill what is left with denials (the journal must not stall on an empty slot).
-      this.o.log.error({ uid: peer.uid, err: asExecgateError(e).message }, "token_not_issued");
-      for (; filled <= last; filled++) {
-        const refs = decisionRef ? [decisionRef] : [];
-        slots.fill(
-          filled,
-          encodeEntry(makeEntry("decision", this.time(), { allow: false, reason: "internal_error" }, refs)),
-        );
-      }
-      this.countDenial("internal_error");
-      await slots.done.catch(() => undefined);
-      return { ok: false, reason: "internal_error" };
-    }
-    try {
-      await slots.done;
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    return this.released(a, claims, token);
-  }
-
-  /**
-   * Tokens signed by the HSM key (hsm.issuer = "hsm"). The signature is asynchronous and the
-   * token names its decision's lineage index, so this takes two group commits: request and
-   * allow decision durable first, then the HSM signature, then token_issued durable; only then
-   * is the token released. An HSM that fails in between, or does not answer within the
-   * signature timeout, leaves an allow without a token, then a hardware_unavailable denial
-   * naming it.
-   */
-  private async issueSigned(signer: TokenSigner, a: Allowed): Promise<GateResult<IssuedReply>> {
-    const { peer } = a;
-    let decisionRef: BackRef;
-    try {
-      const results = await this.o.lineage.journal.appendLinked((first) => {
-        const req = requestPart(a.request, a.requestRef, first);
-        const decisionEntry = this.allowEntry(a, req.ref);
-        return req.bytes ? [req.bytes, decisionEntry] : [decisionEntry];
-      });
-      const d = results[results.length - 1]!;
-      decisionRef = { index: d.index, leafHash: d.leafHash };
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    const claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
-    let token: Uint8Array;
-    try {
-      token = await withDeadline(
-        () => signTokenWith(claims, signer),
-        this.signatureTimeoutMs,
-        () => new ExecgateError("hardware_unavailable", `no signature within ${this.signatureTimeoutMs} ms`),
-      );
-    } catch (e) {
-      await this.recordDenial(
-        peer,
-        "hardware_unavailable",
-        `HSM token signature: ${asExecgateError(e).message}`,
-        [decisionRef],
-      );
-      return { ok: false, reason: "hardware_unavailable" };
-    }
-    try {
-      await this.o.lineage.journal.append(this.issuedEntry(token, decisionRef));
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    return this.released(a, claims, token);
-  }
-
-  private get signatureTimeoutMs(): number {
-    return this.o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS;
-  }
-
-  /** Stops the signing thread (at daemon stop, after the server closed). */
+  /** Stops the token signer (at daemon stop, after the server closed). */
   async close(): Promise<void> {
-    await this.o.signingThread?.close();
+    await this.o.tokenSigner.close?.();
   }
 
   private async lineageDown(peer: PeerIdentity, e: unknown): Promise<GateResult<never>> {
@@ -561,15 +467,12 @@ export class Gate {
     token: Uint8Array,
   ): Promise<GateResult<{ tokenId: Uint8Array; scope: string; action: Uint8Array }>> {
     const nowMs = this.o.now();
-    const verifyOpts = {
-      issuerPublicKey: this.o.tokenSigner?.publicKey ?? this.o.issuerPublicKey,
+    const v = verifyTokenWith(token, this.o.tokenSigner.alg, {
+      issuerPublicKey: this.o.tokenSigner.publicKey,
       audience: this.o.audience,
       now: Math.floor(nowMs / 1000),
       skew: this.o.skewS,
-    };
-    const v = this.o.tokenSigner
-      ? verifyTokenWith(token, this.o.tokenSigner.alg, verifyOpts)
-      : verifyToken(token, verifyOpts);
+    });
     if (!v.ok) {
       await this.recordDenial(peer, v.reason, v.detail);
       return { ok: false, reason: v.reason };
@@ -605,10 +508,8 @@ export class Gate {
     const t = this.issued.spend(c.cti, peer.uid, c.exp);
     if (!t) return deny("token_replayed", "token already redeemed");
     try {
-      const r = await this.o.lineage.journal.append(
-        makeEntry("token_redeemed", this.time(), { token }, refs),
-      );
-      t.redeemed = { index: r.index, leafHash: r.leafHash };
+      const [r] = await this.o.lineage.add([makeEntry("token_redeemed", this.time(), { token }, refs)]);
+      t.redeemed = refOf(r!);
     } catch (e) {
       return this.lineageDown(peer, e);
     }
@@ -625,7 +526,7 @@ export class Gate {
     }
     t.reported = true;
     try {
-      await this.o.lineage.journal.append(
+      await this.o.lineage.add([
         makeEntry(
           "execution_report",
           this.time(),
@@ -639,7 +540,7 @@ export class Gate {
           },
           [t.redeemed],
         ),
-      );
+      ]);
     } catch (e) {
       return this.lineageDown(peer, e);
     }
@@ -650,8 +551,8 @@ export class Gate {
   /** Status for `execgate status` (coarse: no secrets, no peer details). */
   status(): Record<string, CborValue> {
     const ev = this.o.loop.current();
-    const cp = this.o.lineage.checkpointer.latest();
-    const size = this.o.lineage.journal.size;
+    const cp = this.o.lineage.latestCheckpoint();
+    const size = this.o.lineage.size;
     const now = this.o.now();
     const stats = this.o.loop.stats;
     const disk = this.o.diskSpace?.();

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { ExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { makeDirs } from "../core/mkdirs.js";
 import { type Entry, encodeEntry, MAX_ENTRY_BYTES, MAX_ENTRY_READ_BYTES } from "./entry.js";
 import { extendFrontier, type Frontier, frontierRoot, pushLeaf } from "./frontier.js";
@@ -30,7 +30,7 @@ import type { ResumePoint } from "./resume.js";
  * A segment starts with a 16-byte header: magic "EXGLSEG1" and the first index as u64be; then
  * records back to back. Segments rotate when the next batch would pass `segmentBytes`.
  *
- * Group commit: append() queues the encoded entry; one flush at a time takes everything queued
+ * Group commit: add() queues the encoded entry; one flush at a time takes everything queued
  * (up to maxBatchBytes) and writes it with one positional write on an O_DSYNC descriptor. While
  * that write is with the disk, the batch's leaf hashes and the tree's next frontier are computed
  * (CPU work overlapping the I/O wait); only when the write returns do `size`, the root and every
@@ -85,20 +85,14 @@ export interface RecoveryReport {
   readonly resumedAt: number;
 }
 
+/** What add() takes: an entry, its encodeEntry bytes, or either to come (see add()). */
+export type Item = Entry | Uint8Array | Promise<Entry | Uint8Array>;
+
 interface Pending {
-  /** Undefined while the slot is reserved and not filled yet (see reserve()). */
+  /** Undefined while the slot waits for its entry (a promised item, see add()). */
   bytes: Uint8Array | undefined;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: unknown) => void;
-}
-
-/** Indices taken in order for entries that are not ready yet (see Journal.reserve). */
-export interface Reservation {
-  readonly first: number;
-  /** Fills slot i (0-based) with bytes from encodeEntry; every slot must be filled exactly once. */
-  fill(i: number, bytes: Uint8Array): void;
-  /** Resolves when every slot is durable; rejects if the journal fails first. */
-  readonly done: Promise<AppendResult[]>;
 }
 
 interface Segment {
@@ -516,49 +510,61 @@ export class Journal {
     this.segments.push({ first, path, end: SEGMENT_HEADER_BYTES });
   }
 
-  /** Appends an entry; resolves once it is durable (group commit). */
-  append(entry: Entry): Promise<AppendResult> {
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeEntry(entry);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.appendEncoded(bytes);
-  }
-
   /**
-   * Appends entries that refer to each other: `build` receives the index the first of them will
-   * get (they are queued together, in order, with nothing in between) and returns the entries.
-   * Resolves when all of them are durable, in one group commit when they fit one batch.
+   * The one way to append: `items` (or what `build` returns given the index the first of them
+   * will get, for entries that name each other) are queued together, in order, with nothing in
+   * between, and each resolves when durable (one group commit when they fit one batch). An item
+   * that is a promise holds its slot — and everything queued after it — until it settles: a token
+   * signed elsewhere names the decision before it. Such a promise must not reject; if it does, or
+   * gives an entry that cannot be written, the journal is poisoned (a slot that can never be
+   * filled would hold back every later entry).
    */
-  appendLinked(build: (firstIndex: number) => readonly (Entry | Uint8Array)[]): Promise<AppendResult[]> {
-    const first = this.durable + this.inFlight + this.pending.length;
-    let encoded: Uint8Array[];
-    try {
-      // Uint8Array items are entries the caller already encoded with encodeEntry (to hash them).
-      encoded = build(first).map((e) => (e instanceof Uint8Array ? e : encodeEntry(e)));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // All or none: a rejected entry must not shift the indices the others refer to.
-    const bad = encoded.find((b) => b.length === 0 || b.length > MAX_ENTRY_BYTES);
-    if (bad)
-      return Promise.reject(new ExecgateError("limit_exceeded", `lineage entry of ${bad.length} bytes`));
-    return Promise.all(encoded.map((b) => this.appendEncoded(b)));
-  }
-
-  /** Appends already-encoded entry bytes (the caller guarantees they came from encodeEntry). */
-  appendEncoded(bytes: Uint8Array): Promise<AppendResult> {
+  add(items: readonly Item[] | ((firstIndex: number) => readonly Item[])): Promise<AppendResult[]> {
     if (this.closing) return Promise.reject(closedError());
     if (this.failed) return Promise.reject(this.failed);
-    if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES) {
-      return Promise.reject(new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`));
+    const first = this.durable + this.inFlight + this.pending.length;
+    let ready: (Uint8Array | Promise<Entry | Uint8Array>)[];
+    try {
+      const list = typeof items === "function" ? items(first) : items;
+      // All or none: a rejected entry must not shift the indices the others refer to.
+      ready = list.map((x) => (x instanceof Promise ? x : checkedBytes(x)));
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ bytes, resolve, reject });
-      this.schedule();
-    });
+    const results = ready.map(
+      (x) =>
+        new Promise<AppendResult>((resolve, reject) => {
+          const p: Pending = { bytes: x instanceof Promise ? undefined : x, resolve, reject };
+          this.pending.push(p);
+          if (x instanceof Promise)
+            x.then(
+              (v) => this.fill(p, v),
+              (e: unknown) =>
+                this.poison(new ExecgateError("internal", `lineage entry not made: ${String(e)}`)),
+            );
+        }),
+    );
+    this.schedule();
+    return Promise.all(results);
+  }
+
+  /** A held slot's entry has come: the flush loop may go past it. */
+  private fill(p: Pending, v: Entry | Uint8Array): void {
+    if (this.failed !== undefined || p.bytes !== undefined) return;
+    try {
+      p.bytes = checkedBytes(v);
+    } catch (e) {
+      this.poison(asExecgateError(e));
+      return;
+    }
+    this.schedule();
+  }
+
+  /** Every queued append fails from now on; a batch already with the disk completes. */
+  private poison(e: ExecgateError): void {
+    if (this.failed !== undefined) return;
+    this.failed = e;
+    for (const p of this.pending.splice(0)) p.reject(e);
   }
 
   private schedule(): void {
@@ -567,58 +573,12 @@ export class Journal {
       // A microtask: the write starts as soon as the appends of this synchronous step are queued,
       // while the event loop goes on to the next requests. Waiting for setImmediate gathered every
       // client of one read burst into the same batch, so they all waited on the same fsync and
-      // came back together (measured on the 2-core VM, 8 clients: 8-20% more tokens/s, the 1k/s
-      // p99 lower). Requests arriving during a write form the next batch either way.
+      // came back together. Requests arriving during a write form the next batch either way.
       queueMicrotask(() => {
         this.scheduled = false;
         void this.run();
       });
     }
-  }
-
-  /**
-   * Reserves the next `n` indices for entries that are not ready yet — a token being signed on
-   * another thread, whose claims name the decision entry before it. The slots are queued now, in
-   * order; nothing queued after them is written before they are filled. The caller must fill
-   * every slot (a failure path fills it with an entry that says so), or the journal stalls.
-   */
-  reserve(n: number): Reservation {
-    if (!Number.isSafeInteger(n) || n < 1) throw new ExecgateError("internal", "reserve: n must be ≥ 1");
-    const first = this.durable + this.inFlight + this.pending.length;
-    if (this.closing || this.failed) {
-      const why = this.failed ?? closedError();
-      const done = Promise.reject(why);
-      done.catch(() => undefined);
-      return { first, fill: () => undefined, done };
-    }
-    const slots: Pending[] = [];
-    const promises: Promise<AppendResult>[] = [];
-    for (let i = 0; i < n; i++) {
-      promises.push(
-        new Promise<AppendResult>((resolve, reject) => {
-          const p: Pending = { bytes: undefined, resolve, reject };
-          slots.push(p);
-          this.pending.push(p);
-        }),
-      );
-    }
-    const done = Promise.all(promises);
-    // The caller awaits `done` only after its slots are filled (a signature may come back later):
-    // a journal failure in between must not be an unhandled rejection, which ends the process.
-    done.catch(() => undefined);
-    return {
-      first,
-      fill: (i, bytes) => {
-        const slot = slots[i];
-        if (slot === undefined || slot.bytes !== undefined)
-          throw new ExecgateError("internal", `reserve: slot ${i} does not exist or is filled`);
-        if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES)
-          throw new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`);
-        slot.bytes = bytes;
-        if (this.failed === undefined) this.schedule();
-      },
-      done,
-    };
   }
 
   /**
@@ -629,8 +589,8 @@ export class Journal {
     if (this.active) return;
     this.active = true;
     try {
-      // A reserved slot not filled yet stops the batch there: nothing after it may be written
-      // first. fill() starts the loop again.
+      // A slot still waiting for its entry stops the batch there: nothing after it may be
+      // written first. fill() starts the loop again.
       while (this.pending.length > 0 && this.pending[0]!.bytes !== undefined && this.failed === undefined) {
         let bytes = 0;
         let n = 0;
@@ -696,7 +656,7 @@ export class Journal {
     this.stats.entries += batch.length;
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ index: first + i, leafHash: leaves[i]! });
     // The batch is durable now. Cleared here, synchronously, because the appenders resumed by the
-    // resolves above run before run() continues, and appendLinked counts durable + inFlight.
+    // resolves above run before run() continues, and add() counts durable + inFlight.
     this.inFlight = 0;
   }
 
@@ -809,6 +769,15 @@ export class Journal {
       await this.lock.release();
     }
   }
+}
+
+/** An entry's bytes (encoded once: the same bytes are hashed and written), within the size limit. */
+function checkedBytes(x: Entry | Uint8Array): Uint8Array {
+  // Uint8Array items are entries the caller already encoded with encodeEntry (to hash them).
+  const bytes = x instanceof Uint8Array ? x : encodeEntry(x);
+  if (bytes.length === 0 || bytes.length > MAX_ENTRY_BYTES)
+    throw new ExecgateError("limit_exceeded", `lineage entry of ${bytes.length} bytes`);
+  return bytes;
 }
 
 function closedError(): ExecgateError {
