@@ -1,26 +1,28 @@
-import { constants as osConstants } from "node:os";
-import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
-import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
-import { withDeadline } from "../core/deadline.js";
 import type { DenialCode, DenialReason } from "../core/denial.js";
-import { digest } from "../core/digest.js";
-import { asExecgateError, ExecgateError } from "../core/errors.js";
+import { asExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
-import type { DiskSpace } from "../lineage/disk-space.js";
-import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
-import { leafHash } from "../lineage/hash.js";
-import type { Lineage } from "../lineage/lineage.js";
+import { type BackRef, type Entry, type EntryTime, makeEntry } from "../lineage/entry.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
-import type { LoadedPolicy } from "../policy/load.js";
-import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
-import { type TokenClaims, tokenIdFor } from "../token/claims.js";
-import { signTokenWith, type TokenSigner, verifyTokenWith } from "../token/signer.js";
+import type { TokenClaims } from "../token/claims.js";
+import { verifyTokenWith } from "../token/signer.js";
 import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
+import {
+  type Allowed,
+  type ClaimsInput,
+  denialEntry,
+  requestPart,
+  SIGNATURE_TIMEOUT_MS,
+  TokenIssuer,
+  tokenClaims,
+} from "./issue.js";
 import { IssuedTokens } from "./issued.js";
+import type { GateOptions, GateResult, IssuedReply } from "./options.js";
+import { exeDigestOf, signalName } from "./peer-facts.js";
+import { gateStatus } from "./status.js";
 
 /*
  * The gate: every request becomes lineage entries before any answer, and every path that is not
@@ -38,104 +40,7 @@ import { IssuedTokens } from "./issued.js";
  *                   request already durable; the reply is the same denial either way.
  */
 
-export interface GateOptions {
-  readonly lineage: Lineage;
-  readonly loop: AttestationLoop;
-  /** The policy in force and its digest (replaced on reload). */
-  readonly policy: () => LoadedPolicy;
-  /** The policy's digest, age and last reload for `status` (default: the digest alone). */
-  readonly policyStatus?: () => Record<string, CborValue>;
-  /** What signs tokens: the in-memory issuer key (memoryTokenSigner) or the HSM key (hsmTokenSigner). */
-  readonly tokenSigner: TokenSigner;
-  readonly audience: string;
-  readonly issuer: string;
-  readonly skewS: number;
-  readonly maxEvidenceAgeMs: number;
-  /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
-  readonly freshWaitMs: number;
-  /** How long a token's signature may take before the request is denied (default SIGNATURE_TIMEOUT_MS). */
-  readonly signatureTimeoutMs?: number;
-  /** Free space of the lineage's filesystem, for status (absent: not reported). */
-  readonly diskSpace?: () => DiskSpace | undefined;
-  /**
-   * Repeats of one caller's denial for one reason within this many ms are counted into one
-   * denial_repeats entry (limits.denial_window_ms); absent: every denial is recorded in full.
-   */
-  readonly denialWindowMs?: number;
-  /**
-   * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
-   * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
-   * of the epoch it was issued on, checked at redeem.
-   */
-  readonly bootId: string;
-  /** EAT ueid: 0x01 ‖ SHA-256(EK public), identifying this host's TPM. */
-  readonly ueid: Uint8Array;
-  readonly now: () => number;
-  readonly monoUs: () => number;
-  readonly log: Logger;
-}
-
-export type GateResult<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly reason: DenialReason };
-
-export interface IssuedReply {
-  readonly token: Uint8Array;
-  readonly tokenId: Uint8Array;
-  readonly expires: number;
-}
-
-/** signal(7) names by number, the first name where a number has two (SIGABRT, not SIGIOT). */
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, num] of Object.entries(osConstants.signals))
-  if (!SIGNAL_NAMES.has(num)) SIGNAL_NAMES.set(num, name);
-
-/** signal(7) name of signal n ("SIGKILL"); its number in decimal where there is none (real-time signals). */
-function signalName(n: number): string {
-  return SIGNAL_NAMES.get(n) ?? String(n);
-}
-
-/** The executable digest of a connection's peer as bytes, decoded once per connection. */
-const exeDigests = new WeakMap<PeerIdentity, Uint8Array>();
-function exeDigestOf(peer: PeerIdentity): Uint8Array {
-  let d = exeDigests.get(peer);
-  if (d === undefined) {
-    d = new Uint8Array(Buffer.from(peer.exeSha256, "hex"));
-    exeDigests.set(peer, d);
-  }
-  return d;
-}
-
-/**
- * How long a token's signature may take before the request is denied: its lineage slot holds
- * back every later entry until it is in, and a signer that never answers would leave the
- * request without a reply.
- */
-const SIGNATURE_TIMEOUT_MS = 5_000;
-
-/**
- * The request entry's bytes, to append first at index `first` (unless it is durable already), and
- * the reference the decision names. Encoded once: the same bytes are hashed and written.
- */
-function requestPart(
-  request: Entry,
-  requestRef: BackRef | undefined,
-  first: number,
-): { readonly bytes?: Uint8Array; readonly ref: BackRef } {
-  if (requestRef) return { ref: requestRef };
-  const bytes = encodeEntry(request);
-  return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
-}
-
-/** A request the policy allowed, to be issued a token. */
-interface Allowed {
-  readonly peer: PeerIdentity;
-  readonly request: Entry;
-  /** The request entry's reference when it is durable already (it waited for a fresh epoch). */
-  readonly requestRef: BackRef | undefined;
-  readonly evidence: EvidenceState;
-  readonly claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims;
-}
+export type { GateOptions, GateResult, IssuedReply } from "./options.js";
 
 export class Gate {
   private readonly issued = new IssuedTokens();
@@ -154,9 +59,17 @@ export class Gate {
   private readonly expected: { readonly bootId: string };
   /** Repeats of a caller's denial, counted instead of recorded one by one. */
   private readonly denials: DenialRecorder;
+  private readonly issuer: TokenIssuer;
 
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
+    this.issuer = new TokenIssuer({
+      lineage: o.lineage,
+      signer: o.tokenSigner,
+      signatureTimeoutMs: o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS,
+      time: () => this.time(),
+      log: o.log,
+    });
     this.denials = new DenialRecorder({
       lineage: o.lineage,
       windowMs: o.denialWindowMs,
@@ -287,157 +200,64 @@ export class Gate {
       decision = decideNow(evidence);
     }
 
-    if (!decision.allow) {
-      const reason = decision.reason;
-      this.countDenial(reason);
-      // A request already durable (it waited for an epoch) gets its decision; others may be counted.
-      const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
-      if (!verdict.record) return { ok: false, reason };
-      this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
-      const appended = this.o.lineage.add((first) => {
-        const req = requestPart(request, requestRef, first);
-        const denial = this.denialEntry(reason, req.ref, evidence);
-        return req.bytes ? [req.bytes, denial] : [denial];
-      });
-      if (verdict.window)
-        verdict.window.first = appended.then(
-          (rs) => refOf(rs[rs.length - 1]!),
-          () => undefined,
-        );
-      try {
-        await appended;
-      } catch (e) {
-        this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
-      }
-      return { ok: false, reason };
-    }
+    if (!decision.allow) return this.deniedRequest(peer, args, request, requestRef, evidence, decision);
 
     if (!evidence) return { ok: false, reason: "attestation_missing" }; // decide() already refuses this
-    const grant = decision.grant;
-    const policyDigest = inForce.digest;
-    const nowS = Math.floor(this.o.now() / 1000);
-    const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
-      iss: this.o.issuer,
-      sub: `uid:${peer.uid}`,
-      aud: grant.audience,
-      exp: nowS + grant.ttlS,
-      nbf: nowS,
-      iat: nowS,
-      cti: tokenIdFor(decisionIndex, decisionLeaf),
-      ...(args.nonce ? { nonce: args.nonce } : {}),
+    const claims: ClaimsInput = {
+      issuer: this.o.issuer,
       ueid: this.o.ueid,
-      scope: grant.scope,
-      action: args.action,
-      peer: {
-        uid: peer.uid,
-        gid: peer.gid,
-        pid: peer.pid,
-        exe: exeDigestOf(peer),
-        ...(peer.unit ? { unit: peer.unit } : {}),
-      },
-      epoch: evidence.epochHash,
-      pcrDigest: evidence.pcrDigest,
-      policyDigest,
-      bootId: evidence.bootId,
-      lineage: [decisionIndex, decisionLeaf],
-    });
+      nowS: Math.floor(this.o.now() / 1000),
+      grant: decision.grant,
+      args,
+      peer,
+      exe: exeDigestOf(peer),
+      evidence,
+      policyDigest: inForce.digest,
+    };
+    const claimsFor = (index: number, leaf: Uint8Array) => tokenClaims(claims, index, leaf);
     return this.issue({ peer, request, requestRef, evidence, claimsFor });
   }
 
-  /**
-   * The one issuance path, whatever signs (docs/lineage.md): request, allow and token_issued in
-   * one add — the token names the allow's index and leaf hash, so the token_issued slot is held
-   * until the signature is back — and the token released only when all of them are durable. A
-   * signature that fails or does not come within the timeout fills that slot with a denial
-   * naming the allow (the signer's failure reason). A signer that cannot sign at all is known
-   * before deciding: the request's decision is then that denial, in place of the allow.
-   */
-  private async issue(a: Allowed): Promise<GateResult<IssuedReply>> {
-    const signer = this.o.tokenSigner;
-    if (signer.unusable !== undefined)
-      return this.notIssued(a, new ExecgateError("internal", signer.unusable));
-    let claims: TokenClaims | undefined;
-    let token: Uint8Array | undefined;
-    let failure: DenialReason | undefined;
+  /** A request's denial: recorded with the request, or counted in its caller's open window. */
+  private async deniedRequest(
+    peer: PeerIdentity,
+    args: TokenRequestArgs,
+    request: Entry,
+    requestRef: BackRef | undefined,
+    evidence: EvidenceState | undefined,
+    decision: { readonly reason: DenialReason; readonly detail: string },
+  ): Promise<GateResult<never>> {
+    const reason = decision.reason;
+    this.countDenial(reason);
+    // A request already durable (it waited for an epoch) gets its decision; others may be counted.
+    const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
+    if (!verdict.record) return { ok: false, reason };
+    this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
+    const appended = this.o.lineage.add((first) => {
+      const req = requestPart(request, requestRef, first);
+      const denial = denialEntry(this.time(), reason, req.ref, evidence);
+      return req.bytes ? [req.bytes, denial] : [denial];
+    });
+    if (verdict.window)
+      verdict.window.first = appended.then(
+        (rs) => refOf(rs[rs.length - 1]!),
+        () => undefined,
+      );
     try {
-      await this.o.lineage.add((first) => {
-        // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
-        // same bytes go to the journal.
-        const req = requestPart(a.request, a.requestRef, first);
-        const head = req.bytes ? [req.bytes] : [];
-        const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
-        const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
-        const signed = (t: Uint8Array): Uint8Array => {
-          token = t;
-          return encodeEntry(this.issuedEntry(t, decisionRef));
-        };
-        const withdrawn = (e: unknown): Uint8Array => {
-          failure = signer.failure ?? "hardware_unavailable";
-          this.o.log.error({ uid: a.peer.uid, err: asExecgateError(e).message }, "token_not_issued");
-          return encodeEntry(this.denialEntry(failure, decisionRef, undefined));
-        };
-        let last: Uint8Array | Promise<Uint8Array>;
-        try {
-          claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
-          const t = signTokenWith(claims, signer, this.requestsInFlight);
-          last = t instanceof Uint8Array ? signed(t) : this.bounded(t, signer).then(signed, withdrawn);
-        } catch (e) {
-          last = withdrawn(e);
-        }
-        return [...head, decisionBytes, last];
-      });
+      await appended;
     } catch (e) {
-      return this.lineageDown(a.peer, e);
+      this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
     }
-    if (failure !== undefined) {
-      this.countDenial(failure);
-      return { ok: false, reason: failure };
-    }
-    return this.released(a, claims!, token!);
+    return { ok: false, reason };
   }
 
-  /** A signature that has not come back within the timeout fails: its slot holds back every later entry. */
-  private bounded(signature: Promise<Uint8Array>, signer: TokenSigner): Promise<Uint8Array> {
-    const ms = this.o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS;
-    return withDeadline(
-      () => signature,
-      ms,
-      () =>
-        new ExecgateError(
-          signer.failure === "internal_error" ? "internal" : "hardware_unavailable",
-          `no token signature within ${ms} ms`,
-        ),
-    );
-  }
-
-  /** No token can be made: the request is recorded with a denial (internal_error) in place of the allow. */
-  private async notIssued(a: Allowed, e: unknown): Promise<GateResult<IssuedReply>> {
-    this.o.log.error({ uid: a.peer.uid, err: asExecgateError(e).message }, "token_not_issued");
-    try {
-      await this.o.lineage.add((first) => {
-        const req = requestPart(a.request, a.requestRef, first);
-        const denial = this.denialEntry("internal_error", req.ref, a.evidence);
-        return req.bytes ? [req.bytes, denial] : [denial];
-      });
-    } catch (err) {
-      return this.lineageDown(a.peer, err);
-    }
-    this.countDenial("internal_error");
-    return { ok: false, reason: "internal_error" };
-  }
-
-  /** A request's denial names the request and the epoch entry it was decided on, if any. */
-  private denialEntry(reason: DenialReason, requestRef: BackRef, evidence: EvidenceState | undefined): Entry {
-    return makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]);
-  }
-
-  /** The allow names the request and the epoch entry it was decided on (the auditor checks it). */
-  private allowEntry(a: Allowed, requestRef: BackRef): Entry {
-    return makeEntry("decision", this.time(), { allow: true }, [requestRef, ...epochRef(a.evidence)]);
-  }
-
-  private issuedEntry(token: Uint8Array, decisionRef: BackRef): Entry {
-    return makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]);
+  /** Issues through the one path (TokenIssuer) and counts the outcome. */
+  private async issue(a: Allowed): Promise<GateResult<IssuedReply>> {
+    const out = await this.issuer.issue(a, this.requestsInFlight);
+    if (out.kind === "issued") return this.released(a, out.claims, out.token);
+    if (out.kind === "lineage_down") return this.lineageDown(a.peer, out.error);
+    this.countDenial(out.reason);
+    return { ok: false, reason: out.reason };
   }
 
   /** A token whose entries are durable: its epoch remembered for the redeem, counted, handed out. */
@@ -550,69 +370,20 @@ export class Gate {
 
   /** Status for `execgate status` (coarse: no secrets, no peer details). */
   status(): Record<string, CborValue> {
-    const ev = this.o.loop.current();
-    const cp = this.o.lineage.latestCheckpoint();
-    const size = this.o.lineage.size;
-    const now = this.o.now();
-    const stats = this.o.loop.stats;
-    const disk = this.o.diskSpace?.();
-    // Newest first: the reasons of the last denials, each with how often it occurred among them.
-    const recent = [...this.counters.lastDenials].reverse();
-    const recentCounts = new Map<string, number>();
-    for (const d of recent) recentCounts.set(d.reason, (recentCounts.get(d.reason) ?? 0) + 1);
-    const last = recent[0];
-    return {
-      up: true,
-      // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
-      evidence_age_ms: ev?.integrity.ok
-        ? Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000))
-        : null,
-      epoch: ev
-        ? {
-            seq: ev.epochSeq,
-            // From the epoch's start on the monotonic clock, as evidence_age_ms: a wall-clock
-            // step does not change it.
-            age_ms: Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000)),
-            verified: ev.integrity.ok,
-            ...(ev.integrity.ok ? {} : { reason: ev.integrity.reason }),
-            reset_count: ev.resetCount,
-            restart_count: ev.restartCount,
-          }
-        : null,
-      lineage: {
-        size,
-        checkpoint_size: cp?.checkpoint.size ?? 0,
-        checkpoint_lag: size - (cp?.checkpoint.size ?? 0),
-        ...(disk ? { fs_free_bytes: disk.freeBytes, fs_size_bytes: disk.sizeBytes } : {}),
-      },
-      tokens: {
-        requests: this.counters.requests,
-        issued: this.counters.allowed,
-        redeemed: this.counters.redeemed,
-        reports: this.counters.reports,
-        live: this.issued.liveAt(Math.floor(now / 1000)),
-      },
-      // The policy in force and the last reload's outcome (a refused reload keeps the old policy).
+    return gateStatus({
+      evidence: this.o.loop.current(),
+      loopStats: this.o.loop.stats,
+      lineage: this.o.lineage,
+      counters: this.counters,
+      liveTokens: this.issued.liveAt(Math.floor(this.o.now() / 1000)),
       policy: this.o.policyStatus?.() ?? { digest: toHex(this.o.policy().digest) },
-      denials: Object.fromEntries(this.counters.denials),
-      last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
-      recent_denials: Object.fromEntries(recentCounts),
-      // The roots of trust (TPM and/or HSM, hsm.require) answered the latest epoch: an epoch
-      // that fails the policy still had healthy hardware; hardware_unavailable did not.
-      hardware: {
-        healthy: ev !== undefined && epochKeepsWatchdog(ev),
-        epochs: stats.epochs,
-        failed_epochs: stats.failed,
-        last_epoch_ms: stats.lastDurationMs,
-      },
-    };
+      disk: this.o.diskSpace?.(),
+      now: this.o.now(),
+      monoUs: this.o.monoUs(),
+    });
   }
 }
 
 function refOf(r: { readonly index: number; readonly leafHash: Uint8Array }): BackRef {
   return { index: r.index, leafHash: r.leafHash };
-}
-
-function epochRef(ev: EvidenceState | undefined): BackRef[] {
-  return ev?.entry ? [{ index: ev.entry.index, leafHash: ev.entry.leafHash }] : [];
 }
