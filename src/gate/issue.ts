@@ -108,10 +108,15 @@ export class TokenIssuer {
         const decisionBytes = encodeEntry(allow);
         const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
         const signed = (t: Uint8Array): Uint8Array => {
-          token = t;
-          return encodeEntry(
-            makeEntry("token_issued", this.o.time(), { digest: digest("sha256", t) }, [decisionRef]),
-          );
+          try {
+            const issued = encodeEntry(
+              makeEntry("token_issued", this.o.time(), { digest: digest("sha256", t) }, [decisionRef]),
+            );
+            token = t;
+            return issued;
+          } catch (e) {
+            return withdrawn(decisionRef, e);
+          }
         };
         let last: Uint8Array | Promise<Uint8Array>;
         try {

@@ -123,6 +123,28 @@ describe("the gate's request path", () => {
     await lineage.close();
   });
 
+  it("one shape whatever signs: a signature that fails leaves request, allow, then the signer's denial naming the allow", async () => {
+    const key = generateKeyPairSync("ed25519");
+    for (const failure of ["internal_error", "hardware_unavailable"] as const) {
+      const failing: TokenSigner = {
+        alg: COSE_ALG.EdDSA,
+        publicKey: key.publicKey,
+        failure,
+        sign: () => Promise.reject(new Error("no signature")),
+      };
+      const { lineage, gate } = await setup({ tokenSigner: failing });
+      expect(await gate.requestToken(TEST_PEER, DEV_REQUEST)).toEqual({ ok: false, reason: failure });
+      const entries = await lineageEntries(lineage);
+      expect(entries.map((e) => e.type)).toEqual(["request", "decision", "decision"]);
+      expect(entries[1]).toMatchObject({ body: { allow: true }, refs: [{ index: 0 }] });
+      expect(entries[2]).toMatchObject({ body: { allow: false, reason: failure }, refs: [{ index: 1 }] });
+      expect(entries[2]!.refs).toHaveLength(1);
+      expect(lineage.failure).toBeUndefined();
+      await gate.close();
+      await lineage.close();
+    }
+  });
+
   it("an issuer key that cannot sign: internal_error, the request and its denial recorded (the lineage is fine)", async () => {
     const wrongType = generateKeyPairSync("x25519").privateKey;
     const { lineage, gate } = await setup({ issuerPrivateKey: wrongType });
