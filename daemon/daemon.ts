@@ -30,7 +30,7 @@ import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
 import { type LoadedPolicy, loadPolicy, policyBlobs } from "../src/policy/load.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
-import { SigningThread } from "../src/token/sign-thread.js";
+import { memoryTokenSigner, SigningThread } from "../src/token/sign-thread.js";
 import { hostIdOf, lineageOrigin, UEID_TYPE_RAND, ueidOfEk, ueidOfKey } from "../src/token/ueid.js";
 import { notAnAttestationKey, notATpmSigningKey } from "../src/tpm/key-attributes.js";
 import { tpmNoteSigner } from "../src/tpm/note-signer.js";
@@ -222,7 +222,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const time = () => ({ wallMs: Date.now(), monoUs: monoUs() });
   /** The end of every stop once the lineage is open, a refused start included: it records why and closes. */
   const closeLineageSteps = (reason: string): StopStep[] => [
-    ["daemon_stop", () => lineage.journal.append(makeEntry("daemon_stop", time(), { reason }))],
+    ["daemon_stop", () => lineage.add([makeEntry("daemon_stop", time(), { reason })])],
     ["lineage", () => lineage.close()],
     ["hsm", () => hsmKey?.close()],
   ];
@@ -254,30 +254,30 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   };
 
   try {
-    const rec = lineage.journal.recovery;
+    const rec = lineage.recovery;
     if (rec.truncatedBytes > 0 || rec.removedSegments.length > 0) {
-      await lineage.journal.append(
+      await lineage.add([
         makeEntry("recovery", time(), {
           reason: "torn tail after a crash",
           truncatedBytes: rec.truncatedBytes,
           recoveredSize: rec.size,
         }),
-      );
+      ]);
     }
-    await lineage.journal.append(
+    await lineage.add([
       makeEntry("daemon_start", time(), {
         reason: "start",
         configDigest: configDigest(config),
         policyDigest: policy.current.digest,
       }),
-    );
+    ]);
     await storePolicy(policy.current);
-    await lineage.journal.append(
+    await lineage.add([
       makeEntry("policy_loaded", time(), {
         policyDigest: policy.current.digest,
         source: config.daemon.policy,
       }),
-    );
+    ]);
   } catch (e) {
     throw await refuseOpened("lineage store is not writable", e, closeLineageSteps);
   }
@@ -310,11 +310,10 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
     loop,
     policy: () => policy.current,
     policyStatus: () => policy.status(Date.now()),
-    issuerPrivateKey: issuer.privateKey,
-    issuerPublicKey: issuer.publicKey,
-    ...(config.hsm.tokenSigner === "hsm" && hsmKey
-      ? { tokenSigner: hsmTokenSigner(hsmKey) }
-      : { signingThread: new SigningThread(issuer.privateKey) }),
+    tokenSigner:
+      config.hsm.tokenSigner === "hsm" && hsmKey
+        ? hsmTokenSigner(hsmKey)
+        : memoryTokenSigner(issuer.privateKey, issuer.publicKey, new SigningThread(issuer.privateKey)),
     audience: config.token.audience,
     issuer: config.token.issuer,
     skewS: config.token.skewS,
@@ -335,7 +334,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   const evidence = (epoch: Uint8Array | undefined): Record<string, CborValue> | undefined => {
     const record = epoch ? loop.recordOf(epoch) : loop.currentRecord();
     if (!record) return undefined;
-    const cp = lineage.checkpointer.latest();
+    const cp = lineage.latestCheckpoint();
     return {
       epoch_hash: epoch ?? loop.current()?.epochHash ?? null,
       record,
@@ -460,7 +459,7 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
   loop.start();
   // A TPM that is down fails every checkpoint: logged on the change, then once a minute.
   const checkpointFailures = new RepeatedFailure();
-  lineage.checkpointer.start(
+  lineage.startCheckpoints(
     (e) => {
       const err = asExecgateError(e);
       const line = checkpointFailures.failed(err.code, monoUs() / 1000);
@@ -488,8 +487,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
             epoch: loop.current(),
             epochs: { total: loop.stats.epochs, failed: loop.stats.failed },
             lineage: {
-              size: lineage.journal.size,
-              checkpointSize: lineage.checkpointer.latest()?.checkpoint.size ?? 0,
+              size: lineage.size,
+              checkpointSize: lineage.latestCheckpoint()?.checkpoint.size ?? 0,
               disk: disk.latest(),
             },
             connections: { open: server.connectionCount, ...server.stats },
@@ -516,8 +515,8 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       ...(useTpm ? { tcti: config.tpm.tcti } : {}),
       lineage: config.lineage.dir,
       // Entries at start, and how many of them came from the resume point instead of a replay.
-      lineageSize: lineage.journal.recovery.size,
-      lineageResumedAt: lineage.journal.recovery.resumedAt,
+      lineageSize: lineage.recovery.size,
+      lineageResumedAt: lineage.recovery.resumedAt,
     },
     "daemon_started",
   );
@@ -545,9 +544,9 @@ export async function startDaemon(configPath: string, opts: { log?: Logger } = {
       try {
         const next = checkQuoted(await loadPolicy(config.daemon.policy));
         await storePolicy(next);
-        await lineage.journal.append(
+        await lineage.add([
           makeEntry("policy_loaded", time(), { policyDigest: next.digest, source: config.daemon.policy }),
-        );
+        ]);
         policy.replaced(next, Date.now());
         // Evidence judged under the old policy is not used from now on (decide); a new epoch
         // judges the state under this one at once.

@@ -49,7 +49,7 @@ async function buildBundle(dir: string, n: number, log: (m: string) => void): Pr
       Array.from({ length: width }, async (_, w) => {
         for (let k = 0; k < 64; k++) {
           const i = base + k * width + w;
-          if (i < n) await lineage.journal.append(entry(i));
+          if (i < n) await lineage.add([entry(i)]);
         }
       }),
     );
@@ -63,12 +63,12 @@ async function buildBundle(dir: string, n: number, log: (m: string) => void): Pr
 
 async function lag(signer: NoteSigner, dir: string, seconds: number, ratePerS: number) {
   const lineage = await openLineage({ dir, origin: ORIGIN, signer, now: Date.now, checkpointMs: 1000 });
-  lineage.checkpointer.start(() => undefined);
+  lineage.startCheckpoints(() => undefined);
   const resolvedAt: number[] = [];
   const lags: number[] = [];
   let covered = 0;
   const poll = setInterval(() => {
-    const size = lineage.checkpointer.latest()?.checkpoint.size ?? 0;
+    const size = lineage.latestCheckpoint()?.checkpoint.size ?? 0;
     const now = performance.now();
     for (; covered < size; covered++)
       if (resolvedAt[covered] !== undefined) lags.push(now - resolvedAt[covered]!);
@@ -77,14 +77,14 @@ async function lag(signer: NoteSigner, dir: string, seconds: number, ratePerS: n
   const end = performance.now() + seconds * 1000;
   for (let i = 0; performance.now() < end; i++) {
     pending.push(
-      lineage.journal.append(entry(i)).then((r) => {
-        resolvedAt[r.index] = performance.now();
+      lineage.add([entry(i)]).then(([r]) => {
+        resolvedAt[r!.index] = performance.now();
       }),
     );
     if (i % Math.max(1, Math.floor(ratePerS / 100)) === 0) await new Promise((r) => setTimeout(r, 10));
   }
   await Promise.all(pending);
-  const target = lineage.journal.size;
+  const target = lineage.size;
   const until = performance.now() + 5000;
   while (covered < target && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
   clearInterval(poll);

@@ -42,12 +42,12 @@ async function journalRun(
   const j = await Journal.open({ dir });
   try {
     // Warm-up (file creation, JIT) outside the measured window.
-    await Promise.all(Array.from({ length: concurrency }, (_, c) => j.append(sampleEntry(c))));
+    await Promise.all(Array.from({ length: concurrency }, (_, c) => j.add([sampleEntry(c)])));
     const before = j.stats.batches;
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async (_, c) => {
-        for (let i = 0; i < perAppender; i++) await j.append(sampleEntry(c * perAppender + i));
+        for (let i = 0; i < perAppender; i++) await j.add([sampleEntry(c * perAppender + i)]);
       }),
     );
     const s = (performance.now() - t0) / 1000;

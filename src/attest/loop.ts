@@ -252,7 +252,7 @@ export class AttestationLoop {
   private async epoch(): Promise<void> {
     const startedAtMs = this.o.now();
     const startedMonoUs = this.o.monoUs();
-    const cp = this.o.lineage.checkpointer.latest();
+    const cp = this.o.lineage.latestCheckpoint();
     const boot = await this.readBootId();
     const binding: EpochBinding = {
       seq: this.seq,
@@ -311,7 +311,7 @@ export class AttestationLoop {
     }
     let state = result.state;
     try {
-      const appended = await this.o.lineage.journal.append(
+      const [appended] = await this.o.lineage.add([
         makeEntry(
           "epoch",
           {
@@ -337,8 +337,8 @@ export class AttestationLoop {
             policyDigest: state.policyDigest,
           },
         ),
-      );
-      state = { ...state, entry: { index: appended.index, leafHash: appended.leafHash } };
+      ]);
+      state = { ...state, entry: { index: appended!.index, leafHash: appended!.leafHash } };
     } catch (e) {
       // An epoch that cannot be recorded cannot be relied on.
       state = {

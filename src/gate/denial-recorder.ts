@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { asExecgateError } from "../core/errors.js";
 import { type BackRef, type EntryTime, makeEntry } from "../lineage/entry.js";
-import type { Journal } from "../lineage/journal.js";
+import type { Lineage } from "../lineage/lineage.js";
 import { type DenialKey, type DenialRepeats, type DenialVerdict, DenialWindows } from "./denial-windows.js";
 
 /** What a window keeps of the decision that opened it: its reference once durable. */
@@ -11,7 +11,7 @@ type FirstRef = Promise<BackRef | undefined>;
 export const RECORD_IN_FULL: DenialVerdict<never> = { record: true };
 
 export interface DenialRecorderOptions {
-  readonly journal: Pick<Journal, "append">;
+  readonly lineage: Pick<Lineage, "add">;
   /** limits.denial_window_ms; absent: every denial is recorded in full. */
   readonly windowMs: number | undefined;
   readonly now: () => number;
@@ -93,7 +93,7 @@ export class DenialRecorder {
     this.o.log.info({ reason: r.reason, code: r.code, uid: r.uid, count: r.count }, "denials_repeated");
     const time: EntryTime = { wallMs: this.o.now(), monoUs: this.o.monoUs() };
     try {
-      await this.o.journal.append(
+      await this.o.lineage.add([
         makeEntry(
           "denial_repeats",
           time,
@@ -108,7 +108,7 @@ export class DenialRecorder {
           },
           first ? [first] : [],
         ),
-      );
+      ]);
     } catch (e) {
       this.o.log.error(
         { reason: r.reason, uid: r.uid, count: r.count, err: asExecgateError(e).message },

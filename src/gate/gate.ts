@@ -1,30 +1,28 @@
-import type { KeyObject } from "node:crypto";
-import { constants as osConstants } from "node:os";
-import type { Logger } from "pino";
 import type { EvidenceState } from "../attest/evidence.js";
-import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
-import { withDeadline } from "../core/deadline.js";
 import type { DenialCode, DenialReason } from "../core/denial.js";
-import { digest } from "../core/digest.js";
-import { asExecgateError, ExecgateError } from "../core/errors.js";
+import { asExecgateError } from "../core/errors.js";
 import { toHex } from "../core/hex.js";
-import { signTokenWith, type TokenSigner, verifyTokenWith } from "../hsm/token.js";
-import type { DiskSpace } from "../lineage/disk-space.js";
-import { type BackRef, type Entry, type EntryTime, encodeEntry, makeEntry } from "../lineage/entry.js";
-import { leafHash } from "../lineage/hash.js";
-import type { Lineage } from "../lineage/lineage.js";
+import { type BackRef, type Entry, type EntryTime, makeEntry } from "../lineage/entry.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
-import type { LoadedPolicy } from "../policy/load.js";
-import { epochKeepsWatchdog } from "../server/activation.js";
 import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
-import { type TokenClaims, tokenIdFor } from "../token/claims.js";
-import { COSE_ALG } from "../token/cose.js";
-import type { SigningThread } from "../token/sign-thread.js";
-import { issueToken, verifyToken } from "../token/token.js";
+import type { TokenClaims } from "../token/claims.js";
+import { verifyTokenWith } from "../token/signer.js";
 import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
+import {
+  type Allowed,
+  type ClaimsInput,
+  denialEntry,
+  requestPart,
+  SIGNATURE_TIMEOUT_MS,
+  TokenIssuer,
+  tokenClaims,
+} from "./issue.js";
 import { IssuedTokens } from "./issued.js";
+import type { GateOptions, GateResult, IssuedReply } from "./options.js";
+import { exeDigestOf, signalName } from "./peer-facts.js";
+import { gateStatus } from "./status.js";
 
 /*
  * The gate: every request becomes lineage entries before any answer, and every path that is not
@@ -42,120 +40,7 @@ import { IssuedTokens } from "./issued.js";
  *                   request already durable; the reply is the same denial either way.
  */
 
-export interface GateOptions {
-  readonly lineage: Lineage;
-  readonly loop: AttestationLoop;
-  /** The policy in force and its digest (replaced on reload). */
-  readonly policy: () => LoadedPolicy;
-  /** The policy's digest, age and last reload for `status` (default: the digest alone). */
-  readonly policyStatus?: () => Record<string, CborValue>;
-  readonly issuerPrivateKey: KeyObject;
-  readonly issuerPublicKey: KeyObject;
-  /** Tokens signed by this (the HSM key, hsm.issuer = "hsm") instead of the in-memory issuer key. */
-  readonly tokenSigner?: TokenSigner;
-  /**
-   * The in-memory issuer key's signatures made on this worker thread (the daemon's default); without
-   * it they are made on the event loop (tests, tools).
-   */
-  readonly signingThread?: SigningThread;
-  readonly audience: string;
-  readonly issuer: string;
-  readonly skewS: number;
-  readonly maxEvidenceAgeMs: number;
-  /** How long a fresh-quote request waits for its epoch before it is denied (attestation_stale). */
-  readonly freshWaitMs: number;
-  /**
-   * How long a token's signature (worker thread or HSM) may take before the request is denied
-   * (default SIGNATURE_TIMEOUT_MS).
-   */
-  readonly signatureTimeoutMs?: number;
-  /** Free space of the lineage's filesystem, for status (absent: not reported). */
-  readonly diskSpace?: () => DiskSpace | undefined;
-  /**
-   * Repeats of one caller's denial for one reason within this many ms are counted into one
-   * denial_repeats entry (limits.denial_window_ms); absent: every denial is recorded in full.
-   */
-  readonly denialWindowMs?: number;
-  /**
-   * The kernel's boot id the daemon started under. The TPM's reset/restart counts have no fixed
-   * expected value (a TPM reset is survived, docs/fail-closed.md): a token is tied to the counts
-   * of the epoch it was issued on, checked at redeem.
-   */
-  readonly bootId: string;
-  /** EAT ueid: 0x01 ‖ SHA-256(EK public), identifying this host's TPM. */
-  readonly ueid: Uint8Array;
-  readonly now: () => number;
-  readonly monoUs: () => number;
-  readonly log: Logger;
-}
-
-export type GateResult<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly reason: DenialReason };
-
-export interface IssuedReply {
-  readonly token: Uint8Array;
-  readonly tokenId: Uint8Array;
-  readonly expires: number;
-}
-
-/** signal(7) names by number, the first name where a number has two (SIGABRT, not SIGIOT). */
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, num] of Object.entries(osConstants.signals))
-  if (!SIGNAL_NAMES.has(num)) SIGNAL_NAMES.set(num, name);
-
-/** signal(7) name of signal n ("SIGKILL"); its number in decimal where there is none (real-time signals). */
-function signalName(n: number): string {
-  return SIGNAL_NAMES.get(n) ?? String(n);
-}
-
-/** The executable digest of a connection's peer as bytes, decoded once per connection. */
-const exeDigests = new WeakMap<PeerIdentity, Uint8Array>();
-function exeDigestOf(peer: PeerIdentity): Uint8Array {
-  let d = exeDigests.get(peer);
-  if (d === undefined) {
-    d = new Uint8Array(Buffer.from(peer.exeSha256, "hex"));
-    exeDigests.set(peer, d);
-  }
-  return d;
-}
-
-/**
- * Token requests in flight above which the in-memory key signs on the worker thread. Measured on
- * the 2-core VM: 1 and 8 closed-loop clients were faster signing on the event loop (921 vs 448,
- * 3.2k vs 2.4k tokens/s), 8 clients × 32 pipelined faster on the worker (8.6k vs 6.6k).
- */
-const THREAD_SIGNING_ABOVE = 16;
-/**
- * How long a token's signature may take before the request is denied: reserved lineage slots
- * hold back every later entry until it is in, and an HSM that never answers would leave the
- * request without a reply.
- */
-const SIGNATURE_TIMEOUT_MS = 5_000;
-
-/**
- * The request entry's bytes, to append first at index `first` (unless it is durable already), and
- * the reference the decision names. Encoded once: the same bytes are hashed and written.
- */
-function requestPart(
-  request: Entry,
-  requestRef: BackRef | undefined,
-  first: number,
-): { readonly bytes?: Uint8Array; readonly ref: BackRef } {
-  if (requestRef) return { ref: requestRef };
-  const bytes = encodeEntry(request);
-  return { bytes, ref: { index: first, leafHash: leafHash(bytes) } };
-}
-
-/** What the ways of issuing a token share once the policy allowed it. */
-interface Allowed {
-  readonly peer: PeerIdentity;
-  readonly request: Entry;
-  /** The request entry's reference when it is durable already (it waited for a fresh epoch). */
-  readonly requestRef: BackRef | undefined;
-  readonly evidence: EvidenceState;
-  readonly claimsFor: (decisionIndex: number, decisionLeaf: Uint8Array) => TokenClaims;
-}
+export type { GateOptions, GateResult, IssuedReply } from "./options.js";
 
 export class Gate {
   private readonly issued = new IssuedTokens();
@@ -174,11 +59,19 @@ export class Gate {
   private readonly expected: { readonly bootId: string };
   /** Repeats of a caller's denial, counted instead of recorded one by one. */
   private readonly denials: DenialRecorder;
+  private readonly issuer: TokenIssuer;
 
   constructor(private readonly o: GateOptions) {
     this.expected = { bootId: o.bootId };
+    this.issuer = new TokenIssuer({
+      lineage: o.lineage,
+      signer: o.tokenSigner,
+      signatureTimeoutMs: o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS,
+      time: () => this.time(),
+      log: o.log,
+    });
     this.denials = new DenialRecorder({
-      journal: o.lineage.journal,
+      lineage: o.lineage,
       windowMs: o.denialWindowMs,
       now: o.now,
       monoUs: o.monoUs,
@@ -217,10 +110,14 @@ export class Gate {
     const verdict = refs.length > 0 ? RECORD_IN_FULL : this.denials.note({ uid: peer?.uid, reason, code });
     if (!verdict.record) return;
     this.o.log.info({ reason, code, detail, uid: peer?.uid, pid: peer?.pid }, "denied");
-    const appended = this.o.lineage.journal.append(
+    const appended = this.o.lineage.add([
       makeEntry("decision", this.time(), { allow: false, reason, ...(code ? { code } : {}) }, refs),
-    );
-    if (verdict.window) verdict.window.first = appended.then(refOf, () => undefined);
+    ]);
+    if (verdict.window)
+      verdict.window.first = appended.then(
+        (rs) => refOf(rs[0]!),
+        () => undefined,
+      );
     try {
       await appended;
     } catch (e) {
@@ -290,8 +187,8 @@ export class Gate {
       // recorded first, then waits (bounded) for an epoch that started after it; concurrent
       // waiters share that epoch's one quote. If none comes in time the denial stands.
       try {
-        const r = await this.o.lineage.journal.append(request);
-        requestRef = { index: r.index, leafHash: r.leafHash };
+        const [r] = await this.o.lineage.add([request]);
+        requestRef = refOf(r!);
       } catch (e) {
         return this.lineageDown(peer, e);
       }
@@ -303,118 +200,64 @@ export class Gate {
       decision = decideNow(evidence);
     }
 
-    if (!decision.allow) {
-      const reason = decision.reason;
-      this.countDenial(reason);
-      // A request already durable (it waited for an epoch) gets its decision; others may be counted.
-      const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
-      if (!verdict.record) return { ok: false, reason };
-      this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
-      const appended = this.o.lineage.journal.appendLinked((first) => {
-        const req = requestPart(request, requestRef, first);
-        const denial = this.denialEntry(reason, req.ref, evidence);
-        return req.bytes ? [req.bytes, denial] : [denial];
-      });
-      if (verdict.window)
-        verdict.window.first = appended.then(
-          (rs) => refOf(rs[rs.length - 1]!),
-          () => undefined,
-        );
-      try {
-        await appended;
-      } catch (e) {
-        this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
-      }
-      return { ok: false, reason };
-    }
+    if (!decision.allow) return this.deniedRequest(peer, args, request, requestRef, evidence, decision);
 
     if (!evidence) return { ok: false, reason: "attestation_missing" }; // decide() already refuses this
-    const grant = decision.grant;
-    const policyDigest = inForce.digest;
-    const nowS = Math.floor(this.o.now() / 1000);
-    const claimsFor = (decisionIndex: number, decisionLeaf: Uint8Array): TokenClaims => ({
-      iss: this.o.issuer,
-      sub: `uid:${peer.uid}`,
-      aud: grant.audience,
-      exp: nowS + grant.ttlS,
-      nbf: nowS,
-      iat: nowS,
-      cti: tokenIdFor(decisionIndex, decisionLeaf),
-      ...(args.nonce ? { nonce: args.nonce } : {}),
+    const claims: ClaimsInput = {
+      issuer: this.o.issuer,
       ueid: this.o.ueid,
-      scope: grant.scope,
-      action: args.action,
-      peer: {
-        uid: peer.uid,
-        gid: peer.gid,
-        pid: peer.pid,
-        exe: exeDigestOf(peer),
-        ...(peer.unit ? { unit: peer.unit } : {}),
-      },
-      epoch: evidence.epochHash,
-      pcrDigest: evidence.pcrDigest,
-      policyDigest,
-      bootId: evidence.bootId,
-      lineage: [decisionIndex, decisionLeaf],
+      nowS: Math.floor(this.o.now() / 1000),
+      grant: decision.grant,
+      args,
+      peer,
+      exe: exeDigestOf(peer),
+      evidence,
+      policyDigest: inForce.digest,
+    };
+    const claimsFor = (index: number, leaf: Uint8Array) => tokenClaims(claims, index, leaf);
+    return this.issue({ peer, request, requestRef, evidence, claimsFor });
+  }
+
+  /** A request's denial: recorded with the request, or counted in its caller's open window. */
+  private async deniedRequest(
+    peer: PeerIdentity,
+    args: TokenRequestArgs,
+    request: Entry,
+    requestRef: BackRef | undefined,
+    evidence: EvidenceState | undefined,
+    decision: { readonly reason: DenialReason; readonly detail: string },
+  ): Promise<GateResult<never>> {
+    const reason = decision.reason;
+    this.countDenial(reason);
+    // A request already durable (it waited for an epoch) gets its decision; others may be counted.
+    const verdict = requestRef ? RECORD_IN_FULL : this.denials.note({ uid: peer.uid, reason });
+    if (!verdict.record) return { ok: false, reason };
+    this.o.log.info({ reason, detail: decision.detail, uid: peer.uid, scope: args.scope }, "denied");
+    const appended = this.o.lineage.add((first) => {
+      const req = requestPart(request, requestRef, first);
+      const denial = denialEntry(this.time(), reason, req.ref, evidence);
+      return req.bytes ? [req.bytes, denial] : [denial];
     });
-    const allowed: Allowed = { peer, request, requestRef, evidence, claimsFor };
-    if (this.o.tokenSigner) return this.issueSigned(this.o.tokenSigner, allowed);
-    // The worker thread pays off only when requests queue up: its round trip (two thread wake-ups)
-    // costs more than the signature while few requests wait, and its tokens span more batches.
-    if (this.o.signingThread && this.requestsInFlight > THREAD_SIGNING_ABOVE)
-      return this.issueThreaded(this.o.signingThread, allowed);
-    return this.issueInline(allowed);
-  }
-
-  /**
-   * In-memory issuer key, signing on the event loop, in one group commit: request, allow and
-   * token_issued. A token that cannot be made (signing or encoding fails) is not a lineage
-   * failure: the request is recorded with a deny (internal_error) in place of the allow.
-   */
-  private async issueInline(a: Allowed): Promise<GateResult<IssuedReply>> {
-    let token: Uint8Array | undefined;
-    let claims: TokenClaims | undefined;
-    let failure: { readonly error: unknown } | undefined;
+    if (verdict.window)
+      verdict.window.first = appended.then(
+        (rs) => refOf(rs[rs.length - 1]!),
+        () => undefined,
+      );
     try {
-      await this.o.lineage.journal.appendLinked((first) => {
-        // Each entry is encoded once: its leaf hash goes into the next entry's reference and the
-        // same bytes go to the journal.
-        const req = requestPart(a.request, a.requestRef, first);
-        const head = req.bytes ? [req.bytes] : [];
-        try {
-          const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
-          const decisionRef = { index: first + head.length, leafHash: leafHash(decisionBytes) };
-          claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
-          token = issueToken(claims, this.o.issuerPrivateKey);
-          return [...head, decisionBytes, this.issuedEntry(token, decisionRef)];
-        } catch (error) {
-          failure = { error };
-          return [...head, this.denialEntry("internal_error", req.ref, a.evidence)];
-        }
-      });
+      await appended;
     } catch (e) {
-      return this.lineageDown(a.peer, e);
+      this.o.log.error({ reason, err: asExecgateError(e).message }, "denial_not_recorded");
     }
-    if (failure) {
-      this.countDenial("internal_error");
-      this.o.log.error({ uid: a.peer.uid, err: asExecgateError(failure.error).message }, "token_not_issued");
-      return { ok: false, reason: "internal_error" };
-    }
-    return this.released(a, claims!, token!);
+    return { ok: false, reason };
   }
 
-  /** A request's denial names the request and the epoch entry it was decided on, if any. */
-  private denialEntry(reason: DenialReason, requestRef: BackRef, evidence: EvidenceState | undefined): Entry {
-    return makeEntry("decision", this.time(), { allow: false, reason }, [requestRef, ...epochRef(evidence)]);
-  }
-
-  /** The allow names the request and the epoch entry it was decided on (the auditor checks it). */
-  private allowEntry(a: Allowed, requestRef: BackRef): Entry {
-    return makeEntry("decision", this.time(), { allow: true }, [requestRef, ...epochRef(a.evidence)]);
-  }
-
-  private issuedEntry(token: Uint8Array, decisionRef: BackRef): Entry {
-    return makeEntry("token_issued", this.time(), { digest: digest("sha256", token) }, [decisionRef]);
+  /** Issues through the one path (TokenIssuer) and counts the outcome. */
+  private async issue(a: Allowed): Promise<GateResult<IssuedReply>> {
+    const out = await this.issuer.issue(a, this.requestsInFlight);
+    if (out.kind === "issued") return this.released(a, out.claims, out.token);
+    if (out.kind === "lineage_down") return this.lineageDown(a.peer, out.error);
+    this.countDenial(out.reason);
+    return { ok: false, reason: out.reason };
   }
 
   /** A token whose entries are durable: its epoch remembered for the redeem, counted, handed out. */
@@ -427,126 +270,9 @@ export class Gate {
     return { ok: true, value: { token, tokenId: claims.cti, expires: claims.exp } };
   }
 
-  /**
-   * In-memory issuer key, signing on the worker thread, in one group commit: the request, decision
-   * and token_issued slots are reserved together (the token names the decision's index and leaf
-   * hash), request and decision are filled at once, token_issued when the signature is back, and
-   * the token is released only when all of them are durable. Every slot is filled on every path:
-   * if no token can be made, the last slot records a denial naming the allow (internal_error).
-   */
-  private async issueThreaded(thread: SigningThread, a: Allowed): Promise<GateResult<IssuedReply>> {
-    const { peer, requestRef } = a;
-    const journal = this.o.lineage.journal;
-    if (journal.failure) return this.lineageDown(peer, journal.failure);
-    const slots = journal.reserve(requestRef ? 2 : 3);
-    const last = requestRef ? 1 : 2;
-    const first = slots.first;
-    const decisionIndex = requestRef ? first : first + 1;
-    let decisionRef: BackRef | undefined;
-    let claims: TokenClaims | undefined;
-    let token: Uint8Array | undefined;
-    let filled = 0;
-    try {
-      const req = requestPart(a.request, a.requestRef, first);
-      if (req.bytes) {
-        slots.fill(filled, req.bytes);
-        filled++;
-      }
-      const decisionBytes = encodeEntry(this.allowEntry(a, req.ref));
-      decisionRef = { index: decisionIndex, leafHash: leafHash(decisionBytes) };
-      slots.fill(filled, decisionBytes);
-      filled++;
-      claims = a.claimsFor(decisionIndex, decisionRef.leafHash);
-      // Bounded: the slots hold back every later lineage entry until the signature is in.
-      const signed = claims;
-      token = await withDeadline(
-        () =>
-          signTokenWith(signed, {
-            alg: COSE_ALG.EdDSA,
-            publicKey: this.o.issuerPublicKey,
-            sign: (tbs) => thread.sign(tbs),
-          }),
-        this.signatureTimeoutMs,
-        () => new ExecgateError("internal", "the signing thread did not answer"),
-      );
-      slots.fill(filled, encodeEntry(this.issuedEntry(token, decisionRef)));
-      filled++;
-    } catch (e) {
-      // No token: fill what is left with denials (the journal must not stall on an empty slot).
-      this.o.log.error({ uid: peer.uid, err: asExecgateError(e).message }, "token_not_issued");
-      for (; filled <= last; filled++) {
-        const refs = decisionRef ? [decisionRef] : [];
-        slots.fill(
-          filled,
-          encodeEntry(makeEntry("decision", this.time(), { allow: false, reason: "internal_error" }, refs)),
-        );
-      }
-      this.countDenial("internal_error");
-      await slots.done.catch(() => undefined);
-      return { ok: false, reason: "internal_error" };
-    }
-    try {
-      await slots.done;
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    return this.released(a, claims, token);
-  }
-
-  /**
-   * Tokens signed by the HSM key (hsm.issuer = "hsm"). The signature is asynchronous and the
-   * token names its decision's lineage index, so this takes two group commits: request and
-   * allow decision durable first, then the HSM signature, then token_issued durable; only then
-   * is the token released. An HSM that fails in between, or does not answer within the
-   * signature timeout, leaves an allow without a token, then a hardware_unavailable denial
-   * naming it.
-   */
-  private async issueSigned(signer: TokenSigner, a: Allowed): Promise<GateResult<IssuedReply>> {
-    const { peer } = a;
-    let decisionRef: BackRef;
-    try {
-      const results = await this.o.lineage.journal.appendLinked((first) => {
-        const req = requestPart(a.request, a.requestRef, first);
-        const decisionEntry = this.allowEntry(a, req.ref);
-        return req.bytes ? [req.bytes, decisionEntry] : [decisionEntry];
-      });
-      const d = results[results.length - 1]!;
-      decisionRef = { index: d.index, leafHash: d.leafHash };
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    const claims = a.claimsFor(decisionRef.index, decisionRef.leafHash);
-    let token: Uint8Array;
-    try {
-      token = await withDeadline(
-        () => signTokenWith(claims, signer),
-        this.signatureTimeoutMs,
-        () => new ExecgateError("hardware_unavailable", `no signature within ${this.signatureTimeoutMs} ms`),
-      );
-    } catch (e) {
-      await this.recordDenial(
-        peer,
-        "hardware_unavailable",
-        `HSM token signature: ${asExecgateError(e).message}`,
-        [decisionRef],
-      );
-      return { ok: false, reason: "hardware_unavailable" };
-    }
-    try {
-      await this.o.lineage.journal.append(this.issuedEntry(token, decisionRef));
-    } catch (e) {
-      return this.lineageDown(peer, e);
-    }
-    return this.released(a, claims, token);
-  }
-
-  private get signatureTimeoutMs(): number {
-    return this.o.signatureTimeoutMs ?? SIGNATURE_TIMEOUT_MS;
-  }
-
-  /** Stops the signing thread (at daemon stop, after the server closed). */
+  /** Stops the token signer (at daemon stop, after the server closed). */
   async close(): Promise<void> {
-    await this.o.signingThread?.close();
+    await this.o.tokenSigner.close?.();
   }
 
   private async lineageDown(peer: PeerIdentity, e: unknown): Promise<GateResult<never>> {
@@ -561,15 +287,12 @@ export class Gate {
     token: Uint8Array,
   ): Promise<GateResult<{ tokenId: Uint8Array; scope: string; action: Uint8Array }>> {
     const nowMs = this.o.now();
-    const verifyOpts = {
-      issuerPublicKey: this.o.tokenSigner?.publicKey ?? this.o.issuerPublicKey,
+    const v = verifyTokenWith(token, this.o.tokenSigner.alg, {
+      issuerPublicKey: this.o.tokenSigner.publicKey,
       audience: this.o.audience,
       now: Math.floor(nowMs / 1000),
       skew: this.o.skewS,
-    };
-    const v = this.o.tokenSigner
-      ? verifyTokenWith(token, this.o.tokenSigner.alg, verifyOpts)
-      : verifyToken(token, verifyOpts);
+    });
     if (!v.ok) {
       await this.recordDenial(peer, v.reason, v.detail);
       return { ok: false, reason: v.reason };
@@ -605,10 +328,8 @@ export class Gate {
     const t = this.issued.spend(c.cti, peer.uid, c.exp);
     if (!t) return deny("token_replayed", "token already redeemed");
     try {
-      const r = await this.o.lineage.journal.append(
-        makeEntry("token_redeemed", this.time(), { token }, refs),
-      );
-      t.redeemed = { index: r.index, leafHash: r.leafHash };
+      const [r] = await this.o.lineage.add([makeEntry("token_redeemed", this.time(), { token }, refs)]);
+      t.redeemed = refOf(r!);
     } catch (e) {
       return this.lineageDown(peer, e);
     }
@@ -625,7 +346,7 @@ export class Gate {
     }
     t.reported = true;
     try {
-      await this.o.lineage.journal.append(
+      await this.o.lineage.add([
         makeEntry(
           "execution_report",
           this.time(),
@@ -639,7 +360,7 @@ export class Gate {
           },
           [t.redeemed],
         ),
-      );
+      ]);
     } catch (e) {
       return this.lineageDown(peer, e);
     }
@@ -649,69 +370,20 @@ export class Gate {
 
   /** Status for `execgate status` (coarse: no secrets, no peer details). */
   status(): Record<string, CborValue> {
-    const ev = this.o.loop.current();
-    const cp = this.o.lineage.checkpointer.latest();
-    const size = this.o.lineage.journal.size;
-    const now = this.o.now();
-    const stats = this.o.loop.stats;
-    const disk = this.o.diskSpace?.();
-    // Newest first: the reasons of the last denials, each with how often it occurred among them.
-    const recent = [...this.counters.lastDenials].reverse();
-    const recentCounts = new Map<string, number>();
-    for (const d of recent) recentCounts.set(d.reason, (recentCounts.get(d.reason) ?? 0) + 1);
-    const last = recent[0];
-    return {
-      up: true,
-      // Age of the evidence tokens are issued on: null when the latest epoch is not verified.
-      evidence_age_ms: ev?.integrity.ok
-        ? Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000))
-        : null,
-      epoch: ev
-        ? {
-            seq: ev.epochSeq,
-            // From the epoch's start on the monotonic clock, as evidence_age_ms: a wall-clock
-            // step does not change it.
-            age_ms: Math.max(0, Math.floor((this.o.monoUs() - ev.startedMonoUs) / 1000)),
-            verified: ev.integrity.ok,
-            ...(ev.integrity.ok ? {} : { reason: ev.integrity.reason }),
-            reset_count: ev.resetCount,
-            restart_count: ev.restartCount,
-          }
-        : null,
-      lineage: {
-        size,
-        checkpoint_size: cp?.checkpoint.size ?? 0,
-        checkpoint_lag: size - (cp?.checkpoint.size ?? 0),
-        ...(disk ? { fs_free_bytes: disk.freeBytes, fs_size_bytes: disk.sizeBytes } : {}),
-      },
-      tokens: {
-        requests: this.counters.requests,
-        issued: this.counters.allowed,
-        redeemed: this.counters.redeemed,
-        reports: this.counters.reports,
-        live: this.issued.liveAt(Math.floor(now / 1000)),
-      },
-      // The policy in force and the last reload's outcome (a refused reload keeps the old policy).
+    return gateStatus({
+      evidence: this.o.loop.current(),
+      loopStats: this.o.loop.stats,
+      lineage: this.o.lineage,
+      counters: this.counters,
+      liveTokens: this.issued.liveAt(Math.floor(this.o.now() / 1000)),
       policy: this.o.policyStatus?.() ?? { digest: toHex(this.o.policy().digest) },
-      denials: Object.fromEntries(this.counters.denials),
-      last_denial: last ? { reason: last.reason, age_ms: Math.max(0, now - last.atMs) } : null,
-      recent_denials: Object.fromEntries(recentCounts),
-      // The roots of trust (TPM and/or HSM, hsm.require) answered the latest epoch: an epoch
-      // that fails the policy still had healthy hardware; hardware_unavailable did not.
-      hardware: {
-        healthy: ev !== undefined && epochKeepsWatchdog(ev),
-        epochs: stats.epochs,
-        failed_epochs: stats.failed,
-        last_epoch_ms: stats.lastDurationMs,
-      },
-    };
+      disk: this.o.diskSpace?.(),
+      now: this.o.now(),
+      monoUs: this.o.monoUs(),
+    });
   }
 }
 
 function refOf(r: { readonly index: number; readonly leafHash: Uint8Array }): BackRef {
   return { index: r.index, leafHash: r.leafHash };
-}
-
-function epochRef(ev: EvidenceState | undefined): BackRef[] {
-  return ev?.entry ? [{ index: ev.entry.index, leafHash: ev.entry.leafHash }] : [];
 }

@@ -4,9 +4,9 @@ import type { DenialReason } from "../core/denial.js";
 import { bytesEqual, toHex } from "../core/hex.js";
 import type { TokenClaims } from "../token/claims.js";
 import { COSE_ALG, ed25519PublicKey } from "../token/cose.js";
+import { verifyTokenWith } from "../token/signer.js";
 import { verifyHsmEpoch } from "./epoch.js";
 import { algorithmOf } from "./keys.js";
-import { verifyTokenWith } from "./token.js";
 
 /**
  * A token verified all the way to the HSM, offline (pure) — the HSM counterpart of

@@ -7,7 +7,7 @@ import { makeDirs } from "../core/mkdirs.js";
 import type { SignedCheckpoint } from "./checkpointer.js";
 import { fsyncDir, ioError, writeAll, writeNewFileSynced } from "./fsutil.js";
 import { leafHash } from "./hash.js";
-import type { Lineage } from "./lineage.js";
+import { type Lineage, lineageParts } from "./lineage.js";
 import { EntryBundleStream, HashTileStream, type TileFile } from "./tiles.js";
 
 /**
@@ -45,7 +45,7 @@ const COPY_CHUNK = 1 << 20;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
 
 export async function exportBundle(opts: ExportOptions): Promise<ExportResult> {
-  const { journal, checkpointer } = opts.lineage;
+  const { journal, checkpointer } = lineageParts(opts.lineage);
   await journal.drain();
   const cp = (await checkpointer.signCovering()) ?? checkpointer.latest();
   if (cp === undefined)

@@ -16,8 +16,8 @@ export {
 } from "./checkpointer.js";
 export * from "./entry.js";
 export { EMPTY_ROOT, HASH_SIZE, leafHash, nodeHash, sha256 } from "./hash.js";
-export { type AppendResult, Journal, type JournalOptions, type RecoveryReport } from "./journal.js";
-export { type Lineage, type LineageOptions, openLineage } from "./lineage.js";
+export type { AppendResult, Item, RecoveryReport } from "./journal.js";
+export { Lineage, type LineageOptions, openLineage } from "./lineage.js";
 export { MerkleTree, rootOfLeaves, verifyConsistency, verifyInclusion } from "./merkle.js";
 export * from "./note.js";
 export {

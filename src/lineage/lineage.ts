@@ -1,11 +1,24 @@
+import type { ExecgateError } from "../core/errors.js";
 import { bytesEqual } from "../core/hex.js";
 import { parseCheckpoint } from "./checkpoint.js";
 import { Checkpointer, readCheckpointLog, type SignedCheckpoint } from "./checkpointer.js";
 import { frontierRoot } from "./frontier.js";
-import { Journal } from "./journal.js";
+import { type AppendResult, type Item, Journal, type RecoveryReport } from "./journal.js";
 import { type NoteVerifier, parseNote } from "./note.js";
 import { type ResumePoint, readResume } from "./resume.js";
 import type { NoteSigner } from "./signer.js";
+
+interface LineageParts {
+  readonly journal: Journal;
+  readonly checkpointer: Checkpointer;
+}
+
+const partsOf = new WeakMap<Lineage, LineageParts>();
+
+/** A lineage's journal and checkpointer, for src/lineage modules only (export; not in index.ts). */
+export function lineageParts(l: Lineage): LineageParts {
+  return partsOf.get(l)!;
+}
 
 export interface LineageOptions {
   readonly dir: string;
@@ -24,11 +37,107 @@ export interface LineageOptions {
   readonly resumeEvery?: number;
 }
 
-export interface Lineage {
-  readonly journal: Journal;
-  readonly checkpointer: Checkpointer;
+/**
+ * The lineage as the rest of the daemon sees it: one way to append (add), reads of what is
+ * durable, and the checkpoints. Its journal and checkpointer stay inside src/lineage.
+ */
+export class Lineage {
+  private readonly journal: Journal;
+  private readonly checkpointer: Checkpointer;
+
+  constructor(p: LineageParts) {
+    this.journal = p.journal;
+    this.checkpointer = p.checkpointer;
+    partsOf.set(this, p);
+  }
+
+  /** Appends entries (Journal.add): each result once durable, in one group commit when they fit. */
+  add(items: readonly Item[] | ((firstIndex: number) => readonly Item[])): Promise<AppendResult[]> {
+    return this.journal.add(items);
+  }
+
+  /** Durable entry count. */
+  get size(): number {
+    return this.journal.size;
+  }
+
+  /** Why appends now fail, or undefined while the journal is healthy. */
+  get failure(): ExecgateError | undefined {
+    return this.journal.failure;
+  }
+
+  /** What crash recovery found at open. */
+  get recovery(): RecoveryReport {
+    return this.journal.recovery;
+  }
+
+  root(): Uint8Array {
+    return this.journal.root();
+  }
+
+  /** The root at a size not yet covered by a checkpoint (earlier ones: read the segments). */
+  rootAt(size: number): Uint8Array {
+    return this.journal.rootAt(size);
+  }
+
+  leafHash(index: number): Uint8Array {
+    return this.journal.leafHash(index);
+  }
+
+  /** Entries [from, to) as written, each record's CRC checked. */
+  read(from: number, to: number): Promise<Uint8Array[]> {
+    return this.journal.readRange(from, to);
+  }
+
+  /** The segment byte extents holding exactly entries [0, n). */
+  extentsFor(n: number): ReturnType<Journal["extentsFor"]> {
+    return this.journal.extentsFor(n);
+  }
+
+  latestCheckpoint(): SignedCheckpoint | undefined {
+    return this.checkpointer.latest();
+  }
+
+  /** Bytes of checkpoints.log. */
+  get checkpointLogLength(): number {
+    return this.checkpointer.logLength;
+  }
+
+  /** Signs checkpoints on their cadence from now on (Checkpointer.start). */
+  startCheckpoints(onError: (e: unknown) => void, onSigned?: (cp: SignedCheckpoint) => void): void {
+    this.checkpointer.start(onError, onSigned);
+  }
+
+  /** One cadence step: signs when the tree grew and the interval passed (Checkpointer.tick). */
+  checkpointTick(): Promise<SignedCheckpoint | undefined> {
+    return this.checkpointer.tick();
+  }
+
+  /** Signs a checkpoint of the current size now, if the tree grew (Checkpointer.signNow). */
+  checkpointNow(): Promise<SignedCheckpoint | undefined> {
+    return this.checkpointer.signNow();
+  }
+
   /** Flushes appends, signs a final checkpoint if the tree grew, closes files, releases the lock. */
-  close(): Promise<SignedCheckpoint | undefined>;
+  async close(): Promise<SignedCheckpoint | undefined> {
+    await this.journal.drain();
+    let last: SignedCheckpoint | undefined;
+    try {
+      last = await this.checkpointer.signCovering();
+    } finally {
+      await this.closeWithoutCheckpoint();
+    }
+    return last;
+  }
+
+  /** Closes files and releases the lock without a final checkpoint (as after a failed signer). */
+  async closeWithoutCheckpoint(): Promise<void> {
+    try {
+      await this.checkpointer.close();
+    } finally {
+      await this.journal.close();
+    }
+  }
 }
 
 /**
@@ -65,24 +174,7 @@ export async function openLineage(opts: LineageOptions): Promise<Lineage> {
     await journal.close();
     throw e;
   }
-  return {
-    journal,
-    checkpointer,
-    async close() {
-      await journal.drain();
-      let last: SignedCheckpoint | undefined;
-      try {
-        last = await checkpointer.signCovering();
-      } finally {
-        try {
-          await checkpointer.close();
-        } finally {
-          await journal.close();
-        }
-      }
-      return last;
-    },
-  };
+  return new Lineage({ journal, checkpointer });
 }
 
 /** A resume point whose note is a checkpoint of its size and root, and whose frontier folds to that root. */

@@ -1,10 +1,41 @@
-import type { KeyObject } from "node:crypto";
+import { type KeyObject, sign } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { ExecgateError } from "../core/errors.js";
+import { COSE_ALG } from "./cose.js";
+import type { TokenSigner } from "./signer.js";
 
 /**
- * Ed25519 signatures on a worker thread. Signing is about half of the daemon's CPU time per token
- * (measured: 329 → 178 µs of user time per token with 8 clients when the signature was skipped);
+ * Token requests in flight above which the in-memory key signs on the worker thread: the thread's
+ * round trip (two thread wake-ups) costs more than the signature while few requests wait, and
+ * its tokens span more group commits; when requests queue up it frees the event loop.
+ */
+export const THREAD_SIGNING_ABOVE = 16;
+
+/**
+ * The in-memory Ed25519 issuer key as a TokenSigner: on the event loop while few requests wait,
+ * on `thread` (when given) above THREAD_SIGNING_ABOVE. Its failures are internal_error.
+ */
+export function memoryTokenSigner(
+  privateKey: KeyObject,
+  publicKey: KeyObject,
+  thread?: SigningThread,
+): TokenSigner {
+  const type = privateKey.asymmetricKeyType;
+  return {
+    alg: COSE_ALG.EdDSA,
+    publicKey,
+    failure: "internal_error",
+    ...(type === "ed25519" ? {} : { unusable: `the issuer key is ${String(type)}, not Ed25519` }),
+    sign: (tbs, waiting) =>
+      thread && waiting > THREAD_SIGNING_ABOVE
+        ? thread.sign(tbs)
+        : new Uint8Array(sign(null, tbs, privateKey)),
+    close: async () => thread?.close(),
+  };
+}
+
+/**
+ * Ed25519 signatures on a worker thread. Signing is about half of the daemon's CPU time per token:
  * on the event loop it delays every other request, on a worker it runs on the other core.
  * Requests made in one turn of the event loop go to the worker as one message, and come back as
  * one. The private key is handed to the worker once (KeyObjects are cloned across threads, never

@@ -50,5 +50,5 @@ export function openTestLineage(dir: string): Promise<Lineage> {
 
 /** Every entry in the lineage, decoded. */
 export async function lineageEntries(lineage: Lineage): Promise<Entry[]> {
-  return (await lineage.journal.readRange(0, lineage.journal.size)).map(decodeEntry);
+  return (await lineage.read(0, lineage.size)).map(decodeEntry);
 }

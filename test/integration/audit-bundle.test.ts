@@ -26,18 +26,18 @@ beforeAll(async () => {
   const lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => clock, segmentBytes: 2048 });
   for (let round = 0; round < 3; round++) {
     for (let i = 0; i < 8; i++) {
-      const req = await lin.journal.append(
+      const [req] = await lin.add([
         makeEntry("request", t(i), {
           requestId: `r${round}-${i}`,
           scope: "inference",
           actionDigest: new Uint8Array(32).fill(i),
           peer: { uid: 1000, gid: 1000, pid: 100 + i },
         }),
-      );
-      await lin.journal.append(makeEntry("decision", t(i), { allow: i % 2 === 0 }, [req]));
+      ]);
+      await lin.add([makeEntry("decision", t(i), { allow: i % 2 === 0 }, [req!])]);
     }
     clock += 5000;
-    await lin.checkpointer.tick();
+    await lin.checkpointTick();
   }
   await lin.close();
   good = await readBundle(dir);

@@ -19,7 +19,7 @@ beforeAll(async () => {
   const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(8));
   const lin = await openLineage({ dir: join(dir, "lineage"), origin: ORIGIN, signer, now: () => 0 });
   for (let i = 0; i < 12; i++) {
-    await lin.journal.append(makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `entry ${i}` }));
+    await lin.add([makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `entry ${i}` })]);
   }
   bundle = join(dir, "bundle");
   await exportBundle({ lineage: lin, out: bundle });

@@ -17,8 +17,8 @@ it("the chaos check finds every token and redeem the log holds, reads only new e
   const sha = (t: Uint8Array) => new Uint8Array(createHash("sha256").update(t).digest());
   try {
     for (const t of tokens.slice(0, 20))
-      await j.append(makeEntry("token_issued", time, { digest: sha(t) }, []));
-    for (const t of tokens.slice(0, 10)) await j.append(makeEntry("token_redeemed", time, { token: t }, []));
+      await j.add([makeEntry("token_issued", time, { digest: sha(t) }, [])]);
+    for (const t of tokens.slice(0, 10)) await j.add([makeEntry("token_redeemed", time, { token: t }, [])]);
   } finally {
     await j.close();
   }
@@ -39,8 +39,8 @@ it("the chaos check finds every token and redeem the log holds, reads only new e
   // The log grows: the next read takes the new entries only, and the losses are gone.
   const j2 = await Journal.open({ dir, segmentBytes: 1024 });
   try {
-    await j2.append(makeEntry("token_issued", time, { digest: sha(tokens[30]!) }, []));
-    await j2.append(makeEntry("token_redeemed", time, { token: tokens[15]! }, []));
+    await j2.add([makeEntry("token_issued", time, { digest: sha(tokens[30]!) }, [])]);
+    await j2.add([makeEntry("token_redeemed", time, { token: tokens[15]! }, [])]);
   } finally {
     await j2.close();
   }

@@ -8,6 +8,7 @@ import type { Entry } from "../../src/lineage/entry.js";
 import type { Lineage } from "../../src/lineage/lineage.js";
 import type { PeerIdentity } from "../../src/peer/index.js";
 import type { EvidenceState } from "../../src/policy/decide.js";
+import { memoryTokenSigner } from "../../src/token/sign-thread.js";
 import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";
 import { scratchDirs } from "../helpers/scratch.js";
 
@@ -52,8 +53,7 @@ async function setup(denialWindowMs: number | null = WINDOW_MS) {
     lineage,
     loop,
     policy: () => inForce,
-    issuerPrivateKey: issuer.privateKey,
-    issuerPublicKey: issuer.publicKey,
+    tokenSigner: memoryTokenSigner(issuer.privateKey, issuer.publicKey),
     audience: "execgate",
     issuer: "execgate-test",
     skewS: 0,
@@ -136,7 +136,7 @@ describe("repeated denials are counted, not recorded one by one", () => {
         lastMs: WALL0,
         windowMs: WINDOW_MS,
       },
-      refs: [{ index: 1, leafHash: lineage.journal.leafHash(1) }],
+      refs: [{ index: 1, leafHash: lineage.leafHash(1) }],
     });
     expect(deniedCount(entries, 2000)).toBe(200);
     expect(audit(entries)).toEqual([]);

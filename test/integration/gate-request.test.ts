@@ -3,11 +3,12 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import type { AttestationLoop } from "../../src/attest/loop.js";
 import { Gate } from "../../src/gate/gate.js";
-import type { TokenSigner } from "../../src/hsm/token.js";
 import type { Entry } from "../../src/lineage/entry.js";
 import type { EvidenceState } from "../../src/policy/decide.js";
 import type { LoadedPolicy } from "../../src/policy/load.js";
 import { COSE_ALG } from "../../src/token/cose.js";
+import { memoryTokenSigner } from "../../src/token/sign-thread.js";
+import type { TokenSigner } from "../../src/token/signer.js";
 import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";
 import { scratchDirs } from "../helpers/scratch.js";
 
@@ -67,9 +68,8 @@ async function setup(o: Setup = {}) {
     lineage,
     loop: fakeLoop,
     policy: () => inForce,
-    issuerPrivateKey: o.issuerPrivateKey ?? issuer.privateKey,
-    issuerPublicKey: issuer.publicKey,
-    ...(o.tokenSigner ? { tokenSigner: o.tokenSigner } : {}),
+    tokenSigner:
+      o.tokenSigner ?? memoryTokenSigner(o.issuerPrivateKey ?? issuer.privateKey, issuer.publicKey),
     ...(o.signatureTimeoutMs !== undefined ? { signatureTimeoutMs: o.signatureTimeoutMs } : {}),
     audience: "execgate",
     issuer: "execgate-test",
@@ -123,6 +123,28 @@ describe("the gate's request path", () => {
     await lineage.close();
   });
 
+  it("one shape whatever signs: a signature that fails leaves request, allow, then the signer's denial naming the allow", async () => {
+    const key = generateKeyPairSync("ed25519");
+    for (const failure of ["internal_error", "hardware_unavailable"] as const) {
+      const failing: TokenSigner = {
+        alg: COSE_ALG.EdDSA,
+        publicKey: key.publicKey,
+        failure,
+        sign: () => Promise.reject(new Error("no signature")),
+      };
+      const { lineage, gate } = await setup({ tokenSigner: failing });
+      expect(await gate.requestToken(TEST_PEER, DEV_REQUEST)).toEqual({ ok: false, reason: failure });
+      const entries = await lineageEntries(lineage);
+      expect(entries.map((e) => e.type)).toEqual(["request", "decision", "decision"]);
+      expect(entries[1]).toMatchObject({ body: { allow: true }, refs: [{ index: 0 }] });
+      expect(entries[2]).toMatchObject({ body: { allow: false, reason: failure }, refs: [{ index: 1 }] });
+      expect(entries[2]!.refs).toHaveLength(1);
+      expect(lineage.failure).toBeUndefined();
+      await gate.close();
+      await lineage.close();
+    }
+  });
+
   it("an issuer key that cannot sign: internal_error, the request and its denial recorded (the lineage is fine)", async () => {
     const wrongType = generateKeyPairSync("x25519").privateKey;
     const { lineage, gate } = await setup({ issuerPrivateKey: wrongType });
@@ -136,7 +158,7 @@ describe("the gate's request path", () => {
     expect(gate.counters.denials.get("internal_error")).toBe(1);
     expect(gate.counters.denials.has("lineage_unavailable")).toBe(false);
     // The journal goes on.
-    expect(lineage.journal.failure).toBeUndefined();
+    expect(lineage.failure).toBeUndefined();
     await gate.close();
     await lineage.close();
   });

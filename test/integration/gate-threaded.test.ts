@@ -5,7 +5,7 @@ import type { AttestationLoop } from "../../src/attest/loop.js";
 import { Gate } from "../../src/gate/gate.js";
 import { decodeEntry } from "../../src/lineage/entry.js";
 import type { EvidenceState } from "../../src/policy/decide.js";
-import { SigningThread } from "../../src/token/sign-thread.js";
+import { memoryTokenSigner, SigningThread } from "../../src/token/sign-thread.js";
 import { verifyToken } from "../../src/token/token.js";
 import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";
 import { scratchDirs } from "../helpers/scratch.js";
@@ -56,9 +56,7 @@ async function setup() {
     lineage,
     loop,
     policy: () => loaded,
-    issuerPrivateKey: issuer.privateKey,
-    issuerPublicKey: issuer.publicKey,
-    signingThread: thread,
+    tokenSigner: memoryTokenSigner(issuer.privateKey, issuer.publicKey, thread),
     audience: "execgate",
     issuer: "execgate-test",
     skewS: 0,
@@ -91,11 +89,11 @@ describe("gate with the signing thread", () => {
       if (!v.ok) continue;
       // The token names its decision: an allow at that index, followed by its token_issued.
       const [index] = v.claims.lineage;
-      const [decision, issued] = (await lineage.journal.readRange(index, index + 2)).map(decodeEntry);
+      const [decision, issued] = (await lineage.read(index, index + 2)).map(decodeEntry);
       expect(decision).toMatchObject({ type: "decision", body: { allow: true } });
       expect(issued).toMatchObject({ type: "token_issued", refs: [{ index }] });
     }
-    expect(lineage.journal.size).toBe(120);
+    expect(lineage.size).toBe(120);
     await gate.close();
     await lineage.close();
   });
@@ -120,7 +118,7 @@ describe("gate with the signing thread", () => {
       expect(entries[d.refs[0]!.index + 1]).toBe(d);
     }
     // Nothing stalled behind the slots.
-    expect((await lineage.journal.append(entries[0]!)).index).toBe(120);
+    expect((await lineage.add([entries[0]!]))[0]!.index).toBe(120);
     await lineage.close();
   });
 

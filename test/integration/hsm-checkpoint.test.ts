@@ -86,11 +86,11 @@ describeHsm("HSM-signed checkpoints verify with standard note verifiers", () => 
     const signer = hsmNoteSigner(await open("ckpt-p256"), "execgate-hsm");
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => 0, checkpointMs: 100 });
     for (let i = 0; i < 5; i++)
-      await lin.journal.append(makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` }));
+      await lin.add([makeEntry("daemon_stop", { wallMs: i, monoUs: i }, { reason: `r${i}` })]);
     const last = await lin.close();
     expect(last?.checkpoint.size).toBe(5);
     const again = await openLineage({ dir, origin: ORIGIN, signer, now: () => 0 });
-    expect(again.checkpointer.latest()?.checkpoint.size).toBe(5);
+    expect(again.latestCheckpoint()?.checkpoint.size).toBe(5);
     await again.close();
   });
 });

@@ -23,24 +23,24 @@ describe("bounded memory: the journal forgets what checkpoints cover", () => {
     const clock = { t: 0 };
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => clock.t, checkpointMs: 1000 });
-    await Promise.all(Array.from({ length: 100 }, (_, i) => lin.journal.append(entry(i))));
+    await Promise.all(Array.from({ length: 100 }, (_, i) => lin.add([entry(i)])));
     clock.t = 1000;
-    const cp = await lin.checkpointer.tick();
+    const cp = await lin.checkpointTick();
     expect(cp?.checkpoint.size).toBe(100);
     expect(cp?.checkpoint.rootHash).toEqual(rootOfLeaves(leaves(0, 100)));
     // Covered by the checkpoint: no longer in memory, with an error that says so.
-    expect(() => lin.journal.leafHash(99)).toThrow(/checkpointed/);
-    await expect(lin.journal.readRange(0, 100)).rejects.toThrow(/checkpointed/);
-    expect(lin.journal.rootAt(100)).toEqual(cp?.checkpoint.rootHash);
-    await Promise.all(Array.from({ length: 37 }, (_, i) => lin.journal.append(entry(100 + i))));
-    expect(lin.journal.root()).toEqual(rootOfLeaves(leaves(0, 137)));
-    expect(lin.journal.rootAt(120)).toEqual(rootOfLeaves(leaves(0, 120)));
-    expect(lin.journal.leafHash(136)).toEqual(leaves(136, 137)[0]);
-    expect(await lin.journal.readRange(100, 137)).toEqual(
+    expect(() => lin.leafHash(99)).toThrow(/checkpointed/);
+    await expect(lin.read(0, 100)).rejects.toThrow(/checkpointed/);
+    expect(lin.rootAt(100)).toEqual(cp?.checkpoint.rootHash);
+    await Promise.all(Array.from({ length: 37 }, (_, i) => lin.add([entry(100 + i)])));
+    expect(lin.root()).toEqual(rootOfLeaves(leaves(0, 137)));
+    expect(lin.rootAt(120)).toEqual(rootOfLeaves(leaves(0, 120)));
+    expect(lin.leafHash(136)).toEqual(leaves(136, 137)[0]);
+    expect(await lin.read(100, 137)).toEqual(
       Array.from({ length: 37 }, (_, i) => encodeEntry(entry(100 + i))),
     );
     // The export snapshot still finds its extents (the checkpoint size is where memory starts).
-    expect(lin.journal.extentsFor(100).length).toBe(1);
+    expect(lin.extentsFor(100).length).toBe(1);
     await lin.close();
   });
 
@@ -50,18 +50,18 @@ describe("bounded memory: the journal forgets what checkpoints cover", () => {
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(4));
     let lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => clock.t, checkpointMs: 1000 });
     for (let round = 0; round < 3; round++) {
-      await Promise.all(Array.from({ length: 50 }, (_, i) => lin.journal.append(entry(round * 50 + i))));
+      await Promise.all(Array.from({ length: 50 }, (_, i) => lin.add([entry(round * 50 + i)])));
       clock.t += 1000;
-      await lin.checkpointer.tick();
+      await lin.checkpointTick();
     }
     await lin.close(); // signs nothing new: 150 is signed
     lin = await openLineage({ dir, origin: ORIGIN, signer, now: () => clock.t, checkpointMs: 1000 });
-    expect(lin.journal.size).toBe(150);
-    expect(() => lin.journal.leafHash(149)).toThrow(/checkpointed/);
-    expect(lin.journal.root()).toEqual(rootOfLeaves(leaves(0, 150)));
-    await lin.journal.append(entry(150));
+    expect(lin.size).toBe(150);
+    expect(() => lin.leafHash(149)).toThrow(/checkpointed/);
+    expect(lin.root()).toEqual(rootOfLeaves(leaves(0, 150)));
+    await lin.add([entry(150)]);
     clock.t += 1000;
-    const cp = await lin.checkpointer.tick();
+    const cp = await lin.checkpointTick();
     expect(cp?.checkpoint.size).toBe(151);
     expect(cp?.checkpoint.rootHash).toEqual(rootOfLeaves(leaves(0, 151)));
     await lin.close();
@@ -74,9 +74,9 @@ describe("bounded memory: the journal forgets what checkpoints cover", () => {
   it("a prune that lands while a batch is being written keeps that batch's offsets and leaves right", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    await Promise.all(Array.from({ length: 64 }, (_, i) => j.append(entry(i))));
+    await Promise.all(Array.from({ length: 64 }, (_, i) => j.add([entry(i)])));
     const snap = j.snapshot();
-    const writing = Promise.all(Array.from({ length: 64 }, (_, i) => j.append(entry(64 + i))));
+    const writing = Promise.all(Array.from({ length: 64 }, (_, i) => j.add([entry(64 + i)])));
     // Let the batch start (its write in flight), then prune under it.
     await new Promise((r) => setImmediate(r));
     j.prune(snap);

@@ -28,20 +28,20 @@ describe("checkpointer", () => {
     const clock = new FakeClock();
     const signer = softwareEd25519Signer(ORIGIN);
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now, checkpointMs: 1000 });
-    expect(await lin.checkpointer.tick()).toBeUndefined(); // empty tree: nothing to sign
-    await lin.journal.append(entry(0));
-    const first = await lin.checkpointer.tick();
+    expect(await lin.checkpointTick()).toBeUndefined(); // empty tree: nothing to sign
+    await lin.add([entry(0)]);
+    const first = await lin.checkpointTick();
     expect(first?.checkpoint.size).toBe(1);
-    await lin.journal.append(entry(1));
+    await lin.add([entry(1)]);
     clock.t = 999;
-    expect(await lin.checkpointer.tick()).toBeUndefined(); // too soon
+    expect(await lin.checkpointTick()).toBeUndefined(); // too soon
     clock.t = 1000;
-    const second = await lin.checkpointer.tick();
+    const second = await lin.checkpointTick();
     expect(second?.checkpoint.size).toBe(2);
-    expect(await lin.checkpointer.tick()).toBeUndefined(); // tree did not grow
+    expect(await lin.checkpointTick()).toBeUndefined(); // tree did not grow
     const v = verifierFromSigner(signer);
     const opened = openCheckpoint(second!.note, ORIGIN, v);
-    expect(opened.checkpoint.rootHash).toEqual(lin.journal.rootAt(2));
+    expect(opened.checkpoint.rootHash).toEqual(lin.rootAt(2));
     await lin.close();
   });
 
@@ -56,11 +56,11 @@ describe("checkpointer", () => {
     const lin = await openLineage({ dir, origin: ORIGIN, signer: flaky, now: Date.now, checkpointMs: 40 });
     const errors: string[] = [];
     const signed: number[] = [];
-    lin.checkpointer.start(
+    lin.startCheckpoints(
       (e) => void errors.push(String(e)),
       (cp) => void signed.push(cp.checkpoint.size),
     );
-    await lin.journal.append(entry(0));
+    await lin.add([entry(0)]);
     await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0), { timeout: 10_000 });
     expect(signed).toEqual([]);
     down = false;
@@ -88,10 +88,10 @@ describe("checkpointer", () => {
       },
     };
     const lin = await openLineage({ dir, origin: ORIGIN, signer: slow, now: clock.now, checkpointMs: 1000 });
-    await lin.journal.append(entry(0));
-    const periodic = lin.checkpointer.tick(); // snapshots size 1, then waits in the signer
+    await lin.add([entry(0)]);
+    const periodic = lin.checkpointTick(); // snapshots size 1, then waits in the signer
     await vi.waitFor(() => expect(held).toBe(false));
-    await lin.journal.append(entry(1)); // e.g. daemon_stop, after the snapshot
+    await lin.add([entry(1)]); // e.g. daemon_stop, after the snapshot
     const closing = lin.close();
     release();
     expect((await periodic)?.checkpoint.size).toBe(1);
@@ -118,17 +118,17 @@ describe("checkpointer", () => {
       },
     };
     const lin = await openLineage({ dir, origin: ORIGIN, signer: slow, now: clock.now });
-    await lin.journal.append(entry(0));
-    const a = lin.checkpointer.tick();
-    await lin.journal.append(entry(1));
+    await lin.add([entry(0)]);
+    const a = lin.checkpointTick();
+    await lin.add([entry(1)]);
     clock.t = 5000;
-    const b = lin.checkpointer.tick();
+    const b = lin.checkpointTick();
     expect(b).toBe(a);
     release();
     expect((await a)?.checkpoint.size).toBe(1);
     expect(calls).toBe(1);
     clock.t = 6000;
-    expect((await lin.checkpointer.tick())?.checkpoint.size).toBe(2);
+    expect((await lin.checkpointTick())?.checkpoint.size).toBe(2);
     await lin.close();
   });
 
@@ -138,16 +138,15 @@ describe("checkpointer", () => {
     const good = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(1));
     const failing: NoteSigner = { ...good, sign: () => Promise.reject(new Error("TPM gone")) };
     const lin = await openLineage({ dir, origin: ORIGIN, signer: failing, now: clock.now });
-    await Promise.all([0, 1, 2].map((i) => lin.journal.append(entry(i))));
-    await expect(lin.checkpointer.tick()).rejects.toThrow("TPM gone");
+    await Promise.all([0, 1, 2].map((i) => lin.add([entry(i)])));
+    await expect(lin.checkpointTick()).rejects.toThrow("TPM gone");
     const log = await readFile(join(dir, "checkpoints.log"));
     expect(log.includes(Buffer.from("intent"))).toBe(true);
     expect(log.includes(Buffer.from("checkpoint"))).toBe(false);
-    await lin.checkpointer.close();
-    await lin.journal.close();
+    await lin.closeWithoutCheckpoint();
 
     const again = await openLineage({ dir, origin: ORIGIN, signer: good, now: clock.now });
-    const cp = await again.checkpointer.tick();
+    const cp = await again.checkpointTick();
     expect(cp?.checkpoint.size).toBe(3);
     await again.close();
   });
@@ -157,7 +156,7 @@ describe("checkpointer", () => {
     const clock = new FakeClock();
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(2));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
-    for (let i = 0; i < 5; i++) await lin.journal.append(entry(i));
+    for (let i = 0; i < 5; i++) await lin.add([entry(i)]);
     await lin.close(); // signs size 5
     const seg = join(dir, "segments", (await readdir(join(dir, "segments")))[0]!);
     const size = (await readFile(seg)).length;
@@ -176,7 +175,7 @@ describe("checkpointer", () => {
       signer: softwareEd25519Signer(ORIGIN),
       now: clock.now,
     });
-    await lin.journal.append(entry(0));
+    await lin.add([entry(0)]);
     await lin.close();
     const other = softwareEd25519Signer(ORIGIN);
     await expect(openLineage({ dir, origin: ORIGIN, signer: other, now: clock.now })).rejects.toMatchObject({
@@ -189,13 +188,13 @@ describe("checkpointer", () => {
     const clock = new FakeClock();
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
-    await lin.journal.append(entry(0));
+    await lin.add([entry(0)]);
     await lin.close();
     await appendFile(join(dir, "checkpoints.log"), Buffer.from([0, 0, 0, 40, 1, 2]));
     const again = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
-    expect(again.checkpointer.latest()?.checkpoint.size).toBe(1);
-    await again.journal.append(entry(1));
-    expect((await again.checkpointer.tick())?.checkpoint.size).toBe(2);
+    expect(again.latestCheckpoint()?.checkpoint.size).toBe(1);
+    await again.add([entry(1)]);
+    expect((await again.checkpointTick())?.checkpoint.size).toBe(2);
     await again.close();
   });
 
@@ -205,9 +204,9 @@ describe("checkpointer", () => {
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(3));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now, checkpointMs: 1 });
     for (let i = 0; i < 3; i++) {
-      await lin.journal.append(entry(i));
+      await lin.add([entry(i)]);
       clock.t += 10;
-      await lin.checkpointer.tick();
+      await lin.checkpointTick();
     }
     await lin.close();
     await rm(join(dir, "resume")); // a scan from the beginning
@@ -228,8 +227,8 @@ describe("checkpointer", () => {
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(4));
     const journal = await Journal.open({ dir });
     const cp = await Checkpointer.open({ journal, origin: ORIGIN, signer, now: clock.now });
-    await journal.append(entry(1));
-    await journal.append(entry(2));
+    await journal.add([entry(1)]);
+    await journal.add([entry(2)]);
     // Swap the two records on disk: each CRC is valid, but the leaves are in the wrong place.
     const seg = join(dir, "segments", (await readdir(join(dir, "segments")))[0]!);
     const bytes = await readFile(seg);
@@ -255,13 +254,13 @@ describe("checkpointer", () => {
       },
     };
     const lin = await openLineage({ dir, origin: ORIGIN, signer: flaky, now: clock.now, checkpointMs: 1000 });
-    await lin.journal.append(entry(0));
-    await expect(lin.checkpointer.tick()).rejects.toThrow("TPM busy");
+    await lin.add([entry(0)]);
+    await expect(lin.checkpointTick()).rejects.toThrow("TPM busy");
     clock.t = 500;
-    expect(await lin.checkpointer.tick()).toBeUndefined();
+    expect(await lin.checkpointTick()).toBeUndefined();
     expect(calls).toBe(1);
     clock.t = 1000;
-    expect((await lin.checkpointer.tick())?.checkpoint.size).toBe(1);
+    expect((await lin.checkpointTick())?.checkpoint.size).toBe(1);
     expect(calls).toBe(2);
     await lin.close();
   });
@@ -271,8 +270,8 @@ describe("checkpointer", () => {
     const clock = new FakeClock();
     const signer = softwareEd25519Signer(ORIGIN, new Uint8Array(32).fill(6));
     const lin = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
-    await lin.journal.append(entry(0));
-    const root = lin.journal.root();
+    await lin.add([entry(0)]);
+    const root = lin.root();
     await lin.close(); // intent + checkpoint for size 1
     // 30k more identical intents (same size, same root: allowed) push the log past 1 MiB.
     const payload = encode(
@@ -288,8 +287,8 @@ describe("checkpointer", () => {
     for (let i = 0; i < 30_000; i++) many.set(one, i * one.length);
     await appendFile(join(dir, "checkpoints.log"), many);
     const again = await openLineage({ dir, origin: ORIGIN, signer, now: clock.now });
-    expect(again.checkpointer.latest()?.checkpoint.size).toBe(1);
-    expect(again.checkpointer.logLength).toBeGreaterThan(1 << 20);
+    expect(again.latestCheckpoint()?.checkpoint.size).toBe(1);
+    expect(again.checkpointLogLength).toBeGreaterThan(1 << 20);
     await again.close();
     // A second root for size 1 anywhere in the log refuses the open.
     const fork = encode(

@@ -24,20 +24,19 @@ describe("lineage export → audit", () => {
     const blobs = await BlobStore.open(join(dir, "blobs"));
     const digest = await blobs.put(new TextEncoder().encode("an event log"));
     const t = { wallMs: 1, monoUs: 1 };
-    await lin.journal.append(
+    await lin.add([
       makeEntry("epoch", t, {
         quote: new Uint8Array(8),
         issuerKey: new Uint8Array(32),
         verified: true,
         evidence: [digest],
       }),
-    );
-    for (let i = 0; i < 30; i++)
-      await lin.journal.append(makeEntry("daemon_stop", t, { reason: `entry ${i}` }));
+    ]);
+    for (let i = 0; i < 30; i++) await lin.add([makeEntry("daemon_stop", t, { reason: `entry ${i}` })]);
 
     // Appends racing the export: they may or may not be in it, but the bundle is consistent.
     const racing = Array.from({ length: 20 }, (_, i) =>
-      lin.journal.append(makeEntry("daemon_stop", t, { reason: `late ${i}` })),
+      lin.add([makeEntry("daemon_stop", t, { reason: `late ${i}` })]),
     );
     const out = join(dir, "bundle");
     const result = await exportBundle({ lineage: lin, out, blobsDir: join(dir, "blobs") });

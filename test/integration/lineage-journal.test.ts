@@ -28,7 +28,9 @@ describe("journal", () => {
   it("group-commits concurrent appends, resolves in order, and reopens to the same tree", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => j.append(entry(i))));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => j.add([entry(i)]).then(([r]) => r!)),
+    );
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     for (const [i, r] of results.entries()) expect(r.leafHash).toEqual(leafHash(encodeEntry(entry(i))));
     expect(j.stats.entries).toBe(200);
@@ -41,8 +43,8 @@ describe("journal", () => {
     expect(again.size).toBe(200);
     expect(again.root()).toEqual(root);
     expect(again.recovery).toEqual({ truncatedBytes: 0, removedSegments: [], size: 200, resumedAt: 0 });
-    const r = await again.append(entry(200));
-    expect(r.index).toBe(200);
+    const [r] = await again.add([entry(200)]);
+    expect(r!.index).toBe(200);
     await again.close();
   });
 
@@ -50,7 +52,7 @@ describe("journal", () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir, segmentBytes: 2048 });
     for (let i = 0; i < 60; i += 6)
-      await Promise.all(Array.from({ length: 6 }, (_, k) => j.append(entry(i + k, 100))));
+      await Promise.all(Array.from({ length: 6 }, (_, k) => j.add([entry(i + k, 100)])));
     expect((await segmentFiles(dir)).length).toBeGreaterThan(3);
     const all = await j.readRange(0, 60);
     expect(all).toEqual(Array.from({ length: 60 }, (_, i) => encodeEntry(entry(i, 100))));
@@ -64,7 +66,7 @@ describe("journal", () => {
   it("truncates a torn tail (partial record, garbage) and reports it", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    for (let i = 0; i < 10; i++) await j.append(entry(i));
+    for (let i = 0; i < 10; i++) await j.add([entry(i)]);
     await j.close();
     const [seg] = await segmentFiles(dir);
     const full = (await readFile(seg!)).length;
@@ -77,14 +79,14 @@ describe("journal", () => {
     const b = await Journal.open({ dir });
     expect(b.size).toBe(9);
     expect(b.recovery.truncatedBytes).toBe(21);
-    expect((await b.append(entry(9))).index).toBe(9);
+    expect((await b.add([entry(9)]))[0]!.index).toBe(9);
     await b.close();
   });
 
   it("refuses to open on corruption in the middle", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir, segmentBytes: 4096 });
-    for (let i = 0; i < 40; i++) await j.append(entry(i, 200));
+    for (let i = 0; i < 40; i++) await j.add([entry(i, 200)]);
     await j.close();
     const segs = await segmentFiles(dir);
     expect(segs.length).toBeGreaterThan(1);
@@ -96,7 +98,7 @@ describe("journal", () => {
     // A hole in the segment sequence is refused too.
     const dir2 = await tempDir();
     const j2 = await Journal.open({ dir: dir2, segmentBytes: 4096 });
-    for (let i = 0; i < 40; i++) await j2.append(entry(i, 200));
+    for (let i = 0; i < 40; i++) await j2.add([entry(i, 200)]);
     await j2.close();
     await rm((await segmentFiles(dir2))[1]!);
     await expect(Journal.open({ dir: dir2, segmentBytes: 4096 })).rejects.toMatchObject({
@@ -108,7 +110,7 @@ describe("journal", () => {
     const dir = await tempDir();
     const maxBatchBytes = 65_544;
     const j = await Journal.open({ dir, maxBatchBytes });
-    for (let i = 0; i < 100; i++) await j.append(entry(i, 1000));
+    for (let i = 0; i < 100; i++) await j.add([entry(i, 1000)]);
     await j.close();
     const [seg] = await segmentFiles(dir);
     const bytes = await readFile(seg!);
@@ -157,7 +159,7 @@ describe("journal", () => {
   it("reading back detects a record rewritten with a valid CRC (leaf hash differs)", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    for (let i = 0; i < 5; i++) await j.append(entry(i));
+    for (let i = 0; i < 5; i++) await j.add([entry(i)]);
     const [seg] = await segmentFiles(dir);
     const bytes = new Uint8Array(await readFile(seg!));
     const other = encodeEntry(entry(1));
@@ -177,8 +179,8 @@ describe("journal", () => {
     await Promise.all(
       Array.from({ length: 8 }, async (_, c) => {
         for (let i = 0; i < 20; i++) {
-          await j.append(entry(c * 100 + i));
-          await j.appendLinked((first) => [
+          await j.add([entry(c * 100 + i)]);
+          await j.add((first) => [
             makeEntry("decision", { wallMs: 1, monoUs: 1 }, { allow: true }),
             makeEntry("daemon_stop", { wallMs: 1, monoUs: 1 }, { reason: `points at ${first}` }, [
               { index: first, leafHash: new Uint8Array(32) },
@@ -202,8 +204,8 @@ describe("journal", () => {
   it("close() writes what was appended before it and refuses later appends, even one queued just after its final drain", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    await j.append(entry(0));
-    const before = [j.append(entry(1)), j.append(entry(2))];
+    await j.add([entry(0)]);
+    const before = [j.add([entry(1)]), j.add([entry(2)])];
     // The gap the reviewer found: an append queued one microtask after close()'s final drain
     // returned was written to the handle being closed, and poisoned the journal.
     const drain = j.drain.bind(j);
@@ -211,15 +213,15 @@ describe("journal", () => {
     j.drain = async () => {
       await drain();
       queueMicrotask(() => {
-        afterDrain = j.append(entry(4));
+        afterDrain = j.add([entry(4)]);
         afterDrain.catch(() => undefined);
       });
     };
     const closing = j.close();
-    const afterClose = j.append(entry(3));
+    const afterClose = j.add([entry(3)]);
     afterClose.catch(() => undefined);
     await closing;
-    expect((await Promise.all(before)).map((r) => r.index)).toEqual([1, 2]);
+    expect((await Promise.all(before)).map((r) => r[0]!.index)).toEqual([1, 2]);
     const closed = { code: "io_error", message: "lineage journal is closed" };
     await expect(afterClose).rejects.toMatchObject(closed);
     expect(afterDrain).toBeDefined();
@@ -236,13 +238,13 @@ describe("journal", () => {
   it("a failed write poisons the journal: the batch and every later append reject, nothing is acknowledged", async () => {
     const dir = await tempDir();
     const j = await Journal.open({ dir });
-    await j.append(entry(0));
+    await j.add([entry(0)]);
     // Pull the file out from under the journal (as a dying disk would): writes now fail EBADF.
     await (j as unknown as { fh: { close(): Promise<void> } }).fh.close();
-    const results = await Promise.allSettled([j.append(entry(1)), j.append(entry(2))]);
+    const results = await Promise.allSettled([j.add([entry(1)]), j.add([entry(2)])]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
     expect(j.failure?.code).toBe("io_error");
-    await expect(j.append(entry(3))).rejects.toMatchObject({ code: "io_error" });
+    await expect(j.add([entry(3)])).rejects.toMatchObject({ code: "io_error" });
     expect(j.size).toBe(1);
     (j as unknown as { fh: undefined }).fh = undefined;
     await j.close();
@@ -255,7 +257,7 @@ describe("journal", () => {
     const { parseSegment } = await import("../../src/audit/bundle.js");
     const dir = await tempDir();
     const j = await Journal.open({ dir, segmentBytes: 700 });
-    for (let i = 0; i < 30; i++) await j.append(entry(i, 40));
+    for (let i = 0; i < 30; i++) await j.add([entry(i, 40)]);
     const all = await j.readRange(0, 30);
     for (let n = 0; n <= 30; n++) {
       const got: Uint8Array[] = [];

@@ -40,16 +40,14 @@ async function expectReopens(
   recovery: { size: number; resumedAt: number; truncatedBytes?: number },
 ): Promise<void> {
   const lin = await open(dir);
-  expect(lin.journal.recovery).toMatchObject(recovery);
-  expect(lin.journal.root()).toEqual(rootOf(recovery.size));
+  expect(lin.recovery).toMatchObject(recovery);
+  expect(lin.root()).toEqual(rootOf(recovery.size));
   await lin.close();
 }
 
 async function appendRange(lin: Awaited<ReturnType<typeof open>>, from: number, to: number) {
   for (let i = from; i < to; i += 50)
-    await Promise.all(
-      Array.from({ length: Math.min(50, to - i) }, (_, k) => lin.journal.append(entry(i + k))),
-    );
+    await Promise.all(Array.from({ length: Math.min(50, to - i) }, (_, k) => lin.add([entry(i + k)])));
 }
 /** A copy of the directory as a crash would leave it (the copy's LOCK would name this live process). */
 async function crashCopy(dir: string): Promise<string> {
@@ -94,13 +92,13 @@ describe("resume point", () => {
     expect((await readdir(join(dir, "segments"))).length).toBeGreaterThan(3);
 
     const again = await open(dir);
-    expect(again.journal.recovery).toMatchObject({ size: 300, resumedAt: 300 });
-    expect(again.journal.root()).toEqual(rootOf(300));
-    expect(again.checkpointer.latest()?.checkpoint.size).toBe(300);
+    expect(again.recovery).toMatchObject({ size: 300, resumedAt: 300 });
+    expect(again.root()).toEqual(rootOf(300));
+    expect(again.latestCheckpoint()?.checkpoint.size).toBe(300);
     await appendRange(again, 300, 420);
-    expect(again.journal.root()).toEqual(rootOf(420));
+    expect(again.root()).toEqual(rootOf(420));
     // An export still copies every segment, the ones before the resume point included.
-    const extents = again.journal.extentsFor(420);
+    const extents = again.extentsFor(420);
     expect(extents.map((x) => x.name)).toEqual((await readdir(join(dir, "segments"))).sort());
     for (const x of extents.slice(0, -1)) expect(x.length).toBe((await stat(x.path)).size);
     // The resumed checkpoint is where an export's checkpoints.log ends when nothing was signed since.
@@ -129,10 +127,10 @@ describe("resume point", () => {
     const dir = await tempDir();
     const lin = await open(dir, 100);
     await appendRange(lin, 0, 150);
-    expect((await lin.checkpointer.signNow())?.checkpoint.size).toBe(150);
+    expect((await lin.checkpointNow())?.checkpoint.size).toBe(150);
     expect((await readResume(dir))?.size).toBe(150);
     await appendRange(lin, 150, 180);
-    expect((await lin.checkpointer.signNow())?.checkpoint.size).toBe(180);
+    expect((await lin.checkpointNow())?.checkpoint.size).toBe(180);
     expect((await readResume(dir))?.size).toBe(150); // 30 more: not yet
     await appendRange(lin, 180, 200);
     const crashed = await crashCopy(dir);
@@ -140,9 +138,9 @@ describe("resume point", () => {
 
     const intact = await crashCopy(crashed);
     const resumed = await open(intact);
-    expect(resumed.journal.recovery).toMatchObject({ size: 200, resumedAt: 150, truncatedBytes: 0 });
-    expect(resumed.journal.root()).toEqual(rootOf(200));
-    expect(resumed.checkpointer.latest()?.checkpoint.size).toBe(180);
+    expect(resumed.recovery).toMatchObject({ size: 200, resumedAt: 150, truncatedBytes: 0 });
+    expect(resumed.root()).toEqual(rootOf(200));
+    expect(resumed.latestCheckpoint()?.checkpoint.size).toBe(180);
     await resumed.close();
 
     const names = (await readdir(join(crashed, "segments"))).sort();
@@ -151,17 +149,17 @@ describe("resume point", () => {
     const full = await crashCopy(crashed);
     await rm(join(full, RESUME_NAME));
     const back = await open(crashed);
-    expect(back.journal.recovery).toMatchObject({ size: 199, resumedAt: 150 });
-    expect(back.journal.recovery.truncatedBytes).toBeGreaterThan(0);
-    expect(back.journal.root()).toEqual(rootOf(199));
-    expect(back.checkpointer.latest()?.checkpoint.size).toBe(180);
+    expect(back.recovery).toMatchObject({ size: 199, resumedAt: 150 });
+    expect(back.recovery.truncatedBytes).toBeGreaterThan(0);
+    expect(back.root()).toEqual(rootOf(199));
+    expect(back.latestCheckpoint()?.checkpoint.size).toBe(180);
     await back.close();
     // The same cut as a full replay of the same files.
     const whole = await open(full);
-    expect(whole.journal.recovery).toMatchObject({
+    expect(whole.recovery).toMatchObject({
       size: 199,
       resumedAt: 0,
-      truncatedBytes: back.journal.recovery.truncatedBytes,
+      truncatedBytes: back.recovery.truncatedBytes,
     });
     await whole.close();
   });
@@ -183,12 +181,12 @@ describe("resume point", () => {
       encodeResume({ ...good, frontier: good.frontier.map((h) => h.map((b) => b ^ 1)) }),
     );
     const badFrontier = await open(dir);
-    expect(badFrontier.journal.recovery).toMatchObject({ size: 120, resumedAt: 0 });
+    expect(badFrontier.recovery).toMatchObject({ size: 120, resumedAt: 0 });
     await badFrontier.close();
 
     await writeFile(join(dir, RESUME_NAME), bytes.subarray(0, 20));
     const torn = await open(dir);
-    expect(torn.journal.recovery).toMatchObject({ size: 120, resumedAt: 0 });
+    expect(torn.recovery).toMatchObject({ size: 120, resumedAt: 0 });
     await torn.close();
   });
 
@@ -212,8 +210,8 @@ describe("resume point", () => {
     const note = (await readResume(other))!.note;
     await writeFile(join(dir, RESUME_NAME), encodeResume({ ...good, note }));
     const back = await open(dir);
-    expect(back.journal.recovery).toMatchObject({ size: 64, resumedAt: 0 });
-    expect(back.checkpointer.latest()?.note).toBe(good.note);
+    expect(back.recovery).toMatchObject({ size: 64, resumedAt: 0 });
+    expect(back.latestCheckpoint()?.note).toBe(good.note);
     await back.close();
   });
 
@@ -221,7 +219,7 @@ describe("resume point", () => {
     const dir = await tempDir();
     const lin = await open(dir);
     await appendRange(lin, 0, 100);
-    const [entry99] = await lin.journal.readRange(99, 100);
+    const [entry99] = await lin.read(99, 100);
     await lin.close();
     const good = (await readResume(dir))!;
     // One record back: an intact record there, but replaying from it counts entry 99 twice.
@@ -250,9 +248,9 @@ describe("resume point", () => {
     const dir = await tempDir();
     const lin = await open(dir, 50);
     await appendRange(lin, 0, 60);
-    await lin.checkpointer.signNow(); // resume point saved (60 ≥ 50)
+    await lin.checkpointNow(); // resume point saved (60 ≥ 50)
     await appendRange(lin, 60, 70);
-    await lin.checkpointer.signNow(); // one more intent and checkpoint after it
+    await lin.checkpointNow(); // one more intent and checkpoint after it
     const crashed = await crashCopy(dir);
     await lin.close();
     const logPath = join(crashed, "checkpoints.log");
@@ -260,16 +258,16 @@ describe("resume point", () => {
     await writeFile(logPath, Buffer.concat([await readFile(logPath), Buffer.from([0, 0, 0, 40, 1, 2])]));
     const shifted = await crashCopy(crashed);
     const back = await open(crashed);
-    expect(back.journal.recovery).toMatchObject({ size: 70, resumedAt: 60 });
-    expect(back.checkpointer.latest()?.checkpoint.size).toBe(70);
+    expect(back.recovery).toMatchObject({ size: 70, resumedAt: 60 });
+    expect(back.latestCheckpoint()?.checkpoint.size).toBe(70);
     expect((await stat(logPath)).size).toBe(intact); // the torn record cut
     await back.close();
 
     const good = (await readResume(shifted))!;
     await writeFile(join(shifted, RESUME_NAME), encodeResume({ ...good, logOffset: good.logOffset + 1 }));
     const full = await open(shifted);
-    expect(full.journal.recovery).toMatchObject({ size: 70, resumedAt: 0 });
-    expect(full.checkpointer.latest()?.checkpoint.size).toBe(70);
+    expect(full.recovery).toMatchObject({ size: 70, resumedAt: 0 });
+    expect(full.latestCheckpoint()?.checkpoint.size).toBe(70);
     await full.close();
   });
 
@@ -277,9 +275,9 @@ describe("resume point", () => {
     const dir = await tempDir();
     const lin = await open(dir, 50);
     await appendRange(lin, 0, 60);
-    await lin.checkpointer.signNow(); // resume point at 60
+    await lin.checkpointNow(); // resume point at 60
     await appendRange(lin, 60, 70);
-    await lin.checkpointer.signNow(); // intent and checkpoint at 70; the resume point stays at 60
+    await lin.checkpointNow(); // intent and checkpoint at 70; the resume point stays at 60
     const crashed = await crashCopy(dir);
     await lin.close();
     expect((await readResume(crashed))?.size).toBe(60);

@@ -2,10 +2,10 @@ import { generateKeyPairSync, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
-import { signTokenWith } from "../../src/hsm/token.js";
 import { verifyTokenBoundHsm } from "../../src/hsm/verify-bound.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { COSE_ALG } from "../../src/token/cose.js";
+import { signTokenWith } from "../../src/token/signer.js";
 import { issueToken } from "../../src/token/token.js";
 
 const hsm = generateKeyPairSync("ec", { namedCurve: "prime256v1" });

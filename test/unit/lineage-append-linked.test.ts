@@ -12,9 +12,9 @@ it("appendLinked gives entries the indices their back-references name, under con
   try {
     const all: Promise<unknown>[] = [];
     for (let i = 0; i < 50; i++) {
-      all.push(j.append(makeEntry("daemon_stop", time, { reason: `noise ${i}` })));
+      all.push(j.add([makeEntry("daemon_stop", time, { reason: `noise ${i}` })]));
       all.push(
-        j.appendLinked((first) => [
+        j.add((first) => [
           makeEntry("decision", time, { allow: false, reason: "pcr_mismatch" }),
           makeEntry("daemon_stop", time, { reason: `points at ${first}` }, [
             { index: first, leafHash: new Uint8Array(32) },

@@ -2,9 +2,9 @@ import { sign as cryptoSign, generateKeyPairSync } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type CborKey, CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
-import { signTokenWith } from "../../src/hsm/token.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { COSE_ALG, decodeSign1, isLowS, signSign1 } from "../../src/token/cose.js";
+import { signTokenWith } from "../../src/token/signer.js";
 import { issueToken, verifyToken } from "../../src/token/token.js";
 
 const issuer = generateKeyPairSync("ed25519");
