@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseSegment, type SegmentFile } from "../src/audit/bundle.js";
+import { parseSegment, type SegmentFile } from "../src/lineage/bundle-files.js";
 import {
   type Inventory,
   type InventoryRule,

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { auditAttestation } from "../src/audit/attestation.js";
-import { parseCheckpointLog, parseSegment } from "../src/audit/bundle.js";
+import { parseCheckpointLog, parseSegment } from "../src/lineage/bundle-files.js";
 import { hostUeid, originFailure } from "../src/audit/ek-binding.js";
 import { auditEnrollment } from "../src/audit/enrollment.js";
 import { auditHsmKey } from "../src/audit/hsm-key.js";

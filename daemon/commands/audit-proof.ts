@@ -1,4 +1,4 @@
-import { parseSegment } from "../../src/audit/bundle.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { toHex } from "../../src/core/hex.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { readBundle } from "../../src/lineage/export.js";

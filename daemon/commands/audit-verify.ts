@@ -1,4 +1,4 @@
-import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
 import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
 import { asExecgateError, ExecgateError } from "../../src/core/errors.js";

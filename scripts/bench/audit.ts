@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { parseSegment } from "../../src/audit/bundle.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { verifyBundle } from "../../src/audit/verify.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
 import { makeEntry } from "../../src/lineage/entry.js";

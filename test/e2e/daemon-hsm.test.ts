@@ -2,7 +2,7 @@ import { createHash, createPublicKey } from "node:crypto";
 import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
 import { decode } from "../../src/cbor/index.js";
 import type { SoftHsm } from "../../src/dev/softhsm.js";
 import { verifyHsmEpoch } from "../../src/hsm/epoch.js";

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
 import { type AuditInput, verifyBundle } from "../../src/audit/verify.js";
 import { encode } from "../../src/cbor/index.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
