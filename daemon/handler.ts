@@ -4,8 +4,9 @@ import type { DenialCode, DenialReason } from "../src/core/denial.js";
 import { ExecgateError } from "../src/core/errors.js";
 import type { Gate } from "../src/gate/gate.js";
 import { type ImaExeDigestHook, identifyPeer, type PeerIdentity, peerUid } from "../src/peer/index.js";
-import { errorReply, okReply, type Request } from "../src/server/protocol.js";
 import type { RequestHandler } from "../src/server/server.js";
+import { errorReply, okReply } from "../src/wire/reply.js";
+import type { Request } from "../src/wire/request.js";
 
 /**
  * The IMA check of a caller's executable: when IMA measured files at the executable's path this

@@ -18,11 +18,11 @@ import type { PeerIdentity } from "../peer/index.js";
 import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
 import type { LoadedPolicy } from "../policy/load.js";
 import { epochKeepsWatchdog } from "../server/activation.js";
-import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
 import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
 import { issueToken, verifyToken } from "../token/token.js";
+import type { ExecutionReportArgs, TokenRequestArgs } from "../wire/request.js";
 import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
 import { IssuedTokens } from "./issued.js";
 
