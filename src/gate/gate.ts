@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import type { Logger } from "pino";
-import type { EvidenceState } from "../attest/evidence.js";
+import { type EvidenceState, epochKeepsWatchdog } from "../attest/evidence.js";
 import type { AttestationLoop } from "../attest/loop.js";
 import type { CborValue } from "../cbor/index.js";
 import { withDeadline } from "../core/deadline.js";
@@ -17,7 +17,6 @@ import type { Lineage } from "../lineage/lineage.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
 import type { LoadedPolicy } from "../policy/load.js";
-import { epochKeepsWatchdog } from "../server/activation.js";
 import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { COSE_ALG } from "../token/cose.js";
 import type { SigningThread } from "../token/sign-thread.js";
