@@ -1,7 +1,10 @@
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { sourceFiles } from "../../scripts/imports/read.js";
 import { checkImports, componentCycles, componentOf, crossEdges } from "../../scripts/imports/rules.js";
 
-// The layering check of the lint step (scripts/check-imports.ts) on small made-up trees.
+// The layering check of the lint step (scripts/check-imports.ts): on small made-up trees, and
+// on this repository's own, which keeps every rule.
 
 const f = (path: string, ...specifiers: string[]) => ({ path, specifiers });
 
@@ -77,5 +80,13 @@ describe("the import layering check", () => {
       "src/wire may import only src/core, src/cbor: src/wire/request.ts imports src/peer/index.ts",
       "src/client may import only src/wire, src/core, src/cbor: src/client/client.ts imports src/server/frame.ts",
     ]);
+  });
+
+  it("this repository's src/ and daemon/ keep every rule", async () => {
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const files = await sourceFiles(root);
+    expect(files.length).toBeGreaterThan(100);
+    expect(files.some((f) => f.path === "src/router/handler.ts")).toBe(true);
+    expect(checkImports(files)).toEqual([]);
   });
 });
