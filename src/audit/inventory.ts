@@ -84,12 +84,17 @@ export const LOG_FILES = {
 
 export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
   ...Object.values(LOG_FILES),
-  // enrollment/: the key chain (src/audit/enrollment.ts); files no check reads yet are informational.
-  { pattern: /^enrollment\/ek\.pub$/, what: "EK public area", checks: [], keyChain: true },
+  // enrollment/: the key chain (src/audit/enrollment.ts, ek-binding.ts, hsm-key.ts).
+  {
+    pattern: /^enrollment\/ek\.pub$/,
+    what: "EK public area",
+    checks: ["ek", "ek_cert_key", "token_ueid", "host_origin"],
+    keyChain: true,
+  },
   {
     pattern: /^enrollment\/ek-cert-0x[0-9a-f]{8}\.der$/,
     what: "EK certificate",
-    checks: ["ek_chain"],
+    checks: ["ek_chain", "ek_cert_key"],
     keyChain: true,
   },
   {
@@ -98,7 +103,7 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
     checks: ["ak", "ak_pin", "epoch_quote"],
     keyChain: true,
   },
-  { pattern: /^enrollment\/ak\.pem$/, what: "AK public key (PEM)", checks: [], keyChain: true },
+  { pattern: /^enrollment\/ak\.pem$/, what: "AK public key (PEM)", checks: ["ak_pem"], keyChain: true },
   {
     pattern: /^enrollment\/signing-key\.pub$/,
     what: "checkpoint signing key public area",
@@ -108,7 +113,7 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
   {
     pattern: /^enrollment\/signing-key\.pem$/,
     what: "checkpoint signing key (PEM)",
-    checks: [],
+    checks: ["signing_key_pem"],
     keyChain: true,
   },
   {
@@ -117,7 +122,12 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
     checks: ["signing_key_certify"],
     keyChain: true,
   },
-  { pattern: /^enrollment\/hsm-key\.pem$/, what: "HSM root key", checks: ["hsm_key"], keyChain: true },
+  {
+    pattern: /^enrollment\/hsm-key\.pem$/,
+    what: "HSM root key",
+    checks: ["hsm_key", "epoch_hsm", "checkpoint_hsm"],
+    keyChain: true,
+  },
 ];
 
 /** Directories a bundle has, which may be empty (a log with no blobs; tile/ of nothing). */

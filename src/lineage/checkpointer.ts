@@ -232,7 +232,7 @@ export class Checkpointer {
   }
 
   /**
-   * Signs until a checkpoint covers every entry appended before the call (shutdown): a periodic
+   * Signs until a checkpoint covers every entry appended before the call (shutdown, export): a periodic
    * signature in flight was snapshotted earlier and may miss the last entries, such as daemon_stop.
    */
   async signCovering(): Promise<SignedCheckpoint | undefined> {

@@ -21,6 +21,13 @@ afterAll(() => {
   for (const h of holders) h.kill("SIGKILL");
 });
 
+/** Resolves once `holder` runs `sleep` (the shell exec'd it, so no shell can reap its children). */
+async function execdSleep(holder: ChildProcess): Promise<void> {
+  await until("the shell to exec sleep", async () =>
+    (await readFile(`/proc/${holder.pid}/cmdline`, "utf8").catch(() => "")).startsWith("sleep\0"),
+  );
+}
+
 /** The state letter of /proc/PID/stat ("" once the PID is gone). */
 async function procState(pid: number): Promise<string> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
@@ -50,8 +57,11 @@ async function unreapedSwtpm(dir: string): Promise<{ pid: number; pidFile: strin
     { stdio: "ignore" },
   );
   holders.push(holder);
-  await until("the swtpm's pid file and socket", () => existsSync(pidFile) && existsSync(sock));
-  const pid = Number((await readFile(pidFile, "utf8")).trim());
+  await execdSleep(holder);
+  // swtpm writes its pid file in place: wait for a whole number, not just the file.
+  const pidIn = async () => Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  await until("the swtpm's pid file and socket", async () => (await pidIn()) > 1 && existsSync(sock));
+  const pid = await pidIn();
   expect(await processEnded(pid)).toBe(false);
   return { pid, pidFile, state };
 }
@@ -67,13 +77,17 @@ describeTpm("a swtpm left behind by a killed run: zombies and vanished processes
   });
 
   it("processEnded: a zombie its parent never reaps has ended; a running process has not", async () => {
-    const holder = spawn("/bin/sh", ["-c", "/bin/true & echo $!; exec sleep 300"], {
+    // The child is killed only after the exec: a shell could otherwise reap it first.
+    const holder = spawn("/bin/sh", ["-c", "sleep 300 & echo $!; exec sleep 300"], {
       stdio: ["ignore", "pipe", "ignore"],
     });
     holders.push(holder);
     const pid = Number(
       await new Promise<string>((r) => holder.stdout!.once("data", (d: Buffer) => r(d.toString()))),
     );
+    await execdSleep(holder);
+    expect(await processEnded(pid)).toBe(false);
+    expect(signalProcess(pid, "SIGKILL")).toBe(true);
     await until("the child to become a zombie", async () => (await procState(pid)) === "Z");
     expect(await processEnded(pid)).toBe(true);
     expect(await waitEnded(pid, 0)).toBe(true);
