@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseSegment, type SegmentFile } from "../src/audit/bundle.js";
 import {
   type Inventory,
   type InventoryRule,
@@ -13,6 +12,7 @@ import {
 } from "../src/audit/inventory.js";
 import type { AuditFailure } from "../src/audit/verify.js";
 import { ExecgateError } from "../src/core/errors.js";
+import { parseSegment, type SegmentFile } from "../src/lineage/bundle-files.js";
 import { assertBundleDir } from "../src/lineage/export.js";
 import { leafHash } from "../src/lineage/hash.js";
 import { EntryBundleStream, HashTileStream, type TileFile } from "../src/lineage/tiles.js";

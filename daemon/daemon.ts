@@ -28,6 +28,8 @@ import { loadNative, sdNotify } from "../src/native/index.js";
 import { PolicyHolder } from "../src/policy/holder.js";
 import { checkQuotedPcrs } from "../src/policy/integrity-schema.js";
 import { type LoadedPolicy, loadPolicy, policyBlobs } from "../src/policy/load.js";
+import { gateHandler } from "../src/router/handler.js";
+import { imaExeCheck } from "../src/router/ima-exe-check.js";
 import { openListener, ServiceNotifier, watchdogUsecFromEnv } from "../src/server/activation.js";
 import { GateServer } from "../src/server/server.js";
 import { memoryTokenSigner, SigningThread } from "../src/token/sign-thread.js";
@@ -41,7 +43,6 @@ import { parseTpm2bPublic, type TpmtPublic, tpmPublicKey } from "../src/tpm/stru
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
 import { writeAuditBundle } from "./export.js";
-import { gateHandler, imaExeCheck } from "./handler.js";
 import { runStopSteps, type StopStep } from "./stop.js";
 
 /**

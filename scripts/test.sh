@@ -10,6 +10,8 @@ echo "== typecheck"
 "$NODE" node_modules/typescript/bin/tsc -p tsconfig.test.json --noEmit
 echo "== lint"
 "$NODE" node_modules/@biomejs/biome/bin/biome check --reporter=summary .
+# No import cycle between components, the core never imports the front end (docs/architecture.md).
+"$NODE" dist/scripts/check-imports.js
 echo "== tests"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT

@@ -1,5 +1,5 @@
 import { toHex } from "../../src/core/hex.js";
-import { actionDigest } from "../../src/server/protocol.js";
+import { actionDigest } from "../../src/wire/request.js";
 import { flag, parseCommandArgs, printJson } from "../args.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";

@@ -1,5 +1,5 @@
-import { parseSegment } from "../../src/audit/bundle.js";
 import { toHex } from "../../src/core/hex.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { readBundle } from "../../src/lineage/export.js";
 import { leafHash } from "../../src/lineage/hash.js";

@@ -1,7 +1,7 @@
-import { parseCheckpointLog } from "../../src/audit/bundle.js";
 import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
 import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
+import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
 import { flag, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";

@@ -9,7 +9,7 @@ import {
 } from "../../src/client/index.js";
 import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
 import { bytesEqual } from "../../src/core/hex.js";
-import { actionDigest } from "../../src/server/protocol.js";
+import { actionDigest } from "../../src/wire/request.js";
 import { type Parsed, parseCommandArgs } from "../args.js";
 import type { Command } from "../cli.js";
 import { usageError } from "../exit.js";

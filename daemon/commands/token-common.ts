@@ -1,6 +1,6 @@
 import { defaultSocketPath, ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { MAX_ARGV_BYTES, MAX_ARGV_ITEMS, MAX_TOKEN_BYTES } from "../../src/server/protocol.js";
+import { MAX_ARGV_BYTES, MAX_ARGV_ITEMS, MAX_TOKEN_BYTES } from "../../src/wire/request.js";
 import { type OptionSpec, type Parsed, readInput, str } from "../args.js";
 import { EXIT, usageError } from "../exit.js";
 
@@ -39,7 +39,7 @@ export function nonceArg(p: Parsed): Uint8Array | undefined {
   return new Uint8Array(Buffer.from(v, "hex"));
 }
 
-/** The daemon's argv bounds (src/server/protocol.ts), checked here so an overlong argv is a usage error. */
+/** The daemon's argv bounds (src/wire/request.ts), checked here so an overlong argv is a usage error. */
 export function checkArgv(argv: readonly string[]): readonly string[] {
   let total = 0;
   for (const a of argv) total += a.length;

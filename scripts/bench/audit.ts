@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { parseSegment } from "../../src/audit/bundle.js";
 import { verifyBundle } from "../../src/audit/verify.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { makeEntry } from "../../src/lineage/entry.js";
 import { exportBundle, readBundle } from "../../src/lineage/export.js";
 import { openLineage } from "../../src/lineage/lineage.js";

@@ -8,12 +8,12 @@ import { ExecgateClient, ExecgateDenied } from "../../src/client/index.js";
 import { devConfigToml, devPolicyToml } from "../../src/dev/files.js";
 import { Swtpm } from "../../src/dev/swtpm.js";
 import { pcrHexFromTpm } from "../../src/measure/pcrs-input.js";
-import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import { encodeRequest } from "../../src/server/protocol.js";
 import { enroll } from "../../src/tpm/enroll.js";
 import { freshQuote } from "../../src/tpm/fresh-quote.js";
 import { DEFAULT_PCR_SELECTION, pcrExtend, pcrRead } from "../../src/tpm/ops/pcr.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { encodeFrame, FrameDecoder } from "../../src/wire/frame.js";
+import { encodeRequest } from "../../src/wire/request.js";
 import { type BenchRow, type BenchSuite, percentile } from "./types.js";
 
 /** Closed-loop clients: each sends its next request when the previous reply arrives. */

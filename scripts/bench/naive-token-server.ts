@@ -9,9 +9,10 @@
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:net";
-import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import { okReply, parseRequest } from "../../src/server/protocol.js";
 import { issueToken } from "../../src/token/token.js";
+import { encodeFrame, FrameDecoder } from "../../src/wire/frame.js";
+import { okReply } from "../../src/wire/reply.js";
+import { parseRequest } from "../../src/wire/request.js";
 
 const socketPath = process.argv[2];
 if (!socketPath) {

@@ -1,7 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseSegment } from "../../src/audit/bundle.js";
 import { toHex } from "../../src/core/hex.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { decodeEntry } from "../../src/lineage/entry.js";
 import { type Acknowledged, tokenHash } from "./load.js";
 

@@ -2,7 +2,6 @@ import type { KeyObject } from "node:crypto";
 import { type CborValue, encode } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
 import { ExecgateError } from "../core/errors.js";
-import { verifyHsmBindingSignature } from "../hsm/epoch.js";
 import type { EventLog } from "../measure/eventlog-parse.js";
 import type { PcrHexValues } from "../measure/hash.js";
 import { pcrHexFromTpm } from "../measure/pcrs-input.js";
@@ -18,6 +17,7 @@ import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "./binding.js";
 import type { EvidenceState } from "./evidence.js";
+import { verifyHsmBindingSignature } from "./hsm-signature.js";
 
 /*
  * One epoch's evaluation, pure: the quote (or the failure to get one) → verification →

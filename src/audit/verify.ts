@@ -1,12 +1,12 @@
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
+import { parseCheckpointLog, parseSegment, type SegmentFile } from "../lineage/bundle-files.js";
 import { type Checkpoint, openCheckpoint } from "../lineage/checkpoint.js";
 import { decodeEntry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
 import { MerkleTree, verifyConsistency } from "../lineage/merkle.js";
 import type { NoteVerifier } from "../lineage/note.js";
 import { segmentName } from "../lineage/record.js";
-import { parseCheckpointLog, parseSegment, type SegmentFile } from "./bundle.js";
 
 /**
  * Offline verification of a lineage bundle (pure; the CLI reads the files). Order:

@@ -1,8 +1,8 @@
 import { connect as netConnect, type Socket } from "node:net";
 import type { CborKey, CborValue } from "../cbor/index.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "../server/frame.js";
-import { encodeRequest } from "../server/protocol.js";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "../wire/frame.js";
+import { encodeRequest } from "../wire/request.js";
 import {
   type IssuedToken,
   parseReply,

@@ -1,7 +1,7 @@
 import { type CborKey, type CborValue, decode } from "../cbor/index.js";
 import { type DenialReason, isDenialReason } from "../core/denial.js";
 import { type ErrorCode, ExecgateError } from "../core/errors.js";
-import { MAX_TOKEN_BYTES, PROTOCOL_VERSION, type ReplyError } from "../server/protocol.js";
+import { MAX_TOKEN_BYTES, PROTOCOL_VERSION } from "../wire/request.js";
 
 /*
  * Reading daemon replies (docs/protocol.md): pure, no I/O. A reply frame is one CBOR map
@@ -12,15 +12,6 @@ import { MAX_TOKEN_BYTES, PROTOCOL_VERSION, type ReplyError } from "../server/pr
  */
 
 const REPLY_LIMITS = { maxDepth: 16, maxItems: 4096, maxLength: 64 * 1024 } as const;
-
-export const REPLY_ERRORS: readonly ReplyError[] = [
-  "denied",
-  "bad_request",
-  "unsupported_version",
-  "unknown_op",
-  "busy",
-  "internal",
-];
 
 /*
  * busy is transient (the daemon is at its connection or queue limit): an I/O-class failure, exit 3.

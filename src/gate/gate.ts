@@ -6,9 +6,9 @@ import { toHex } from "../core/hex.js";
 import { type BackRef, type Entry, type EntryTime, makeEntry } from "../lineage/entry.js";
 import type { PeerIdentity } from "../peer/index.js";
 import { decide, evidenceStaleness, WAITING_FOR_FRESH_EPOCH } from "../policy/decide.js";
-import type { ExecutionReportArgs, TokenRequestArgs } from "../server/protocol.js";
 import type { TokenClaims } from "../token/claims.js";
 import { verifyTokenWith } from "../token/signer.js";
+import type { ExecutionReportArgs, TokenRequestArgs } from "../wire/request.js";
 import { DenialRecorder, RECORD_IN_FULL } from "./denial-recorder.js";
 import {
   type Allowed,

@@ -9,9 +9,9 @@ import { leafHash } from "../lineage/hash.js";
 import type { Lineage } from "../lineage/lineage.js";
 import type { PeerIdentity } from "../peer/index.js";
 import type { Grant } from "../policy/decide.js";
-import type { TokenRequestArgs } from "../server/protocol.js";
 import { type TokenClaims, tokenIdFor } from "../token/claims.js";
 import { signTokenWith, type TokenSigner } from "../token/signer.js";
+import type { TokenRequestArgs } from "../wire/request.js";
 
 /**
  * How long a token's signature may take before the request is denied: its lineage slot holds

@@ -1,9 +1,9 @@
 import type { EvidenceState } from "../attest/evidence.js";
+import { epochKeepsWatchdog } from "../attest/evidence.js";
 import type { CborValue } from "../cbor/index.js";
 import type { DenialReason } from "../core/denial.js";
 import type { DiskSpace } from "../lineage/disk-space.js";
 import type { Lineage } from "../lineage/lineage.js";
-import { epochKeepsWatchdog } from "../server/activation.js";
 
 /** What `execgate status` reports of the gate, read at one moment. */
 export interface StatusInput {

@@ -1,9 +1,9 @@
-import { type KeyObject, verify } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import type { EpochBinding } from "../attest/binding.js";
 import { epochHash } from "../attest/binding.js";
+import { verifyHsmBindingSignature } from "../attest/hsm-signature.js";
 import { decodeEpochRecord, type EpochRecord } from "../attest/record.js";
 import { asExecgateError } from "../core/errors.js";
-import { algorithmOf } from "./keys.js";
 
 /*
  * HSM epochs (docs/hsm.md "Epoch entries"). Where a TPM epoch carries a quote whose
@@ -37,22 +37,6 @@ export type HsmEpochVerification =
       readonly hasQuote: boolean;
     }
   | { readonly ok: false; readonly check: string; readonly detail: string };
-
-/** True iff `signature` is the HSM key's signature over the epoch binding bytes. */
-export function verifyHsmBindingSignature(
-  bindingBytes: Uint8Array,
-  signature: Uint8Array,
-  hsmPublicKey: KeyObject,
-): boolean {
-  try {
-    if (signature.length !== 64) return false;
-    return algorithmOf(hsmPublicKey) === "ed25519"
-      ? verify(null, bindingBytes, hsmPublicKey, signature)
-      : verify("sha256", bindingBytes, { key: hsmPublicKey, dsaEncoding: "ieee-p1363" }, signature);
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Verifies an HSM epoch offline, in a fixed order: the record decodes strictly

@@ -1,9 +1,9 @@
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { parseSegment } from "../audit/bundle.js";
 import { ExecgateError } from "../core/errors.js";
 import { makeDirs } from "../core/mkdirs.js";
+import { parseSegment } from "./bundle-files.js";
 import type { SignedCheckpoint } from "./checkpointer.js";
 import { fsyncDir, ioError, writeAll, writeNewFileSynced } from "./fsutil.js";
 import { leafHash } from "./hash.js";

@@ -4,29 +4,16 @@ import { type AccessPeer, type AccessRequest, evaluateAccess } from "./access.js
 import type { AccessPolicy } from "./access-schema.js";
 
 /**
- * The attestation loop's current verified state (src/attest produces it). `integrity` is the
- * outcome of quote verification, log replay and the integrity policy for this epoch.
+ * What decide() reads of the attested state: src/attest's EvidenceState is one. Declared here,
+ * by the code that reads it, so policy does not depend on the loop that produces it.
  */
-export interface EvidenceState {
+export interface DecideEvidence {
   readonly epochSeq: number;
-  readonly epochHash: Uint8Array;
-  /** When the epoch started (its nonce was drawn), wall clock ms: for records and status only. */
-  readonly startedAtMs: number;
-  /**
-   * The same moment on the daemon's monotonic clock, µs: the evidence's age counts from here
-   * (decide's nowMonoUs, Gate.redeem), and fresh scopes order requests against it.
-   */
+  /** When the epoch started, on the daemon's monotonic clock, µs: the evidence's age counts from here. */
   readonly startedMonoUs: number;
-  /** When its quote was verified, ms, same clock as startedAtMs. */
-  readonly verifiedAtMs: number;
   readonly bootId: string;
-  readonly resetCount: number;
-  readonly restartCount: number;
-  readonly pcrDigest: Uint8Array;
-  /** Digest of the policy (its file and the allowlists it names, record.ts) this epoch was judged under. */
+  /** Digest of the policy this epoch was judged under. */
   readonly policyDigest: Uint8Array;
-  /** The lineage epoch entry that recorded this state (absent until it is durable). */
-  readonly entry?: { readonly index: number; readonly leafHash: Uint8Array };
   readonly integrity:
     | { readonly ok: true }
     | { readonly ok: false; readonly reason: DenialReason; readonly detail: string };
@@ -34,19 +21,19 @@ export interface EvidenceState {
 
 export interface DecideInput {
   readonly policy: { readonly access: AccessPolicy };
-  readonly evidence: EvidenceState | undefined;
+  readonly evidence: DecideEvidence | undefined;
   /** Digest of the policy in force (LoadedPolicy.digest): evidence judged under another one is not used. */
   readonly policyDigest: Uint8Array;
   readonly peer: AccessPeer;
   readonly request: AccessRequest;
   /**
-   * Now on the monotonic clock of EvidenceState.startedMonoUs, µs: the evidence's age is
+   * Now on the monotonic clock of DecideEvidence.startedMonoUs, µs: the evidence's age is
    * measured on it, so a wall clock stepped back cannot make old evidence young again.
    */
   readonly nowMonoUs: number;
   /**
    * When the request entry was written to the lineage log, on the monotonic clock of
-   * EvidenceState.startedMonoUs (fresh scopes need an epoch started later; a wall clock stepped
+   * DecideEvidence.startedMonoUs (fresh scopes need an epoch started later; a wall clock stepped
    * back could make an older epoch look later).
    */
   readonly requestLoggedMonoUs: number;
@@ -123,7 +110,7 @@ export function decide(input: DecideInput): Decision {
  * An age that is negative or not a number (another clock's value) is refused too.
  */
 export function evidenceStaleness(
-  evidence: Pick<EvidenceState, "epochSeq" | "startedMonoUs">,
+  evidence: Pick<DecideEvidence, "epochSeq" | "startedMonoUs">,
   nowMonoUs: number,
   maxEvidenceAgeMs: number,
 ): string | undefined {

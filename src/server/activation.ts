@@ -1,6 +1,6 @@
 import { fstatSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
-import type { EvidenceState } from "../attest/evidence.js";
+import { type EvidenceState, epochKeepsWatchdog } from "../attest/evidence.js";
 import { ExecgateError } from "../core/errors.js";
 import { listenUnix, resolveGroup } from "./listen.js";
 
@@ -136,16 +136,6 @@ export function watchdogUsecFromEnv(env: NodeJS.ProcessEnv, pid: number): number
       `WATCHDOG_USEC '${usec}' is not a positive number of microseconds`,
     );
   return Number(usec);
-}
-
-/**
- * A completed epoch keeps the watchdog fed unless its TPM did not answer: a TPM that hangs or
- * is gone (hardware_unavailable) is what a restart may cure. An epoch that failed the integrity
- * policy still proves the loop runs — restarting would not change the PCRs, and the daemon is
- * already denying.
- */
-export function epochKeepsWatchdog(state: EvidenceState): boolean {
-  return state.integrity.ok || state.integrity.reason !== "hardware_unavailable";
 }
 
 export interface ServiceNotifierOptions {

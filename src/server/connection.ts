@@ -2,8 +2,9 @@ import type { Socket } from "node:net";
 import type { DenialCode } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
-import { encodeFrame, FrameDecoder } from "./frame.js";
-import { errorReply, parseRequest, peekRequestId, type Request, refusalOf } from "./protocol.js";
+import { encodeFrame, FrameDecoder } from "../wire/frame.js";
+import { errorReply } from "../wire/reply.js";
+import { parseRequest, peekRequestId, type Request, refusalOf } from "../wire/request.js";
 
 /** Replies a connection may leave unsent (its client not reading) before the daemon stops reading it. */
 export const MAX_UNSENT_REPLY_BYTES = 1024 * 1024;

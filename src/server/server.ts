@@ -4,9 +4,10 @@ import { withDeadline } from "../core/deadline.js";
 import type { DenialCode, DenialReason } from "../core/denial.js";
 import { asExecgateError, ExecgateError } from "../core/errors.js";
 import type { PeerIdentity } from "../peer/index.js";
+import { encodeFrame } from "../wire/frame.js";
+import { errorReply } from "../wire/reply.js";
+import type { Request } from "../wire/request.js";
 import { Connection, closeWith } from "./connection.js";
-import { encodeFrame } from "./frame.js";
-import { errorReply, type Request } from "./protocol.js";
 import { RateLimiter } from "./rate-limit.js";
 
 export interface ServerLimits {

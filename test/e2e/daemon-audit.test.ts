@@ -1,7 +1,7 @@
 import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { parseSegment } from "../../src/audit/bundle.js";
+import { parseSegment } from "../../src/lineage/bundle-files.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import { frameRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../src/lineage/record.js";
 import { entryBundles, hashTiles } from "../../src/lineage/tiles.js";

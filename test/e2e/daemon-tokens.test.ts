@@ -7,11 +7,11 @@ import { auditAttestation } from "../../src/audit/attestation.js";
 import { CborTag, type CborValue, decode, encode } from "../../src/cbor/index.js";
 import { ExecgateDenied } from "../../src/client/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
-import { encodeFrame } from "../../src/server/frame.js";
-import { actionDigest } from "../../src/server/protocol.js";
 import { HANDLES } from "../../src/tpm/ops/handles.js";
 import { readPublic } from "../../src/tpm/ops/keys.js";
 import { parseTpm2bPublic, tpmPublicKey } from "../../src/tpm/structures/public.js";
+import { encodeFrame } from "../../src/wire/frame.js";
+import { actionDigest } from "../../src/wire/request.js";
 import { execgate } from "../helpers/cli.js";
 import {
   lineageEntries,

@@ -204,7 +204,7 @@ export async function recordedDenials(dir: string): Promise<string[]> {
 /** (size → root) of every checkpoint in a lineage directory's checkpoints.log (signatures not checked here). */
 export async function signedCheckpointRoots(dir: string): Promise<Map<number, Uint8Array>> {
   const { readFile } = await import("node:fs/promises");
-  const { parseCheckpointLog } = await import("../../src/audit/bundle.js");
+  const { parseCheckpointLog } = await import("../../src/lineage/bundle-files.js");
   const { parseNote } = await import("../../src/lineage/note.js");
   const { parseCheckpoint } = await import("../../src/lineage/checkpoint.js");
   const out = new Map<number, Uint8Array>();

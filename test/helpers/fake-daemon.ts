@@ -6,15 +6,9 @@ import { join } from "node:path";
 import type { CborValue } from "../../src/cbor/index.js";
 import type { DenialReason } from "../../src/core/denial.js";
 import { isExecgateError } from "../../src/core/errors.js";
-import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import {
-  errorReply,
-  okReply,
-  parseRequest,
-  peekRequestId,
-  type ReplyError,
-  type Request,
-} from "../../src/server/protocol.js";
+import { encodeFrame, FrameDecoder } from "../../src/wire/frame.js";
+import { errorReply, okReply, type ReplyError } from "../../src/wire/reply.js";
+import { parseRequest, peekRequestId, type Request } from "../../src/wire/request.js";
 
 /*
  * A minimal in-test server speaking the socket protocol, ONLY for testing the client's framing,

@@ -4,7 +4,7 @@ import { type Lineage, openLineage } from "../../src/lineage/lineage.js";
 import { softwareEd25519Signer } from "../../src/lineage/signer.js";
 import type { PeerIdentity } from "../../src/peer/index.js";
 import { type LoadedPolicy, parsePolicy } from "../../src/policy/load.js";
-import { actionDigest } from "../../src/server/protocol.js";
+import { actionDigest } from "../../src/wire/request.js";
 
 /** The caller of the gate tests: uid 1000, which policyGranting's executor matches. */
 export const TEST_PEER: PeerIdentity = {

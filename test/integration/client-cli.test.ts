@@ -7,9 +7,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type EpochBinding, encodeEpochBinding, epochHash } from "../../src/attest/binding.js";
 import { evaluateEpoch } from "../../src/attest/epoch.js";
-import { actionDigest, type Request } from "../../src/server/protocol.js";
 import type { TokenClaims } from "../../src/token/claims.js";
 import { issueToken } from "../../src/token/token.js";
+import { actionDigest, type Request } from "../../src/wire/request.js";
 import { execgate } from "../helpers/cli.js";
 import {
   type FakeDaemon,

@@ -1,13 +1,13 @@
 import { generateKeyPairSync } from "node:crypto";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import type { EvidenceState } from "../../src/attest/evidence.js";
 import type { AttestationLoop } from "../../src/attest/loop.js";
 import { auditAttestation } from "../../src/audit/attestation.js";
 import { Gate } from "../../src/gate/gate.js";
 import type { Entry } from "../../src/lineage/entry.js";
 import type { Lineage } from "../../src/lineage/lineage.js";
 import type { PeerIdentity } from "../../src/peer/index.js";
-import type { EvidenceState } from "../../src/policy/decide.js";
 import { memoryTokenSigner } from "../../src/token/sign-thread.js";
 import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";
 import { scratchDirs } from "../helpers/scratch.js";

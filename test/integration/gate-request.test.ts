@@ -1,10 +1,10 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import type { EvidenceState } from "../../src/attest/evidence.js";
 import type { AttestationLoop } from "../../src/attest/loop.js";
 import { Gate } from "../../src/gate/gate.js";
 import type { Entry } from "../../src/lineage/entry.js";
-import type { EvidenceState } from "../../src/policy/decide.js";
 import type { LoadedPolicy } from "../../src/policy/load.js";
 import { COSE_ALG } from "../../src/token/cose.js";
 import { memoryTokenSigner } from "../../src/token/sign-thread.js";

@@ -1,10 +1,10 @@
 import { generateKeyPairSync } from "node:crypto";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import type { EvidenceState } from "../../src/attest/evidence.js";
 import type { AttestationLoop } from "../../src/attest/loop.js";
 import { Gate } from "../../src/gate/gate.js";
 import { decodeEntry } from "../../src/lineage/entry.js";
-import type { EvidenceState } from "../../src/policy/decide.js";
 import { memoryTokenSigner, SigningThread } from "../../src/token/sign-thread.js";
 import { verifyToken } from "../../src/token/token.js";
 import { DEV_REQUEST, lineageEntries, openTestLineage, policyGranting, TEST_PEER } from "../helpers/gate.js";

@@ -254,7 +254,7 @@ describe("journal", () => {
   });
 
   it("extentsFor(n) covers exactly entries [0, n) for every n, across segment boundaries", async () => {
-    const { parseSegment } = await import("../../src/audit/bundle.js");
+    const { parseSegment } = await import("../../src/lineage/bundle-files.js");
     const dir = await tempDir();
     const j = await Journal.open({ dir, segmentBytes: 700 });
     for (let i = 0; i < 30; i++) await j.add([entry(i, 40)]);

@@ -12,10 +12,11 @@ import type { DenialCode, DenialReason } from "../../src/core/denial.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import { identifyPeer, type PeerIdentity, peerUid } from "../../src/peer/index.js";
 import { MAX_UNSENT_REPLY_BYTES } from "../../src/server/connection.js";
-import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
 import { listenUnix } from "../../src/server/listen.js";
-import { encodeRequest, errorReply, okReply, type Request } from "../../src/server/protocol.js";
 import { GateServer, type RequestHandler, type ServerLimits } from "../../src/server/server.js";
+import { encodeFrame, FrameDecoder } from "../../src/wire/frame.js";
+import { errorReply, okReply } from "../../src/wire/reply.js";
+import { encodeRequest, type Request } from "../../src/wire/request.js";
 
 /*
  * GateServer on a real Unix socket (listenUnix, pauseOnConnect as in the daemon), real clients,

@@ -11,7 +11,7 @@ import {
 } from "../../src/client/replies.js";
 import { DENIAL_REASONS } from "../../src/core/denial.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { errorReply, okReply } from "../../src/server/protocol.js";
+import { errorReply, okReply } from "../../src/wire/reply.js";
 
 /* Reply frames are untrusted bytes: the readers throw only ExecgateError, whatever arrives. */
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseCheckpointLog, parseSegment } from "../../src/audit/bundle.js";
 import { ExecgateError } from "../../src/core/errors.js";
+import { parseCheckpointLog, parseSegment } from "../../src/lineage/bundle-files.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { decodeEntry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { openNote, parseNote, parseVerifierKey, verifierFromSigner } from "../../src/lineage/note.js";

@@ -1,8 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { EvidenceState } from "../../src/attest/evidence.js";
 import { DENIAL_REASONS, type DenialReason } from "../../src/core/denial.js";
 import { type AccessPeer, evaluateAccess } from "../../src/policy/access.js";
-import { type DecideInput, decide, type EvidenceState } from "../../src/policy/decide.js";
+import { type DecideInput, decide } from "../../src/policy/decide.js";
 import { parsePolicy } from "../../src/policy/load.js";
 
 const H = (c: string) => c.repeat(64);

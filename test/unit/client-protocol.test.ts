@@ -10,8 +10,9 @@ import {
   ExecgateReplyError,
 } from "../../src/client/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from "../../src/server/frame.js";
-import { actionDigest, errorReply, type Request } from "../../src/server/protocol.js";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from "../../src/wire/frame.js";
+import { errorReply } from "../../src/wire/reply.js";
+import { actionDigest, type Request } from "../../src/wire/request.js";
 import {
   type FakeDaemon,
   type FakeHandler,

@@ -1,11 +1,7 @@
 import { describe, expect, it } from "vitest";
+import type { EvidenceState } from "../../src/attest/evidence.js";
 import type { AccessPeer } from "../../src/policy/access.js";
-import {
-  type DecideInput,
-  decide,
-  type EvidenceState,
-  WAITING_FOR_FRESH_EPOCH,
-} from "../../src/policy/decide.js";
+import { type DecideInput, decide, WAITING_FOR_FRESH_EPOCH } from "../../src/policy/decide.js";
 import { parsePolicy } from "../../src/policy/load.js";
 
 const H = (c: string) => c.repeat(64);

@@ -2,15 +2,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decode, encode } from "../../src/cbor/index.js";
 import { ExecgateError } from "../../src/core/errors.js";
-import { encodeFrame, FrameDecoder } from "../../src/server/frame.js";
-import {
-  actionDigest,
-  encodeRequest,
-  errorReply,
-  parseRequest,
-  refusalOf,
-} from "../../src/server/protocol.js";
 import { RateLimiter } from "../../src/server/rate-limit.js";
+import { encodeFrame, FrameDecoder } from "../../src/wire/frame.js";
+import { errorReply } from "../../src/wire/reply.js";
+import { actionDigest, encodeRequest, parseRequest, refusalOf } from "../../src/wire/request.js";
 
 describe("frame codec", () => {
   it("reassembles frames from arbitrary chunking", () => {

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
-import type { EvidenceState } from "../../src/attest/evidence.js";
+import { type EvidenceState, epochKeepsWatchdog } from "../../src/attest/evidence.js";
 import { ExecgateError } from "../../src/core/errors.js";
 import {
-  epochKeepsWatchdog,
   LISTEN_FDS_START,
   listenFdsFromEnv,
   ServiceNotifier,

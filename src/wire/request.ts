@@ -1,16 +1,11 @@
 import { type CborValue, decode, encode } from "../cbor/index.js";
-import type { DenialReason } from "../core/denial.js";
 import { digest } from "../core/digest.js";
 import { ExecgateError } from "../core/errors.js";
 
 /*
  * The socket protocol, version 1 (docs/protocol.md has the CDDL). One request map per frame:
  *   { "v": 1, "id": uint, "op": text, "args": { ... } }
- * and one reply per request, with the same id:
- *   { "v": 1, "id": uint, "ok": true, "result": { ... } }
- *   { "v": 1, "id": uint, "ok": false, "error": text, ? "reason": DenialReason }
- * `error` is a coarse fixed code; a denial carries its reason. Detail stays in the lineage and
- * the operator's logs, never in replies.
+ * and one reply per request, with the same id (reply.ts). Shared by the server and the client.
  */
 export const PROTOCOL_VERSION = 1;
 
@@ -42,15 +37,6 @@ export interface ExecutionReportArgs {
   readonly durationMs: number;
   readonly outputs?: readonly Uint8Array[];
 }
-
-/** Error codes in replies (coarse on purpose). */
-export type ReplyError =
-  | "denied"
-  | "bad_request"
-  | "unsupported_version"
-  | "unknown_op"
-  | "busy"
-  | "internal";
 
 /** The action digest of an argv: SHA-256 over its deterministic CBOR array. */
 export function actionDigest(argv: readonly string[]): Uint8Array {
@@ -208,17 +194,6 @@ export function peekRequestId(frame: Uint8Array): number {
   } catch {
     return 0;
   }
-}
-
-export function okReply(
-  id: number,
-  result: ReadonlyMap<string, CborValue> | Record<string, CborValue | undefined>,
-): Uint8Array {
-  return encode({ v: PROTOCOL_VERSION, id, ok: true, result: result as CborValue });
-}
-
-export function errorReply(id: number, error: ReplyError, reason?: DenialReason): Uint8Array {
-  return encode({ v: PROTOCOL_VERSION, id, ok: false, error, ...(reason ? { reason } : {}) });
 }
 
 export function encodeRequest(

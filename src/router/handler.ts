@@ -1,47 +1,15 @@
 import type { Socket } from "node:net";
-import type { CborValue } from "../src/cbor/index.js";
-import type { DenialCode, DenialReason } from "../src/core/denial.js";
-import { ExecgateError } from "../src/core/errors.js";
-import type { Gate } from "../src/gate/gate.js";
-import { type ImaExeDigestHook, identifyPeer, type PeerIdentity, peerUid } from "../src/peer/index.js";
-import { errorReply, okReply, type Request } from "../src/server/protocol.js";
-import type { RequestHandler } from "../src/server/server.js";
+import type { CborValue } from "../cbor/index.js";
+import type { DenialCode, DenialReason } from "../core/denial.js";
+import type { Gate } from "../gate/gate.js";
+import { type ImaExeDigestHook, identifyPeer, type PeerIdentity, peerUid } from "../peer/index.js";
+import type { RequestHandler } from "../server/server.js";
+import { errorReply, okReply } from "../wire/reply.js";
+import type { Request } from "../wire/request.js";
 
-/**
- * The IMA check of a caller's executable: when IMA measured files at the executable's path this
- * boot (as far as a verified quote covers the list), the file must be one of them, else
- * identification fails (peer_unknown) and an epoch is started at once, so an executable
- * replaced in place is accepted as soon as that epoch covers its new measurement. Without such
- * measurements the file's own SHA-256 stands alone (docs/protocol.md).
- */
-export function imaExeCheck(
-  measurements: (path: string) => ReadonlySet<string> | undefined,
-  refresh: () => void,
-): ImaExeDigestHook {
-  let refreshedAt = Number.NEGATIVE_INFINITY;
-  /** When each refused (path, digest) last started an epoch: one that never clears, once a minute. */
-  const lastTry = new Map<string, number>();
-  return async ({ exe, exeSha256 }) => {
-    const digests = measurements(exe);
-    if (digests === undefined) return undefined;
-    if (!digests.has(exeSha256)) {
-      // An early epoch at most once a second overall, and once a minute for the same file.
-      const now = performance.now();
-      const key = `${exeSha256} ${exe}`;
-      if (now - refreshedAt >= 1000 && now - (lastTry.get(key) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
-        refreshedAt = now;
-        if (lastTry.size >= 1024) lastTry.clear();
-        lastTry.set(key, now);
-        refresh();
-      }
-      throw new ExecgateError(
-        "verification_failed",
-        `executable ${exe} (sha256 ${exeSha256}) is not among IMA's quoted measurements of that path; retry after the next epoch`,
-        { check: "peer_exe_ima_mismatch" },
-      );
-    }
-    return { algorithm: "sha256", digest: exeSha256 };
-  };
+/** lineage.export is for operators only: root or the daemon's own user. */
+export function mayExport(peerUid: number, daemonUid: number | undefined): boolean {
+  return peerUid === 0 || peerUid === daemonUid;
 }
 
 /** Maps protocol operations onto the gate and encodes the replies (docs/protocol.md). */
@@ -79,8 +47,7 @@ export function gateHandler(
         case "status":
           return okReply(req.id, gate.status());
         case "lineage.export": {
-          // Operators only: root or the daemon's own user.
-          if (!exportBundle || (peer.uid !== 0 && peer.uid !== process.getuid?.())) {
+          if (!exportBundle || !mayExport(peer.uid, process.getuid?.())) {
             await gate.recordDenial(peer, "peer_unknown", "lineage export is for root or the daemon user");
             return errorReply(req.id, "denied", "peer_unknown");
           }

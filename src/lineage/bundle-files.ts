@@ -1,7 +1,7 @@
 import { type CborValue, decode } from "../cbor/index.js";
 import { ExecgateError } from "../core/errors.js";
-import { MAX_ENTRY_READ_BYTES } from "../lineage/entry.js";
-import { checkRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from "../lineage/record.js";
+import { MAX_ENTRY_READ_BYTES } from "./entry.js";
+import { checkRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from "./record.js";
 
 /**
  * Pure parsing of the lineage files an exported bundle carries (formats in docs/lineage.md):
