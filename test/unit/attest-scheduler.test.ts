@@ -23,7 +23,8 @@ const state = (startedMonoUs: number): EvidenceState => ({
 /** A scheduler whose epochs start at the injected monotonic clock and end when the test says. */
 function scheduler(opts: { periodMs?: number } = {}) {
   const clock = { monoUs: 0 };
-  const pending: { resolve: (s: EvidenceState) => void; reject: (e: unknown) => void; started: number }[] = [];
+  const pending: { resolve: (s: EvidenceState) => void; reject: (e: unknown) => void; started: number }[] =
+    [];
   let running = 0;
   let overlapped = false;
   const s = new EpochScheduler({

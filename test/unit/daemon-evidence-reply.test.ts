@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { evidenceReply } from "../../daemon/start/evidence-reply.js";
 import type { EvidenceState } from "../../src/attest/evidence.js";
 import { RecentEpochs } from "../../src/attest/recent-epochs.js";
-import { evidenceReply } from "../../daemon/start/evidence-reply.js";
 
 // The `evidence` reply: the current epoch's or a recent one's by hash, with the keys a verifier needs.
 
@@ -76,5 +76,11 @@ describe("evidenceReply", () => {
 });
 
 function sources() {
-  return { epochs: epochs(), checkpoint: () => undefined, issuerKey: ISSUER, akPublic: AK, hsmPublic: undefined };
+  return {
+    epochs: epochs(),
+    checkpoint: () => undefined,
+    issuerKey: ISSUER,
+    akPublic: AK,
+    hsmPublic: undefined,
+  };
 }
