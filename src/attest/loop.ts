@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { DenialReason } from "../core/denial.js";
 import { asExecgateError } from "../core/errors.js";
@@ -9,24 +9,17 @@ import type { BlobStore } from "../lineage/blobs.js";
 import { makeEntry } from "../lineage/entry.js";
 import type { Lineage } from "../lineage/lineage.js";
 import { type EventLog, parseEventLog } from "../measure/eventlog-parse.js";
-import type { Allowlist } from "../measure/ima-allowlist.js";
-import { checkMeasured, ImaMeasuredSet, sha256FileDigests } from "../measure/ima-measured.js";
-import type { ImaEntry } from "../measure/ima-parse.js";
-import { detectImaFormat } from "../measure/ima-parse.js";
-import { type ImaState, initialImaState, parseNewEntries } from "../measure/ima-replay.js";
-import {
-  type BootAggregateVerdict,
-  type IntegrityPolicy,
-  MAX_DETAIL_ITEMS,
-  type PriorImaViolations,
-} from "../policy/integrity.js";
+import type { IntegrityPolicy } from "../policy/integrity.js";
 import { quote } from "../tpm/ops/attest.js";
 import type { TpmRunner } from "../tpm/runner.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
-import { type EpochBinding, encodeEpochBinding } from "./binding.js";
+import { type EpochBinding, encodeEpochBinding, epochHash } from "./binding.js";
 import { readBootId } from "./boot-id.js";
-import { type EpochSigner, evaluateEpoch } from "./epoch.js";
+import { type EpochResult, type EpochSigner, evaluateEpoch } from "./epoch.js";
 import type { EvidenceState } from "./evidence.js";
+import { ImaTracker } from "./ima-tracker.js";
+import { RecentEpochs } from "./recent-epochs.js";
+import { EpochScheduler } from "./scheduler.js";
 
 /** The TPM root: one quote per epoch over SHA-256(binding). */
 export interface TpmEpochRoot {
@@ -65,96 +58,58 @@ interface LoopCommonOptions {
   readonly log: Logger;
 }
 
-interface Waiter {
-  /** Monotonic µs (EvidenceState.startedMonoUs). */
-  readonly after: number;
-  readonly resolve: (s: EvidenceState | undefined) => void;
-}
-
 const ZERO32 = new Uint8Array(32);
-/** Epoch records kept in memory for `evidence {epoch}` (tokens live minutes; epochs are ~1 s). */
-const RECENT_RECORDS = 4096;
 
 /**
  * The attestation loop (docs/architecture.md, "Epochs"): one TPM quote per epoch, bound to the issuer key,
  * the latest lineage checkpoint, the previous epoch and a fresh nonce; verified here; checked
  * against the integrity policy; logged as an epoch entry, good or bad. `current()` is the only
- * evidence the gate ever decides against. One epoch runs at a time.
+ * evidence the gate ever decides against. One epoch runs at a time (EpochScheduler); the IMA
+ * list's reader state is an ImaTracker's, the recent epochs a RecentEpochs store.
  */
 export class AttestationLoop {
-  private state: EvidenceState | undefined;
-  private record: Uint8Array | undefined;
-  private readonly recent = new Map<string, Uint8Array>();
-  /** HSM signatures of the same recent epochs (HSM modes), by epoch hash. */
-  private readonly recentHsm = new Map<string, Uint8Array>();
   private seq = 0;
   private prev: Uint8Array = ZERO32;
-  /**
-   * The epoch in progress, settled when it ends. It never rejects: an epoch's failure goes to
-   * the caller of the runEpoch() that started it (the scheduler logs it), not to stop() or to
-   * the next runEpoch(), which only wait for it to end.
-   */
-  private running: Promise<void> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = true;
-  private lastActivityMs = Number.NEGATIVE_INFINITY;
-  private waiters: Waiter[] = [];
-  /** refresh() was called at this monotonic time (µs): an epoch that started at or after it is due. */
-  private refreshAfterUs = Number.NEGATIVE_INFINITY;
-  private imaState: ImaState | undefined;
-  private imaPending: ImaEntry[] = [];
-  /**
-   * Bytes of the IMA list already parsed (complete records), pending ones included. Entries
-   * are pending until an epoch under IMA rules judged them; while the policy has no IMA rules
-   * the list is not read, so a reload that brings them back judges everything from here on.
-   */
-  private imaReadOffset = 0;
-  /**
-   * Every measurement this boot that a verified quote's PCR 10 covers, compactly: peer
-   * identification checks executables against it (imaMeasurements), and a new allowlist
-   * judges it all again.
-   */
-  private readonly imaMeasured = new ImaMeasuredSet();
-  /**
-   * The verdict of `imaJudgedUnder` on imaMeasured. The current policy judges everything
-   * measured this boot: when its allowlist is another one (a reload builds a new Allowlist, so
-   * identity tells), imaMeasured is judged again and this is replaced — a stricter allowlist
-   * catches a file run before the reload, a looser one clears what it now allows.
-   */
-  private imaViolations: PriorImaViolations = { count: 0, first: [] };
-  private imaJudgedUnder: Allowlist | undefined;
-  /**
-   * The boot_aggregate verdict, once an epoch covered the list's first entry. Not about the
-   * allowlist, so no reload clears it; nor do a failed PCR 10 replay (nothing is consumed, so
-   * every later epoch fails it again) or a list that does not parse (read again, and again
-   * refused, at every epoch).
-   */
-  private imaBootAggregate: BootAggregateVerdict | undefined;
+  private readonly scheduler: EpochScheduler;
+  private readonly ima: ImaTracker;
+  /** The latest epoch and recent epochs' records by hash, for `evidence`. */
+  readonly recent = new RecentEpochs();
   /** Counters for status and metrics. */
   readonly stats = { epochs: 0, failed: 0, lastDurationMs: 0 };
   private readonly listeners: ((s: EvidenceState) => void)[] = [];
   /** A TPM that is down fails every epoch: epoch_failed is logged on the change, then once a minute. */
   private readonly failures = new RepeatedFailure();
 
-  constructor(private readonly o: AttestationLoopOptions) {}
+  constructor(private readonly o: AttestationLoopOptions) {
+    this.scheduler = new EpochScheduler({
+      run: () => this.epoch(),
+      epochMs: o.epochMs,
+      idleEpochMs: o.idleEpochMs,
+      now: o.now,
+      monoUs: o.monoUs,
+      log: o.log,
+    });
+    // Without a TPM nothing quotes PCR 10: the list is not read (ImaTracker).
+    this.ima = new ImaTracker({ path: o.runner ? o.imaPath : undefined, blobs: o.blobs, log: o.log });
+  }
 
   current(): EvidenceState | undefined {
-    return this.state;
+    return this.recent.current();
   }
 
   /** The latest epoch's lineage record (binding, quote, PCR values, outcome), for `evidence`. */
   currentRecord(): Uint8Array | undefined {
-    return this.record;
+    return this.recent.currentRecord();
   }
 
   /** The record of a recent epoch by its hash (the last RECENT_RECORDS are kept), for verifiers of a token. */
   recordOf(epochHash: Uint8Array): Uint8Array | undefined {
-    return this.recent.get(Buffer.from(epochHash).toString("hex"));
+    return this.recent.recordOf(epochHash);
   }
 
   /** The HSM signature over a recent epoch's binding (HSM modes; docs/hsm.md). */
   hsmSignatureOf(epochHash: Uint8Array): Uint8Array | undefined {
-    return this.recentHsm.get(Buffer.from(epochHash).toString("hex"));
+    return this.recent.hsmSignatureOf(epochHash);
   }
 
   /** Called after every epoch, verified or not; a listener that throws is logged and skipped. */
@@ -164,28 +119,21 @@ export class AttestationLoop {
 
   /** Starts the periodic loop (the first epoch runs at once). */
   start(): void {
-    this.stopped = false;
-    this.schedule(0);
+    this.scheduler.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
-    for (const w of this.waiters.splice(0)) w.resolve(undefined);
+  stop(): Promise<void> {
+    return this.scheduler.stop();
   }
 
   /** A request arrived: keep the fast cadence. */
   touch(): void {
-    const idle = this.o.now() - this.lastActivityMs > this.o.idleEpochMs;
-    this.lastActivityMs = this.o.now();
-    if (idle && !this.stopped && !this.running) this.schedule(0);
+    this.scheduler.touch();
   }
 
   /** The evidence depends on something that changed (a policy reload): an epoch now, or right after the one running. */
   refresh(): void {
-    this.refreshAfterUs = this.o.monoUs();
-    if (!this.running) this.schedule(0);
+    this.scheduler.refresh();
   }
 
   /**
@@ -193,84 +141,40 @@ export class AttestationLoop {
    * fresh-quote scope waits here).
    */
   waitForEpochAfter(afterMonoUs: number, timeoutMs: number): Promise<EvidenceState | undefined> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve(undefined);
-      }, timeoutMs);
-      const waiter: Waiter = {
-        after: afterMonoUs,
-        resolve: (s) => {
-          clearTimeout(timer);
-          resolve(s);
-        },
-      };
-      this.waiters.push(waiter);
-      if (!this.running) this.schedule(0);
-    });
+    return this.scheduler.waitForEpochAfter(afterMonoUs, timeoutMs);
   }
 
   /** Runs one epoch now (or waits for the one in progress and then runs another). */
-  async runEpoch(): Promise<EvidenceState> {
-    while (this.running) await this.running;
-    const p = this.epoch();
-    const ended = () => {
-      this.running = undefined;
-    };
-    this.running = p.then(ended, ended);
-    await this.running;
-    await p; // this caller's to handle
-    return this.state!;
+  runEpoch(): Promise<EvidenceState> {
+    return this.scheduler.runEpoch();
   }
 
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.runEpoch().then(
-        () => this.afterEpoch(),
-        (e: unknown) => {
-          this.o.log.error({ err: asExecgateError(e).message }, "epoch_crashed");
-          this.afterEpoch();
-        },
-      );
-    }, delayMs);
-    this.timer.unref?.();
+  /**
+   * The SHA-256 digests (hex) IMA measured at the file `path` this boot, as far as a verified
+   * quote covers the list. Undefined when there is nothing to check against: no such
+   * measurement, one that is not a plain SHA-256 file digest, or a policy without IMA rules
+   * (whose epochs do not read the list, so a file measured anew would never be noted).
+   */
+  imaMeasurements(path: string): ReadonlySet<string> | undefined {
+    if (!this.o.policy().integrity.ima) return undefined;
+    return this.ima.measurements(path);
   }
 
-  private afterEpoch(): void {
-    const started = this.state?.startedMonoUs ?? Number.NEGATIVE_INFINITY;
-    if (started < this.refreshAfterUs || this.waiters.some((w) => started < w.after)) {
-      this.schedule(0);
-      return;
-    }
-    const active = this.o.now() - this.lastActivityMs <= this.o.idleEpochMs;
-    this.schedule(active ? this.o.epochMs : this.o.idleEpochMs);
-  }
-
-  private async epoch(): Promise<void> {
+  /** One epoch: bind, gather the evidence, judge it, record it, then tell listeners. */
+  private async epoch(): Promise<EvidenceState> {
     const startedAtMs = this.o.now();
     const startedMonoUs = this.o.monoUs();
     const cp = this.o.lineage.latestCheckpoint();
     const boot = await this.readBootId();
-    const binding: EpochBinding = {
-      seq: this.seq,
-      prev: this.prev,
-      issuer: this.o.issuerKey,
-      checkpoint: cp ? { size: cp.checkpoint.size, root: cp.checkpoint.rootHash } : { size: 0, root: ZERO32 },
-      // An unreadable boot id is bound as "" (which never matches) and fails the epoch.
-      bootId: "id" in boot ? boot.id : "",
-      nonce: new Uint8Array(randomBytes(32)),
-    };
+    const binding = this.binding("id" in boot ? boot.id : "", cp);
     const [q, hsm] = await Promise.all([this.takeQuote(binding), this.takeHsmSignature(binding)]);
     // One policy for the whole epoch: whether the IMA list is read must agree with whether it
     // is judged, or a reload in between could read entries past the offset that nothing judges.
     const policy = this.o.policy();
     const evidenceDigests: Uint8Array[] = [];
     const eventlog = await this.readEventLog(evidenceDigests);
-    const ima = policy.integrity.ima ? await this.readIma(evidenceDigests) : undefined;
-    if (policy.integrity.ima) this.judgeMeasuredUnder(policy.integrity.ima.allowlist);
+    const ima = policy.integrity.ima ? await this.ima.read(evidenceDigests) : undefined;
+    if (policy.integrity.ima) this.ima.judgeUnder(policy.integrity.ima.allowlist);
     const result = evaluateEpoch({
       binding,
       ...(q ? { quote: q } : {}),
@@ -280,36 +184,35 @@ export class AttestationLoop {
       policy: policy.integrity,
       policyDigest: policy.digest,
       ...(eventlog ? { eventlog } : {}),
-      ...(ima
-        ? {
-            ima: {
-              state: ima.state,
-              entries: ima.entries,
-              priorViolations: this.imaViolations,
-              ...(this.imaBootAggregate ? { bootAggregate: this.imaBootAggregate } : {}),
-            },
-          }
-        : {}),
+      ...(ima ? { ima: this.ima.evidence(ima) } : {}),
       startedAtMs,
       startedMonoUs,
       verifiedAtMs: this.o.now(),
     });
-    if (result.ima) {
-      if (ima) this.imaMeasured.add(ima.entries.slice(0, ima.entries.length - result.ima.pending.length));
-      this.imaState = result.ima.state;
-      this.imaPending = [...result.ima.pending];
-      const v = result.ima.violations;
-      this.imaViolations = {
-        count: this.imaViolations.count + v.length,
-        first: [...this.imaViolations.first, ...v.slice(0, MAX_DETAIL_ITEMS)].slice(0, MAX_DETAIL_ITEMS),
-      };
-      this.imaBootAggregate ??= result.ima.bootAggregate;
-    } else if (ima) {
-      // Read, but not judged (no quote, no PCR 10): the next epoch judges them. Past the read
-      // offset now, so dropping them would leave the replay short of PCR 10 for good.
-      this.imaPending = ima.entries;
-    }
-    let state = result.state;
+    this.ima.settle(ima, result.ima);
+    const state = await this.recordEpoch(result, evidenceDigests);
+    this.seq++;
+    this.prev = result.hash;
+    this.recent.add(result.hash, state, result.record, result.hsmSignature);
+    this.report(state, startedAtMs);
+    return state;
+  }
+
+  /** The next epoch's binding; an unreadable boot id is bound as "" (which never matches) and fails the epoch. */
+  private binding(bootId: string, cp: ReturnType<Lineage["checkpointer"]["latest"]>): EpochBinding {
+    return {
+      seq: this.seq,
+      prev: this.prev,
+      issuer: this.o.issuerKey,
+      checkpoint: cp ? { size: cp.checkpoint.size, root: cp.checkpoint.rootHash } : { size: 0, root: ZERO32 },
+      bootId,
+      nonce: new Uint8Array(randomBytes(32)),
+    };
+  }
+
+  /** Appends the epoch entry; the state names it, or fails lineage_unavailable when it cannot be recorded. */
+  private async recordEpoch(result: EpochResult, evidenceDigests: Uint8Array[]): Promise<EvidenceState> {
+    const state = result.state;
     try {
       const [appended] = await this.o.lineage.add([
         makeEntry(
@@ -338,23 +241,18 @@ export class AttestationLoop {
           },
         ),
       ]);
-      state = { ...state, entry: { index: appended!.index, leafHash: appended!.leafHash } };
+      return { ...state, entry: { index: appended!.index, leafHash: appended!.leafHash } };
     } catch (e) {
       // An epoch that cannot be recorded cannot be relied on.
-      state = {
+      return {
         ...state,
         integrity: { ok: false, reason: "lineage_unavailable", detail: asExecgateError(e).message },
       };
     }
-    this.seq++;
-    this.prev = result.hash;
-    this.state = state;
-    this.record = result.record;
-    this.recent.set(Buffer.from(result.hash).toString("hex"), result.record);
-    if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value!);
-    if (result.hsmSignature)
-      this.recentHsm.set(Buffer.from(result.hash).toString("hex"), result.hsmSignature);
-    if (this.recentHsm.size > RECENT_RECORDS) this.recentHsm.delete(this.recentHsm.keys().next().value!);
+  }
+
+  /** Counts, logs and tells the listeners of an epoch that ended. */
+  private report(state: EvidenceState, startedAtMs: number): void {
     this.stats.epochs++;
     if (!state.integrity.ok) this.stats.failed++;
     this.stats.lastDurationMs = state.verifiedAtMs - startedAtMs;
@@ -379,9 +277,6 @@ export class AttestationLoop {
         this.o.log.error({ seq: state.epochSeq, err: asExecgateError(e).message }, "epoch_listener_failed");
       }
     }
-    const ready = this.waiters.filter((w) => state.startedMonoUs >= w.after);
-    this.waiters = this.waiters.filter((w) => state.startedMonoUs < w.after);
-    for (const w of ready) w.resolve(state);
   }
 
   private async takeHsmSignature(binding: EpochBinding) {
@@ -398,7 +293,6 @@ export class AttestationLoop {
 
   private async takeQuote(binding: EpochBinding) {
     if (!this.o.runner) return undefined;
-    const { epochHash } = await import("./binding.js");
     try {
       return await quote(this.o.runner, {
         akHandle: this.o.akHandle,
@@ -410,27 +304,6 @@ export class AttestationLoop {
       const failure: DenialReason = "hardware_unavailable";
       return { failure, detail: `${err.code}: ${err.message}` };
     }
-  }
-
-  /** Makes imaViolations the verdict of `allowlist` (none: nothing is judged) on imaMeasured. */
-  private judgeMeasuredUnder(allowlist: Allowlist | undefined): void {
-    if (allowlist === this.imaJudgedUnder) return;
-    const v = allowlist ? checkMeasured(this.imaMeasured, allowlist) : [];
-    this.imaViolations = { count: v.length, first: v.slice(0, MAX_DETAIL_ITEMS) };
-    this.imaJudgedUnder = allowlist;
-    if (this.imaMeasured.size > 0)
-      this.o.log.info({ measurements: this.imaMeasured.size, violations: v.length }, "ima_rejudged");
-  }
-
-  /**
-   * The SHA-256 digests (hex) IMA measured at the file `path` this boot, as far as a verified
-   * quote covers the list. Undefined when there is nothing to check against: no such
-   * measurement, one that is not a plain SHA-256 file digest, or a policy without IMA rules
-   * (whose epochs do not read the list, so a file measured anew would never be noted).
-   */
-  imaMeasurements(path: string): ReadonlySet<string> | undefined {
-    if (!this.o.policy().integrity.ima) return undefined;
-    return sha256FileDigests(this.imaMeasured, path);
   }
 
   /** The boot id, or why there is none (the epoch then fails environment_mismatch). */
@@ -451,53 +324,6 @@ export class AttestationLoop {
     } catch (e) {
       // Missing or malformed: the integrity rules that need it fail closed.
       this.o.log.warn({ err: asExecgateError(e).message }, "eventlog_unreadable");
-      return undefined;
-    }
-  }
-
-  private async readIma(
-    digests: Uint8Array[],
-  ): Promise<{ state: ImaState; entries: ImaEntry[] } | undefined> {
-    // Without a TPM nothing quotes PCR 10, so no entry could ever be judged: kept pending, they
-    // would pile up with the kernel's list. The IMA rules fail closed on the missing evidence.
-    if (!this.o.imaPath || !this.o.runner) return undefined;
-    try {
-      const fh = await open(this.o.imaPath, "r");
-      try {
-        const chunks: Buffer[] = [];
-        let read = 0;
-        for (;;) {
-          const buf = Buffer.alloc(1 << 20);
-          const { bytesRead } = await fh.read(buf, 0, buf.length, this.imaReadOffset + read);
-          if (bytesRead === 0) break;
-          chunks.push(buf.subarray(0, bytesRead));
-          read += bytesRead;
-        }
-        const appended = new Uint8Array(Buffer.concat(chunks));
-        if (!this.imaState) {
-          if (appended.length === 0) return undefined;
-          this.imaState = initialImaState(detectImaFormat(appended));
-        }
-        // Parse what follows the pending entries; they are already parsed and kept.
-        const cursor = {
-          ...this.imaState,
-          offset: this.imaReadOffset,
-          entries: this.imaState.entries + this.imaPending.length,
-        };
-        const fresh = parseNewEntries(cursor, appended);
-        if (fresh.length > 0) {
-          // The offset moves only once the entries are stored: if storing fails they are read
-          // again next epoch (moved first, they were lost and PCR 10 never replayed again).
-          const end = fresh[fresh.length - 1]!.end;
-          digests.push(await this.o.blobs.put(appended.subarray(0, end - cursor.offset)));
-          this.imaReadOffset = end;
-        }
-        return { state: this.imaState, entries: [...this.imaPending, ...fresh] };
-      } finally {
-        await fh.close();
-      }
-    } catch (e) {
-      this.o.log.warn({ err: asExecgateError(e).message }, "ima_unreadable");
       return undefined;
     }
   }
