@@ -128,6 +128,16 @@ describeTpm("audit show / audit query on a real daemon's bundle", () => {
         byExe.map((x) => x.type),
         type,
       ).toContain(type);
+    // by path: the SHA-256 of the file there (the client ran under this very node binary)
+    const byPath = ndjson(
+      (await execgate(["audit", "query", bundle, "--exe", process.execPath, "--json", "--trust", trust]))
+        .stdout,
+    );
+    expect(byPath.map((x) => x.index)).toEqual(
+      ndjson(
+        (await execgate(["audit", "query", bundle, "--exe", exe, "--json", "--trust", trust])).stdout,
+      ).map((x) => x.index),
+    );
     const tok = ndjson(
       (await execgate(["audit", "query", bundle, "--token", tokenIds[0]!, "--json", "--trust", trust]))
         .stdout,

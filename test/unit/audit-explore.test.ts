@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeEpochBinding, epochHash } from "../../src/attest/binding.js";
 import {
@@ -11,6 +12,7 @@ import {
   TokenChainCollector,
 } from "../../src/audit/explore/index.js";
 import { encode } from "../../src/cbor/index.js";
+import { ExecgateError } from "../../src/core/errors.js";
 import { toHex } from "../../src/core/hex.js";
 import { type BackRef, type Entry, encodeEntry, makeEntry } from "../../src/lineage/entry.js";
 import { leafHash } from "../../src/lineage/hash.js";
@@ -262,5 +264,19 @@ describe("query filters and times", () => {
     expect(parseWhen("1765000000000", now)).toBe(1765000000000);
     for (const bad of ["yesterday", "2026-02-30", "-1w", "1h", "2026-13-01", ""])
       expect(() => parseWhen(bad, now), bad).toThrow(/time/);
+  });
+
+  it("parseWhen and parseTokenId throw only ExecgateError on any text", () => {
+    fc.assert(
+      fc.property(fc.string(), (t) => {
+        for (const f of [() => parseWhen(t, T0), () => parseTokenId(t)]) {
+          try {
+            f();
+          } catch (e) {
+            expect(e).toBeInstanceOf(ExecgateError);
+          }
+        }
+      }),
+    );
   });
 });
