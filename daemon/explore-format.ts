@@ -70,6 +70,16 @@ export function tableHeader(unverified: boolean): string {
   return `${unverified ? "UNVERIFIED " : ""}${"INDEX".padStart(8)}  ${"TIME".padEnd(24)}  ${"TYPE".padEnd(16)}  ${"WHO".padEnd(28)}  WHAT`;
 }
 
+/** Entry types that concern a caller (the others are the daemon's own: start, epoch, policy…). */
+const CALLER_TYPES = new Set([
+  "request",
+  "decision",
+  "token_issued",
+  "token_redeemed",
+  "execution_report",
+  "denial_repeats",
+]);
+
 /** Long hex (a quote, a token) shortened in text; --json carries it whole. */
 function abbreviate(_key: string, v: unknown): unknown {
   return typeof v === "string" && v.length > 96 && /^[0-9a-f]+$/.test(v)
@@ -83,9 +93,11 @@ export function entryText(e: ExploredEntry, proof: InclusionView | undefined, pr
     `entry ${e.index}: ${e.type} (v${e.version}) at ${e.time.iso}`,
     `  leaf hash: ${e.leafHash}`,
     `  what: ${whatText(e) || "-"}`,
-    e.caller
-      ? `  who: ${callerText(e.caller)} (from ${e.caller.from.type} ${e.caller.from.index})`
-      : "  who: not recorded in this entry or the entries it references",
+    ...(e.caller
+      ? [`  who: ${callerText(e.caller)} (from ${e.caller.from.type} ${e.caller.from.index})`]
+      : CALLER_TYPES.has(e.type)
+        ? ["  who: not recorded in this entry or the entries it references"]
+        : []),
   ];
   if (e.epochId !== undefined) out.push(`  epoch: ${e.epochId}`);
   if (e.epoch) {

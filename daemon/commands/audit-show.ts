@@ -6,7 +6,7 @@ import {
   type TokenLinks,
 } from "../../src/audit/explore/index.js";
 import { asExecgateError } from "../../src/core/errors.js";
-import { bytesEqual } from "../../src/core/hex.js";
+import { bytesEqual, toHex } from "../../src/core/hex.js";
 import type { Checkpoint } from "../../src/lineage/checkpoint.js";
 import { leafHash } from "../../src/lineage/hash.js";
 import type { MerkleTree } from "../../src/lineage/merkle.js";
@@ -104,16 +104,23 @@ function print(
   header: string,
   extra: Record<string, unknown>,
   prefix: string,
+  cp: { checkpoint: Checkpoint; note: string },
 ): void {
+  const c = cp.checkpoint;
   if (flag(p, "json")) {
     printJson({
       ...(prefix !== "" ? { unverified: true } : { verified: true }),
+      checkpoint: { origin: c.origin, size: c.size, root: toHex(c.rootHash), note: cp.note },
       ...extra,
       entries: shown.map((s) => ({ role: s.role, ...s.entry, inclusion: s.inclusion })),
     });
     return;
   }
-  const out = [`${prefix}${header}`];
+  const signed = prefix === "" ? "verified above" : "NOT verified: --unverified";
+  const out = [
+    `${prefix}${header}`,
+    `${prefix}latest checkpoint: ${c.origin}, size ${c.size}, root ${toHex(c.rootHash)} (${signed})`,
+  ];
   for (const s of shown) out.push(`${prefix}${s.role}:`, ...entryText(s.entry, s.inclusion, prefix));
   process.stdout.write(`${out.join("\n")}\n`);
 }
@@ -167,7 +174,8 @@ export const command: Command = {
       return EXIT.failed;
     }
     const prefix = verdict.unverified ? "UNVERIFIED " : "";
-    const { checkpoint: cp } = readLatestCheckpoint(dir);
+    const latest = readLatestCheckpoint(dir);
+    const cp = latest.checkpoint;
     const ctx: Ctx = { dir, lookup: new BundleLookup(dir), tree: await bundleTree(dir), cp };
     const allOk = (s: readonly Shown[]) => (s.every((x) => x.inclusion.verified) ? EXIT.ok : EXIT.failed);
 
@@ -175,7 +183,7 @@ export const command: Command = {
       if (index >= ctx.tree.size) throw usageError(`--index must be below ${ctx.tree.size}`);
       const s = await show(ctx, index, "entry");
       if (!s) throw usageError(`entry ${index} cannot be read`);
-      print(p, [s], verdict.note, {}, prefix);
+      print(p, [s], verdict.note, {}, prefix, latest);
       return allOk([s]);
     }
     if (tokenId !== undefined) {
@@ -213,7 +221,7 @@ export const command: Command = {
         .map(([r]) => r);
       const complete = missing.length === 0;
       const header = `${verdict.note}\ntoken ${tokenId}: ${complete ? "complete chain" : `incomplete chain, no ${missing.join(", ")}`}`;
-      print(p, shown, header, { tokenId, found: true, complete, missing, links }, prefix);
+      print(p, shown, header, { tokenId, found: true, complete, missing, links }, prefix, latest);
       return allOk(shown);
     }
     const eps = await epochsMatching(ctx, epoch!);
@@ -236,6 +244,7 @@ export const command: Command = {
       `${verdict.note}\ndecided on this epoch: ${ep.allows} allow(s), ${ep.denials} denial(s)`,
       { allows: ep.allows, denials: ep.denials },
       prefix,
+      latest,
     );
     return allOk([s]);
   },

@@ -188,6 +188,10 @@ describeTpm("audit show / audit query on a real daemon's bundle", () => {
     expect(e.refs.some((x: { type: string }) => x.type === "epoch")).toBe(true);
     expect(e.inclusion).toMatchObject({ index: idx, verified: true });
     expect(e.inclusion.path.length).toBeGreaterThan(0);
+    // the proof is to the bundle's checkpoint file, whose signed note is printed with it
+    expect(out.checkpoint.size).toBe(e.inclusion.treeSize);
+    expect(out.checkpoint.root).toBe(e.inclusion.root);
+    expect(out.checkpoint.note).toBe(await readFile(join(bundle, "checkpoint"), "utf8"));
     const text = await execgate(["audit", "show", bundle, "--index", String(idx), "--log-only"]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/what: DENY scope_not_allowed scope=nope/);
