@@ -29,4 +29,5 @@ export const COMMANDS: Record<string, Loader> = {
   "audit verify": async () => (await import("./commands/audit-verify.js")).command,
   "audit show": async () => (await import("./commands/audit-show.js")).command,
   "audit query": async () => (await import("./commands/audit-query.js")).command,
+  "audit report": async () => (await import("./commands/audit-report.js")).command,
 };
