@@ -51,7 +51,9 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
     expect(r.stderr).toMatch(/^verified: \d+ entries; report written/);
     expect(r.code).toBe(0);
     const html = await readFile(out, "utf8");
-    expect(html).toMatch(/<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-/);
+    expect(html).toMatch(
+      /<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-/,
+    );
     expect(html).not.toMatch(/(src|href)=["']?(https?:|\/\/)/);
 
     const { page, requests } = await b.open(out);
@@ -59,7 +61,9 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
     await page.screenshot({ path: join(ARTIFACTS, "verdict.png"), fullPage: true });
     // the page re-verified the checkpoint signature itself
     await page.waitForSelector("#page-note");
-    expect(await page.textContent("#page-note")).toMatch(/^PASS checkpoint signature \((ECDSA P-256|Ed25519)\)/);
+    expect(await page.textContent("#page-note")).toMatch(
+      /^PASS checkpoint signature \((ECDSA P-256|Ed25519)\)/,
+    );
 
     await page.click("#tab-timeline");
     const timeline = await page.textContent("#view-timeline");
@@ -94,7 +98,12 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
 
     // the proof of the first token's allow decision: recomputed in the page
     await page.click("#tab-timeline");
-    await page.locator("#view-timeline code.token", { hasText: tokenIds[0]! }).locator("xpath=../..").locator("a.ix").nth(1).click();
+    await page
+      .locator("#view-timeline code.token", { hasText: tokenIds[0]! })
+      .locator("xpath=../..")
+      .locator("a.ix")
+      .nth(1)
+      .click();
     await page.locator("#proof-result", { hasText: /^(PASS|FAIL)/ }).waitFor();
     expect(await page.textContent("#proof-result")).toMatch(
       /^PASS: inclusion re-verified in this page PASS .*checkpoint signature re-verified in this page PASS/,
