@@ -2,6 +2,7 @@ import { cp, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { toHex } from "../../src/core/hex.js";
+import { frameRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../src/lineage/record.js";
 import { launchBrowser, type TestBrowser } from "../helpers/browser.js";
 import { execgate } from "../helpers/cli.js";
 import { startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
@@ -134,6 +135,46 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
     expect(await page.textContent("#verdict")).toMatch(/^FAIL/);
     expect(await page.textContent("#first-failure")).toMatch(/^First failure: record .*bad record at offset/);
     await page.screenshot({ path: join(ARTIFACTS, "tampered-verdict.png"), fullPage: true });
+    expect(requests).toEqual([]);
+    await page.close();
+  });
+
+  it("an entry rewritten with a valid record CRC: the report shows FAIL at that entry's proof", async () => {
+    const bad = join(d.dir, "rewritten");
+    await cp(bundle, bad, { recursive: true });
+    const [seg] = await readdir(join(bad, "segments"));
+    const p = join(bad, "segments", seg!);
+    const bytes = new Uint8Array(await readFile(p));
+    // The denied request's scope "nope" becomes "nopf": same length, still valid CBOR, CRC redone.
+    let index = -1;
+    for (let at = SEGMENT_HEADER_BYTES, i = 0; at < bytes.length; i++) {
+      const len = new DataView(bytes.buffer, at, 4).getUint32(0);
+      const payload = bytes.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + len);
+      const k = Buffer.from(payload).indexOf("nope");
+      if (k >= 0 && index < 0) {
+        payload[k + 3] = "f".charCodeAt(0);
+        frameRecord(Uint8Array.from(payload), bytes, at);
+        index = i;
+      }
+      at += RECORD_HEADER_BYTES + len;
+    }
+    expect(index).toBeGreaterThan(0);
+    await writeFile(p, bytes);
+    const out = join(d.dir, "rewritten.html");
+    const r = await execgate(["audit", "report", bad, "--out", out, "--trust", trust]);
+    expect(r.code).toBe(1);
+    const { page, requests } = await b.open(out);
+    expect(await page.textContent("#verdict")).toMatch(/^FAIL/);
+    await page.click("#tab-entries");
+    await page.fill("#search", "scope=nopf");
+    await page
+      .locator("#entry-rows a.ix", { hasText: `#${index}` })
+      .first()
+      .click();
+    await page.locator("#proof-result", { hasText: /^(PASS|FAIL)/ }).waitFor();
+    expect(await page.textContent("#proof-result")).toMatch(/^FAIL: inclusion re-verified in this page FAIL/);
+    expect(await page.textContent("#proof-cli")).toMatch(/^CLI at generation: FAIL/);
+    await page.screenshot({ path: join(ARTIFACTS, "tampered-proof.png"), fullPage: true });
     expect(requests).toEqual([]);
     await page.close();
   });
