@@ -51,6 +51,7 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
     const r = await execgate(["audit", "report", bundle, "--out", out, "--trust", trust]);
     expect(r.stderr).toMatch(/^verified: \d+ entries; report written/);
     expect(r.code).toBe(0);
+    await cp(out, join(ARTIFACTS, "report.html"));
     const html = await readFile(out, "utf8");
     expect(html).toMatch(
       /<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-/,
@@ -163,8 +164,13 @@ describeTpm("audit report: one offline HTML file, opened in Debian's chromium", 
     const out = join(d.dir, "rewritten.html");
     const r = await execgate(["audit", "report", bad, "--out", out, "--trust", trust]);
     expect(r.code).toBe(1);
+    await cp(out, join(ARTIFACTS, "rewritten.html"));
     const { page, requests } = await b.open(out);
     expect(await page.textContent("#verdict")).toMatch(/^FAIL/);
+    // the root cause first: the entry after it names it by a leaf hash it no longer has
+    expect(await page.textContent("#first-failure")).toMatch(
+      new RegExp(`^First failure: backref entry ${index + 1}: .* differs from entry ${index}$`),
+    );
     await page.click("#tab-entries");
     await page.fill("#search", "scope=nopf");
     await page
