@@ -128,7 +128,10 @@ export const REPORT_SCRIPT = String.raw`"use strict";
     })));
   });
   T.appendChild(h("h3", null, "Executions (token lifecycle)"));
-  T.appendChild(table(["token", "decided", "request", "allow", "issued", "redeemed", "report", "exit", "uid", "scope"], D.executions.map(function (x) {
+  // Only the latest executions as DOM rows; the Entries view pages through all of them.
+  var shownX = D.executions.slice(-4 * PAGE);
+  if (shownX.length < D.executions.length) T.appendChild(h("p", { class: "muted" }, "the latest " + shownX.length + " of " + D.executions.length + " executions; search a token id in Entries for the others"));
+  T.appendChild(table(["token", "decided", "request", "allow", "issued", "redeemed", "report", "exit", "uid", "scope"], shownX.map(function (x) {
     function l(i) { return i === undefined ? h("span", { class: "FAIL" }, "missing") : ix(i); }
     return row([h("code", { class: "token", text: x.tokenId }), x.time, l(x.request), ix(x.decision), l(x.issued), l(x.redeemed), l(x.report), x.exitCode === undefined ? (x.signal || "-") : String(x.exitCode), x.uid === undefined ? "-" : String(x.uid), x.scope || "-"]);
   })));
@@ -137,10 +140,11 @@ export const REPORT_SCRIPT = String.raw`"use strict";
   var N = addView("denials", "Denials");
   D.denials.forEach(function (g) {
     N.appendChild(h("h3", { class: "reason" }, g.reason + " (" + g.count + ")"));
-    N.appendChild(table(["entry", "time", "who", "why"], g.entries.map(function (i) {
+    N.appendChild(table(["entry", "time", "who", "why"], g.entries.slice(0, PAGE).map(function (i) {
       var e = D.entries[i];
       return row([ix(i), e.time, h("span", { class: "who" }, e.who || "-"), h("span", { class: "why" }, e.why || "-")]);
     })));
+    if (g.entries.length > PAGE) N.appendChild(h("p", { class: "muted" }, (g.entries.length - PAGE) + " more: Entries view, search " + g.reason));
   });
   if (D.denials.length === 0) N.appendChild(h("p", null, "No denials."));
 
