@@ -27,4 +27,7 @@ export const COMMANDS: Record<string, Loader> = {
   "audit inclusion": async () => (await import("./commands/audit-proof.js")).inclusion,
   "audit consistency": async () => (await import("./commands/audit-proof.js")).consistency,
   "audit verify": async () => (await import("./commands/audit-verify.js")).command,
+  "audit show": async () => (await import("./commands/audit-show.js")).command,
+  "audit query": async () => (await import("./commands/audit-query.js")).command,
+  "audit report": async () => (await import("./commands/audit-report.js")).command,
 };

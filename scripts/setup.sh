@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # systemd: systemd-analyze and systemd-socket-activate for the unit tests (not run as PID 1);
 # strace: the test that checks the unit's syscall filter against what the daemon really calls.
 # python3, make, g++: node-gyp, which builds native/ and pkcs11js (absent from slim images).
+# chromium: the browser the audit report tests open reports in (driven by playwright-core).
 # prometheus: its promtool checks the shipped alerting rules and dashboard queries (monitoring/).
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++ prometheus)
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++ prometheus chromium)
 
 # One dpkg-query for all, not one per package: this runs on every dev.sh start.
 installed=" $(dpkg-query -W -f='${Package}:${Status} ' "${APT_PACKAGES[@]}" 2>/dev/null || true)"

@@ -4,7 +4,7 @@ import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
 import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
-import { flag, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
+import { flag, type OptionSpec, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
 import { type AuditBundle, auditBlobDigests, auditTiles, readAuditBundle } from "../audit-bundle.js";
 import { auditKeysAndAttestation } from "../audit-files.js";
 import { formatVerifyReport, type VerifyReport } from "../audit-report.js";
@@ -149,22 +149,35 @@ export const command: Command = {
     "every loaded policy's record, file and allowlists in blobs/).\n" +
     "Exit: 0 only if everything holds, 1 with every failure listed, 2 usage, 3 unreadable bundle.",
   async run(argv) {
-    const p = parseCommandArgs(
-      argv,
-      {
-        json: { type: "boolean" },
-        vkey: { type: "string" },
-        origin: { type: "string" },
-        "trusted-checkpoint": { type: "string", multiple: true },
-        trust: { type: "string" },
-        "hsm-key": { type: "string" },
-        "ak-pub": { type: "string" },
-        "log-only": { type: "boolean" },
-      },
-      true,
-    );
+    const p = parseCommandArgs(argv, { json: { type: "boolean" }, ...VERIFY_OPTIONS }, true);
     const dir = p.positionals[0];
     if (dir === undefined || p.positionals.length !== 1) throw usageError("expected one bundle DIR");
+    const v = await verifyDir(dir, p);
+    return finish(p, v.report, v.unverified, v.keySource, v.hsmKeySource);
+  },
+};
+
+/** The pinning flags of `audit verify`, which every command that verifies a bundle first accepts. */
+export const VERIFY_OPTIONS = {
+  vkey: { type: "string" },
+  origin: { type: "string" },
+  "trusted-checkpoint": { type: "string", multiple: true },
+  trust: { type: "string" },
+  "hsm-key": { type: "string" },
+  "ak-pub": { type: "string" },
+  "log-only": { type: "boolean" },
+} as const satisfies OptionSpec;
+
+export interface VerifyOutcome {
+  readonly report: VerifyReport;
+  readonly unverified: readonly string[];
+  readonly keySource: "bundle" | "argument";
+  readonly hsmKeySource?: "bundle" | "argument";
+}
+
+/** Everything `audit verify` checks, for bundle `dir` and the flags in `p` (VERIFY_OPTIONS). */
+export async function verifyDir(dir: string, p: Parsed): Promise<VerifyOutcome> {
+  {
     // --log-only checks no key chain: a key to pin there would be silently ignored.
     for (const k of ["ak-pub", "trust", "hsm-key"] as const)
       if (flag(p, "log-only") && str(p, k) !== undefined)
@@ -182,7 +195,8 @@ export const command: Command = {
     // Root causes first: the inventory (missing and unknown files), then the key and origin.
     const failures: AuditFailure[] = [...bundle.inventory.failures];
     const keys = logKeys(bundle, pins, failures);
-    if (keys === undefined) return finish(p, emptyReport(failures), bundle.inventory.unverified, "bundle");
+    if (keys === undefined)
+      return { report: emptyReport(failures), unverified: bundle.inventory.unverified, keySource: "bundle" };
     const [logKey, ...others] = keys.verifiers;
     const trustedNotes: { source: string; note: Uint8Array }[] = [];
     const trustedPaths = p.values["trusted-checkpoint"];
@@ -241,6 +255,11 @@ export const command: Command = {
       logKey: logKey!.vkey,
     };
     const hsmKeySource = "hsmKeySource" in attestation ? attestation.hsmKeySource : undefined;
-    return finish(p, report, bundle.inventory.unverified, keys.source, hsmKeySource);
-  },
-};
+    return {
+      report,
+      unverified: bundle.inventory.unverified,
+      keySource: keys.source,
+      ...(hsmKeySource ? { hsmKeySource } : {}),
+    };
+  }
+}

@@ -34,7 +34,7 @@ function entry(i: number) {
   );
 }
 
-async function buildBundle(dir: string, n: number, log: (m: string) => void): Promise<string> {
+export async function buildBundle(dir: string, n: number, log: (m: string) => void): Promise<string> {
   const signer = softwareEd25519Signer("execgate.bench");
   const lineage = await openLineage({
     dir: join(dir, "lineage"),

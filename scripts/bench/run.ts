@@ -22,6 +22,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   daemon: async () => (await import("./daemon.js")).suite,
   hsm: async () => (await import("./hsm.js")).suite,
   chaos: async () => (await import("./chaos.js")).suite,
+  report: async () => (await import("./report.js")).suite,
 };
 
 function version(cmd: string, args: string[]): string {
