@@ -33,16 +33,16 @@ beforeAll(async () => {
       peer: { uid: 77, gid: 78, pid: 79, exeDigest: new Uint8Array(32).fill(0xab) },
     },
   );
-  const ref = { index: (await lin.journal.append(request)).index, leafHash: leafHash(encodeEntry(request)) };
+  const ref = { index: (await lin.add([request]))[0]!.index, leafHash: leafHash(encodeEntry(request)) };
   for (let i = 0; i < FILL; i += 500)
     await Promise.all(
       Array.from({ length: 500 }, (_, k) =>
-        lin.journal.append(makeEntry("daemon_stop", { wallMs: 2000 + i + k, monoUs: 2 }, { reason: "fill" })),
+        lin.add([makeEntry("daemon_stop", { wallMs: 2000 + i + k, monoUs: 2 }, { reason: "fill" })]),
       ),
     );
-  await lin.journal.append(
+  await lin.add([
     makeEntry("decision", { wallMs: 9000, monoUs: 3 }, { allow: false, reason: "scope_not_allowed" }, [ref]),
-  );
+  ]);
   bundle = join(dir, "bundle");
   await exportBundle({ lineage: lin, out: bundle });
   await lin.close();
