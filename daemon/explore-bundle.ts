@@ -202,7 +202,14 @@ export function inclusionOf(
 ): InclusionView {
   const leaf = leafHash(bytes);
   const base = { index, treeSize: cp.size, root: toHex(cp.rootHash), leafHash: toHex(leaf) };
-  if (index >= cp.size || cp.size > tree.size)
+  if (cp.size > tree.size)
+    return {
+      ...base,
+      path: [],
+      verified: false,
+      reason: `the bundle's entries end at ${tree.size}, short of the ${cp.size} the checkpoint signs`,
+    };
+  if (index >= cp.size)
     return { ...base, path: [], verified: false, reason: `the checkpoint covers entries 0..${cp.size - 1}` };
   const path = tree.inclusionProof(index, cp.size);
   try {

@@ -118,8 +118,8 @@ function print(
   }
   const signed = prefix === "" ? "verified above" : "NOT verified: --unverified";
   const out = [
-    // The unverified note already says so; every later line carries the prefix.
-    header.startsWith("UNVERIFIED") ? header : `${prefix}${header}`,
+    // The unverified note already says so; every other line carries the prefix.
+    ...header.split("\n").map((l) => (l.startsWith("UNVERIFIED") ? l : `${prefix}${l}`)),
     `${prefix}latest checkpoint: ${c.origin}, size ${c.size}, root ${toHex(c.rootHash)} (${signed})`,
   ];
   for (const s of shown) out.push(`${prefix}${s.role}:`, ...entryText(s.entry, s.inclusion, prefix));
