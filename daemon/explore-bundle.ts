@@ -1,15 +1,17 @@
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { EntryLookup } from "../src/audit/explore/index.js";
 import { ExecgateError } from "../src/core/errors.js";
 import { toHex } from "../src/core/hex.js";
 import { parseSegment } from "../src/lineage/bundle-files.js";
 import { type Checkpoint, parseCheckpoint } from "../src/lineage/checkpoint.js";
+import { MAX_ENTRY_READ_BYTES } from "../src/lineage/entry.js";
 import { leafHash } from "../src/lineage/hash.js";
 import { MerkleTree, verifyInclusion } from "../src/lineage/merkle.js";
 import { parseNote } from "../src/lineage/note.js";
+import { checkRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../src/lineage/record.js";
 import { TILE_WIDTH, tileIndexPath } from "../src/lineage/tiles.js";
 
 /**
@@ -32,9 +34,60 @@ async function segmentNames(dir: string): Promise<string[]> {
   }
 }
 
+/** Bytes read from a segment file at a time: the stream holds this much, not the segment. */
+const CHUNK = 1 << 20;
+
 /**
- * Every entry of the bundle in log order, one segment file in memory at a time; entries after a
- * bad record are not reached (audit verify reports it; with --unverified the listing stops there).
+ * The records of one segment file, read in chunks (each entry copied out of the chunk), so memory
+ * does not grow with the segment; stops at the first record that is not intact (as parseSegment).
+ */
+async function* segmentRecords(
+  path: string,
+  name: string,
+  end: { bad: boolean },
+): AsyncGenerator<{ first: number; bytes: Uint8Array }> {
+  const fh = await open(path, "r");
+  try {
+    let buf = new Uint8Array(0);
+    let eof = false;
+    /** Makes at least n bytes available in buf (fewer only at end of file). */
+    const fill = async (n: number) => {
+      while (buf.length < n && !eof) {
+        const chunk = new Uint8Array(Math.max(CHUNK, n - buf.length));
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+        if (bytesRead === 0) eof = true;
+        const joined = new Uint8Array(buf.length + bytesRead);
+        joined.set(buf);
+        joined.set(chunk.subarray(0, bytesRead), buf.length);
+        buf = joined;
+      }
+    };
+    await fill(SEGMENT_HEADER_BYTES);
+    // The header alone, through the same parser audit verify uses (magic, first index).
+    const first = parseSegment({ name, bytes: buf.subarray(0, SEGMENT_HEADER_BYTES) }).first;
+    buf = buf.subarray(SEGMENT_HEADER_BYTES);
+    for (;;) {
+      await fill(RECORD_HEADER_BYTES);
+      if (buf.length === 0) return;
+      end.bad = true;
+      if (buf.length < RECORD_HEADER_BYTES) return;
+      const len = new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0);
+      if (len > MAX_ENTRY_READ_BYTES) return;
+      await fill(RECORD_HEADER_BYTES + len);
+      if (checkRecord(buf, 0, MAX_ENTRY_READ_BYTES) !== len) return;
+      end.bad = false;
+      yield { first, bytes: buf.slice(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + len) };
+      buf = buf.subarray(RECORD_HEADER_BYTES + len);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Every entry of the bundle in log order, streamed (a chunk of one segment file in memory at a
+ * time); entries after a bad record are not reached (audit verify reports it; with --unverified
+ * the listing stops there).
  */
 export async function* bundleEntries(
   dir: string,
@@ -45,15 +98,14 @@ export async function* bundleEntries(
     const next = names[k + 1];
     // Skip whole segments before `from` by their names (each names its first index).
     if (next !== undefined && Number(next.slice(0, 20)) <= from) continue;
-    const seg = parseSegment({
-      name: names[k]!,
-      bytes: new Uint8Array(await readFile(join(dir, "segments", names[k]!))),
-    });
-    for (let i = 0; i < seg.entries.length; i++) {
-      const index = seg.first + i;
-      if (index >= from) yield { index, bytes: seg.entries[i]! };
+    let i = 0;
+    const end = { bad: false };
+    for await (const r of segmentRecords(join(dir, "segments", names[k]!), names[k]!, end)) {
+      const index = r.first + i++;
+      if (index >= from) yield { index, bytes: r.bytes };
     }
-    if (seg.badOffset !== undefined) return;
+    // A segment cut short by a bad record: nothing after it is in sequence.
+    if (end.bad) return;
   }
 }
 
@@ -150,7 +202,14 @@ export function inclusionOf(
 ): InclusionView {
   const leaf = leafHash(bytes);
   const base = { index, treeSize: cp.size, root: toHex(cp.rootHash), leafHash: toHex(leaf) };
-  if (index >= cp.size || cp.size > tree.size)
+  if (cp.size > tree.size)
+    return {
+      ...base,
+      path: [],
+      verified: false,
+      reason: `the bundle's entries end at ${tree.size}, short of the ${cp.size} the checkpoint signs`,
+    };
+  if (index >= cp.size)
     return { ...base, path: [], verified: false, reason: `the checkpoint covers entries 0..${cp.size - 1}` };
   const path = tree.inclusionProof(index, cp.size);
   try {

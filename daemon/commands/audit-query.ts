@@ -1,4 +1,5 @@
 import {
+  ExplainCache,
   type ExploredEntry,
   explainEntry,
   matches,
@@ -167,12 +168,13 @@ export const command: Command = {
     if (!json) await write(`${tableHeader(unverified)}\n`);
     let shown = 0;
     const lookup = new BundleLookup(dir);
+    const cache = new ExplainCache();
     for await (const { index, bytes } of bundleEntries(dir)) {
       if (shown >= limit) break;
       lookup.saw(index, bytes);
       let e: ExploredEntry;
       try {
-        e = explainEntry(index, bytes, lookup.lookup);
+        e = explainEntry(index, bytes, lookup.lookup, cache);
       } catch {
         continue; // undecodable: only reachable with --unverified (audit verify names it)
       }

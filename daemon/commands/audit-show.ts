@@ -1,4 +1,5 @@
 import {
+  ExplainCache,
   type ExploredEntry,
   explainEntry,
   parseTokenId,
@@ -42,6 +43,7 @@ interface Ctx {
   readonly lookup: BundleLookup;
   readonly tree: MerkleTree;
   readonly cp: Checkpoint;
+  readonly cache: ExplainCache;
 }
 
 async function show(ctx: Ctx, index: number, role: string): Promise<Shown | undefined> {
@@ -54,7 +56,7 @@ async function show(ctx: Ctx, index: number, role: string): Promise<Shown | unde
   if (bytes === undefined) return undefined;
   return {
     role,
-    entry: explainEntry(index, bytes, ctx.lookup.lookup),
+    entry: explainEntry(index, bytes, ctx.lookup.lookup, ctx.cache),
     inclusion: inclusionOf(ctx.tree, index, bytes, ctx.cp),
   };
 }
@@ -65,7 +67,7 @@ async function chainOf(ctx: Ctx, tokenId: string): Promise<TokenLinks | undefine
   for await (const { index, bytes } of bundleEntries(ctx.dir, c.decisionIndex)) {
     ctx.lookup.saw(index, bytes);
     try {
-      c.observe(explainEntry(index, bytes, ctx.lookup.lookup));
+      c.observe(explainEntry(index, bytes, ctx.lookup.lookup, ctx.cache));
     } catch {
       // an undecodable entry belongs to no chain (audit verify reports it)
     }
@@ -83,7 +85,7 @@ async function epochsMatching(
     ctx.lookup.saw(index, bytes);
     let e: ExploredEntry;
     try {
-      e = explainEntry(index, bytes, ctx.lookup.lookup);
+      e = explainEntry(index, bytes, ctx.lookup.lookup, ctx.cache);
     } catch {
       continue;
     }
@@ -118,7 +120,8 @@ function print(
   }
   const signed = prefix === "" ? "verified above" : "NOT verified: --unverified";
   const out = [
-    `${prefix}${header}`,
+    // The unverified note already says so; every other line carries the prefix.
+    ...header.split("\n").map((l) => (l.startsWith("UNVERIFIED") ? l : `${prefix}${l}`)),
     `${prefix}latest checkpoint: ${c.origin}, size ${c.size}, root ${toHex(c.rootHash)} (${signed})`,
   ];
   for (const s of shown) out.push(`${prefix}${s.role}:`, ...entryText(s.entry, s.inclusion, prefix));
@@ -176,7 +179,13 @@ export const command: Command = {
     const prefix = verdict.unverified ? "UNVERIFIED " : "";
     const latest = readLatestCheckpoint(dir);
     const cp = latest.checkpoint;
-    const ctx: Ctx = { dir, lookup: new BundleLookup(dir), tree: await bundleTree(dir), cp };
+    const ctx: Ctx = {
+      dir,
+      lookup: new BundleLookup(dir),
+      tree: await bundleTree(dir),
+      cp,
+      cache: new ExplainCache(),
+    };
     const allOk = (s: readonly Shown[]) => (s.every((x) => x.inclusion.verified) ? EXIT.ok : EXIT.failed);
 
     if (index !== undefined) {

@@ -268,6 +268,17 @@ describeTpm("audit show / audit query on a real daemon's bundle", () => {
     expect(uj.length).toBeGreaterThan(0);
     expect(uj.every((x) => x.unverified === true)).toBe(true);
     expect((await execgate(["audit", "query", bad, "--unverified", "--trust", trust])).code).toBe(2);
+    // show too: every line says it, and no proof verifies (the tree stops at the bad record,
+    // short of the size the checkpoint signed)
+    const st = await execgate(["audit", "show", bad, "--token", tokenIds[0]!, "--unverified"]);
+    expect(st.code).toBe(1);
+    expect(st.stdout).toMatch(
+      /inclusion: NOT verified \(the bundle's entries end at \d+, short of the \d+ the checkpoint signs\)/,
+    );
+    expect(st.stdout).not.toMatch(/inclusion: VERIFIED/);
+    const sl = st.stdout.trim().split("\n");
+    expect(sl.length).toBeGreaterThan(10);
+    expect(sl.filter((l) => !l.startsWith("UNVERIFIED"))).toEqual([]);
   });
 });
 

@@ -112,32 +112,82 @@ interface Decoded {
   readonly leaf: Uint8Array;
 }
 
+/** What the cache holds for an index: the entry, or only the leaf hash of bytes that do not decode. */
+interface Cached {
+  readonly entry?: Entry;
+  readonly leaf: Uint8Array;
+}
+
 /** Decodes entry bytes; the leaf hash is computed from exactly these bytes. */
 export function decodeAt(bytes: Uint8Array): Decoded {
   return { entry: decodeEntry(bytes), leaf: leafHash(bytes) };
 }
 
-/** Follows a back-reference, checking the entry found has the leaf hash the reference names. */
-function follow(ref: BackRef, lookup: EntryLookup): { view: ResolvedRef; target?: Decoded } {
-  const base = { index: ref.index, leafHash: toHex(ref.leafHash) };
-  const bytes = lookup(ref.index);
-  if (bytes === undefined) return { view: { ...base, status: "missing" } };
-  const leaf = leafHash(bytes);
-  if (!bytesEqual(leaf, ref.leafHash)) return { view: { ...base, status: "leaf_mismatch" } };
-  try {
-    const entry = decodeEntry(bytes);
-    return {
-      view: { ...base, status: "ok", type: entry.type, wallMs: entry.time.wallMs },
-      target: { entry, leaf },
-    };
-  } catch {
-    return { view: { ...base, status: "undecodable" } };
+/**
+ * Entries already decoded, by index, so a reference many entries name (an epoch every decision
+ * names) is hashed and decoded once. Bounded: the oldest is dropped first. A hit is still held to
+ * the reference's leaf hash.
+ */
+export class ExplainCache {
+  private readonly decoded = new Map<number, Cached | undefined>();
+  private readonly epochIds = new Map<number, string>();
+  constructor(private readonly max = 1024) {}
+
+  get(index: number, lookup: EntryLookup): Cached | undefined {
+    if (this.decoded.has(index)) return this.decoded.get(index);
+    const bytes = lookup(index);
+    let d: Cached | undefined;
+    if (bytes !== undefined) {
+      try {
+        d = decodeAt(bytes);
+      } catch {
+        d = { leaf: leafHash(bytes) };
+      }
+    }
+    this.put(this.decoded, index, d);
+    return d;
   }
+
+  epochId(index: number, entry: Extract<Entry, { type: "epoch" }>): string {
+    let id = this.epochIds.get(index);
+    if (id === undefined) {
+      id = epochIdOf(entry);
+      this.put(this.epochIds, index, id);
+    }
+    return id;
+  }
+
+  private put<V>(m: Map<number, V>, k: number, v: V): void {
+    m.set(k, v);
+    if (m.size > this.max) m.delete(m.keys().next().value!);
+  }
+}
+
+/** Follows a back-reference, checking the entry found has the leaf hash the reference names. */
+function follow(
+  ref: BackRef,
+  lookup: EntryLookup,
+  cache: ExplainCache,
+): { view: ResolvedRef; target?: Decoded } {
+  const base = { index: ref.index, leafHash: toHex(ref.leafHash) };
+  const d = cache.get(ref.index, lookup);
+  if (d === undefined) return { view: { ...base, status: "missing" } };
+  if (!bytesEqual(d.leaf, ref.leafHash)) return { view: { ...base, status: "leaf_mismatch" } };
+  if (d.entry === undefined) return { view: { ...base, status: "undecodable" } };
+  return {
+    view: { ...base, status: "ok", type: d.entry.type, wallMs: d.entry.time.wallMs },
+    target: { entry: d.entry, leaf: d.leaf },
+  };
 }
 
 /** Reads a token's claims without verifying its signature (audit verify checks every redeemed one). */
 export function tokenClaimsOf(token: Uint8Array): TokenClaims {
   return claimsFromCbor(decode(decodeToken(token).payload));
+}
+
+/** An epoch entry's id, SHA-256 of its binding (without reading its PCRs: every decision asks). */
+export function epochIdOf(entry: Extract<Entry, { type: "epoch" }>): string {
+  return toHex(sha256(decodeEpochRecord(entry.body.quote).bindingBytes));
 }
 
 /** The epoch record in an epoch entry, as the auditor reads it. */
@@ -223,6 +273,7 @@ function iso(ms: number): string {
 function decisionContext(
   refs: readonly { view: ResolvedRef; target?: Decoded }[],
   problems: string[],
+  cache: ExplainCache,
 ): { caller?: Caller; scope?: string; epochId?: string } {
   let caller: Caller | undefined;
   let scope: string | undefined;
@@ -235,7 +286,7 @@ function decisionContext(
       scope = t.entry.body.scope;
     } else if (t.entry.type === "epoch") {
       try {
-        epochId = epochView(t.entry).id;
+        epochId = cache.epochId(r.view.index, t.entry);
       } catch (e) {
         problems.push(`epoch ${r.view.index}: ${asExecgateError(e).message}`);
       }
@@ -253,10 +304,15 @@ function decisionContext(
  * two for token_issued → decision → request), and the caller, denial, token id and epoch it
  * concerns. Throws ExecgateError("malformed") only if the entry itself does not decode.
  */
-export function explainEntry(index: number, bytes: Uint8Array, lookup: EntryLookup): ExploredEntry {
+export function explainEntry(
+  index: number,
+  bytes: Uint8Array,
+  lookup: EntryLookup,
+  cache: ExplainCache = new ExplainCache(),
+): ExploredEntry {
   const { entry, leaf } = decodeAt(bytes);
   const problems: string[] = [];
-  const followed = entry.refs.map((r) => follow(r, lookup));
+  const followed = entry.refs.map((r) => follow(r, lookup, cache));
   for (const f of followed)
     if (f.view.status !== "ok") problems.push(`ref ${f.view.index}: ${f.view.status.replace("_", " ")}`);
   const tpm = entry.time.tpm;
@@ -281,7 +337,7 @@ export function explainEntry(index: number, bytes: Uint8Array, lookup: EntryLook
       extra.scope = entry.body.scope;
       break;
     case "decision": {
-      const ctx = decisionContext(followed, problems);
+      const ctx = decisionContext(followed, problems, cache);
       Object.assign(extra, ctx);
       const own = field(entry.body, "peer");
       if (own !== undefined)
@@ -311,8 +367,8 @@ export function explainEntry(index: number, bytes: Uint8Array, lookup: EntryLook
       if (d?.target) {
         extra.tokenId = toHex(tokenIdFor(d.view.index, d.target.leaf));
         extra.decisionIndex = d.view.index;
-        const inner = d.target.entry.refs.map((r) => follow(r, lookup));
-        Object.assign(extra, decisionContext(inner, problems));
+        const inner = d.target.entry.refs.map((r) => follow(r, lookup, cache));
+        Object.assign(extra, decisionContext(inner, problems, cache));
       }
       break;
     }
@@ -371,8 +427,9 @@ export function explainEntry(index: number, bytes: Uint8Array, lookup: EntryLook
       const first = followed.find((f) => f.target?.entry.type === "decision");
       const ctx = first?.target
         ? decisionContext(
-            first.target.entry.refs.map((r) => follow(r, lookup)),
+            first.target.entry.refs.map((r) => follow(r, lookup, cache)),
             problems,
+            cache,
           )
         : {};
       if (ctx.caller) extra.caller = ctx.caller;
