@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # systemd: systemd-analyze and systemd-socket-activate for the unit tests (not run as PID 1);
 # strace: the test that checks the unit's syscall filter against what the daemon really calls.
 # python3, make, g++: node-gyp, which builds native/ and pkcs11js (absent from slim images).
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++)
+# dpkg-dev (dpkg-shlibdeps), binutils (strip), lintian: scripts/package.sh and its test.
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++
+  dpkg-dev binutils lintian)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -51,7 +51,7 @@ export function renderManPage(input: ManPageInput): string {
     "PKCS#11 HSM) has proven that the host's measured state matches the policy; every request,",
     "decision and execution is recorded in an append\\-only Merkle lineage log that auditors",
     "verify offline with",
-    ".BR \"execgate audit verify\" .",
+    '.BR "execgate audit verify" .',
     "The daemon runs as the systemd service",
     ".BR execgate.service ,",
     "activated by",
@@ -61,7 +61,7 @@ export function renderManPage(input: ManPageInput): string {
     ".SH COMMANDS",
   ];
   for (const c of input.commands) {
-    lines.push(`.SS ${quoted(`execgate ${c.name}`)}`, ...verbatim(c.help));
+    lines.push(`.SS ${quoted(roffLine(`execgate ${c.name}`))}`, ...verbatim(c.help));
   }
   lines.push(
     ".SH FILES",
