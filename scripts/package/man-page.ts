@@ -12,7 +12,7 @@ export interface ManCommand {
 
 export interface ManPageInput {
   readonly version: string;
-  /** YYYY-MM-DD, from the build's SOURCE_DATE_EPOCH (not the clock: builds are reproducible). */
+  /** YYYY-MM-DD, from the build's SOURCE_DATE_EPOCH (the last commit), not the clock. */
   readonly date: string;
   /** `execgate --help`, verbatim. */
   readonly overview: string;
