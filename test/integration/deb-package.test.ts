@@ -63,10 +63,10 @@ let lintian: Promise<{ out: string; code: number }>;
 let daemon: TestDaemon | undefined;
 
 async function build(version: string): Promise<string> {
-  // gzip: quicker to build than xz, and lintian refuses uncompressed members.
+  // gzip -1: many times quicker to build than xz, and lintian refuses uncompressed members.
   const { stdout } = await run(
     "bash",
-    [PACKAGE, "--version", version, "--out", join(tmp, "out"), "--compress", "gzip"],
+    [PACKAGE, "--version", version, "--out", join(tmp, "out"), "--compress", "gzip", "--level", "1"],
     { env: buildEnv, timeout: 300_000, maxBuffer: 16 << 20 },
   );
   const deb = join(tmp, "out", `execgate_${version}_amd64.deb`);
@@ -137,6 +137,17 @@ afterAll(async () => {
 
 describePackage("the Debian package", () => {
   let files: string[] = [];
+
+  it("package.sh refuses to build without a Node binary to carry, or with unknown options", async () => {
+    const noNode = await run("bash", [PACKAGE, "--out", join(tmp, "none")], {
+      env: { ...process.env, EXECGATE_NODE: join(tmp, "no-such-node") },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect("code" in noNode && noNode.code).toBe(3);
+    expect("stderr" in noNode && noNode.stderr).toContain("no Node binary to package: set EXECGATE_NODE");
+    const bogus = await run("bash", [PACKAGE, "--compress", "zip"]).catch((e: { code: number }) => e);
+    expect("code" in bogus && bogus.code).toBe(2);
+    expect(existsSync(join(tmp, "none"))).toBe(false);
+  });
 
   it("carries the private Node, the app with its addons, units, config as conffiles, man page and docs", async () => {
     const listing = (await run("dpkg-deb", ["-c", firstDeb], { maxBuffer: 16 << 20 })).stdout;
