@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # python3, make, g++: node-gyp, which builds native/ and pkcs11js (absent from slim images).
 # chromium: the browser the audit report tests open reports in (driven by playwright-core).
 # prometheus: its promtool checks the shipped alerting rules and dashboard queries (monitoring/).
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++ prometheus chromium)
+# dpkg-dev (dpkg-shlibdeps), binutils (strip), lintian: scripts/package.sh and its test.
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 softhsm2 opensc openssl systemd strace python3 make g++
+  prometheus chromium dpkg-dev binutils lintian)
 
 # One dpkg-query for all, not one per package: this runs on every dev.sh start.
 installed=" $(dpkg-query -W -f='${Package}:${Status} ' "${APT_PACKAGES[@]}" 2>/dev/null || true)"

@@ -47,6 +47,8 @@ describe("scripts/install.sh into a DESTDIR", () => {
       "usr/lib/execgate/node_modules/smol-toml/package.json",
       "usr/lib/execgate/node_modules/pkcs11js/package.json",
       "usr/lib/execgate/docs/operations.md",
+      "usr/lib/execgate/dist/src/client/index.d.ts",
+      "usr/lib/execgate/examples/policy.toml",
       "usr/lib/systemd/system/execgate.service",
       "usr/lib/systemd/system/execgate.socket",
       "usr/lib/sysusers.d/execgate.conf",
