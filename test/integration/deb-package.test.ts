@@ -244,6 +244,19 @@ describePackage("the Debian package", () => {
       { cwd: tmp, timeout: 120_000 },
     );
     expect(dev.stdout).toContain("result: attested");
+    // Both addons load on the stripped Node (dev up --root tpm needs neither pkcs11js nor the HSM).
+    const lib = inRoot("usr/lib/execgate");
+    const addons = await run(
+      installedNode(),
+      [
+        "-e",
+        "const { PKCS11 } = require(process.argv[1]); const n = require(process.argv[2]); console.log(typeof PKCS11, typeof n)",
+        join(lib, "node_modules/pkcs11js"),
+        join(lib, "native/build/Release/execgate_native.node"),
+      ],
+      { cwd: tmp },
+    );
+    expect(addons.stdout.trim()).toBe("function object");
   });
 
   it("the installed units: systemd-analyze verify clean, security exposure at most 1.0", async () => {
