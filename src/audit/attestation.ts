@@ -33,9 +33,12 @@ import type { AuditFailure } from "./verify.js";
  *              once: once per allow decision, and its id once per run.
  */
 
-export interface AttestationAuditInput {
+export interface AttestationAuditInput extends AttestationOptions {
   /** All entries in log order (index = position). */
   readonly entries: readonly Entry[];
+}
+
+export interface AttestationOptions {
   /** Signed checkpoints that verified (size → root). */
   readonly checkpoints: ReadonlyMap<number, Uint8Array>;
   /** The AK that signs quotes (from the enrollment record); without it quotes cannot be checked. */
@@ -73,13 +76,59 @@ function tokenSignatureOk(msg: CoseSign1, issuer: Uint8Array, hsm: KeyObject | u
 interface EpochInfo {
   readonly index: number;
   readonly hash: Uint8Array;
-  readonly record: EpochRecord;
+  /** The issuer key its binding names (signs its tokens). */
+  readonly issuer: Uint8Array;
   readonly verified: boolean;
   /** The policy that judged it (absent in logs from before it was recorded). */
   readonly policyDigest: Uint8Array | undefined;
 }
 
 export function auditAttestation(input: AttestationAuditInput): AttestationSummary {
+  const a = attestationAuditor(input);
+  input.entries.forEach((e, index) => a.push(index, e));
+  return a.finish();
+}
+
+/** What the audit keeps of each entry to check later ones against (one byte per entry). */
+const KIND = { other: 0, allow: 1, denial: 2, request: 3 } as const;
+/** A denial's request is looked up among this many entries before it (it is the one just before). */
+const REQUEST_WINDOW = 1 << 20;
+
+/** A denial as denial_repeats checks it; requestUid "far" when its request is out of the window. */
+interface DenialInfo {
+  readonly reason: string | undefined;
+  readonly code: string | undefined;
+  readonly requestUid: number | undefined | "far";
+}
+
+/** The entries' kinds, one byte each, grown by doubling. */
+class KindColumn {
+  private buf = new Uint8Array(1 << 16);
+  set(i: number, k: number): void {
+    if (i >= this.buf.length) {
+      const next = new Uint8Array(Math.max(this.buf.length * 2, i + 1));
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[i] = k;
+  }
+  get(i: number): number {
+    return i >= 0 && i < this.buf.length ? this.buf[i]! : KIND.other;
+  }
+}
+
+/**
+ * The attestation audit fed one entry at a time, in log order (a bundle of any size streams
+ * through it): what later entries are checked against is kept compactly, not the entries.
+ */
+export function attestationAuditor(input: AttestationOptions): {
+  push(index: number, e: Entry): void;
+  finish(): AttestationSummary;
+} {
+  const kinds = new KindColumn();
+  const denials = new Map<number, DenialInfo>();
+  /** Recent requests' uids in log order (oldest first), pruned to REQUEST_WINDOW. */
+  const requestUids = new Map<number, number>();
   const failures: AuditFailure[] = [];
   const fail = (check: string, index: number, reason: string): void => {
     failures.push({ check, index, reason });
@@ -109,9 +158,16 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
     failures.push({ check: "ak", reason: "no AK public key in the bundle: quotes cannot be verified" });
   }
 
-  for (let index = 0; index < input.entries.length; index++) {
-    const e = input.entries[index]!;
+  const push = (index: number, e: Entry): void => {
     switch (e.type) {
+      case "request":
+        kinds.set(index, KIND.request);
+        requestUids.set(index, e.body.peer.uid);
+        for (const [k] of requestUids) {
+          if (k > index - REQUEST_WINDOW) break;
+          requestUids.delete(k);
+        }
+        break;
       case "daemon_start":
         prev = undefined; // a new run starts a new epoch chain
         runIds.clear(); // and its own token ids
@@ -127,7 +183,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           rec = decodeEpochRecord(e.body.quote);
         } catch (err) {
           fail("epoch_record", index, asExecgateError(err).message);
-          continue;
+          return;
         }
         const b = rec.binding;
         const hash = sha256(rec.bindingBytes);
@@ -201,7 +257,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         const info = {
           index,
           hash,
-          record: rec,
+          issuer: rec.binding.issuer,
           verified: rec.verified && (quoteOk || !requireTpm) && hsmOk,
           policyDigest,
         };
@@ -211,6 +267,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         break;
       }
       case "decision":
+        kinds.set(index, e.body.allow ? KIND.allow : KIND.denial);
+        if (!e.body.allow) denials.set(index, denialInfo(e, kinds, requestUids));
         if (
           e.body.code !== undefined &&
           (e.body.allow || !e.body.reason || !codeFitsReason(e.body.reason, e.body.code))
@@ -228,7 +286,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         issued.set(toHex(e.body.digest), index);
         break;
       case "denial_repeats": {
-        const problem = repeatsProblem(e.body, e.refs, input.entries, namedByRepeats);
+        const problem = repeatsProblem(e.body, e.refs, denials, namedByRepeats);
         if (problem) fail("denial_repeats", index, problem);
         break;
       }
@@ -242,11 +300,11 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           claims = claimsFromCbor(decode(msg.payload));
         } catch (err) {
           fail("token", index, `redeemed token does not decode: ${asExecgateError(err).message}`);
-          continue;
+          return;
         }
         const ep = epochsByHash.get(toHex(claims.epoch));
         if (!ep) fail("token_epoch", index, "token names an epoch not in the log");
-        else if (!tokenSignatureOk(msg, ep.record.binding.issuer, input.hsmPublic)) {
+        else if (!tokenSignatureOk(msg, ep.issuer, input.hsmPublic)) {
           fail("token_signature", index, "signed neither by its epoch's issuer key nor by the HSM root key");
         } else if (ep.policyDigest && !bytesEqual(ep.policyDigest, claims.policyDigest)) {
           fail("token_policy", index, "names another policy than the one that judged its epoch");
@@ -268,10 +326,9 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         else if (runIds.has(id)) fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
         if (first === undefined) redeemedDecisions.set(decisionIndex, index);
         runIds.add(id);
-        const d = input.entries[decisionIndex];
         if (
-          d?.type !== "decision" ||
-          !d.body.allow ||
+          decisionIndex >= index ||
+          kinds.get(decisionIndex) !== KIND.allow ||
           !e.refs.some((r) => r.index === decisionIndex && bytesEqual(r.leafHash, decisionLeaf))
         ) {
           fail("token_decision", index, "does not name the allow decision it was issued under");
@@ -281,8 +338,22 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
       default:
         break;
     }
-  }
-  return { epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures };
+  };
+  return {
+    push,
+    finish: () => ({ epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures }),
+  };
+}
+
+/** A denial as kept for denial_repeats: its reason, code, and the uid of the request it names. */
+function denialInfo(
+  e: Entry & { type: "decision" },
+  kinds: KindColumn,
+  requestUids: ReadonlyMap<number, number>,
+): DenialInfo {
+  const ref = e.refs.find((r) => kinds.get(r.index) === KIND.request);
+  const requestUid = ref === undefined ? undefined : (requestUids.get(ref.index) ?? "far");
+  return { reason: e.body.reason, code: e.body.code, requestUid };
 }
 
 /**
@@ -294,7 +365,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
 function repeatsProblem(
   b: DenialRepeatsBody,
   refs: Entry["refs"],
-  entries: readonly Entry[],
+  denials: ReadonlyMap<number, DenialInfo>,
   named: Set<number>,
 ): string | undefined {
   // The decoder gives bigints above 2^53: no honest count or time is that large.
@@ -308,13 +379,15 @@ function repeatsProblem(
   if (refs.length > 1) return "names more than the denial that opened its window";
   const ref = refs[0];
   if (!ref) return undefined;
-  const d = entries[ref.index];
-  if (d?.type !== "decision" || d.body.allow || d.body.reason !== b.reason || d.body.code !== b.code)
+  const d = denials.get(ref.index);
+  if (d === undefined || d.reason !== b.reason || d.code !== b.code)
     return `entry ${ref.index} is not a denial of reason ${b.reason}${b.code ? ` (${b.code})` : ""}`;
   if (named.has(ref.index)) return `the denial at ${ref.index} opened another window already`;
   named.add(ref.index);
-  const request = d.refs.map((r) => entries[r.index]).find((x) => x?.type === "request");
-  if (request?.type === "request" && request.body.peer.uid !== b.uid)
-    return `counts uid ${b.uid ?? "(unidentified)"}, its first denial was of uid ${request.body.peer.uid}`;
+  // Fail closed on what the window no longer holds: an honest denial follows its request.
+  if (d.requestUid === "far")
+    return `the request of the denial at ${ref.index} is too far before it to check`;
+  if (d.requestUid !== undefined && d.requestUid !== b.uid)
+    return `counts uid ${b.uid ?? "(unidentified)"}, its first denial was of uid ${d.requestUid}`;
   return undefined;
 }
