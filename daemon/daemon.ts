@@ -17,6 +17,7 @@ import { hsmTokenSigner } from "../src/hsm/token.js";
 import { BlobStore } from "../src/lineage/blobs.js";
 import { DISK_SAMPLE_MS, DiskSpaceWatch } from "../src/lineage/disk-space.js";
 import { makeEntry } from "../src/lineage/entry.js";
+import { writeAuditBundle } from "../src/lineage/export-bundle.js";
 import { type Lineage, openLineage } from "../src/lineage/lineage.js";
 import { algById, type BankName } from "../src/measure/hash.js";
 import { DaemonMetrics } from "../src/metrics/daemon-metrics.js";
@@ -40,7 +41,6 @@ import { type PcrSelection, pcrIndices } from "../src/tpm/structures/pcr-selecti
 import { parseTpm2bPublic, type TpmtPublic, tpmPublicKey } from "../src/tpm/structures/public.js";
 import { checkEkChain } from "./ek-check.js";
 import { EXIT } from "./exit.js";
-import { writeAuditBundle } from "./export.js";
 import { gateHandler, imaExeCheck } from "./handler.js";
 import { runStopSteps, type StopStep } from "./stop.js";
 

@@ -1,12 +1,17 @@
 import { parseCheckpointLog } from "../../src/audit/bundle.js";
+import {
+  type AuditBundle,
+  auditBlobDigests,
+  auditTiles,
+  readAuditBundle,
+} from "../../src/audit/bundle-dir.js";
+import { auditKeysAndAttestation } from "../../src/audit/files.js";
 import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
 import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
 import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
 import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
 import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
 import { flag, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
-import { type AuditBundle, auditBlobDigests, auditTiles, readAuditBundle } from "../audit-bundle.js";
-import { auditKeysAndAttestation } from "../audit-files.js";
 import { formatVerifyReport, type VerifyReport } from "../audit-report.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";

@@ -85,7 +85,7 @@ interface EpochInfo {
 
 export function auditAttestation(input: AttestationAuditInput): AttestationSummary {
   const a = attestationAuditor(input);
-  input.entries.forEach((e, index) => a.push(index, e));
+  for (let i = 0; i < input.entries.length; i++) a.push(i, input.entries[i]!);
   return a.finish();
 }
 

@@ -1,16 +1,16 @@
 import type { KeyObject } from "node:crypto";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { makeDirs } from "../src/core/mkdirs.js";
-import { exportBundle } from "../src/lineage/export.js";
-import type { Lineage } from "../src/lineage/lineage.js";
-import { ekCertificateKey } from "../src/tpm/ek-chain.js";
-import { certify } from "../src/tpm/ops/attest.js";
-import { readEkCertificates } from "../src/tpm/ops/ek-certs.js";
-import { HANDLES, handleHex } from "../src/tpm/ops/handles.js";
-import { readPublic } from "../src/tpm/ops/keys.js";
-import type { TpmRunner } from "../src/tpm/runner.js";
-import { parseTpm2bPublic, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { makeDirs } from "../core/mkdirs.js";
+import { ekCertificateKey } from "../tpm/ek-chain.js";
+import { certify } from "../tpm/ops/attest.js";
+import { readEkCertificates } from "../tpm/ops/ek-certs.js";
+import { HANDLES, handleHex } from "../tpm/ops/handles.js";
+import { readPublic } from "../tpm/ops/keys.js";
+import type { TpmRunner } from "../tpm/runner.js";
+import { parseTpm2bPublic, tpmPublicKey } from "../tpm/structures/public.js";
+import { exportBundle } from "./export.js";
+import type { Lineage } from "./lineage.js";
 
 /**
  * The auditor's bundle, written by the daemon (which holds the journal lock) into its state

@@ -1,21 +1,21 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { auditAttestation } from "../src/audit/attestation.js";
-import { parseCheckpointLog, parseSegment } from "../src/audit/bundle.js";
-import { hostUeid, originFailure } from "../src/audit/ek-binding.js";
-import { auditEnrollment } from "../src/audit/enrollment.js";
-import { auditHsmKey } from "../src/audit/hsm-key.js";
-import type { AuditFailure } from "../src/audit/verify.js";
-import { asExecgateError } from "../src/core/errors.js";
-import { bytesEqual, toHex } from "../src/core/hex.js";
-import { BlobStore } from "../src/lineage/blobs.js";
-import { openCheckpoint } from "../src/lineage/checkpoint.js";
-import { decodeEntry, type Entry } from "../src/lineage/entry.js";
-import type { BundleFiles } from "../src/lineage/export.js";
-import type { NoteVerifier } from "../src/lineage/note.js";
-import { decodePolicyRecord, isPolicyRecord } from "../src/policy/record.js";
-import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { asExecgateError } from "../core/errors.js";
+import { bytesEqual, toHex } from "../core/hex.js";
+import { BlobStore } from "../lineage/blobs.js";
+import { openCheckpoint } from "../lineage/checkpoint.js";
+import { decodeEntry, type Entry } from "../lineage/entry.js";
+import type { BundleFiles } from "../lineage/export.js";
+import type { NoteVerifier } from "../lineage/note.js";
+import { decodePolicyRecord, isPolicyRecord } from "../policy/record.js";
+import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../tpm/structures/public.js";
+import { auditAttestation } from "./attestation.js";
+import { parseCheckpointLog, parseSegment } from "./bundle.js";
+import { hostUeid, originFailure } from "./ek-binding.js";
+import { auditEnrollment } from "./enrollment.js";
+import { auditHsmKey } from "./hsm-key.js";
+import type { AuditFailure } from "./verify.js";
 
 /**
  * Why the bundle's enrollment/ak.pub is not the AK the auditor enrolled (--ak-pub), or undefined
