@@ -1,12 +1,10 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ExecgateError } from "../core/errors.js";
 import { assertBundleDir } from "../lineage/export.js";
-import { leafHash } from "../lineage/hash.js";
 import { EntryBundleStream, HashTileStream, type TileFile } from "../lineage/tiles.js";
-import { parseSegment, type SegmentFile } from "./bundle.js";
 import {
   type Inventory,
   type InventoryRule,
@@ -19,8 +17,8 @@ import type { AuditFailure } from "./verify.js";
 
 /**
  * The auditor's reading of a bundle directory (docs/audit.md): every path listed and matched
- * against the inventory (src/audit/inventory.ts), then the log files read for the pure verifier,
- * and the checks that need the files themselves: tiles recomputed and compared byte for byte,
+ * against the inventory (src/audit/inventory.ts), then the small log files read for the pure
+ * verifier (segments are streamed), and the checks that need the files themselves: tiles recomputed and compared byte for byte,
  * and every blob hashed against its name. A file that is absent is undefined here; whether that
  * fails is the inventory's call, made in one place.
  */
@@ -32,7 +30,8 @@ const MAX_PATHS = 50_000_000;
 
 export interface AuditBundle {
   readonly inventory: Inventory;
-  readonly segments: readonly SegmentFile[];
+  /** segments/*.seg, bundle-relative, in order: read as a stream (readSegmentEvents). */
+  readonly segmentPaths: readonly string[];
   readonly checkpointLog?: Uint8Array;
   readonly checkpointFile?: Uint8Array;
   readonly vkeyText?: string;
@@ -73,16 +72,14 @@ export async function readAuditBundle(dir: string, opts: { keyChain: boolean }):
     return p === undefined ? undefined : read(p);
   };
   const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b));
-  const segments: SegmentFile[] = [];
-  for (const p of pathsOf(inventory, LOG_FILES.segment))
-    segments.push({ name: p.slice("segments/".length), bytes: await read(p) });
+  const segmentPaths = [...pathsOf(inventory, LOG_FILES.segment)].sort();
   const checkpointLog = await one(LOG_FILES.checkpointLog);
   const checkpointFile = await one(LOG_FILES.checkpoint);
   const vkeyText = text(await one(LOG_FILES.vkey));
   const originText = text(await one(LOG_FILES.origin));
   return {
     inventory,
-    segments,
+    segmentPaths,
     ...(checkpointLog ? { checkpointLog } : {}),
     ...(checkpointFile ? { checkpointFile } : {}),
     ...(vkeyText !== undefined ? { vkeyText } : {}),
@@ -91,57 +88,61 @@ export async function readAuditBundle(dir: string, opts: { keyChain: boolean }):
 }
 
 /**
- * tile/ recomputed from the segments' entries and compared byte for byte: every tile the log
- * has must be there and equal (`tile_missing`, `tile_mismatch`), and no other (`tile_extra`).
- * One tile is computed and one file read at a time.
+ * tile/ recomputed from the log's entries as they stream past and compared byte for byte: every
+ * tile the log has must be there and equal (`tile_missing`, `tile_mismatch`), and no other
+ * (`tile_extra`). One tile is computed and one file read at a time.
  */
-export async function auditTiles(
-  dir: string,
-  segments: readonly SegmentFile[],
-  present: readonly string[],
-): Promise<AuditFailure[]> {
-  const failures: AuditFailure[] = [];
-  const left = new Set(present);
-  const compare = async (t: TileFile) => {
-    if (!left.delete(t.path)) {
-      failures.push({ check: "tile_missing", path: t.path, reason: `${t.path} is not in the bundle` });
+export class TileAudit {
+  readonly failures: AuditFailure[] = [];
+  private readonly left: Set<string>;
+  private readonly hashes = new HashTileStream();
+  private readonly bundles = new EntryBundleStream();
+
+  constructor(
+    private readonly dir: string,
+    present: readonly string[],
+  ) {
+    this.left = new Set(present);
+  }
+
+  push(entry: Uint8Array, leaf: Uint8Array): void {
+    for (const t of this.hashes.push(leaf)) this.compare(t);
+    const b = this.bundles.push(entry);
+    if (b) this.compare(b);
+  }
+
+  finish(): AuditFailure[] {
+    for (const t of this.hashes.finish()) this.compare(t);
+    const last = this.bundles.finish();
+    if (last) this.compare(last);
+    for (const p of [...this.left].sort())
+      this.failures.push({ check: "tile_extra", path: p, reason: `${p} is no tile of the log's entries` });
+    return this.failures;
+  }
+
+  private compare(t: TileFile): void {
+    if (!this.left.delete(t.path)) {
+      this.failures.push({ check: "tile_missing", path: t.path, reason: `${t.path} is not in the bundle` });
       return;
     }
-    const bytes = await readFile(join(dir, t.path));
-    if (!bytes.equals(t.bytes))
-      failures.push({
+    if (!readFileSync(join(this.dir, t.path)).equals(t.bytes))
+      this.failures.push({
         check: "tile_mismatch",
         path: t.path,
         reason: `${t.path} differs from the log's entries`,
       });
-  };
-  const hashes = new HashTileStream();
-  const bundles = new EntryBundleStream();
-  for (const file of [...segments].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    let entries: readonly Uint8Array[];
-    try {
-      entries = parseSegment(file).entries;
-    } catch {
-      continue; // segment_header reports it
-    }
-    for (const entry of entries) {
-      for (const t of hashes.push(leafHash(entry))) await compare(t);
-      const b = bundles.push(entry);
-      if (b) await compare(b);
-    }
   }
-  for (const t of hashes.finish()) await compare(t);
-  const last = bundles.finish();
-  if (last) await compare(last);
-  for (const p of [...left].sort())
-    failures.push({ check: "tile_extra", path: p, reason: `${p} is no tile of the log's entries` });
-  return failures;
 }
 
 /** Every file in blobs/ hashes to its name, read as a stream (evidence blobs can be large). */
-export async function auditBlobDigests(dir: string, blobs: readonly string[]): Promise<AuditFailure[]> {
+export async function auditBlobDigests(
+  dir: string,
+  blobs: readonly string[],
+  onProgress?: (done: number) => void,
+): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
-  for (const p of blobs) {
+  for (const [i, p] of blobs.entries()) {
+    if (onProgress && i % 1024 === 0) onProgress(i);
     const h = createHash("sha256");
     for await (const chunk of createReadStream(join(dir, p))) h.update(chunk as Buffer);
     if (h.digest("hex") !== p.slice("blobs/".length))

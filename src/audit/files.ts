@@ -6,16 +6,15 @@ import { bytesEqual, toHex } from "../core/hex.js";
 import { BlobStore } from "../lineage/blobs.js";
 import { openCheckpoint } from "../lineage/checkpoint.js";
 import { decodeEntry, type Entry } from "../lineage/entry.js";
-import type { BundleFiles } from "../lineage/export.js";
 import type { NoteVerifier } from "../lineage/note.js";
 import { decodePolicyRecord, isPolicyRecord } from "../policy/record.js";
 import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../tpm/structures/public.js";
-import { auditAttestation } from "./attestation.js";
-import { parseCheckpointLog, parseSegment } from "./bundle.js";
+import { attestationAuditor } from "./attestation.js";
+import { parseCheckpointLog, type SegmentEvent } from "./bundle.js";
 import { hostUeid, originFailure } from "./ek-binding.js";
 import { auditEnrollment } from "./enrollment.js";
 import { auditHsmKey } from "./hsm-key.js";
-import type { AuditFailure } from "./verify.js";
+import { type AuditFailure, PROGRESS_EVERY } from "./verify.js";
 
 /**
  * Why the bundle's enrollment/ak.pub is not the AK the auditor enrolled (--ak-pub), or undefined
@@ -56,13 +55,12 @@ function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string
  */
 export async function auditPolicyBlobs(
   dir: string,
-  entries: readonly Entry[],
+  entries: IndexedEntries,
   read = blobReader(dir),
 ): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
   const seen = new Set<string>();
-  for (let index = 0; index < entries.length; index++) {
-    const e = entries[index]!;
+  for (const [index, e] of indexed(entries)) {
     if (e.type !== "policy_loaded" || seen.has(toHex(e.body.policyDigest))) continue;
     seen.add(toHex(e.body.policyDigest));
     const fail = (reason: string) => failures.push({ check: "policy_blob", index, reason });
@@ -97,14 +95,13 @@ export async function auditPolicyBlobs(
  */
 export async function auditEvidenceBlobs(
   dir: string,
-  entries: readonly Entry[],
+  entries: IndexedEntries,
   read = blobReader(dir),
 ): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
   /** Digest → why it failed (undefined: it is fine), so a blob many epochs name is read once. */
   const checked = new Map<string, string | undefined>();
-  for (let index = 0; index < entries.length; index++) {
-    const e = entries[index]!;
+  for (const [index, e] of indexed(entries)) {
     if (e.type !== "epoch") continue;
     for (const d of e.body.evidence ?? []) {
       const hex = toHex(d);
@@ -136,10 +133,55 @@ function blobReader(dir: string, asked?: Set<string>) {
   };
 }
 
+/** All entries (position = index), or some of them with their index. */
+type IndexedEntries = readonly Entry[] | readonly (readonly [number, Entry])[];
+
+function indexed(entries: IndexedEntries): Iterable<readonly [number, Entry]> {
+  return entries.map((e, i) =>
+    Array.isArray(e) ? (e as readonly [number, Entry]) : ([i, e as Entry] as const),
+  );
+}
+
+/**
+ * What the log pass learns for the key and attestation audits, which need it before their own
+ * pass: whether any epoch is HSM-signed, the entries that name blobs, and the first entry that
+ * does not decode (the attestation needs every entry, in order). Entries after a bad segment
+ * header are not indexed, as the log pass reports.
+ */
+export class LogFacts {
+  epochsSigned = false;
+  readonly blobEntries: [number, Entry][] = [];
+  undecodable: AuditFailure | undefined;
+  private stopped = false;
+
+  /** A segment header that does not parse: no later entry is indexed. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  push(index: number, entry: Entry | undefined, error: unknown): void {
+    if (this.stopped || this.undecodable) return;
+    if (entry === undefined) {
+      this.undecodable = { check: "entry", index, reason: asExecgateError(error).message };
+      return;
+    }
+    if (entry.type === "epoch") {
+      if (entry.body.hsmSignature !== undefined) this.epochsSigned = true;
+      if ((entry.body.evidence ?? []).length > 0) this.blobEntries.push([index, entry]);
+    } else if (entry.type === "policy_loaded") this.blobEntries.push([index, entry]);
+  }
+}
+
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
 export async function auditKeysAndAttestation(
   dir: string,
-  files: BundleFiles,
+  files: {
+    readonly checkpointLog: Uint8Array;
+    readonly facts: LogFacts;
+    /** The segments again, for the attestation's own pass. */
+    readonly segmentEvents: () => Iterable<SegmentEvent>;
+    readonly onProgress?: (entries: number) => void;
+  },
   logKey: NoteVerifier,
   opts: {
     trustPem?: string;
@@ -187,25 +229,6 @@ export async function auditKeysAndAttestation(
     if (reason !== undefined) failures.push({ check: "ak_pin", reason });
   }
 
-  const entries: Entry[] = [];
-  let undecodable: AuditFailure | undefined;
-  decoding: for (const s of files.segments) {
-    let parsed: ReturnType<typeof parseSegment>;
-    try {
-      parsed = parseSegment(s);
-    } catch {
-      break; // segment_header (verifyBundle) reports it; the entries after it cannot be indexed
-    }
-    for (const b of parsed.entries) {
-      try {
-        entries.push(decodeEntry(b));
-      } catch (err) {
-        // verifyBundle reports undecodable entries; the attestation needs them all, in order.
-        undecodable = { check: "entry", index: entries.length, reason: asExecgateError(err).message };
-        break decoding;
-      }
-    }
-  }
   const checkpointNotes: string[] = [];
   const checkpoints = new Map<number, Uint8Array>();
   for (const r of parseCheckpointLog(files.checkpointLog).records) {
@@ -225,7 +248,7 @@ export async function auditKeysAndAttestation(
   const hsm = auditHsmKey({
     ...(opts.hsmKeyPem !== undefined ? { pinPem: opts.hsmKeyPem } : {}),
     ...(hsmKeyFile ? { inBundle: hsmKeyFile } : {}),
-    entries,
+    epochsSigned: files.facts.epochsSigned,
     checkpointNotes,
     logKeyName: logKey.name,
   });
@@ -256,9 +279,9 @@ export async function auditKeysAndAttestation(
 
   const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
   const source = hsm.source ? { hsmKeySource: hsm.source } : {};
+  const undecodable = files.facts.undecodable;
   if (undecodable) return { failures: [...failures, undecodable], summary: empty, ...source };
-  const a = auditAttestation({
-    entries,
+  const auditor = attestationAuditor({
     checkpoints,
     akPublic: keys.ak,
     requireTpm,
@@ -267,10 +290,19 @@ export async function auditKeysAndAttestation(
     requireHsmEpochs: hsm.source === "argument" || hsm.epochsSigned,
     ...(ueid ? { ueid } : {}),
   });
+  let index = 0;
+  for (const ev of files.segmentEvents()) {
+    if (ev.kind === "header_error") break; // as LogFacts: entries after it are not indexed
+    if (ev.kind !== "entry") continue;
+    auditor.push(index, decodeEntry(ev.bytes));
+    index += 1;
+    if (files.onProgress && index % PROGRESS_EVERY === 0) files.onProgress(index);
+  }
+  const a = auditor.finish();
   failures.push(
     ...a.failures,
-    ...(await auditPolicyBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
-    ...(await auditEvidenceBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
+    ...(await auditPolicyBlobs(dir, files.facts.blobEntries, blobReader(dir, opts.blobsRead))),
+    ...(await auditEvidenceBlobs(dir, files.facts.blobEntries, blobReader(dir, opts.blobsRead))),
   );
   return {
     failures,

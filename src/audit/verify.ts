@@ -1,7 +1,7 @@
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
 import { type Checkpoint, openCheckpoint } from "../lineage/checkpoint.js";
-import { decodeEntry } from "../lineage/entry.js";
+import { decodeEntry, type Entry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
 import { verifyConsistency } from "../lineage/merkle.js";
 import type { NoteVerifier } from "../lineage/note.js";
@@ -31,7 +31,14 @@ export interface AuditInputBase {
   /** Where the tree keeps its leaf hashes (default: memory). */
   readonly leaves?: LeafStore;
   /** Each entry as it passes (tiles are recomputed from the same pass). */
-  readonly onEntry?: (index: number, bytes: Uint8Array, leaf: Uint8Array) => void;
+  readonly onEntry?: (
+    index: number,
+    bytes: Uint8Array,
+    leaf: Uint8Array,
+    /** Undefined when it does not decode (error says why). */
+    entry: Entry | undefined,
+    error: unknown,
+  ) => void;
   readonly checkpointLog: Uint8Array;
   /** Checkpoints the auditor obtained earlier (e.g. from a previous audit) — anti-rollback. */
   readonly trustedCheckpoints?: readonly Checkpoint[];
@@ -127,10 +134,11 @@ function verifyWith(input: AuditInput | StreamAuditInput, tree: StreamTree): Aud
     const index = tree.size;
     const leaf = leafHash(bytes);
     tree.append(leaf);
-    input.onEntry?.(index, bytes, leaf);
     if (input.onProgress && (index + 1) % every === 0) input.onProgress(index + 1);
+    let e: Entry | undefined;
+    let error: unknown;
     try {
-      const e = decodeEntry(bytes);
+      e = decodeEntry(bytes);
       e.refs.forEach((r, k) => {
         if (r.index >= index) {
           failures.push({ check: "backref", reason: `refs[${k}] points forward to ${r.index}`, index });
@@ -142,9 +150,11 @@ function verifyWith(input: AuditInput | StreamAuditInput, tree: StreamTree): Aud
           });
         }
       });
-    } catch (e) {
-      failures.push({ check: "entry_decode", reason: asExecgateError(e).message, index });
+    } catch (err) {
+      error = err;
+      failures.push({ check: "entry_decode", reason: asExecgateError(err).message, index });
     }
+    input.onEntry?.(index, bytes, leaf, error === undefined ? e : undefined, error);
   }
 
   // 4: checkpoints
