@@ -13,6 +13,7 @@ import { decodeToken } from "../token/token.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
+import { RecentCallers } from "./recent.js";
 import type { AuditFailure } from "./verify.js";
 
 /*
@@ -91,15 +92,6 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
 
 /** What the audit keeps of each entry to check later ones against (one byte per entry). */
 const KIND = { other: 0, allow: 1, denial: 2, request: 3 } as const;
-/** A denial's request is looked up among this many entries before it (it is the one just before). */
-const REQUEST_WINDOW = 1 << 20;
-
-/** A denial as denial_repeats checks it; requestUid "far" when its request is out of the window. */
-interface DenialInfo {
-  readonly reason: string | undefined;
-  readonly code: string | undefined;
-  readonly requestUid: number | undefined | "far";
-}
 
 /** The entries' kinds, one byte each, grown by doubling. */
 class KindColumn {
@@ -126,9 +118,7 @@ export function attestationAuditor(input: AttestationOptions): {
   finish(): AttestationSummary;
 } {
   const kinds = new KindColumn();
-  const denials = new Map<number, DenialInfo>();
-  /** Recent requests' uids in log order (oldest first), pruned to REQUEST_WINDOW. */
-  const requestUids = new Map<number, number>();
+  const recent = new RecentCallers();
   const failures: AuditFailure[] = [];
   const fail = (check: string, index: number, reason: string): void => {
     failures.push({ check, index, reason });
@@ -159,14 +149,11 @@ export function attestationAuditor(input: AttestationOptions): {
   }
 
   const push = (index: number, e: Entry): void => {
+    if (e.type !== "request" && e.type !== "decision") recent.other(index);
     switch (e.type) {
       case "request":
         kinds.set(index, KIND.request);
-        requestUids.set(index, e.body.peer.uid);
-        for (const [k] of requestUids) {
-          if (k > index - REQUEST_WINDOW) break;
-          requestUids.delete(k);
-        }
+        recent.request(index, e.body.peer.uid);
         break;
       case "daemon_start":
         prev = undefined; // a new run starts a new epoch chain
@@ -268,7 +255,14 @@ export function attestationAuditor(input: AttestationOptions): {
       }
       case "decision":
         kinds.set(index, e.body.allow ? KIND.allow : KIND.denial);
-        if (!e.body.allow) denials.set(index, denialInfo(e, kinds, requestUids));
+        if (e.body.allow) recent.other(index);
+        else
+          recent.denial(
+            index,
+            e.body.reason,
+            e.body.code,
+            e.refs.find((r) => r.index < index && kinds.get(r.index) === KIND.request)?.index,
+          );
         if (
           e.body.code !== undefined &&
           (e.body.allow || !e.body.reason || !codeFitsReason(e.body.reason, e.body.code))
@@ -286,7 +280,7 @@ export function attestationAuditor(input: AttestationOptions): {
         issued.set(toHex(e.body.digest), index);
         break;
       case "denial_repeats": {
-        const problem = repeatsProblem(e.body, e.refs, denials, namedByRepeats);
+        const problem = repeatsProblem(e.body, e.refs, index, recent, namedByRepeats);
         if (problem) fail("denial_repeats", index, problem);
         break;
       }
@@ -345,17 +339,6 @@ export function attestationAuditor(input: AttestationOptions): {
   };
 }
 
-/** A denial as kept for denial_repeats: its reason, code, and the uid of the request it names. */
-function denialInfo(
-  e: Entry & { type: "decision" },
-  kinds: KindColumn,
-  requestUids: ReadonlyMap<number, number>,
-): DenialInfo {
-  const ref = e.refs.find((r) => kinds.get(r.index) === KIND.request);
-  const requestUid = ref === undefined ? undefined : (requestUids.get(ref.index) ?? "far");
-  return { reason: e.body.reason, code: e.body.code, requestUid };
-}
-
 /**
  * What is wrong with a denial_repeats entry, if anything: counts and times are safe integers, the
  * count positive, first ≤ last within one window; the decision it names (at most one) is a
@@ -365,7 +348,8 @@ function denialInfo(
 function repeatsProblem(
   b: DenialRepeatsBody,
   refs: Entry["refs"],
-  denials: ReadonlyMap<number, DenialInfo>,
+  index: number,
+  recent: RecentCallers,
   named: Set<number>,
 ): string | undefined {
   // The decoder gives bigints above 2^53: no honest count or time is that large.
@@ -379,12 +363,13 @@ function repeatsProblem(
   if (refs.length > 1) return "names more than the denial that opened its window";
   const ref = refs[0];
   if (!ref) return undefined;
-  const d = denials.get(ref.index);
+  const d = recent.denialAt(ref.index, index);
+  // Fail closed on what the window no longer holds: a window's first denial is named when it closes.
+  if (d === "far") return `the denial at ${ref.index} is too far before it to check`;
   if (d === undefined || d.reason !== b.reason || d.code !== b.code)
     return `entry ${ref.index} is not a denial of reason ${b.reason}${b.code ? ` (${b.code})` : ""}`;
   if (named.has(ref.index)) return `the denial at ${ref.index} opened another window already`;
   named.add(ref.index);
-  // Fail closed on what the window no longer holds: an honest denial follows its request.
   if (d.requestUid === "far")
     return `the request of the denial at ${ref.index} is too far before it to check`;
   if (d.requestUid !== undefined && d.requestUid !== b.uid)
