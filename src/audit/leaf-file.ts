@@ -15,36 +15,41 @@ export class FileLeafStore implements LeafStore {
   private readonly dir = mkdtempSync(join(tmpdir(), "execgate-audit-"));
   private readonly fd = openSync(join(this.dir, "leaves"), "w+", 0o600);
   /** Ring of the last RECENT leaves; the ones not yet written start at `written`. */
-  private readonly ring = new Uint8Array(RECENT * HASH_SIZE);
+  private readonly ring: Uint8Array;
   private count = 0;
   private written = 0;
 
+  /** `recent`: how many of the last leaves stay in memory (a multiple of 4). */
+  constructor(private readonly recent = RECENT) {
+    this.ring = new Uint8Array(recent * HASH_SIZE);
+  }
+
   push(leaf: Uint8Array): void {
-    this.ring.set(leaf, (this.count % RECENT) * HASH_SIZE);
+    this.ring.set(leaf, (this.count % this.recent) * HASH_SIZE);
     this.count += 1;
     // Flush a quarter of the ring at a time, long before it wraps over unwritten leaves.
-    if (this.count - this.written >= RECENT / 4) this.flush();
+    if (this.count - this.written >= this.recent / 4) this.flush();
   }
 
   get(i: number): Uint8Array {
-    if (i >= this.count - RECENT + 1 && i < this.count)
-      return this.ring.subarray((i % RECENT) * HASH_SIZE, ((i % RECENT) + 1) * HASH_SIZE);
+    if (i >= this.count - this.recent + 1 && i < this.count)
+      return this.ring.subarray((i % this.recent) * HASH_SIZE, ((i % this.recent) + 1) * HASH_SIZE);
     return this.range(i, i + 1);
   }
 
   range(lo: number, hi: number): Uint8Array {
     const out = new Uint8Array((hi - lo) * HASH_SIZE);
     for (let i = lo; i < hi; ) {
-      if (i >= this.count - RECENT + 1 && i < this.count) {
+      if (i >= this.count - this.recent + 1 && i < this.count) {
         out.set(
-          this.ring.subarray((i % RECENT) * HASH_SIZE, ((i % RECENT) + 1) * HASH_SIZE),
+          this.ring.subarray((i % this.recent) * HASH_SIZE, ((i % this.recent) + 1) * HASH_SIZE),
           (i - lo) * HASH_SIZE,
         );
         i += 1;
         continue;
       }
       // Before the ring: on disk (flushed, since the ring holds every unwritten leaf).
-      const end = Math.min(hi, this.count - RECENT + 1);
+      const end = Math.min(hi, this.count - this.recent + 1);
       const len = (end - i) * HASH_SIZE;
       let got = 0;
       while (got < len) {
@@ -59,8 +64,8 @@ export class FileLeafStore implements LeafStore {
 
   private flush(): void {
     while (this.written < this.count) {
-      const at = this.written % RECENT;
-      const n = Math.min(this.count - this.written, RECENT - at);
+      const at = this.written % this.recent;
+      const n = Math.min(this.count - this.written, this.recent - at);
       const wrote = writeSync(this.fd, this.ring, at * HASH_SIZE, n * HASH_SIZE, this.written * HASH_SIZE);
       if (wrote !== n * HASH_SIZE) throw new ExecgateError("io_error", "audit leaf store: short write");
       this.written += n;

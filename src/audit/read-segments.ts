@@ -12,8 +12,12 @@ const CHUNK = 4 << 20;
 const MAX_RECORD = RECORD_HEADER_BYTES + MAX_ENTRY_READ_BYTES;
 
 /** `paths` are bundle-relative (segments/NAME.seg); read in name order. */
-export function* readSegmentEvents(dir: string, paths: readonly string[]): Generator<SegmentEvent> {
-  const buf = new Uint8Array(CHUNK);
+export function* readSegmentEvents(
+  dir: string,
+  paths: readonly string[],
+  chunk = CHUNK,
+): Generator<SegmentEvent> {
+  const buf = new Uint8Array(Math.max(chunk, MAX_RECORD + SEGMENT_HEADER_BYTES));
   for (const path of [...paths].sort()) {
     const name = path.slice(path.lastIndexOf("/") + 1);
     const fd = openSync(join(dir, path), "r");
