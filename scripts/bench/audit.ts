@@ -99,8 +99,8 @@ async function lag(signer: NoteSigner, dir: string, seconds: number, ratePerS: n
 
 /**
  * `execgate audit verify` as the auditor runs it (a child process), on a synthetic bundle written
- * by the real lineage: entries/s and peak RSS of --log-only and of the full verify (two passes;
- * it fails on the enrollment a synthetic bundle lacks, after reading every entry), beside the
+ * by the real lineage: entries/s and peak RSS of --log-only and of the full verify (it fails on
+ * the enrollment a synthetic bundle lacks, after auditing every entry), beside the
  * machine's sequential read of the same segment files.
  */
 async function scaleRows(ctx: BenchContext): Promise<BenchRow[]> {
@@ -126,7 +126,7 @@ async function scaleRows(ctx: BenchContext): Promise<BenchRow[]> {
   const cli = resolve("dist/daemon/cli.js");
   for (const [what, args] of [
     ["--log-only", ["--log-only"]],
-    ["full (log, then attestation)", []],
+    ["full (log and attestation, one pass)", []],
   ] as const) {
     ctx.log(`audit verify ${what} on ${label} entries`);
     const r = await measureNode([cli, "audit", "verify", bundle, ...args, "--json"]);

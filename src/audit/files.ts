@@ -9,7 +9,7 @@ import { decodeEntry, type Entry } from "../lineage/entry.js";
 import type { NoteVerifier } from "../lineage/note.js";
 import { decodePolicyRecord, isPolicyRecord } from "../policy/record.js";
 import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../tpm/structures/public.js";
-import { attestationAuditor } from "./attestation.js";
+import { type AttestationOptions, attestationAuditor } from "./attestation.js";
 import { parseCheckpointLog, type SegmentEvent } from "./bundle.js";
 import { hostUeid, originFailure } from "./ek-binding.js";
 import { auditEnrollment } from "./enrollment.js";
@@ -159,44 +159,33 @@ export class LogFacts {
     this.stopped = true;
   }
 
-  push(index: number, entry: Entry | undefined, error: unknown): void {
-    if (this.stopped || this.undecodable) return;
+  /** True iff the entry is one the attestation audits (decoded, before any stop). */
+  push(index: number, entry: Entry | undefined, error: unknown): entry is Entry {
+    if (this.stopped || this.undecodable) return false;
     if (entry === undefined) {
       this.undecodable = { check: "entry", index, reason: asExecgateError(error).message };
-      return;
+      return false;
     }
     if (entry.type === "epoch") {
       if (entry.body.hsmSignature !== undefined) this.epochsSigned = true;
       if ((entry.body.evidence ?? []).length > 0) this.blobEntries.push([index, entry]);
     } else if (entry.type === "policy_loaded") this.blobEntries.push([index, entry]);
+    return true;
   }
 }
 
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
-export async function auditKeysAndAttestation(
+export async function prepareKeysAndAttestation(
   dir: string,
-  files: {
-    readonly checkpointLog: Uint8Array;
-    readonly facts: LogFacts;
-    /** The segments again, for the attestation's own pass. */
-    readonly segmentEvents: () => Iterable<SegmentEvent>;
-    readonly onProgress?: (entries: number) => void;
-  },
+  checkpointLog: Uint8Array,
   logKey: NoteVerifier,
   opts: {
     trustPem?: string;
     origin: string;
     hsmKeyPem?: string;
     akPin?: Uint8Array;
-    /** Filled with the hex digest of every blob the log references (and these checks read). */
-    blobsRead?: Set<string>;
   },
-): Promise<{
-  failures: AuditFailure[];
-  summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
-  /** Where the HSM key the audit used came from (none: the bundle has no HSM key). */
-  hsmKeySource?: "argument" | "bundle";
-}> {
+): Promise<AttestationPass> {
   const failures: AuditFailure[] = [];
   const e = join(dir, "enrollment");
   const opt = (name: string) =>
@@ -231,7 +220,7 @@ export async function auditKeysAndAttestation(
 
   const checkpointNotes: string[] = [];
   const checkpoints = new Map<number, Uint8Array>();
-  for (const r of parseCheckpointLog(files.checkpointLog).records) {
+  for (const r of parseCheckpointLog(checkpointLog).records) {
     if (r.kind !== "checkpoint") continue;
     checkpointNotes.push(r.note);
     try {
@@ -245,14 +234,14 @@ export async function auditKeysAndAttestation(
   // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
   // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
   const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;
-  const hsm = auditHsmKey({
+  const hsmInput = {
     ...(opts.hsmKeyPem !== undefined ? { pinPem: opts.hsmKeyPem } : {}),
     ...(hsmKeyFile ? { inBundle: hsmKeyFile } : {}),
-    epochsSigned: files.facts.epochsSigned,
     checkpointNotes,
     logKeyName: logKey.name,
-  });
-  failures.push(...hsm.failures);
+  };
+  // Which key, and from where, does not depend on the log; its failures do (epochsSigned).
+  const hsm = auditHsmKey({ ...hsmInput, epochsSigned: false });
   const hsmPublic = hsm.key;
   const keys = !requireTpm
     ? { failures: [] as AuditFailure[], ak: undefined }
@@ -269,49 +258,101 @@ export async function auditKeysAndAttestation(
         ...(hsmPublic ? { hsmPublic } : {}),
         now: new Date(),
       });
-  failures.push(...keys.failures);
+  const after: AuditFailure[] = [...keys.failures];
   if (!requireTpm && hsmPublic && !logKey.publicKey.equals(hsmPublic)) {
-    failures.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
+    after.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
   }
   const ueid = hostUeid(ekPublic, hsmPublic);
   const origin = ueid && originFailure(ueid, opts.origin);
-  if (origin) failures.push(origin);
-
-  const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
-  const source = hsm.source ? { hsmKeySource: hsm.source } : {};
-  const undecodable = files.facts.undecodable;
-  if (undecodable) return { failures: [...failures, undecodable], summary: empty, ...source };
-  const auditor = attestationAuditor({
+  if (origin) after.push(origin);
+  return new AttestationPass(failures, hsmInput, hsm.source, after, {
     checkpoints,
     akPublic: keys.ak,
     requireTpm,
     ...(hsmPublic ? { hsmPublic } : {}),
-    // A pinned key is the auditor's demand; the bundle's own key holds epochs to it if any is signed.
-    requireHsmEpochs: hsm.source === "argument" || hsm.epochsSigned,
     ...(ueid ? { ueid } : {}),
   });
+}
+
+/**
+ * The attestation audit riding on the log pass (entries are decoded once). Whether every
+ * verified epoch must carry the bundle's own HSM key's signature depends on whether any epoch
+ * does, known only at the end: the pass assumes it does (an HSM key is configured), and the log
+ * is read a second time only when that turns out wrong.
+ */
+export class AttestationPass {
+  private readonly assumeHsmEpochs: boolean;
+  private readonly auditor: ReturnType<typeof attestationAuditor>;
+
+  constructor(
+    private readonly before: readonly AuditFailure[],
+    private readonly hsmInput: Omit<Parameters<typeof auditHsmKey>[0], "epochsSigned" | "entries">,
+    private readonly hsmSource: "argument" | "bundle" | undefined,
+    private readonly after: readonly AuditFailure[],
+    private readonly options: Omit<AttestationOptions, "requireHsmEpochs">,
+  ) {
+    this.assumeHsmEpochs = options.hsmPublic !== undefined;
+    this.auditor = attestationAuditor({ ...options, requireHsmEpochs: this.assumeHsmEpochs });
+  }
+
+  /** Each entry LogFacts accepted, in order. */
+  push(index: number, entry: Entry): void {
+    this.auditor.push(index, entry);
+  }
+
+  async finish(
+    dir: string,
+    facts: LogFacts,
+    segmentEvents: () => Iterable<SegmentEvent>,
+    blobsRead?: Set<string>,
+    onProgress?: (entries: number) => void,
+  ): Promise<{
+    failures: AuditFailure[];
+    summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
+    /** Where the HSM key the audit used came from (none: the bundle has no HSM key). */
+    hsmKeySource?: "argument" | "bundle";
+  }> {
+    const hsm = auditHsmKey({ ...this.hsmInput, epochsSigned: facts.epochsSigned });
+    const failures = [...this.before, ...hsm.failures, ...this.after];
+    const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
+    const source = this.hsmSource ? { hsmKeySource: this.hsmSource } : {};
+    if (facts.undecodable) return { failures: [...failures, facts.undecodable], summary: empty, ...source };
+    // A pinned key is the auditor's demand; the bundle's own key holds epochs to it if any is signed.
+    const requireHsmEpochs = this.hsmSource === "argument" || facts.epochsSigned;
+    const a =
+      this.options.hsmPublic === undefined || requireHsmEpochs === this.assumeHsmEpochs
+        ? this.auditor.finish()
+        : secondPass(attestationAuditor({ ...this.options, requireHsmEpochs }), segmentEvents, onProgress);
+    failures.push(
+      ...a.failures,
+      ...(await auditPolicyBlobs(dir, facts.blobEntries, blobReader(dir, blobsRead))),
+      ...(await auditEvidenceBlobs(dir, facts.blobEntries, blobReader(dir, blobsRead))),
+    );
+    return {
+      failures,
+      summary: {
+        epochs: a.epochs,
+        verifiedEpochs: a.verifiedEpochs,
+        allows: a.allows,
+        tokensRedeemed: a.tokensRedeemed,
+      },
+      ...source,
+    };
+  }
+}
+
+function secondPass(
+  auditor: ReturnType<typeof attestationAuditor>,
+  segmentEvents: () => Iterable<SegmentEvent>,
+  onProgress?: (entries: number) => void,
+) {
   let index = 0;
-  for (const ev of files.segmentEvents()) {
+  for (const ev of segmentEvents()) {
     if (ev.kind === "header_error") break; // as LogFacts: entries after it are not indexed
     if (ev.kind !== "entry") continue;
     auditor.push(index, decodeEntry(ev.bytes));
     index += 1;
-    if (files.onProgress && index % PROGRESS_EVERY === 0) files.onProgress(index);
+    if (onProgress && index % PROGRESS_EVERY === 0) onProgress(index);
   }
-  const a = auditor.finish();
-  failures.push(
-    ...a.failures,
-    ...(await auditPolicyBlobs(dir, files.facts.blobEntries, blobReader(dir, opts.blobsRead))),
-    ...(await auditEvidenceBlobs(dir, files.facts.blobEntries, blobReader(dir, opts.blobsRead))),
-  );
-  return {
-    failures,
-    summary: {
-      epochs: a.epochs,
-      verifiedEpochs: a.verifiedEpochs,
-      allows: a.allows,
-      tokensRedeemed: a.tokensRedeemed,
-    },
-    ...source,
-  };
+  return auditor.finish();
 }

@@ -3,7 +3,7 @@ import { parseCheckpoint } from "../lineage/checkpoint.js";
 import { type NoteVerifier, parseNote, parseVerifierKey } from "../lineage/note.js";
 import { parseCheckpointLog } from "./bundle.js";
 import { type AuditBundle, auditBlobDigests, readAuditBundle, TileAudit } from "./bundle-dir.js";
-import { auditKeysAndAttestation, LogFacts } from "./files.js";
+import { LogFacts, prepareKeysAndAttestation } from "./files.js";
 import { LOG_FILES, pathsOf } from "./inventory.js";
 import { FileLeafStore } from "./leaf-file.js";
 import { readSegmentEvents } from "./read-segments.js";
@@ -11,8 +11,9 @@ import { type AuditFailure, type AuditReport, verifyBundle } from "./verify.js";
 
 /**
  * `audit verify` on a bundle directory: the phases in order, each streaming the log from disk —
- *   log:         segments → entries → tree → checkpoints (verify.ts), tiles recomputed alongside;
- *   attestation: key chain and a second pass over the entries (files.ts), unless log-only;
+ *   keys:        the enrollment files and key chain (files.ts), unless log-only;
+ *   log:         segments → entries → tree → checkpoints (verify.ts), tiles recomputed and the
+ *                attestation audited alongside, each entry decoded once;
  *   blobs:       every blob hashed against its name.
  * Memory stays bounded whatever the log's size: no phase holds the entries.
  */
@@ -58,6 +59,14 @@ export async function verifyBundleDir(dir: string, o: VerifyDirOptions): Promise
   const checkpointLog = bundle.checkpointLog ?? new Uint8Array(0);
   const tiles = new TileAudit(dir, pathsOf(bundle.inventory, LOG_FILES.tile));
   const facts = new LogFacts();
+  const attestation = o.logOnly
+    ? undefined
+    : await prepareKeysAndAttestation(dir, checkpointLog, logKey!, {
+        ...(o.hsmKeyPem !== undefined ? { hsmKeyPem: o.hsmKeyPem } : {}),
+        ...(o.akPin !== undefined ? { akPin: o.akPin } : {}),
+        ...(o.trustPem !== undefined ? { trustPem: o.trustPem } : {}),
+        origin: keys.origin,
+      });
   const bundleReport = verifyBundle({
     origin: keys.origin,
     logVerifier: logKey!,
@@ -69,32 +78,16 @@ export async function verifyBundleDir(dir: string, o: VerifyDirOptions): Promise
     ...(bundle.checkpointFile ? { checkpointFile: bundle.checkpointFile } : {}),
     onEntry: (index, bytes, leaf, entry, error) => {
       tiles.push(bytes, leaf);
-      facts.push(index, entry, error);
+      if (facts.push(index, entry, error)) attestation?.push(index, entry);
     },
     ...(o.onProgress ? { onProgress: (n: number) => o.onProgress?.("log", n) } : {}),
   });
   failures.push(...bundleReport.failures, ...tiles.finish());
   const blobsRead = new Set<string>();
-  const attestation = o.logOnly
-    ? { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } }
-    : await auditKeysAndAttestation(
-        dir,
-        {
-          checkpointLog,
-          facts,
-          segmentEvents: events,
-          ...(o.onProgress ? { onProgress: (n: number) => o.onProgress?.("attestation", n) } : {}),
-        },
-        logKey!,
-        {
-          ...(o.hsmKeyPem !== undefined ? { hsmKeyPem: o.hsmKeyPem } : {}),
-          ...(o.akPin !== undefined ? { akPin: o.akPin } : {}),
-          ...(o.trustPem !== undefined ? { trustPem: o.trustPem } : {}),
-          origin: keys.origin,
-          blobsRead,
-        },
-      );
-  failures.push(...attestation.failures);
+  const audited = attestation
+    ? await attestation.finish(dir, facts, events, blobsRead, (n) => o.onProgress?.("attestation", n))
+    : { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } };
+  failures.push(...audited.failures);
   // The blobs the log references were read and hashed above (policy_blob, evidence_blob);
   // every other one, and all of them with --log-only, is hashed here.
   const unread = pathsOf(bundle.inventory, LOG_FILES.blob).filter((p) => !blobsRead.has(p.slice(6)));
@@ -106,10 +99,10 @@ export async function verifyBundleDir(dir: string, o: VerifyDirOptions): Promise
     ...(latestCheckpoint && bundle.checkpointFile ? { latestCheckpoint } : {}),
     ok: failures.length === 0,
     failures,
-    attestation: attestation.summary,
+    attestation: audited.summary,
     logKey: logKey!.vkey,
   };
-  const hsmKeySource = "hsmKeySource" in attestation ? attestation.hsmKeySource : undefined;
+  const hsmKeySource = "hsmKeySource" in audited ? audited.hsmKeySource : undefined;
   return { report, unverified, keySource: keys.source, ...(hsmKeySource ? { hsmKeySource } : {}) };
 }
 
