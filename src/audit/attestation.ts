@@ -66,6 +66,8 @@ export interface AttestationSummary {
 }
 
 const sha256 = (b: Uint8Array): Uint8Array => digest("sha256", b);
+/** A byte string as a map key: one character per byte, half the size of hex (one per token). */
+const key = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 const ZERO32 = new Uint8Array(32);
 
 /** Tokens are signed by the epoch's in-memory issuer key (EdDSA) or, with token_signer = "hsm", by the HSM key. */
@@ -277,7 +279,7 @@ export function attestationAuditor(input: AttestationOptions): {
         }
         break;
       case "token_issued":
-        issued.set(toHex(e.body.digest), index);
+        issued.set(key(e.body.digest), index);
         break;
       case "denial_repeats": {
         const problem = repeatsProblem(e.body, e.refs, index, recent, namedByRepeats);
@@ -305,7 +307,7 @@ export function attestationAuditor(input: AttestationOptions): {
         }
         if (input.ueid && !bytesEqual(claims.ueid, input.ueid))
           fail("token_ueid", index, "names another host (ueid) than the bundle's enrollment");
-        const issuedAt = issued.get(toHex(sha256(token)));
+        const issuedAt = issued.get(key(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)
           fail("token_issued", index, "no earlier token_issued entry with its digest");
         const [decisionIndex, decisionLeaf] = claims.lineage;
@@ -317,9 +319,10 @@ export function attestationAuditor(input: AttestationOptions): {
             index,
             `the token of allow ${decisionIndex} was redeemed at ${first} already`,
           );
-        else if (runIds.has(id)) fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
+        else if (runIds.has(key(claims.cti)))
+          fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
         if (first === undefined) redeemedDecisions.set(decisionIndex, index);
-        runIds.add(id);
+        runIds.add(key(claims.cti));
         if (
           decisionIndex >= index ||
           kinds.get(decisionIndex) !== KIND.allow ||
