@@ -1,15 +1,7 @@
-import type { AuditFailure, AuditReport } from "../src/audit/verify.js";
+import type { AuditFailure } from "../src/audit/verify.js";
+import type { VerifyReport } from "../src/audit/verify-dir.js";
 
-export interface VerifyReport extends AuditReport {
-  readonly attestation: {
-    readonly epochs: number;
-    readonly verifiedEpochs: number;
-    readonly allows: number;
-    readonly tokensRedeemed: number;
-  };
-  /** The log key the checkpoints were verified with (absent when there was none to use). */
-  readonly logKey?: string;
-}
+export type { VerifyReport };
 
 /** Lines shown per check in the text output; --json lists every failure. */
 const SHOWN_PER_CHECK = 8;

@@ -1,13 +1,7 @@
-import { LOG_FILES, pathsOf } from "../../src/audit/inventory.js";
-import { type AuditFailure, verifyBundle } from "../../src/audit/verify.js";
-import { asExecgateError, ExecgateError } from "../../src/core/errors.js";
-import { parseCheckpointLog } from "../../src/lineage/bundle-files.js";
-import { parseCheckpoint } from "../../src/lineage/checkpoint.js";
-import { type NoteVerifier, parseNote, parseVerifierKey } from "../../src/lineage/note.js";
+import { setFlagsFromString } from "node:v8";
+import { type VerifyDirResult, type VerifyReport, verifyBundleDir } from "../../src/audit/verify-dir.js";
 import { flag, type OptionSpec, type Parsed, parseCommandArgs, printJson, readInput, str } from "../args.js";
-import { type AuditBundle, auditBlobDigests, auditTiles, readAuditBundle } from "../audit-bundle.js";
-import { auditKeysAndAttestation } from "../audit-files.js";
-import { formatVerifyReport, type VerifyReport } from "../audit-report.js";
+import { formatVerifyReport } from "../audit-report.js";
 import type { Command } from "../cli.js";
 import { EXIT, usageError } from "../exit.js";
 
@@ -22,98 +16,6 @@ async function trustAnchors(path: string): Promise<string> {
   if (!pem.includes("-----BEGIN CERTIFICATE-----"))
     throw usageError(`--trust ${path} holds no PEM certificate (give the EK CA root and intermediates)`);
   return pem;
-}
-
-/**
- * The log key and origin to verify with: the auditor's pins if given (the bundle's log.vkey and
- * origin must then be them), else the bundle's own. Undefined when there is none to use (the
- * failure is already listed).
- */
-function logKeys(
-  bundle: AuditBundle,
-  pins: { vkey?: string; origin?: string },
-  failures: AuditFailure[],
-): { verifiers: NoteVerifier[]; origin: string; source: "bundle" | "argument" } | undefined {
-  const lines = (t: string) => t.split("\n").filter((l) => l.trim().length > 0);
-  let own: NoteVerifier[] | undefined;
-  if (bundle.vkeyText !== undefined) {
-    try {
-      own = lines(bundle.vkeyText).map((l) => parseVerifierKey(l.trim()));
-      if (own.length === 0) throw new ExecgateError("malformed", "it holds no key");
-    } catch (err) {
-      failures.push({
-        check: "log_vkey",
-        path: "log.vkey",
-        reason: `log.vkey: ${asExecgateError(err).message}`,
-      });
-      own = undefined;
-    }
-  }
-  let verifiers = own;
-  if (pins.vkey !== undefined) {
-    verifiers = lines(pins.vkey).map((l) => parseVerifierKey(l.trim()));
-    if (own !== undefined && own[0]!.vkey !== verifiers[0]!.vkey)
-      failures.push({
-        check: "log_vkey",
-        path: "log.vkey",
-        reason: "the bundle's log.vkey is not the pinned key (--vkey)",
-      });
-  }
-  // The origin both the checkpoint file and checkpoints.log claim (unverified here) names an
-  // origin file that lies; when they disagree, one of them is at fault and their checks say so.
-  const claimed = claimedOrigin(bundle.checkpointLog, bundle.checkpointFile);
-  let origin = pins.origin;
-  if (bundle.originText !== undefined) {
-    const m = /^([^\n]+)\n$/.exec(bundle.originText);
-    const own = m?.[1];
-    if (own === undefined)
-      failures.push({ check: "origin_file", path: "origin", reason: "origin is not one line" });
-    else if (pins.origin !== undefined && own !== pins.origin)
-      failures.push({
-        check: "origin_file",
-        path: "origin",
-        reason: `origin names ${own}, not the pinned ${pins.origin}`,
-      });
-    else if (pins.origin === undefined && claimed !== undefined && own !== claimed)
-      failures.push({
-        check: "origin_file",
-        path: "origin",
-        reason: `origin names ${own}, the checkpoint ${claimed}`,
-      });
-    origin ??= own;
-  }
-  origin ??= claimed;
-  if (verifiers === undefined || origin === undefined) return undefined;
-  return { verifiers, origin, source: pins.vkey !== undefined ? "argument" : "bundle" };
-}
-
-function claimedOrigin(
-  checkpointLog: Uint8Array | undefined,
-  checkpointFile: Uint8Array | undefined,
-): string | undefined {
-  const originOf = (note: Uint8Array | string) => {
-    try {
-      return parseCheckpoint(parseNote(note).text).origin;
-    } catch {
-      return undefined; // checkpoint_signature, checkpoint_file_signature report it
-    }
-  };
-  let fromLog: string | undefined;
-  for (const r of checkpointLog ? parseCheckpointLog(checkpointLog).records : [])
-    if (r.kind === "checkpoint") fromLog = originOf(r.note);
-  const fromFile = checkpointFile && originOf(checkpointFile);
-  return fromLog === fromFile ? fromLog : undefined;
-}
-
-function emptyReport(failures: readonly AuditFailure[]): VerifyReport {
-  return {
-    ok: false,
-    entries: 0,
-    root: "",
-    checkpointsVerified: 0,
-    failures,
-    attestation: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 },
-  };
 }
 
 function finish(
@@ -152,6 +54,10 @@ export const command: Command = {
     const p = parseCommandArgs(argv, { json: { type: "boolean" }, ...VERIFY_OPTIONS }, true);
     const dir = p.positionals[0];
     if (dir === undefined || p.positionals.length !== 1) throw usageError("expected one bundle DIR");
+    // Each entry's garbage dies young; V8 would grow the young generation with the allocation
+    // rate (RSS tracking the log's size), and a small fixed one keeps a long audit bounded.
+    setFlagsFromString("--max-semi-space-size=4");
+    setFlagsFromString("--semi-space-growth-factor=1");
     const v = await verifyDir(dir, p);
     return finish(p, v.report, v.unverified, v.keySource, v.hsmKeySource);
   },
@@ -168,98 +74,49 @@ export const VERIFY_OPTIONS = {
   "log-only": { type: "boolean" },
 } as const satisfies OptionSpec;
 
-export interface VerifyOutcome {
-  readonly report: VerifyReport;
-  readonly unverified: readonly string[];
-  readonly keySource: "bundle" | "argument";
-  readonly hsmKeySource?: "bundle" | "argument";
-}
+/** What verifyDir returns: the report, the files left unverified, and where the keys came from. */
+export type VerifyOutcome = VerifyDirResult;
 
-/** Everything `audit verify` checks, for bundle `dir` and the flags in `p` (VERIFY_OPTIONS). */
+/**
+ * Everything `audit verify` checks, for bundle `dir` and the flags in `p` (VERIFY_OPTIONS): the
+ * flags read here, the streaming verification in src/audit/verify-dir.ts.
+ */
 export async function verifyDir(dir: string, p: Parsed): Promise<VerifyOutcome> {
-  {
-    // --log-only checks no key chain: a key to pin there would be silently ignored.
-    for (const k of ["ak-pub", "trust", "hsm-key"] as const)
-      if (flag(p, "log-only") && str(p, k) !== undefined)
-        throw usageError(`--${k} has no effect with --log-only`);
-    const logOnly = flag(p, "log-only");
-    const bundle = await readAuditBundle(dir, { keyChain: !logOnly });
-    const pins = {
-      ...(str(p, "vkey") !== undefined
-        ? { vkey: new TextDecoder().decode(await readInput(str(p, "vkey")!, "vkey")) }
-        : {}),
-      ...(str(p, "origin") !== undefined ? { origin: str(p, "origin")! } : {}),
-    };
-    if (pins.vkey !== undefined && pins.vkey.trim().length === 0)
-      throw usageError("no verifier key (give --vkey FILE)");
-    // Root causes first: the inventory (missing and unknown files), then the key and origin.
-    const failures: AuditFailure[] = [...bundle.inventory.failures];
-    const keys = logKeys(bundle, pins, failures);
-    if (keys === undefined)
-      return { report: emptyReport(failures), unverified: bundle.inventory.unverified, keySource: "bundle" };
-    const [logKey, ...others] = keys.verifiers;
-    const trustedNotes: { source: string; note: Uint8Array }[] = [];
-    const trustedPaths = p.values["trusted-checkpoint"];
-    for (const path of Array.isArray(trustedPaths) ? trustedPaths : [])
-      trustedNotes.push({ source: path, note: await readInput(path, "checkpoint") });
-    const segments = bundle.segments;
-    const checkpointLog = bundle.checkpointLog ?? new Uint8Array(0);
-    const bundleReport = verifyBundle({
-      origin: keys.origin,
-      logVerifier: logKey!,
-      otherVerifiers: others,
-      segments,
-      checkpointLog,
-      trustedCheckpointNotes: trustedNotes,
-      ...(bundle.checkpointFile ? { checkpointFile: bundle.checkpointFile } : {}),
-      // A progress line on a terminal for large bundles (stderr, so --json output stays clean).
-      ...(process.stderr.isTTY
-        ? {
-            onProgress: (n: number) =>
-              process.stderr.write(`\rverifying: ${n.toLocaleString("en-US")} entries`),
-          }
-        : {}),
-    });
-    if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-    failures.push(
-      ...bundleReport.failures,
-      ...(await auditTiles(dir, segments, pathsOf(bundle.inventory, LOG_FILES.tile))),
-    );
-    const blobsRead = new Set<string>();
-    const trustPath = str(p, "trust");
-    const files = { origin: keys.origin, vkeys: [], segments, checkpointLog, blobNames: [] };
-    const attestation = logOnly
-      ? { failures: [], summary: { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 } }
-      : await auditKeysAndAttestation(dir, files, logKey!, {
-          ...(str(p, "hsm-key")
-            ? { hsmKeyPem: new TextDecoder().decode(await readInput(str(p, "hsm-key")!, "HSM key")) }
-            : {}),
-          ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
-          ...(trustPath ? { trustPem: await trustAnchors(trustPath) } : {}),
-          origin: keys.origin,
-          blobsRead,
-        });
-    failures.push(...attestation.failures);
-    // The blobs the log references were read and hashed above (policy_blob, evidence_blob);
-    // every other one, and all of them with --log-only, is hashed here.
-    const unread = pathsOf(bundle.inventory, LOG_FILES.blob).filter((p) => !blobsRead.has(p.slice(6)));
-    failures.push(...(await auditBlobDigests(dir, unread)));
-    // The latest checkpoint reported is the bundle's `checkpoint` file, verified as the latest.
-    const { latestCheckpoint, ...logReport } = bundleReport;
-    const report: VerifyReport = {
-      ...logReport,
-      ...(latestCheckpoint && bundle.checkpointFile ? { latestCheckpoint } : {}),
-      ok: failures.length === 0,
-      failures,
-      attestation: attestation.summary,
-      logKey: logKey!.vkey,
-    };
-    const hsmKeySource = "hsmKeySource" in attestation ? attestation.hsmKeySource : undefined;
-    return {
-      report,
-      unverified: bundle.inventory.unverified,
-      keySource: keys.source,
-      ...(hsmKeySource ? { hsmKeySource } : {}),
-    };
-  }
+  // --log-only checks no key chain: a key to pin there would be silently ignored.
+  for (const k of ["ak-pub", "trust", "hsm-key"] as const)
+    if (flag(p, "log-only") && str(p, k) !== undefined)
+      throw usageError(`--${k} has no effect with --log-only`);
+  const logOnly = flag(p, "log-only");
+  const pins = {
+    ...(str(p, "vkey") !== undefined
+      ? { vkey: new TextDecoder().decode(await readInput(str(p, "vkey")!, "vkey")) }
+      : {}),
+    ...(str(p, "origin") !== undefined ? { origin: str(p, "origin")! } : {}),
+  };
+  if (pins.vkey !== undefined && pins.vkey.trim().length === 0)
+    throw usageError("no verifier key (give --vkey FILE)");
+  const trustedNotes: { source: string; note: Uint8Array }[] = [];
+  const trustedPaths = p.values["trusted-checkpoint"];
+  for (const path of Array.isArray(trustedPaths) ? trustedPaths : [])
+    trustedNotes.push({ source: path, note: await readInput(path, "checkpoint") });
+  const trustPath = str(p, "trust");
+  const r = await verifyBundleDir(dir, {
+    logOnly,
+    pins,
+    trustedNotes,
+    ...(str(p, "hsm-key")
+      ? { hsmKeyPem: new TextDecoder().decode(await readInput(str(p, "hsm-key")!, "HSM key")) }
+      : {}),
+    ...(str(p, "ak-pub") ? { akPin: await readInput(str(p, "ak-pub")!, "AK public key") } : {}),
+    ...(trustPath ? { trustPem: await trustAnchors(trustPath) } : {}),
+    // A progress line per phase on a terminal (stderr, so --json output stays clean).
+    ...(process.stderr.isTTY
+      ? {
+          onProgress: (phase: string, n: number) =>
+            process.stderr.write(`\r\x1b[Kverifying ${phase}: ${n.toLocaleString("en-US")}`),
+        }
+      : {}),
+  });
+  if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+  return r;
 }

@@ -5,11 +5,12 @@ import type { Config } from "../../src/config/index.js";
 import { Gate } from "../../src/gate/gate.js";
 import { spkiDer } from "../../src/hsm/keys.js";
 import { hsmTokenSigner } from "../../src/hsm/token.js";
+import { writeAuditBundle } from "../../src/lineage/export-bundle.js";
 import { gateHandler } from "../../src/router/handler.js";
 import { imaExeCheck } from "../../src/router/ima-exe-check.js";
 import type { RequestHandler } from "../../src/server/server.js";
 import { memoryTokenSigner, SigningThread } from "../../src/token/sign-thread.js";
-import { writeAuditBundle } from "../export.js";
+import { writeTpmEnrollment } from "../export-enrollment.js";
 import { monoUs } from "./clock.js";
 import { evidenceReply } from "./evidence-reply.js";
 import type { Settings } from "./settings.js";
@@ -116,11 +117,12 @@ function router(
       exportsDir: join(config.daemon.stateDir, "exports"),
       ...(roots.useTpm
         ? {
-            tpm: {
-              runner: roots.runner,
-              akHandle: config.tpm.akHandle,
-              signingKeyHandle: config.tpm.signingKeyHandle,
-            },
+            writeEnrollment: (e: string) =>
+              writeTpmEnrollment(e, {
+                runner: roots.runner,
+                akHandle: config.tpm.akHandle,
+                signingKeyHandle: config.tpm.signingKeyHandle,
+              }),
           }
         : {}),
       ...(roots.hsmKey ? { hsmPublicKey: roots.hsmKey.publicKey } : {}),

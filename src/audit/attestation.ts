@@ -13,6 +13,7 @@ import { decodeToken } from "../token/token.js";
 import type { PcrSelection } from "../tpm/structures/pcr-selection.js";
 import { parsePcrsFile } from "../tpm/structures/pcrs-file.js";
 import { verifyQuote } from "../tpm/verify-quote.js";
+import { RecentCallers } from "./recent.js";
 import type { AuditFailure } from "./verify.js";
 
 /*
@@ -33,9 +34,12 @@ import type { AuditFailure } from "./verify.js";
  *              once: once per allow decision, and its id once per run.
  */
 
-export interface AttestationAuditInput {
+export interface AttestationAuditInput extends AttestationOptions {
   /** All entries in log order (index = position). */
   readonly entries: readonly Entry[];
+}
+
+export interface AttestationOptions {
   /** Signed checkpoints that verified (size → root). */
   readonly checkpoints: ReadonlyMap<number, Uint8Array>;
   /** The AK that signs quotes (from the enrollment record); without it quotes cannot be checked. */
@@ -62,6 +66,8 @@ export interface AttestationSummary {
 }
 
 const sha256 = (b: Uint8Array): Uint8Array => digest("sha256", b);
+/** A byte string as a map key: one character per byte, half the size of hex (one per token). */
+const key = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 const ZERO32 = new Uint8Array(32);
 
 /** Tokens are signed by the epoch's in-memory issuer key (EdDSA) or, with token_signer = "hsm", by the HSM key. */
@@ -73,13 +79,48 @@ function tokenSignatureOk(msg: CoseSign1, issuer: Uint8Array, hsm: KeyObject | u
 interface EpochInfo {
   readonly index: number;
   readonly hash: Uint8Array;
-  readonly record: EpochRecord;
+  /** The issuer key its binding names (signs its tokens). */
+  readonly issuer: Uint8Array;
   readonly verified: boolean;
   /** The policy that judged it (absent in logs from before it was recorded). */
   readonly policyDigest: Uint8Array | undefined;
 }
 
 export function auditAttestation(input: AttestationAuditInput): AttestationSummary {
+  const a = attestationAuditor(input);
+  for (let i = 0; i < input.entries.length; i++) a.push(i, input.entries[i]!);
+  return a.finish();
+}
+
+/** What the audit keeps of each entry to check later ones against (one byte per entry). */
+const KIND = { other: 0, allow: 1, denial: 2, request: 3 } as const;
+
+/** The entries' kinds, one byte each, grown by doubling. */
+class KindColumn {
+  private buf = new Uint8Array(1 << 16);
+  set(i: number, k: number): void {
+    if (i >= this.buf.length) {
+      const next = new Uint8Array(Math.max(this.buf.length * 2, i + 1));
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[i] = k;
+  }
+  get(i: number): number {
+    return i >= 0 && i < this.buf.length ? this.buf[i]! : KIND.other;
+  }
+}
+
+/**
+ * The attestation audit fed one entry at a time, in log order (a bundle of any size streams
+ * through it): what later entries are checked against is kept compactly, not the entries.
+ */
+export function attestationAuditor(input: AttestationOptions): {
+  push(index: number, e: Entry): void;
+  finish(): AttestationSummary;
+} {
+  const kinds = new KindColumn();
+  const recent = new RecentCallers();
   const failures: AuditFailure[] = [];
   const fail = (check: string, index: number, reason: string): void => {
     failures.push({ check, index, reason });
@@ -109,9 +150,13 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
     failures.push({ check: "ak", reason: "no AK public key in the bundle: quotes cannot be verified" });
   }
 
-  for (let index = 0; index < input.entries.length; index++) {
-    const e = input.entries[index]!;
+  const push = (index: number, e: Entry): void => {
+    if (e.type !== "request" && e.type !== "decision") recent.other(index);
     switch (e.type) {
+      case "request":
+        kinds.set(index, KIND.request);
+        recent.request(index, e.body.peer.uid);
+        break;
       case "daemon_start":
         prev = undefined; // a new run starts a new epoch chain
         runIds.clear(); // and its own token ids
@@ -127,7 +172,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           rec = decodeEpochRecord(e.body.quote);
         } catch (err) {
           fail("epoch_record", index, asExecgateError(err).message);
-          continue;
+          return;
         }
         const b = rec.binding;
         const hash = sha256(rec.bindingBytes);
@@ -201,7 +246,7 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         const info = {
           index,
           hash,
-          record: rec,
+          issuer: rec.binding.issuer,
           verified: rec.verified && (quoteOk || !requireTpm) && hsmOk,
           policyDigest,
         };
@@ -211,6 +256,15 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         break;
       }
       case "decision":
+        kinds.set(index, e.body.allow ? KIND.allow : KIND.denial);
+        if (e.body.allow) recent.other(index);
+        else
+          recent.denial(
+            index,
+            e.body.reason,
+            e.body.code,
+            e.refs.find((r) => r.index < index && kinds.get(r.index) === KIND.request)?.index,
+          );
         if (
           e.body.code !== undefined &&
           (e.body.allow || !e.body.reason || !codeFitsReason(e.body.reason, e.body.code))
@@ -225,10 +279,10 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
         }
         break;
       case "token_issued":
-        issued.set(toHex(e.body.digest), index);
+        issued.set(key(e.body.digest), index);
         break;
       case "denial_repeats": {
-        const problem = repeatsProblem(e.body, e.refs, input.entries, namedByRepeats);
+        const problem = repeatsProblem(e.body, e.refs, index, recent, namedByRepeats);
         if (problem) fail("denial_repeats", index, problem);
         break;
       }
@@ -242,18 +296,18 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
           claims = claimsFromCbor(decode(msg.payload));
         } catch (err) {
           fail("token", index, `redeemed token does not decode: ${asExecgateError(err).message}`);
-          continue;
+          return;
         }
         const ep = epochsByHash.get(toHex(claims.epoch));
         if (!ep) fail("token_epoch", index, "token names an epoch not in the log");
-        else if (!tokenSignatureOk(msg, ep.record.binding.issuer, input.hsmPublic)) {
+        else if (!tokenSignatureOk(msg, ep.issuer, input.hsmPublic)) {
           fail("token_signature", index, "signed neither by its epoch's issuer key nor by the HSM root key");
         } else if (ep.policyDigest && !bytesEqual(ep.policyDigest, claims.policyDigest)) {
           fail("token_policy", index, "names another policy than the one that judged its epoch");
         }
         if (input.ueid && !bytesEqual(claims.ueid, input.ueid))
           fail("token_ueid", index, "names another host (ueid) than the bundle's enrollment");
-        const issuedAt = issued.get(toHex(sha256(token)));
+        const issuedAt = issued.get(key(sha256(token)));
         if (issuedAt === undefined || issuedAt > index)
           fail("token_issued", index, "no earlier token_issued entry with its digest");
         const [decisionIndex, decisionLeaf] = claims.lineage;
@@ -265,13 +319,13 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
             index,
             `the token of allow ${decisionIndex} was redeemed at ${first} already`,
           );
-        else if (runIds.has(id)) fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
+        else if (runIds.has(key(claims.cti)))
+          fail("token_replayed", index, `token id ${id} redeemed twice in one run`);
         if (first === undefined) redeemedDecisions.set(decisionIndex, index);
-        runIds.add(id);
-        const d = input.entries[decisionIndex];
+        runIds.add(key(claims.cti));
         if (
-          d?.type !== "decision" ||
-          !d.body.allow ||
+          decisionIndex >= index ||
+          kinds.get(decisionIndex) !== KIND.allow ||
           !e.refs.some((r) => r.index === decisionIndex && bytesEqual(r.leafHash, decisionLeaf))
         ) {
           fail("token_decision", index, "does not name the allow decision it was issued under");
@@ -281,8 +335,11 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
       default:
         break;
     }
-  }
-  return { epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures };
+  };
+  return {
+    push,
+    finish: () => ({ epochs: epochsByIndex.size, verifiedEpochs, allows, tokensRedeemed, failures }),
+  };
 }
 
 /**
@@ -294,7 +351,8 @@ export function auditAttestation(input: AttestationAuditInput): AttestationSumma
 function repeatsProblem(
   b: DenialRepeatsBody,
   refs: Entry["refs"],
-  entries: readonly Entry[],
+  index: number,
+  recent: RecentCallers,
   named: Set<number>,
 ): string | undefined {
   // The decoder gives bigints above 2^53: no honest count or time is that large.
@@ -308,13 +366,16 @@ function repeatsProblem(
   if (refs.length > 1) return "names more than the denial that opened its window";
   const ref = refs[0];
   if (!ref) return undefined;
-  const d = entries[ref.index];
-  if (d?.type !== "decision" || d.body.allow || d.body.reason !== b.reason || d.body.code !== b.code)
+  const d = recent.denialAt(ref.index, index);
+  // Fail closed on what the window no longer holds: a window's first denial is named when it closes.
+  if (d === "far") return `the denial at ${ref.index} is too far before it to check`;
+  if (d === undefined || d.reason !== b.reason || d.code !== b.code)
     return `entry ${ref.index} is not a denial of reason ${b.reason}${b.code ? ` (${b.code})` : ""}`;
   if (named.has(ref.index)) return `the denial at ${ref.index} opened another window already`;
   named.add(ref.index);
-  const request = d.refs.map((r) => entries[r.index]).find((x) => x?.type === "request");
-  if (request?.type === "request" && request.body.peer.uid !== b.uid)
-    return `counts uid ${b.uid ?? "(unidentified)"}, its first denial was of uid ${request.body.peer.uid}`;
+  if (d.requestUid === "far")
+    return `the request of the denial at ${ref.index} is too far before it to check`;
+  if (d.requestUid !== undefined && d.requestUid !== b.uid)
+    return `counts uid ${b.uid ?? "(unidentified)"}, its first denial was of uid ${d.requestUid}`;
   return undefined;
 }

@@ -18,7 +18,9 @@ export interface HsmKeyAuditInput {
   readonly pinPem?: string;
   /** enrollment/hsm-key.pem. */
   readonly inBundle?: Uint8Array;
-  readonly entries: readonly Entry[];
+  /** The log's entries, or (streaming) whether any epoch carries an HSM signature. */
+  readonly entries?: readonly Entry[];
+  readonly epochsSigned?: boolean;
   /** Every signed checkpoint note of checkpoints.log, in order. */
   readonly checkpointNotes: readonly string[];
   /** The log key's note name: the HSM co-signs under `<name>-hsm` (checkpoints = "both"). */
@@ -38,7 +40,9 @@ export function auditHsmKey(input: HsmKeyAuditInput): HsmKeyAudit {
   const failures: AuditFailure[] = [];
   const fail = (check: string, reason: string, checkpoint?: number) =>
     failures.push({ check, reason, ...(checkpoint !== undefined ? { checkpoint } : {}) });
-  const epochsSigned = input.entries.some((e) => e.type === "epoch" && e.body.hsmSignature !== undefined);
+  const epochsSigned =
+    input.epochsSigned ??
+    (input.entries ?? []).some((e) => e.type === "epoch" && e.body.hsmSignature !== undefined);
   const cosignName = `${input.logKeyName}-hsm`;
   const cosigned = input.checkpointNotes.map((n, i) => ({ i, sigs: cosignaturesOf(n, cosignName) }));
   const parse = (what: string, pem: Uint8Array | string): KeyObject | undefined => {

@@ -1,12 +1,18 @@
 import { asExecgateError } from "../core/errors.js";
 import { bytesEqual, toHex } from "../core/hex.js";
-import { parseCheckpointLog, parseSegment, type SegmentFile } from "../lineage/bundle-files.js";
+import {
+  parseCheckpointLog,
+  type SegmentEvent,
+  type SegmentFile,
+  segmentEvents,
+} from "../lineage/bundle-files.js";
 import { type Checkpoint, openCheckpoint } from "../lineage/checkpoint.js";
-import { decodeEntry } from "../lineage/entry.js";
+import { decodeEntry, type Entry } from "../lineage/entry.js";
 import { leafHash } from "../lineage/hash.js";
-import { MerkleTree, verifyConsistency } from "../lineage/merkle.js";
+import { verifyConsistency } from "../lineage/merkle.js";
 import type { NoteVerifier } from "../lineage/note.js";
 import { segmentName } from "../lineage/record.js";
+import { type LeafStore, StreamTree } from "./stream-tree.js";
 
 /**
  * Offline verification of a lineage bundle (pure; the CLI reads the files). Order:
@@ -23,11 +29,21 @@ import { segmentName } from "../lineage/record.js";
  * is ok only if there are none and at least one checkpoint covers the whole log.
  */
 
-export interface AuditInput {
+export interface AuditInputBase {
   readonly origin: string;
   readonly logVerifier: NoteVerifier;
   readonly otherVerifiers?: readonly NoteVerifier[];
-  readonly segments: readonly SegmentFile[];
+  /** Where the tree keeps its leaf hashes (default: memory). */
+  readonly leaves?: LeafStore;
+  /** Each entry as it passes (tiles are recomputed from the same pass). */
+  readonly onEntry?: (
+    index: number,
+    bytes: Uint8Array,
+    leaf: Uint8Array,
+    /** Undefined when it does not decode (error says why). */
+    entry: Entry | undefined,
+    error: unknown,
+  ) => void;
   readonly checkpointLog: Uint8Array;
   /** Checkpoints the auditor obtained earlier (e.g. from a previous audit) — anti-rollback. */
   readonly trustedCheckpoints?: readonly Checkpoint[];
@@ -38,6 +54,16 @@ export interface AuditInput {
   /** Called every `progressEvery` entries with the count so far (a terminal progress line). */
   readonly onProgress?: (entries: number) => void;
   readonly progressEvery?: number;
+}
+
+/** The segments in memory. */
+export interface AuditInput extends AuditInputBase {
+  readonly segments: readonly SegmentFile[];
+}
+
+/** The segments as events, e.g. read from disk record by record (large bundles). */
+export interface StreamAuditInput extends AuditInputBase {
+  readonly segmentEvents: Iterable<SegmentEvent>;
 }
 
 export const PROGRESS_EVERY = 65_536;
@@ -61,65 +87,79 @@ export interface AuditReport {
   readonly failures: readonly AuditFailure[];
 }
 
-export function verifyBundle(input: AuditInput): AuditReport {
-  const failures: AuditFailure[] = [];
-  const tree = new MerkleTree();
+export function verifyBundle(input: AuditInput | StreamAuditInput): AuditReport {
+  const tree = new StreamTree(input.leaves);
+  try {
+    return verifyWith(input, tree);
+  } finally {
+    tree.close();
+  }
+}
 
-  // 1–3: segments → entries → tree
-  const segs = [...input.segments].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const file of segs) {
-    let seg: ReturnType<typeof parseSegment>;
-    try {
-      seg = parseSegment(file);
-    } catch (e) {
-      failures.push({ check: "segment_header", reason: asExecgateError(e).message, segment: file.name });
+function verifyWith(input: AuditInput | StreamAuditInput, tree: StreamTree): AuditReport {
+  const failures: AuditFailure[] = [];
+  const every = input.progressEvery ?? PROGRESS_EVERY;
+
+  // 1–3: segments → entries → tree, one record at a time
+  let segment = "";
+  for (const ev of "segments" in input ? segmentEvents(input.segments) : input.segmentEvents) {
+    if (ev.kind === "header_error") {
+      failures.push({ check: "segment_header", reason: ev.reason, segment: ev.name });
       continue;
     }
-    if (file.name !== segmentName(seg.first)) {
-      failures.push({
-        check: "segment_name",
-        reason: `segment named ${file.name} starts at entry ${seg.first}`,
-        segment: file.name,
-      });
-    }
-    if (seg.first !== tree.size) {
-      failures.push({
-        check: "segment_sequence",
-        reason: `segment starts at ${seg.first}, expected ${tree.size}`,
-        segment: file.name,
-        index: tree.size,
-      });
-    }
-    for (const bytes of seg.entries) {
-      const index = tree.size;
-      tree.append(leafHash(bytes));
-      if (input.onProgress && (index + 1) % (input.progressEvery ?? PROGRESS_EVERY) === 0)
-        input.onProgress(index + 1);
-      try {
-        const e = decodeEntry(bytes);
-        e.refs.forEach((r, k) => {
-          if (r.index >= index) {
-            failures.push({ check: "backref", reason: `refs[${k}] points forward to ${r.index}`, index });
-          } else if (!bytesEqual(tree.leafHash(r.index), r.leafHash)) {
-            failures.push({
-              check: "backref",
-              reason: `refs[${k}] leaf hash differs from entry ${r.index}`,
-              index,
-            });
-          }
+    if (ev.kind === "segment") {
+      segment = ev.name;
+      if (ev.name !== segmentName(ev.first)) {
+        failures.push({
+          check: "segment_name",
+          reason: `segment named ${ev.name} starts at entry ${ev.first}`,
+          segment: ev.name,
         });
-      } catch (e) {
-        failures.push({ check: "entry_decode", reason: asExecgateError(e).message, index });
       }
+      if (ev.first !== tree.size) {
+        failures.push({
+          check: "segment_sequence",
+          reason: `segment starts at ${ev.first}, expected ${tree.size}`,
+          segment: ev.name,
+          index: tree.size,
+        });
+      }
+      continue;
     }
-    if (seg.badOffset !== undefined) {
+    if (ev.kind === "bad_record") {
       failures.push({
         check: "record",
-        reason: `bad record at offset ${seg.badOffset} (after entry ${tree.size - 1})`,
-        segment: file.name,
+        reason: `bad record at offset ${ev.offset} (after entry ${tree.size - 1})`,
+        segment,
         index: tree.size,
       });
+      continue;
     }
+    const bytes = ev.bytes;
+    const index = tree.size;
+    const leaf = leafHash(bytes);
+    tree.append(leaf);
+    if (input.onProgress && (index + 1) % every === 0) input.onProgress(index + 1);
+    let e: Entry | undefined;
+    let error: unknown;
+    try {
+      e = decodeEntry(bytes);
+      e.refs.forEach((r, k) => {
+        if (r.index >= index) {
+          failures.push({ check: "backref", reason: `refs[${k}] points forward to ${r.index}`, index });
+        } else if (!bytesEqual(tree.leafHash(r.index), r.leafHash)) {
+          failures.push({
+            check: "backref",
+            reason: `refs[${k}] leaf hash differs from entry ${r.index}`,
+            index,
+          });
+        }
+      });
+    } catch (err) {
+      error = err;
+      failures.push({ check: "entry_decode", reason: asExecgateError(err).message, index });
+    }
+    input.onEntry?.(index, bytes, leaf, error === undefined ? e : undefined, error);
   }
 
   // 4: checkpoints
@@ -269,9 +309,9 @@ export function verifyBundle(input: AuditInput): AuditReport {
  * (an older or re-signed one is stale: an auditor keeps this file for the next audit).
  */
 function checkpointFileFailure(
-  input: AuditInput,
+  input: AuditInputBase,
   bytes: Uint8Array,
-  tree: MerkleTree,
+  tree: StreamTree,
   latest: Checkpoint | undefined,
 ): { check: string; reason: string } | undefined {
   let cp: Checkpoint;

@@ -1,5 +1,5 @@
 import { type CborValue, decode } from "../cbor/index.js";
-import { ExecgateError } from "../core/errors.js";
+import { asExecgateError, ExecgateError } from "../core/errors.js";
 import { MAX_ENTRY_READ_BYTES } from "./entry.js";
 import { checkRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC } from "./record.js";
 
@@ -25,21 +25,18 @@ export interface ParsedSegment {
 
 export function parseSegment(file: SegmentFile): ParsedSegment {
   const b = file.bytes;
-  if (b.length < SEGMENT_HEADER_BYTES || SEGMENT_MAGIC.some((m, i) => b[i] !== m)) {
-    throw new ExecgateError("malformed", `segment ${file.name}: bad header`);
-  }
-  const first = new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(8);
-  if (first > BigInt(Number.MAX_SAFE_INTEGER))
-    throw new ExecgateError("malformed", `segment ${file.name}: bad index`);
+  const header = segmentHeader(file.name, b);
+  if ("reason" in header) throw new ExecgateError("malformed", header.reason);
+  const first = header.first;
   const entries: Uint8Array[] = [];
   let pos = SEGMENT_HEADER_BYTES;
   while (pos < b.length) {
     const len = checkRecord(b, pos, MAX_ENTRY_READ_BYTES);
-    if (len < 0) return { name: file.name, first: Number(first), entries, badOffset: pos };
+    if (len < 0) return { name: file.name, first, entries, badOffset: pos };
     entries.push(b.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
     pos += RECORD_HEADER_BYTES + len;
   }
-  return { name: file.name, first: Number(first), entries };
+  return { name: file.name, first, entries };
 }
 
 export type CheckpointLogRecord =
@@ -79,4 +76,40 @@ export function parseCheckpointLog(bytes: Uint8Array): ParsedCheckpointLog {
     pos += RECORD_HEADER_BYTES + len;
   }
   return { records };
+}
+
+/**
+ * A journal segment as the verifier consumes it, one record at a time: its header, each intact
+ * entry, and where it stops being intact. Produced from bytes in memory (segmentEvents) or read
+ * from files with bounded buffers (read-segments.ts).
+ */
+export type SegmentEvent =
+  | { readonly kind: "segment"; readonly name: string; readonly first: number }
+  | { readonly kind: "header_error"; readonly name: string; readonly reason: string }
+  | { readonly kind: "entry"; readonly bytes: Uint8Array }
+  | { readonly kind: "bad_record"; readonly name: string; readonly offset: number };
+
+/** Segments sorted by name (= by first index), as events. */
+export function* segmentEvents(files: Iterable<SegmentFile>): Generator<SegmentEvent> {
+  for (const file of [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    let seg: ParsedSegment;
+    try {
+      seg = parseSegment(file);
+    } catch (e) {
+      yield { kind: "header_error", name: file.name, reason: asExecgateError(e).message };
+      continue;
+    }
+    yield { kind: "segment", name: file.name, first: seg.first };
+    for (const bytes of seg.entries) yield { kind: "entry", bytes };
+    if (seg.badOffset !== undefined) yield { kind: "bad_record", name: file.name, offset: seg.badOffset };
+  }
+}
+
+/** The segment header's first index, or why the header is not one (pure). */
+export function segmentHeader(name: string, b: Uint8Array): { first: number } | { reason: string } {
+  if (b.length < SEGMENT_HEADER_BYTES || SEGMENT_MAGIC.some((m, i) => b[i] !== m))
+    return { reason: `segment ${name}: bad header` };
+  const first = new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(8);
+  if (first > BigInt(Number.MAX_SAFE_INTEGER)) return { reason: `segment ${name}: bad index` };
+  return { first: Number(first) };
 }

@@ -1,7 +1,7 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { auditEvidenceBlobs, auditPolicyBlobs } from "../../daemon/audit-files.js";
+import { auditEvidenceBlobs, auditPolicyBlobs } from "../../src/audit/files.js";
 import { digest } from "../../src/core/digest.js";
 import { toHex } from "../../src/core/hex.js";
 import { BlobStore } from "../../src/lineage/blobs.js";

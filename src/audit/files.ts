@@ -1,21 +1,20 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { auditAttestation } from "../src/audit/attestation.js";
-import { hostUeid, originFailure } from "../src/audit/ek-binding.js";
-import { auditEnrollment } from "../src/audit/enrollment.js";
-import { auditHsmKey } from "../src/audit/hsm-key.js";
-import type { AuditFailure } from "../src/audit/verify.js";
-import { asExecgateError } from "../src/core/errors.js";
-import { bytesEqual, toHex } from "../src/core/hex.js";
-import { BlobStore } from "../src/lineage/blobs.js";
-import { parseCheckpointLog, parseSegment } from "../src/lineage/bundle-files.js";
-import { openCheckpoint } from "../src/lineage/checkpoint.js";
-import { decodeEntry, type Entry } from "../src/lineage/entry.js";
-import type { BundleFiles } from "../src/lineage/export.js";
-import type { NoteVerifier } from "../src/lineage/note.js";
-import { decodePolicyRecord, isPolicyRecord } from "../src/policy/record.js";
-import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../src/tpm/structures/public.js";
+import { asExecgateError } from "../core/errors.js";
+import { bytesEqual, toHex } from "../core/hex.js";
+import { BlobStore } from "../lineage/blobs.js";
+import { parseCheckpointLog, type SegmentEvent } from "../lineage/bundle-files.js";
+import { openCheckpoint } from "../lineage/checkpoint.js";
+import { decodeEntry, type Entry } from "../lineage/entry.js";
+import type { NoteVerifier } from "../lineage/note.js";
+import { decodePolicyRecord, isPolicyRecord } from "../policy/record.js";
+import { parseTpm2bPublic, type TpmtPublic, tpmName, tpmPublicKey } from "../tpm/structures/public.js";
+import { type AttestationOptions, attestationAuditor } from "./attestation.js";
+import { hostUeid, originFailure } from "./ek-binding.js";
+import { auditEnrollment } from "./enrollment.js";
+import { auditHsmKey } from "./hsm-key.js";
+import { type AuditFailure, PROGRESS_EVERY } from "./verify.js";
 
 /**
  * Why the bundle's enrollment/ak.pub is not the AK the auditor enrolled (--ak-pub), or undefined
@@ -56,13 +55,12 @@ function akPinFailure(pin: Uint8Array, inBundle: Uint8Array | undefined): string
  */
 export async function auditPolicyBlobs(
   dir: string,
-  entries: readonly Entry[],
+  entries: IndexedEntries,
   read = blobReader(dir),
 ): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
   const seen = new Set<string>();
-  for (let index = 0; index < entries.length; index++) {
-    const e = entries[index]!;
+  for (const [index, e] of indexed(entries)) {
     if (e.type !== "policy_loaded" || seen.has(toHex(e.body.policyDigest))) continue;
     seen.add(toHex(e.body.policyDigest));
     const fail = (reason: string) => failures.push({ check: "policy_blob", index, reason });
@@ -97,14 +95,13 @@ export async function auditPolicyBlobs(
  */
 export async function auditEvidenceBlobs(
   dir: string,
-  entries: readonly Entry[],
+  entries: IndexedEntries,
   read = blobReader(dir),
 ): Promise<AuditFailure[]> {
   const failures: AuditFailure[] = [];
   /** Digest → why it failed (undefined: it is fine), so a blob many epochs name is read once. */
   const checked = new Map<string, string | undefined>();
-  for (let index = 0; index < entries.length; index++) {
-    const e = entries[index]!;
+  for (const [index, e] of indexed(entries)) {
     if (e.type !== "epoch") continue;
     for (const d of e.body.evidence ?? []) {
       const hex = toHex(d);
@@ -136,25 +133,59 @@ function blobReader(dir: string, asked?: Set<string>) {
   };
 }
 
+/** All entries (position = index), or some of them with their index. */
+type IndexedEntries = readonly Entry[] | readonly (readonly [number, Entry])[];
+
+function indexed(entries: IndexedEntries): Iterable<readonly [number, Entry]> {
+  return entries.map((e, i) =>
+    Array.isArray(e) ? (e as readonly [number, Entry]) : ([i, e as Entry] as const),
+  );
+}
+
+/**
+ * What the log pass learns for the key and attestation audits, which need it before their own
+ * pass: whether any epoch is HSM-signed, the entries that name blobs, and the first entry that
+ * does not decode (the attestation needs every entry, in order). Entries after a bad segment
+ * header are not indexed, as the log pass reports.
+ */
+export class LogFacts {
+  epochsSigned = false;
+  readonly blobEntries: [number, Entry][] = [];
+  undecodable: AuditFailure | undefined;
+  private stopped = false;
+
+  /** A segment header that does not parse: no later entry is indexed. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** True iff the entry is one the attestation audits (decoded, before any stop). */
+  push(index: number, entry: Entry | undefined, error: unknown): entry is Entry {
+    if (this.stopped || this.undecodable) return false;
+    if (entry === undefined) {
+      this.undecodable = { check: "entry", index, reason: asExecgateError(error).message };
+      return false;
+    }
+    if (entry.type === "epoch") {
+      if (entry.body.hsmSignature !== undefined) this.epochsSigned = true;
+      if ((entry.body.evidence ?? []).length > 0) this.blobEntries.push([index, entry]);
+    } else if (entry.type === "policy_loaded") this.blobEntries.push([index, entry]);
+    return true;
+  }
+}
+
 /** Reads a bundle's enrollment/ files and runs the key-chain and attestation audits on it. */
-export async function auditKeysAndAttestation(
+export async function prepareKeysAndAttestation(
   dir: string,
-  files: BundleFiles,
+  checkpointLog: Uint8Array,
   logKey: NoteVerifier,
   opts: {
     trustPem?: string;
     origin: string;
     hsmKeyPem?: string;
     akPin?: Uint8Array;
-    /** Filled with the hex digest of every blob the log references (and these checks read). */
-    blobsRead?: Set<string>;
   },
-): Promise<{
-  failures: AuditFailure[];
-  summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
-  /** Where the HSM key the audit used came from (none: the bundle has no HSM key). */
-  hsmKeySource?: "argument" | "bundle";
-}> {
+): Promise<AttestationPass> {
   const failures: AuditFailure[] = [];
   const e = join(dir, "enrollment");
   const opt = (name: string) =>
@@ -187,28 +218,9 @@ export async function auditKeysAndAttestation(
     if (reason !== undefined) failures.push({ check: "ak_pin", reason });
   }
 
-  const entries: Entry[] = [];
-  let undecodable: AuditFailure | undefined;
-  decoding: for (const s of files.segments) {
-    let parsed: ReturnType<typeof parseSegment>;
-    try {
-      parsed = parseSegment(s);
-    } catch {
-      break; // segment_header (verifyBundle) reports it; the entries after it cannot be indexed
-    }
-    for (const b of parsed.entries) {
-      try {
-        entries.push(decodeEntry(b));
-      } catch (err) {
-        // verifyBundle reports undecodable entries; the attestation needs them all, in order.
-        undecodable = { check: "entry", index: entries.length, reason: asExecgateError(err).message };
-        break decoding;
-      }
-    }
-  }
   const checkpointNotes: string[] = [];
   const checkpoints = new Map<number, Uint8Array>();
-  for (const r of parseCheckpointLog(files.checkpointLog).records) {
+  for (const r of parseCheckpointLog(checkpointLog).records) {
     if (r.kind !== "checkpoint") continue;
     checkpointNotes.push(r.note);
     try {
@@ -222,14 +234,14 @@ export async function auditKeysAndAttestation(
   // The auditor's own anchors decide what must hold: --trust makes the TPM chain required,
   // --hsm-key the HSM root; with neither, the TPM chain is required (and fails without --trust).
   const requireTpm = opts.trustPem !== undefined || opts.hsmKeyPem === undefined;
-  const hsm = auditHsmKey({
+  const hsmInput = {
     ...(opts.hsmKeyPem !== undefined ? { pinPem: opts.hsmKeyPem } : {}),
     ...(hsmKeyFile ? { inBundle: hsmKeyFile } : {}),
-    entries,
     checkpointNotes,
     logKeyName: logKey.name,
-  });
-  failures.push(...hsm.failures);
+  };
+  // Which key, and from where, does not depend on the log; its failures do (epochsSigned).
+  const hsm = auditHsmKey({ ...hsmInput, epochsSigned: false });
   const hsmPublic = hsm.key;
   const keys = !requireTpm
     ? { failures: [] as AuditFailure[], ak: undefined }
@@ -246,40 +258,101 @@ export async function auditKeysAndAttestation(
         ...(hsmPublic ? { hsmPublic } : {}),
         now: new Date(),
       });
-  failures.push(...keys.failures);
+  const after: AuditFailure[] = [...keys.failures];
   if (!requireTpm && hsmPublic && !logKey.publicKey.equals(hsmPublic)) {
-    failures.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
+    after.push({ check: "log_key", reason: "the checkpoints are not signed by the pinned HSM key" });
   }
   const ueid = hostUeid(ekPublic, hsmPublic);
   const origin = ueid && originFailure(ueid, opts.origin);
-  if (origin) failures.push(origin);
-
-  const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
-  const source = hsm.source ? { hsmKeySource: hsm.source } : {};
-  if (undecodable) return { failures: [...failures, undecodable], summary: empty, ...source };
-  const a = auditAttestation({
-    entries,
+  if (origin) after.push(origin);
+  return new AttestationPass(failures, hsmInput, hsm.source, after, {
     checkpoints,
     akPublic: keys.ak,
     requireTpm,
     ...(hsmPublic ? { hsmPublic } : {}),
-    // A pinned key is the auditor's demand; the bundle's own key holds epochs to it if any is signed.
-    requireHsmEpochs: hsm.source === "argument" || hsm.epochsSigned,
     ...(ueid ? { ueid } : {}),
   });
-  failures.push(
-    ...a.failures,
-    ...(await auditPolicyBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
-    ...(await auditEvidenceBlobs(dir, entries, blobReader(dir, opts.blobsRead))),
-  );
-  return {
-    failures,
-    summary: {
-      epochs: a.epochs,
-      verifiedEpochs: a.verifiedEpochs,
-      allows: a.allows,
-      tokensRedeemed: a.tokensRedeemed,
-    },
-    ...source,
-  };
+}
+
+/**
+ * The attestation audit riding on the log pass (entries are decoded once). Whether every
+ * verified epoch must carry the bundle's own HSM key's signature depends on whether any epoch
+ * does, known only at the end: the pass assumes it does (an HSM key is configured), and the log
+ * is read a second time only when that turns out wrong.
+ */
+export class AttestationPass {
+  private readonly assumeHsmEpochs: boolean;
+  private readonly auditor: ReturnType<typeof attestationAuditor>;
+
+  constructor(
+    private readonly before: readonly AuditFailure[],
+    private readonly hsmInput: Omit<Parameters<typeof auditHsmKey>[0], "epochsSigned" | "entries">,
+    private readonly hsmSource: "argument" | "bundle" | undefined,
+    private readonly after: readonly AuditFailure[],
+    private readonly options: Omit<AttestationOptions, "requireHsmEpochs">,
+  ) {
+    this.assumeHsmEpochs = options.hsmPublic !== undefined;
+    this.auditor = attestationAuditor({ ...options, requireHsmEpochs: this.assumeHsmEpochs });
+  }
+
+  /** Each entry LogFacts accepted, in order. */
+  push(index: number, entry: Entry): void {
+    this.auditor.push(index, entry);
+  }
+
+  async finish(
+    dir: string,
+    facts: LogFacts,
+    segmentEvents: () => Iterable<SegmentEvent>,
+    blobsRead?: Set<string>,
+    onProgress?: (entries: number) => void,
+  ): Promise<{
+    failures: AuditFailure[];
+    summary: { epochs: number; verifiedEpochs: number; allows: number; tokensRedeemed: number };
+    /** Where the HSM key the audit used came from (none: the bundle has no HSM key). */
+    hsmKeySource?: "argument" | "bundle";
+  }> {
+    const hsm = auditHsmKey({ ...this.hsmInput, epochsSigned: facts.epochsSigned });
+    const failures = [...this.before, ...hsm.failures, ...this.after];
+    const empty = { epochs: 0, verifiedEpochs: 0, allows: 0, tokensRedeemed: 0 };
+    const source = this.hsmSource ? { hsmKeySource: this.hsmSource } : {};
+    if (facts.undecodable) return { failures: [...failures, facts.undecodable], summary: empty, ...source };
+    // A pinned key is the auditor's demand; the bundle's own key holds epochs to it if any is signed.
+    const requireHsmEpochs = this.hsmSource === "argument" || facts.epochsSigned;
+    const a =
+      this.options.hsmPublic === undefined || requireHsmEpochs === this.assumeHsmEpochs
+        ? this.auditor.finish()
+        : secondPass(attestationAuditor({ ...this.options, requireHsmEpochs }), segmentEvents, onProgress);
+    failures.push(
+      ...a.failures,
+      ...(await auditPolicyBlobs(dir, facts.blobEntries, blobReader(dir, blobsRead))),
+      ...(await auditEvidenceBlobs(dir, facts.blobEntries, blobReader(dir, blobsRead))),
+    );
+    return {
+      failures,
+      summary: {
+        epochs: a.epochs,
+        verifiedEpochs: a.verifiedEpochs,
+        allows: a.allows,
+        tokensRedeemed: a.tokensRedeemed,
+      },
+      ...source,
+    };
+  }
+}
+
+function secondPass(
+  auditor: ReturnType<typeof attestationAuditor>,
+  segmentEvents: () => Iterable<SegmentEvent>,
+  onProgress?: (entries: number) => void,
+) {
+  let index = 0;
+  for (const ev of segmentEvents()) {
+    if (ev.kind === "header_error") break; // as LogFacts: entries after it are not indexed
+    if (ev.kind !== "entry") continue;
+    auditor.push(index, decodeEntry(ev.bytes));
+    index += 1;
+    if (onProgress && index % PROGRESS_EVERY === 0) onProgress(index);
+  }
+  return auditor.finish();
 }
