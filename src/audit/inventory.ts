@@ -130,8 +130,11 @@ export const BUNDLE_INVENTORY: readonly InventoryRule[] = [
   },
 ];
 
-/** Directories a bundle has, which may be empty (a log with no blobs; tile/ of nothing). */
-const BUNDLE_DIRS = /^(segments|blobs|enrollment|tile(\/(\d+|entries)(\/x\d{3})*(\/\d{3}\.p)?)?)\/$/;
+/**
+ * Directories a bundle has, which may be empty (a log with no blobs; tile/ of nothing). A
+ * directory under tile/ exists only to hold a tile, so an empty one is junk.
+ */
+const BUNDLE_DIRS = /^(segments|blobs|enrollment|tile)\/$/;
 
 export interface Inventory {
   /** Paths by the rule they match. */

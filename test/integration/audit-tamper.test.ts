@@ -116,6 +116,11 @@ const CASES: TamperCase[] = [
     change: async (d, w) => replaceFrom(join(w.fork, "segments"), join(d, "segments")),
   },
   {
+    name: "tile: an empty directory of tile shape for a level the log lacks",
+    check: "unknown_file",
+    change: async (d) => mkdir(join(d, "tile", "9")),
+  },
+  {
     name: "segment: junk beside it",
     check: "unknown_file",
     change: async (d) => writeFile(join(d, "segments", "notes.txt"), "x"),

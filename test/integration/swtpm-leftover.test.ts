@@ -108,6 +108,9 @@ describeTpm("a swtpm left behind by a killed run: zombies and vanished processes
     const other = join(await scratch(), "state");
     expect(await stopLeftover(t.pidFile, other)).toBe("none");
     expect(await processEnded(t.pid)).toBe(false);
+    // Frozen only once swtpm handles SIGTERM itself: before that, SIGTERM's default action would
+    // end even a stopped process, and stopLeftover would rightly say "stopped".
+    await until("swtpm to handle SIGTERM", () => catchesSigterm(t.pid));
     signalProcess(t.pid, "SIGSTOP");
     expect(await stopLeftover(t.pidFile, t.state)).toBe("killed");
     expect(await processEnded(t.pid)).toBe(true);
@@ -143,3 +146,10 @@ describeTpm("a swtpm left behind by a killed run: zombies and vanished processes
     await until("the swtpm to end with its parent", () => processEnded(pid));
   });
 });
+
+/** True once the process has a handler for SIGTERM (proc(5) status SigCgt, bit 15 - 1). */
+async function catchesSigterm(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return caught !== undefined && (BigInt(`0x${caught}`) & (1n << 14n)) !== 0n;
+}

@@ -57,12 +57,18 @@ describe("audit: the bundle inventory", () => {
       [
         { path: "blobs/", kind: "an empty directory", emptyDir: true },
         { path: "spare/", kind: "an empty directory", emptyDir: true },
+        { path: "tile/", kind: "an empty directory", emptyDir: true },
+        // A directory of tile shape holds tiles; empty, it is junk (a level the log may not have).
+        { path: "tile/9/", kind: "an empty directory", emptyDir: true },
+        { path: "tile/0/x001/", kind: "an empty directory", emptyDir: true },
         { path: "log.link", kind: "not a regular file" },
       ],
       { keyChain: true },
     );
     const by = (c: string) => inv.failures.filter((f) => f.check === c).map((f) => f.path);
-    expect(by("unknown_file").sort()).toEqual([...junk, "spare/", "log.link"].sort());
+    expect(by("unknown_file").sort()).toEqual(
+      [...junk, "spare/", "tile/9/", "tile/0/x001/", "log.link"].sort(),
+    );
     expect(by("missing_file").sort()).toEqual(["checkpoint", "segments/"]);
   });
 
