@@ -1,6 +1,7 @@
 import { ExecgateError } from "../core/errors.js";
 import { EMPTY_ROOT, HASH_SIZE, nodeHash } from "../lineage/hash.js";
 import { HashColumn } from "../lineage/hash-column.js";
+import { splitPoint, subproof } from "../lineage/merkle.js";
 
 /**
  * The auditor's Merkle tree (RFC 9162 §2.1), built one leaf at a time without holding every node:
@@ -41,12 +42,6 @@ export class MemoryLeafStore implements LeafStore {
 
 function isAlignedPower(lo: number, n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0 && lo % n === 0;
-}
-
-function splitPoint(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
 }
 
 export class StreamTree {
@@ -111,7 +106,7 @@ export class StreamTree {
     if (!Number.isSafeInteger(m) || m < 1 || m > n)
       throw new ExecgateError("malformed", `merkle: consistency proof needs 0 < m ≤ n (m=${m}, n=${n})`);
     const out: Uint8Array[] = [];
-    if (m < n) this.subproof(m, 0, n, true, out);
+    if (m < n) subproof((lo, hi) => this.range(lo, hi), m, 0, n, true, out);
     return out;
   }
 
@@ -138,22 +133,6 @@ export class StreamTree {
     const level: Uint8Array[] = [];
     for (let i = 0; i < hi - lo; i++) level.push(bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
     return mth(level);
-  }
-
-  private subproof(m: number, lo: number, hi: number, complete: boolean, out: Uint8Array[]): void {
-    const n = hi - lo;
-    if (m === n) {
-      if (!complete) out.push(this.range(lo, hi).slice());
-      return;
-    }
-    const k = splitPoint(n);
-    if (m <= k) {
-      this.subproof(m, lo, lo + k, complete, out);
-      out.push(this.range(lo + k, hi).slice());
-    } else {
-      this.subproof(m - k, lo + k, hi, false, out);
-      out.push(this.range(lo, lo + k).slice());
-    }
   }
 
   private check(v: number, max: number, what: string): void {

@@ -16,8 +16,35 @@ import { HashColumn } from "./hash-column.js";
 /** Sizes and indices are JS safe integers; 2^53 leaves is far beyond any log we keep. */
 const MAX_TREE_SIZE = Number.MAX_SAFE_INTEGER;
 
+/**
+ * SUBPROOF(m, D[lo:hi], complete) — RFC 9162 §2.1.4.1, over any tree that gives MTH(D[lo:hi])
+ * through `range` (the in-memory tree here, the auditor's streaming tree in src/audit).
+ */
+export function subproof(
+  range: (lo: number, hi: number) => Uint8Array,
+  m: number,
+  lo: number,
+  hi: number,
+  complete: boolean,
+  out: Uint8Array[],
+): void {
+  const n = hi - lo;
+  if (m === n) {
+    if (!complete) out.push(range(lo, hi).slice());
+    return;
+  }
+  const k = splitPoint(n);
+  if (m <= k) {
+    subproof(range, m, lo, lo + k, complete, out);
+    out.push(range(lo + k, hi).slice());
+  } else {
+    subproof(range, m - k, lo + k, hi, false, out);
+    out.push(range(lo, lo + k).slice());
+  }
+}
+
 /** Largest power of two strictly less than n (n ≥ 2), RFC 9162 §2.1.1 "k". */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
@@ -85,7 +112,7 @@ export class MerkleTree {
       throw new ExecgateError("malformed", `merkle: consistency proof needs 0 < m ≤ n (m=${m}, n=${n})`);
     }
     const out: Uint8Array[] = [];
-    if (m < n) this.subproof(m, 0, n, true, out);
+    if (m < n) subproof((lo, hi) => this.range(lo, hi), m, 0, n, true, out);
     return out;
   }
 
@@ -119,22 +146,6 @@ export class MerkleTree {
       out.push(this.range(lo + k, hi).slice());
     } else {
       this.path(m - k, lo + k, hi, out);
-      out.push(this.range(lo, lo + k).slice());
-    }
-  }
-
-  private subproof(m: number, lo: number, hi: number, complete: boolean, out: Uint8Array[]): void {
-    const n = hi - lo;
-    if (m === n) {
-      if (!complete) out.push(this.range(lo, hi).slice());
-      return;
-    }
-    const k = splitPoint(n);
-    if (m <= k) {
-      this.subproof(m, lo, lo + k, complete, out);
-      out.push(this.range(lo + k, hi).slice());
-    } else {
-      this.subproof(m - k, lo + k, hi, false, out);
       out.push(this.range(lo, lo + k).slice());
     }
   }
