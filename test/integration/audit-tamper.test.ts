@@ -14,7 +14,12 @@ import {
 } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from "../../src/lineage/record.js";
+import {
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+  segmentName,
+} from "../../src/lineage/record.js";
 import { execgate } from "../helpers/cli.js";
 import { describeTpm } from "../helpers/hardware.js";
 import { buildTamperWorld, type TamperCase, type TamperWorld, tamperCases } from "../helpers/tamper.js";
@@ -52,6 +57,36 @@ async function files(dir: string, sub: string): Promise<string[]> {
     .filter((e) => e.isFile())
     .map((e) => join(e.parentPath, e.name));
   return all.sort();
+}
+/**
+ * Rewrites a bundle's one segment as three valid segments, starting at entries 0, `a` and `b`
+ * (what a daemon that rolled its segment over would have exported): the same records, each new
+ * segment with its own header. Returns the three paths.
+ */
+async function splitSegment(dir: string, a: number, b: number): Promise<string[]> {
+  const path = await firstSegment(dir);
+  const data = await readFile(path);
+  const offsets: number[] = [];
+  for (let at = SEGMENT_HEADER_BYTES; at < data.length; ) {
+    offsets.push(at);
+    at += RECORD_HEADER_BYTES + data.readUInt32BE(at);
+  }
+  offsets.push(data.length);
+  await rm(path);
+  const out: string[] = [];
+  for (const [first, last] of [
+    [0, a],
+    [a, b],
+    [b, offsets.length - 1],
+  ] as const) {
+    const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
+    header.set(SEGMENT_MAGIC);
+    header.writeBigUInt64BE(BigInt(first), 8);
+    const file = join(dir, "segments", segmentName(first));
+    await writeFile(file, Buffer.concat([header, data.subarray(offsets[first], offsets[last])]));
+    out.push(file);
+  }
+  return out;
 }
 /** A signed note whose last signature keeps its key id and carries random bytes. */
 async function forgeSignature(path: string): Promise<void> {
@@ -114,6 +149,26 @@ const CASES: TamperCase[] = [
     // had: the signed checkpoints then disagree by root or by size.
     check: ["checkpoint_root", "checkpoint_size"],
     change: async (d, w) => replaceFrom(join(w.fork, "segments"), join(d, "segments")),
+  },
+  {
+    name: "segment: the middle one of three deleted",
+    check: "segment_sequence",
+    change: async (d) => rm((await splitSegment(d, 40, 80))[1]!),
+  },
+  {
+    name: "segment: another host's log interleaved (its entries 5..9 in place of ours)",
+    // Their entries name leaf hashes of their own log: the back-references or, where an entry
+    // names nothing earlier, the signed roots disagree first.
+    check: ["backref", "checkpoint_root"],
+    change: async (d, w) => {
+      const theirs = join(d, "theirs");
+      await cp(w.other, theirs, { recursive: true });
+      const middle = (await splitSegment(theirs, 5, 10))[1]!;
+      const ours = await splitSegment(d, 5, 10);
+      await rm(ours[1]!);
+      await cp(middle, ours[1]!);
+      await rm(theirs, { recursive: true });
+    },
   },
   {
     name: "tile: an empty directory of tile shape for a level the log lacks",
@@ -415,6 +470,16 @@ describeTpm("audit verify on tampered bundles: every log-side file kind × every
   }, 240_000);
   afterAll(async () => {
     await dispose?.();
+  });
+
+  it("the honest bundle with its segment split in three (as a rolled-over log exports) still verifies", async () => {
+    const w = world!;
+    const d = join(w.dir, "split-honest");
+    await cp(w.bundle, d, { recursive: true });
+    expect(await splitSegment(d, 40, 80)).toHaveLength(3);
+    const r = await execgate(["audit", "verify", d, "--json", ...pinned(w)]);
+    expect((JSON.parse(r.stdout) as { failures: unknown[] }).failures).toEqual([]);
+    expect(r.code).toBe(0);
   });
 
   it("the honest bundle verifies: exit 0, the checkpoint file is the latest, every file verified", async () => {
