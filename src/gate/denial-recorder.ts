@@ -89,10 +89,11 @@ export class DenialRecorder {
   }
 
   private async append(r: DenialRepeats<FirstRef>): Promise<void> {
-    const first = await r.first;
     this.o.log.info({ reason: r.reason, code: r.code, uid: r.uid, count: r.count }, "denials_repeated");
     const time: EntryTime = { wallMs: this.o.now(), monoUs: this.o.monoUs() };
+    // Everything awaited is inside the try: a failure here is logged, never an unhandled rejection.
     try {
+      const first = await r.first;
       await this.o.lineage.add([
         makeEntry(
           "denial_repeats",

@@ -135,7 +135,9 @@ export class TokenIssuer {
       return { kind: "lineage_down", error };
     }
     if (failure !== undefined) return { kind: "denied", reason: failure };
-    return { kind: "issued", claims: claims!, token: token! };
+    // Every path above sets a token or a failure; should neither hold, nothing is released.
+    if (token === undefined || claims === undefined) return { kind: "denied", reason: "internal_error" };
+    return { kind: "issued", claims, token };
   }
 
   /** A signature that has not come back within the timeout fails: its place holds back every later entry. */
